@@ -1,0 +1,83 @@
+# netfence build. `make`, `make check`, `make conformance`, `make install`.
+PREFIX ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+DESTDIR ?=
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS := jansson libmnl libnftnl yaml-0.1
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
+	  -D_GNU_SOURCE -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS))
+LDLIBS += $(shell $(PKG_CONFIG) --libs $(PKGS))
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRCS := $(wildcard netconf/*.c) $(wildcard enforce/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=build/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
+
+all: bin/netfence bin/netfencectl
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  CC      $<" || true
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+build/libnetfence.a: $(LIB_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+bin/netfence: build/plugin/netfence.o build/libnetfence.a
+	@mkdir -p bin
+	@[ "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bin/netfencectl: build/plugin/netfencectl.o build/libnetfence.a
+	@mkdir -p bin
+	@[ "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests: cmocka, under ASan and UBSan, no kernel needed.
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+build/asan/test_%: tests/unit/test_%.c $(ASAN_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ $(LDLIBS) \
+		$(shell $(PKG_CONFIG) --libs cmocka)
+
+check: $(UNIT_BINS)
+	@rc=0; for t in $(UNIT_BINS); do \
+		echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || rc=1; \
+	done; exit $$rc
+
+# Conformance: real plugins in private network namespaces (root).
+conformance/cnitool/cnitool: conformance/cnitool/main.go
+	cd conformance/cnitool && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache \
+		go build -o cnitool .
+
+conformance: all conformance/cnitool/cnitool conformance/probe/probe
+	conformance/run.sh
+
+conformance/probe/probe: conformance/probe/probe.c
+	$(CC) -O2 -Wall -Wextra -Werror -static -o $@ $<
+
+install: all
+	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/netfence $(DESTDIR)$(CNI_BIN_DIR)/netfence
+	install -m 0755 bin/netfencectl $(DESTDIR)$(PREFIX)/bin/netfencectl
+
+clean:
+	rm -rf build bin conformance/cnitool/cnitool conformance/probe/probe
+
+.PHONY: all check conformance install clean
+-include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d

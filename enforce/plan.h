@@ -1,0 +1,115 @@
+/* The plan: plain data describing the whole nftables state netfence wants.
+ *
+ * compile.c builds it from the node state, render.c prints it as nft text
+ * (golden tests, `netfencectl show`), nft.c sends it as one libnftnl batch.
+ *
+ * Kernel layout (names are fixed here so render and nft agree):
+ *
+ *   table inet netfence
+ *     map egress4 { ipv4_addr : verdict }    pod source address -> jump pod chain
+ *     map egress6 { ipv6_addr : verdict }
+ *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks)
+ *     chain forward  hook forward priority filter, policy accept:
+ *         ct state established,related accept
+ *         icmpv6 type nd-router-solicit..nd-neighbor-advert accept
+ *         ip saddr vmap @egress4
+ *         ip6 saddr vmap @egress6
+ *     chain input    hook input priority filter: same rules
+ *     chain <plan_chain.name>: the pod's allow rules, then "counter drop"
+ *
+ *   table netdev netfence
+ *     chain <plan_antispoof.chain> hook ingress device <dev> priority -500:
+ *         only the pod's own source addresses pass (see render.c)
+ */
+#ifndef NETFENCE_PLAN_H
+#define NETFENCE_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../netconf/model.h"
+
+#define PLAN_TABLE "netfence"
+#define PLAN_MAP_V4 "egress4"
+#define PLAN_MAP_V6 "egress6"
+#define PLAN_CHAIN_FORWARD "forward"
+#define PLAN_CHAIN_INPUT "input"
+#define PLAN_ANTISPOOF_PRIO (-500)
+
+/* A named set of addresses (family AF_INET or AF_INET6). interval sets hold
+ * prefixes (ipBlocks, already flattened: cidr minus except, no overlaps,
+ * sorted); non-interval sets hold host addresses (pods). */
+struct plan_set {
+	char *name;
+	char *comment; /* what it stands for, e.g. "ns(k=v) pods(app=web)" */
+	int family;
+	bool interval;
+	size_t n;
+	struct nf_cidr *elems;
+};
+
+/* One allow rule in a pod chain. Matches are ANDed; absent ones match all. */
+struct plan_rule {
+	int family;       /* 0: both; AF_INET/AF_INET6: that family only */
+	char *dst_set;    /* NULL: any destination; else a plan_set name of `family` */
+	uint8_t l4proto;  /* 0: any protocol */
+	uint16_t port_lo; /* 0: any port (requires l4proto) */
+	uint16_t port_hi; /* == port_lo for a single port */
+	char *comment;    /* "default/foo-deny-external-egress egress[0]" */
+};
+
+struct plan_chain {
+	char *name;    /* "pod_<16 hex>" */
+	char *comment; /* "default/foo" */
+	size_t nrules;
+	struct plan_rule *rules; /* allow rules; the chain ends in counter drop */
+};
+
+/* Dispatch: a pod address -> its chain (map egress4/egress6). */
+struct plan_dispatch {
+	struct nf_cidr addr; /* host address (prefix 32/128) */
+	char *chain;
+};
+
+struct plan_antispoof {
+	char *chain;   /* "as_<dev>" */
+	char *dev;     /* host-side veth */
+	size_t naddrs;
+	struct nf_cidr *addrs; /* host addresses the pod may use as source */
+};
+
+struct plan {
+	size_t nsets;
+	struct plan_set *sets;
+	size_t nchains;
+	struct plan_chain *chains;
+	size_t ndispatch;
+	struct plan_dispatch *dispatch;
+	size_t nantispoof;
+	struct plan_antispoof *antispoof;
+};
+
+void plan_free(struct plan *p); /* frees members, not p */
+/* true when no pod is selected: the netfence tables should not exist */
+bool plan_is_empty(const struct plan *p);
+
+/* compile.c: node state -> plan. Pure: no kernel, no I/O. */
+int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err);
+/* Is this pod selected by any Egress policy? */
+bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
+
+/* render.c: plan -> nft text, deterministic (golden tests). Caller frees. */
+char *plan_render(const struct plan *p);
+
+/* nft.c: make the kernel's netfence tables equal to the plan, in one netlink
+ * transaction: the tables are created if missing, deleted, and re-created
+ * with the plan's content (nothing when the plan is empty). Antispoof
+ * chains whose device does not exist are skipped (the pod is gone). */
+int nft_apply(const struct plan *p, struct nf_error *err);
+/* Deletes both netfence tables if present (one transaction). */
+int nft_delete_all(struct nf_error *err);
+/* 1 if chain `name` exists in table inet netfence, 0 if not, <0 on error */
+int nft_chain_exists(const char *name, struct nf_error *err);
+
+#endif
