@@ -19,7 +19,8 @@ int nf_error_set(struct nf_error *err, int errnum, int code, const char *fmt, ..
 
 void nf_error_wrap(struct nf_error *err, const char *fmt, ...)
 {
-	char ctx[NF_ERRMSG_MAX], old[NF_ERRMSG_MAX];
+	char ctx[NF_ERRMSG_MAX / 2];
+	size_t cl, ml;
 	va_list ap;
 
 	if (!err)
@@ -27,8 +28,15 @@ void nf_error_wrap(struct nf_error *err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
-	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", ctx, old);
+	cl = strlen(ctx);
+	ml = strnlen(err->msg, sizeof(err->msg) - 1);
+	if (ml > sizeof(err->msg) - cl - 3)
+		ml = sizeof(err->msg) - cl - 3;
+	memmove(err->msg + cl + 2, err->msg, ml);
+	err->msg[cl + 2 + ml] = '\0';
+	memcpy(err->msg, ctx, cl);
+	err->msg[cl] = ':';
+	err->msg[cl + 1] = ' ';
 }
 
 void nf_error_clear(struct nf_error *err)

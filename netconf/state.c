@@ -1,0 +1,375 @@
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define STATE_KIND "NetfenceNodeState"
+#define STATE_API "netfence.dev/v1"
+#define STATE_MAX_BYTES (256u << 20)
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	_cleanup_free_ char *copy = strdup(dir);
+	char *p;
+
+	if (!copy)
+		return -ENOMEM;
+	for (p = copy + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(copy, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int nf_state_lock(const char *path, struct nf_state_lock *lock, struct nf_error *err)
+{
+	_cleanup_free_ char *dircopy = strdup(path);
+	_cleanup_free_ char *lockpath = NULL;
+	int fd, r;
+
+	if (!dircopy || asprintf(&lockpath, "%s.lock", path) < 0)
+		return -ENOMEM;
+	r = mkdir_p(dirname(dircopy), 0700);
+	if (r < 0)
+		return nf_error_set(err, -r, CNI_ERR_IO, "creating the directory of state file \"%s\": %s",
+				    path, strerror(-r));
+	fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return nf_error_set(err, errno, CNI_ERR_IO, "opening lock file \"%s\": %s", lockpath,
+				    strerror(errno));
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno == EINTR)
+			continue;
+		r = errno;
+		close(fd);
+		return nf_error_set(err, r, CNI_ERR_IO, "locking \"%s\": %s", lockpath, strerror(r));
+	}
+	lock->fd = fd;
+	return 0;
+}
+
+void nf_state_unlock(struct nf_state_lock *lock)
+{
+	if (lock && lock->fd >= 0) {
+		close(lock->fd); /* releases the flock */
+		lock->fd = -1;
+	}
+}
+
+/* ---- (de)serialisation ---- */
+
+static int array_member(const json_t *root, const char *key, const json_t **out, struct nf_error *err)
+{
+	const json_t *a = json_object_get(root, key);
+	if (a && !json_is_array(a) && !json_is_null(a))
+		return nf_error_set(err, EINVAL, NF_ERR_STATE, "%s: must be an array", key);
+	*out = json_is_array(a) ? a : NULL;
+	return 0;
+}
+
+int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error *err)
+{
+	struct nf_state s = {0};
+	const json_t *pols, *nss, *pods;
+	json_t *item;
+	size_t i;
+	int r;
+
+	if (!json_is_object(root))
+		return nf_error_set(err, EINVAL, NF_ERR_STATE, "must be a JSON object");
+	if ((r = array_member(root, "networkPolicies", &pols, err)) < 0 ||
+	    (r = array_member(root, "namespaces", &nss, err)) < 0 ||
+	    (r = array_member(root, "pods", &pods, err)) < 0)
+		return r;
+	s.policies = calloc(json_array_size(pols) + 1, sizeof(*s.policies));
+	s.namespaces = calloc(json_array_size(nss) + 1, sizeof(*s.namespaces));
+	s.pods = calloc(json_array_size(pods) + 1, sizeof(*s.pods));
+	if (!s.policies || !s.namespaces || !s.pods) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	json_array_foreach(pols, i, item) {
+		if ((r = nf_policy_from_json(item, "default", &s.policies[s.npolicies], err)) < 0) {
+			nf_error_wrap(err, "networkPolicies[%zu]", i);
+			goto fail;
+		}
+		s.npolicies++;
+	}
+	json_array_foreach(nss, i, item) {
+		if ((r = nf_namespace_from_json(item, &s.namespaces[s.nnamespaces], err)) < 0) {
+			nf_error_wrap(err, "namespaces[%zu]", i);
+			goto fail;
+		}
+		s.nnamespaces++;
+	}
+	json_array_foreach(pods, i, item) {
+		if ((r = nf_pod_from_json(item, &s.pods[s.npods], err)) < 0) {
+			nf_error_wrap(err, "pods[%zu]", i);
+			goto fail;
+		}
+		s.npods++;
+	}
+	*out = s;
+	return 0;
+fail:
+	if (err)
+		err->code = NF_ERR_STATE;
+	nf_state_free(&s);
+	return r;
+}
+
+json_t *nf_state_to_json(const struct nf_state *s)
+{
+	json_t *root = json_object(), *pols = json_array(), *nss = json_array(), *pods = json_array();
+
+	json_object_set_new(root, "apiVersion", json_string(STATE_API));
+	json_object_set_new(root, "kind", json_string(STATE_KIND));
+	for (size_t i = 0; i < s->nnamespaces; i++)
+		json_array_append(nss, s->namespaces[i].obj);
+	for (size_t i = 0; i < s->npolicies; i++)
+		json_array_append(pols, s->policies[i].obj);
+	for (size_t i = 0; i < s->npods; i++)
+		json_array_append_new(pods, nf_pod_to_json(&s->pods[i]));
+	json_object_set_new(root, "namespaces", nss);
+	json_object_set_new(root, "networkPolicies", pols);
+	json_object_set_new(root, "pods", pods);
+	return root;
+}
+
+int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
+{
+	json_error_t jerr;
+	json_t *root;
+	struct stat st;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT) {
+			memset(out, 0, sizeof(*out));
+			return 0;
+		}
+		return nf_error_set(err, errno, NF_ERR_STATE, "state file \"%s\": %s", path, strerror(errno));
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > STATE_MAX_BYTES) {
+		close(fd);
+		return nf_error_set(err, EINVAL, NF_ERR_STATE,
+				    "state file \"%s\": not a regular file of at most 256 MiB", path);
+	}
+	root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+	close(fd);
+	if (!root)
+		return nf_error_set(err, EINVAL, NF_ERR_STATE,
+				    "state file \"%s\" is corrupt: line %d column %d: %s", path, jerr.line,
+				    jerr.column, jerr.text);
+	r = nf_state_from_json(root, out, err);
+	json_decref(root);
+	if (r < 0)
+		nf_error_wrap(err, "state file \"%s\"", path);
+	return r;
+}
+
+int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	_cleanup_free_ char *tmp = NULL, *dircopy = strdup(path);
+	json_t *root;
+	int fd, r, dfd;
+
+	if (!dircopy || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return nf_error_set(err, errno, CNI_ERR_IO, "writing state file \"%s\": %s", tmp, strerror(errno));
+	root = nf_state_to_json(s);
+	r = json_dumpfd(root, fd, JSON_INDENT(1) | JSON_SORT_KEYS) == 0 && write(fd, "\n", 1) == 1 ? 0 : -EIO;
+	json_decref(root);
+	if (r == 0 && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return nf_error_set(err, -r, CNI_ERR_IO, "writing state file \"%s\": %s", path, strerror(-r));
+	}
+	/* make the rename itself durable */
+	dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+/* ---- mutation ---- */
+
+#define GROW(arr, n)                                                            \
+	({                                                                      \
+		void *_p = realloc((arr), ((n) + 1) * sizeof(*(arr)));          \
+		if (_p)                                                         \
+			(arr) = _p;                                             \
+		_p ? 0 : -ENOMEM;                                               \
+	})
+
+static bool streq0(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+const struct nf_pod *nf_state_find_pod(const struct nf_state *s, const char *container_id,
+				       const char *ifname)
+{
+	for (size_t i = 0; i < s->npods; i++)
+		if (streq0(s->pods[i].container_id, container_id) && streq0(s->pods[i].ifname, ifname))
+			return &s->pods[i];
+	return NULL;
+}
+
+const struct nf_pod *nf_state_find_pod_by_name(const struct nf_state *s, const char *ns,
+					       const char *name)
+{
+	for (size_t i = 0; i < s->npods; i++)
+		if (streq0(s->pods[i].ns, ns) && streq0(s->pods[i].name, name))
+			return &s->pods[i];
+	return NULL;
+}
+
+int nf_state_put_pod(struct nf_state *s, struct nf_pod *pod)
+{
+	for (size_t i = 0; i < s->npods; i++) {
+		if (streq0(s->pods[i].container_id, pod->container_id) && streq0(s->pods[i].ifname, pod->ifname)) {
+			nf_pod_free(&s->pods[i]);
+			s->pods[i] = *pod;
+			memset(pod, 0, sizeof(*pod));
+			return NF_PUT_CONFIGURED;
+		}
+	}
+	if (GROW(s->pods, s->npods) < 0)
+		return -ENOMEM;
+	s->pods[s->npods++] = *pod;
+	memset(pod, 0, sizeof(*pod));
+	return NF_PUT_CREATED;
+}
+
+static void now_rfc3339(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Keeps the creation time of the object being replaced (kubectl shows AGE
+ * from it) and stamps new objects; returns whether anything else differs. */
+static bool carry_metadata(json_t *newobj, const json_t *oldobj)
+{
+	json_t *nmeta = json_object_get(newobj, "metadata");
+	const json_t *ots = oldobj ? json_object_get(json_object_get(oldobj, "metadata"), "creationTimestamp") : NULL;
+	char buf[32];
+
+	if (!json_is_object(nmeta))
+		return true;
+	if (ots) {
+		json_object_set(nmeta, "creationTimestamp", (json_t *)ots);
+	} else {
+		now_rfc3339(buf, sizeof(buf));
+		json_object_set_new(nmeta, "creationTimestamp", json_string(buf));
+	}
+	return !oldobj || !json_equal(newobj, (json_t *)oldobj);
+}
+
+int nf_state_put_policy(struct nf_state *s, struct nf_policy *p)
+{
+	for (size_t i = 0; i < s->npolicies; i++) {
+		struct nf_policy *old = &s->policies[i];
+		if (strcmp(old->ns, p->ns) == 0 && strcmp(old->name, p->name) == 0) {
+			bool changed = carry_metadata(p->obj, old->obj);
+			nf_policy_free(old);
+			*old = *p;
+			memset(p, 0, sizeof(*p));
+			return changed ? NF_PUT_CONFIGURED : NF_PUT_UNCHANGED;
+		}
+	}
+	carry_metadata(p->obj, NULL);
+	if (GROW(s->policies, s->npolicies) < 0)
+		return -ENOMEM;
+	s->policies[s->npolicies++] = *p;
+	memset(p, 0, sizeof(*p));
+	return NF_PUT_CREATED;
+}
+
+int nf_state_put_namespace(struct nf_state *s, struct nf_namespace *n)
+{
+	for (size_t i = 0; i < s->nnamespaces; i++) {
+		struct nf_namespace *old = &s->namespaces[i];
+		if (strcmp(old->name, n->name) == 0) {
+			bool changed = carry_metadata(n->obj, old->obj);
+			nf_namespace_free(old);
+			*old = *n;
+			memset(n, 0, sizeof(*n));
+			return changed ? NF_PUT_CONFIGURED : NF_PUT_UNCHANGED;
+		}
+	}
+	carry_metadata(n->obj, NULL);
+	if (GROW(s->namespaces, s->nnamespaces) < 0)
+		return -ENOMEM;
+	s->namespaces[s->nnamespaces++] = *n;
+	memset(n, 0, sizeof(*n));
+	return NF_PUT_CREATED;
+}
+
+bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const char *ifname)
+{
+	bool removed = false;
+	size_t j = 0;
+
+	for (size_t i = 0; i < s->npods; i++) {
+		if (streq0(s->pods[i].container_id, container_id) && streq0(s->pods[i].ifname, ifname)) {
+			nf_pod_free(&s->pods[i]);
+			removed = true;
+		} else {
+			s->pods[j++] = s->pods[i];
+		}
+	}
+	s->npods = j;
+	return removed;
+}
+
+bool nf_state_remove_policy(struct nf_state *s, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < s->npolicies; i++) {
+		if (strcmp(s->policies[i].ns, ns) == 0 && strcmp(s->policies[i].name, name) == 0) {
+			nf_policy_free(&s->policies[i]);
+			memmove(&s->policies[i], &s->policies[i + 1], (s->npolicies - i - 1) * sizeof(*s->policies));
+			s->npolicies--;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool nf_state_remove_namespace(struct nf_state *s, const char *name)
+{
+	for (size_t i = 0; i < s->nnamespaces; i++) {
+		if (strcmp(s->namespaces[i].name, name) == 0) {
+			nf_namespace_free(&s->namespaces[i]);
+			memmove(&s->namespaces[i], &s->namespaces[i + 1],
+				(s->nnamespaces - i - 1) * sizeof(*s->namespaces));
+			s->nnamespaces--;
+			return true;
+		}
+	}
+	return false;
+}

@@ -1,0 +1,48 @@
+/* The node state file: NetworkPolicy and Namespace objects as the API
+ * serves them, and the pods attached on this node. Shared by concurrent
+ * plugin runs and the CLI: every read-modify-write holds an exclusive lock
+ * on "<path>.lock"; writes go to a new file that is renamed over the old. */
+#ifndef NETFENCE_STATE_H
+#define NETFENCE_STATE_H
+
+#include "model.h"
+
+struct nf_state_lock {
+	int fd;
+};
+
+/* Creates the state directory (0700) if missing and takes the lock (blocks). */
+int nf_state_lock(const char *path, struct nf_state_lock *lock, struct nf_error *err);
+void nf_state_unlock(struct nf_state_lock *lock);
+
+/* A missing file is an empty state. A corrupt or unreadable one is an error
+ * (code NF_ERR_STATE) naming the path and what is wrong. */
+int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err);
+int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error *err);
+json_t *nf_state_to_json(const struct nf_state *s);
+/* Writes a new file (0600) next to path, fsyncs it and renames it over path. */
+int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err);
+
+enum nf_put_result {
+	NF_PUT_CREATED,
+	NF_PUT_CONFIGURED,
+	NF_PUT_UNCHANGED,
+};
+
+/* These take ownership of *obj's members (and zero *obj). They return an
+ * nf_put_result, or a negative errno. */
+int nf_state_put_pod(struct nf_state *s, struct nf_pod *pod);
+int nf_state_put_policy(struct nf_state *s, struct nf_policy *p);
+int nf_state_put_namespace(struct nf_state *s, struct nf_namespace *n);
+
+/* true when something was removed */
+bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const char *ifname);
+bool nf_state_remove_policy(struct nf_state *s, const char *ns, const char *name);
+bool nf_state_remove_namespace(struct nf_state *s, const char *name);
+
+const struct nf_pod *nf_state_find_pod(const struct nf_state *s, const char *container_id,
+				       const char *ifname);
+const struct nf_pod *nf_state_find_pod_by_name(const struct nf_state *s, const char *ns,
+					       const char *name);
+
+#endif
