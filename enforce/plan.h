@@ -96,6 +96,8 @@ bool plan_is_empty(const struct plan *p);
 
 /* compile.c: node state -> plan. Pure: no kernel, no I/O. */
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err);
+/* The name of the pod's chain (caller frees). */
+char *plan_pod_chain_name(const struct nf_pod *pod);
 /* Is this pod selected by any Egress policy? */
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
 

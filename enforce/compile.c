@@ -1,0 +1,442 @@
+/* compile: node state -> plan. Pure (no kernel, no I/O), deterministic.
+ *
+ * Kubernetes egress semantics: a pod selected by at least one policy whose
+ * effective policyTypes include Egress gets an allow-list: the union of the
+ * egress rules of every such policy in its namespace; everything else it
+ * sends is dropped. A rule allows (any of its peers) x (any of its ports).
+ * Peer selectors become named address sets shared between pods; ipBlocks
+ * become interval sets (cidr minus except, flattened). */
+#include "plan.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static uint64_t fnv1a64(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* Chain names are derived from the attachment, not from ns/name, so a pod
+ * re-created under the same name never collides with its predecessor. */
+char *plan_pod_chain_name(const struct nf_pod *pod)
+{
+	char *key = NULL, *name = NULL;
+	if (asprintf(&key, "%s/%s", pod->container_id ? pod->container_id : "",
+		     pod->ifname ? pod->ifname : "") < 0)
+		return NULL;
+	if (asprintf(&name, "pod_%016llx", (unsigned long long)fnv1a64(key)) < 0)
+		name = NULL;
+	free(key);
+	return name;
+}
+
+bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod)
+{
+	for (size_t i = 0; i < s->npolicies; i++) {
+		const struct nf_policy *p = &s->policies[i];
+		if (p->egress && strcmp(p->ns, pod->ns) == 0 && nf_selector_matches(&p->pod_sel, &pod->labels))
+			return true;
+	}
+	return false;
+}
+
+struct builder {
+	const struct nf_state *s;
+	struct plan *p;
+	size_t cap_sets;
+};
+
+#define PUSH(arr, n, item)                                                   \
+	({                                                                   \
+		void *_q = realloc((arr), ((n) + 1) * sizeof(*(arr)));       \
+		int _r = -ENOMEM;                                            \
+		if (_q) {                                                    \
+			(arr) = _q;                                          \
+			(arr)[(n)++] = (item);                               \
+			_r = 0;                                              \
+		}                                                            \
+		_r;                                                          \
+	})
+
+static struct plan_set *find_set(struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->nsets; i++)
+		if (strcmp(p->sets[i].name, name) == 0)
+			return &p->sets[i];
+	return NULL;
+}
+
+static int set_add_elem(struct plan_set *set, const struct nf_cidr *c)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (memcmp(&set->elems[i], c, sizeof(*c)) == 0)
+			return 0;
+	return PUSH(set->elems, set->n, *c);
+}
+
+static struct nf_cidr host_of(const struct nf_cidr *c)
+{
+	struct nf_cidr h = *c;
+	h.prefix = c->family == AF_INET ? 32 : 128;
+	return h;
+}
+
+static int new_set(struct plan *p, const char *name, const char *comment, int family, bool interval,
+		   struct plan_set **out)
+{
+	struct plan_set set = {0};
+	set.name = strdup(name);
+	set.comment = strdup(comment);
+	set.family = family;
+	set.interval = interval;
+	if (!set.name || !set.comment || PUSH(p->sets, p->nsets, set) < 0) {
+		free(set.name);
+		free(set.comment);
+		return -ENOMEM;
+	}
+	*out = &p->sets[p->nsets - 1];
+	return 0;
+}
+
+/* Is pod q in the namespaces a peer designates? */
+static bool peer_ns_matches(const struct nf_state *s, const struct nf_policy *pol, const struct nf_peer *peer,
+			    const struct nf_pod *q)
+{
+	struct nf_labels nsl = {0};
+	bool m;
+
+	if (!peer->has_ns_sel)
+		return strcmp(q->ns, pol->ns) == 0;
+	if (nf_state_namespace_labels(s, q->ns, &nsl) < 0)
+		return false;
+	m = nf_selector_matches(&peer->ns_sel, &nsl);
+	nf_labels_free(&nsl);
+	return m;
+}
+
+/* The two sets (v4, v6) of the pods a selector peer designates. */
+static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
+			 char **name4, char **name6)
+{
+	_cleanup_free_ char *pods = peer->has_pod_sel ? nf_selector_format(&peer->pod_sel) : strdup("");
+	_cleanup_free_ char *nss = peer->has_ns_sel ? nf_selector_format(&peer->ns_sel) : NULL;
+	_cleanup_free_ char *key = NULL;
+	char n4[64], n6[64];
+	struct plan_set *s4, *s6;
+	int r;
+
+	if (!pods || (peer->has_ns_sel && !nss))
+		return -ENOMEM;
+	if (peer->has_ns_sel)
+		r = asprintf(&key, "namespaces(%s) pods(%s)", nss, pods);
+	else
+		r = asprintf(&key, "namespace %s pods(%s)", pol->ns, pods);
+	if (r < 0)
+		return -ENOMEM;
+	snprintf(n4, sizeof(n4), "sel_%016llx_4", (unsigned long long)fnv1a64(key));
+	snprintf(n6, sizeof(n6), "sel_%016llx_6", (unsigned long long)fnv1a64(key));
+	if (!(*name4 = strdup(n4)) || !(*name6 = strdup(n6)))
+		return -ENOMEM;
+	if (find_set(b->p, n4))
+		return 0;
+	if ((r = new_set(b->p, n4, key, AF_INET, false, &s4)) < 0 ||
+	    (r = new_set(b->p, n6, key, AF_INET6, false, &s6)) < 0)
+		return r;
+	s4 = find_set(b->p, n4); /* the second push may have moved it */
+	for (size_t i = 0; i < b->s->npods; i++) {
+		const struct nf_pod *q = &b->s->pods[i];
+		if (!peer_ns_matches(b->s, pol, peer, q))
+			continue;
+		if (peer->has_pod_sel && !nf_selector_matches(&peer->pod_sel, &q->labels))
+			continue;
+		for (size_t j = 0; j < q->naddrs; j++) {
+			struct nf_cidr h = host_of(&q->addrs[j]);
+			if ((r = set_add_elem(h.family == AF_INET ? s4 : s6, &h)) < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static bool overlaps(const struct nf_cidr *a, const struct nf_cidr *b)
+{
+	return nf_cidr_contains(a, b) || nf_cidr_contains(b, a);
+}
+
+/* cidr minus excepts, as disjoint prefixes in address order */
+static int subtract(const struct nf_cidr *c, const struct nf_ipblock *ib, struct plan_set *set)
+{
+	bool any = false;
+	struct nf_cidr lo, hi;
+	int maxbits = c->family == AF_INET ? 32 : 128, r;
+
+	for (size_t i = 0; i < ib->nexcept; i++) {
+		if (nf_cidr_contains(&ib->except[i], c))
+			return 0; /* all of it excluded */
+		if (overlaps(&ib->except[i], c))
+			any = true;
+	}
+	if (!any || c->prefix >= maxbits)
+		return set_add_elem(set, c);
+	lo = *c;
+	lo.prefix++;
+	hi = lo;
+	hi.addr[c->prefix / 8] |= (uint8_t)(0x80 >> (c->prefix % 8));
+	if ((r = subtract(&lo, ib, set)) < 0)
+		return r;
+	return subtract(&hi, ib, set);
+}
+
+static int ipblock_set(struct builder *b, const struct nf_ipblock *ib, char **name)
+{
+	_cleanup_free_ char *key = NULL;
+	char buf[INET6_ADDRSTRLEN + 8], n[64];
+	size_t len = 0;
+	struct plan_set *set;
+	FILE *f;
+	int r;
+
+	f = open_memstream(&key, &len);
+	if (!f)
+		return -ENOMEM;
+	nf_cidr_format(&ib->cidr, buf, sizeof(buf));
+	fprintf(f, "ipBlock %s", buf);
+	for (size_t i = 0; i < ib->nexcept; i++) {
+		nf_cidr_format(&ib->except[i], buf, sizeof(buf));
+		fprintf(f, "%s%s", i ? "," : " except ", buf);
+	}
+	fclose(f);
+	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(key),
+		 ib->cidr.family == AF_INET ? '4' : '6');
+	if (!(*name = strdup(n)))
+		return -ENOMEM;
+	if (find_set(b->p, n))
+		return 0;
+	if ((r = new_set(b->p, n, key, ib->cidr.family, true, &set)) < 0)
+		return r;
+	return subtract(&ib->cidr, ib, set);
+}
+
+static bool rule_eq(const struct plan_rule *a, const struct plan_rule *b)
+{
+	return a->family == b->family && a->l4proto == b->l4proto && a->port_lo == b->port_lo &&
+	       a->port_hi == b->port_hi &&
+	       ((!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0));
+}
+
+static int add_rule(struct plan_chain *ch, int family, const char *set, const struct nf_port *port,
+		    const char *comment)
+{
+	struct plan_rule r = {.family = family};
+
+	if (port) {
+		r.l4proto = port->proto;
+		if (port->has_port) {
+			r.port_lo = port->port;
+			r.port_hi = port->end_port ? port->end_port : port->port;
+		}
+	}
+	if (set && !(r.dst_set = strdup(set)))
+		return -ENOMEM;
+	for (size_t i = 0; i < ch->nrules; i++) {
+		if (rule_eq(&ch->rules[i], &r)) { /* a union: the first rule already allows it */
+			free(r.dst_set);
+			return 0;
+		}
+	}
+	if (!(r.comment = strdup(comment)) || PUSH(ch->rules, ch->nrules, r) < 0) {
+		free(r.dst_set);
+		free(r.comment);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* One egress rule: every (peer x port) pair becomes an allow rule. */
+static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
+			       const struct nf_rule *rule, size_t idx)
+{
+	_cleanup_free_ char *comment = NULL;
+	size_t npeers = rule->has_to ? rule->npeers : 1, nports = rule->has_ports ? rule->nports : 1;
+	int r;
+
+	if (asprintf(&comment, "%s/%s egress[%zu]", pol->ns, pol->name, idx) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < npeers; i++) {
+		const struct nf_peer *peer = rule->has_to ? &rule->peers[i] : NULL;
+		_cleanup_free_ char *s4 = NULL, *s6 = NULL;
+
+		if (peer && peer->kind == NF_PEER_SELECTOR)
+			r = selector_sets(b, pol, peer, &s4, &s6);
+		else if (peer)
+			r = ipblock_set(b, &peer->ipblock, peer->ipblock.cidr.family == AF_INET ? &s4 : &s6);
+		else
+			r = 0;
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < nports; j++) {
+			const struct nf_port *port = rule->has_ports ? &rule->ports[j] : NULL;
+
+			/* A named port resolves against the destination pod's
+			 * container ports, which netfence does not know yet:
+			 * it matches nothing (never more than the policy says). */
+			if (port && port->name)
+				continue;
+			if (!peer)
+				r = add_rule(ch, 0, NULL, port, comment);
+			else {
+				r = 0;
+				if (s4)
+					r = add_rule(ch, AF_INET, s4, port, comment);
+				if (r == 0 && s6)
+					r = add_rule(ch, AF_INET6, s6, port, comment);
+			}
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static void chain_free(struct plan_chain *c)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		free(c->rules[i].dst_set);
+		free(c->rules[i].comment);
+	}
+	free(c->rules);
+	free(c->name);
+	free(c->comment);
+}
+
+static int compile_pod(struct builder *b, const struct nf_pod *pod)
+{
+	struct plan_chain ch = {0};
+	struct plan_antispoof as = {0};
+	int r = -ENOMEM;
+
+	if (!(ch.name = plan_pod_chain_name(pod)) || asprintf(&ch.comment, "%s/%s", pod->ns, pod->name) < 0) {
+		ch.comment = NULL;
+		goto fail;
+	}
+	for (size_t i = 0; i < b->s->npolicies; i++) {
+		const struct nf_policy *pol = &b->s->policies[i];
+		if (!pol->egress || strcmp(pol->ns, pod->ns) != 0 || !nf_selector_matches(&pol->pod_sel, &pod->labels))
+			continue;
+		for (size_t j = 0; j < pol->negress; j++)
+			if ((r = compile_egress_rule(b, &ch, pol, &pol->egress_rules[j], j)) < 0)
+				goto fail;
+	}
+	for (size_t i = 0; i < pod->naddrs; i++) {
+		struct plan_dispatch d = {.addr = host_of(&pod->addrs[i])};
+		if (!(d.chain = strdup(ch.name)) || PUSH(b->p->dispatch, b->p->ndispatch, d) < 0) {
+			free(d.chain);
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	if (pod->host_veth && *pod->host_veth) {
+		if (asprintf(&as.chain, "as_%s", pod->host_veth) < 0) {
+			as.chain = NULL;
+			r = -ENOMEM;
+			goto fail;
+		}
+		as.dev = strdup(pod->host_veth);
+		as.addrs = calloc(pod->naddrs + 1, sizeof(*as.addrs));
+		if (!as.dev || !as.addrs) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < pod->naddrs; i++)
+			as.addrs[as.naddrs++] = host_of(&pod->addrs[i]);
+		if (PUSH(b->p->antispoof, b->p->nantispoof, as) < 0) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		memset(&as, 0, sizeof(as));
+	}
+	if (PUSH(b->p->chains, b->p->nchains, ch) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	return 0;
+fail:
+	free(as.chain);
+	free(as.dev);
+	free(as.addrs);
+	chain_free(&ch);
+	return r;
+}
+
+static int cmp_cidr(const void *a, const void *b)
+{
+	const struct nf_cidr *x = a, *y = b;
+	if (x->family != y->family)
+		return x->family - y->family;
+	return memcmp(x->addr, y->addr, sizeof(x->addr));
+}
+
+/* Two records can claim one address or one veth when an attachment died
+ * without a DEL and the address or name was handed out again: the newer
+ * record (later in the state) wins; the kernel would reject duplicates. */
+static void dedup_stale(struct plan *p)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < p->ndispatch; i++) {
+		bool later = false;
+		for (size_t k = i + 1; k < p->ndispatch && !later; k++)
+			later = cmp_cidr(&p->dispatch[i].addr, &p->dispatch[k].addr) == 0;
+		if (later)
+			free(p->dispatch[i].chain);
+		else
+			p->dispatch[j++] = p->dispatch[i];
+	}
+	p->ndispatch = j;
+	j = 0;
+	for (size_t i = 0; i < p->nantispoof; i++) {
+		bool later = false;
+		for (size_t k = i + 1; k < p->nantispoof && !later; k++)
+			later = strcmp(p->antispoof[i].dev, p->antispoof[k].dev) == 0;
+		if (later) {
+			free(p->antispoof[i].chain);
+			free(p->antispoof[i].dev);
+			free(p->antispoof[i].addrs);
+		} else {
+			p->antispoof[j++] = p->antispoof[i];
+		}
+	}
+	p->nantispoof = j;
+}
+
+int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err)
+{
+	struct plan p = {0};
+	struct builder b = {.s = s, .p = &p};
+	int r;
+
+	for (size_t i = 0; i < s->npods; i++) {
+		if (!plan_pod_is_selected(s, &s->pods[i]))
+			continue;
+		if ((r = compile_pod(&b, &s->pods[i])) < 0) {
+			plan_free(&p);
+			return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules of pod %s/%s: %s",
+					    s->pods[i].ns, s->pods[i].name, strerror(-r));
+		}
+	}
+	dedup_stale(&p);
+	/* Deterministic element order, whatever the order pods attached in. */
+	for (size_t i = 0; i < p.nsets; i++)
+		if (p.sets[i].n > 1)
+			qsort(p.sets[i].elems, p.sets[i].n, sizeof(struct nf_cidr), cmp_cidr);
+	*out = p;
+	return 0;
+}

@@ -1,0 +1,168 @@
+/* render: plan -> nft text. The output is valid `nft -f` input and
+ * describes exactly what nft.c sends to the kernel, so a golden file of it
+ * pins down a plan without a kernel, and loading it with nft is a
+ * cross-check of nft.c. Comments (#) say where each rule comes from. */
+#include "plan.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static const char *proto_name(uint8_t p)
+{
+	switch (p) {
+	case NF_PROTO_TCP: return "tcp";
+	case NF_PROTO_UDP: return "udp";
+	case NF_PROTO_SCTP: return "sctp";
+	default: return NULL;
+	}
+}
+
+static void put_elems(FILE *f, const struct nf_cidr *v, size_t n, bool with_prefix)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+
+	for (size_t i = 0; i < n; i++) {
+		if (with_prefix)
+			nf_cidr_format(&v[i], buf, sizeof(buf));
+		else
+			nf_addr_format(&v[i], buf, sizeof(buf));
+		fprintf(f, "%s%s", i ? ", " : "", buf);
+	}
+}
+
+static void render_set(FILE *f, const struct plan_set *s)
+{
+	fprintf(f, "\tset %s {\n", s->name);
+	fprintf(f, "\t\t# %s\n", s->comment);
+	fprintf(f, "\t\ttype %s\n", s->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	if (s->interval)
+		fprintf(f, "\t\tflags interval\n");
+	if (s->n) {
+		fprintf(f, "\t\telements = { ");
+		put_elems(f, s->elems, s->n, s->interval);
+		fprintf(f, " }\n");
+	}
+	fprintf(f, "\t}\n");
+}
+
+static void render_map(FILE *f, const struct plan *p, const char *name, int family)
+{
+	char buf[INET6_ADDRSTRLEN];
+	bool first = true;
+
+	fprintf(f, "\tmap %s {\n\t\ttype %s : verdict\n", name, family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	for (size_t i = 0; i < p->ndispatch; i++) {
+		if (p->dispatch[i].addr.family != family)
+			continue;
+		nf_addr_format(&p->dispatch[i].addr, buf, sizeof(buf));
+		fprintf(f, "%s%s : jump %s", first ? "\t\telements = { " : ", ", buf, p->dispatch[i].chain);
+		first = false;
+	}
+	if (!first)
+		fprintf(f, " }\n");
+	fprintf(f, "\t}\n");
+}
+
+static void render_base(FILE *f, const char *name, const char *hook)
+{
+	fprintf(f,
+		"\tchain %s {\n"
+		"\t\ttype filter hook %s priority filter; policy accept;\n"
+		"\t\tct state established,related accept\n"
+		"\t\tmeta l4proto ipv6-icmp icmpv6 type 133-136 accept\n"
+		"\t\tip saddr vmap @%s\n"
+		"\t\tip6 saddr vmap @%s\n"
+		"\t}\n",
+		name, hook, PLAN_MAP_V4, PLAN_MAP_V6);
+}
+
+static void render_rule(FILE *f, const struct plan_rule *r)
+{
+	fprintf(f, "\t\t");
+	if (r->dst_set)
+		fprintf(f, "%s daddr @%s ", r->family == AF_INET ? "ip" : "ip6", r->dst_set);
+	else if (r->family)
+		fprintf(f, "meta nfproto %s ", r->family == AF_INET ? "ipv4" : "ipv6");
+	if (r->l4proto) {
+		const char *pn = proto_name(r->l4proto);
+		if (pn)
+			fprintf(f, "meta l4proto %s ", pn);
+		else
+			fprintf(f, "meta l4proto %u ", r->l4proto);
+	}
+	if (r->port_lo) {
+		if (r->port_hi > r->port_lo)
+			fprintf(f, "th dport %u-%u ", r->port_lo, r->port_hi);
+		else
+			fprintf(f, "th dport %u ", r->port_lo);
+	}
+	fprintf(f, "accept # %s\n", r->comment ? r->comment : "");
+}
+
+static void render_antispoof(FILE *f, const struct plan_antispoof *a)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	fprintf(f, "\tchain %s {\n\t\ttype filter hook ingress device \"%s\" priority %d; policy accept;\n",
+		a->chain, a->dev, PLAN_ANTISPOOF_PRIO);
+	for (size_t i = 0; i < a->naddrs; i++) {
+		if (a->addrs[i].family != AF_INET)
+			continue;
+		nf_addr_format(&a->addrs[i], buf, sizeof(buf));
+		fprintf(f, "\t\tmeta protocol ip ip saddr %s accept\n", buf);
+	}
+	fprintf(f, "\t\tmeta protocol ip drop\n");
+	for (size_t i = 0; i < a->naddrs; i++) {
+		if (a->addrs[i].family != AF_INET6)
+			continue;
+		nf_addr_format(&a->addrs[i], buf, sizeof(buf));
+		fprintf(f, "\t\tmeta protocol ip6 ip6 saddr %s accept\n", buf);
+	}
+	fprintf(f,
+		"\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 133-136 accept\n"
+		"\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 143 accept\n"
+		"\t\tmeta protocol ip6 ip6 saddr :: meta l4proto ipv6-icmp icmpv6 type 135 accept\n"
+		"\t\tmeta protocol ip6 ip6 saddr :: meta l4proto ipv6-icmp icmpv6 type 143 accept\n"
+		"\t\tmeta protocol ip6 drop\n"
+		"\t}\n");
+}
+
+char *plan_render(const struct plan *p)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	if (plan_is_empty(p)) {
+		fprintf(f, "# no pod is selected by an egress policy: no netfence tables\n");
+		fclose(f);
+		return out;
+	}
+	fprintf(f, "table inet %s {\n", PLAN_TABLE);
+	render_map(f, p, PLAN_MAP_V4, AF_INET);
+	render_map(f, p, PLAN_MAP_V6, AF_INET6);
+	for (size_t i = 0; i < p->nsets; i++)
+		render_set(f, &p->sets[i]);
+	render_base(f, PLAN_CHAIN_FORWARD, "forward");
+	render_base(f, PLAN_CHAIN_INPUT, "input");
+	for (size_t i = 0; i < p->nchains; i++) {
+		const struct plan_chain *c = &p->chains[i];
+		fprintf(f, "\tchain %s { # %s\n", c->name, c->comment);
+		for (size_t j = 0; j < c->nrules; j++)
+			render_rule(f, &c->rules[j]);
+		fprintf(f, "\t\tcounter drop\n\t}\n");
+	}
+	fprintf(f, "}\n");
+	if (p->nantispoof) {
+		fprintf(f, "table netdev %s {\n", PLAN_TABLE);
+		for (size_t i = 0; i < p->nantispoof; i++)
+			render_antispoof(f, &p->antispoof[i]);
+		fprintf(f, "}\n");
+	}
+	fclose(f);
+	return out;
+}
