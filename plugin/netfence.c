@@ -1,0 +1,329 @@
+/* netfence: the CNI chained plugin.
+ *
+ * ADD records the pod (identity, labels, addresses, host veth) in the node
+ * state and, when that changes what the kernel should hold, re-programs the
+ * netfence nftables tables in one transaction before returning: the runtime
+ * starts the pod's first process only after ADD returns, so the pod never
+ * runs unfiltered. Any failure fails the ADD and changes nothing. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../enforce/link.h"
+#include "../enforce/plan.h"
+#include "../enforce/txn.h"
+#include "../netconf/cni.h"
+#include "../netconf/manifest.h"
+#include "../netconf/state.h"
+
+struct ctx {
+	const char *command;
+	const char *container_id;
+	const char *ifname;
+	const char *netns;
+	struct nf_cni_conf conf;
+	struct nf_cni_args args;
+	char *stdin_buf;
+	size_t stdin_len;
+};
+
+static void print_error(const struct ctx *c, const struct nf_error *err)
+{
+	json_t *o = json_object();
+	char *s;
+
+	json_object_set_new(o, "cniVersion", json_string(c->conf.cni_version ? c->conf.cni_version : NF_CNI_VERSION));
+	json_object_set_new(o, "code", json_integer(err->code ? err->code : NF_ERR_KERNEL));
+	json_object_set_new(o, "msg", json_string(err->msg[0] ? err->msg : "unknown error"));
+	if (err->details[0])
+		json_object_set_new(o, "details", json_string(err->details));
+	s = json_dumps(o, JSON_INDENT(2));
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(o);
+}
+
+static int need_env(const char *name, const char **out, struct nf_error *err)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_ENV, "%s: missing from the environment", name);
+	*out = v;
+	return 0;
+}
+
+/* The host side of the pod's link: the prevResult interface without
+ * "sandbox" that is a veth (a bridge chain also lists the bridge). */
+static int find_host_veth(const struct nf_prev_result *pr, char **out, bool *bridged, struct nf_error *err)
+{
+	const char *found = NULL;
+	char drv[64];
+
+	*bridged = false;
+	for (size_t i = 0; i < pr->nhost; i++) {
+		if (link_driver(pr->host_ifaces[i], drv, sizeof(drv)) < 0)
+			continue;
+		if (strcmp(drv, "bridge") == 0)
+			*bridged = true;
+		else if (strcmp(drv, "veth") == 0) {
+			if (found)
+				return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+						    "prevResult.interfaces: two host-side veths (\"%s\", \"%s\"), cannot tell the pod's",
+						    found, pr->host_ifaces[i]);
+			found = pr->host_ifaces[i];
+		}
+	}
+	if (!found)
+		return 0;
+	*out = strdup(found);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Without br_netfilter, traffic between pods on one bridge never reaches
+ * the inet hooks and would bypass the pod's rules. */
+static int check_bridge_netfilter(const struct nf_pod *pod, struct nf_error *err)
+{
+	static const char *const knobs[] = {"net/bridge/bridge-nf-call-iptables",
+					    "net/bridge/bridge-nf-call-ip6tables"};
+	for (size_t i = 0; i < NF_ARRAY_SIZE(knobs); i++) {
+		int v = 0;
+		if (sysctl_read_int(knobs[i], &v) < 0 || v != 1)
+			return nf_error_set(err, EPERM, CNI_ERR_INVALID_CONFIG,
+					    "pod %s/%s is on a bridge but %s is not 1 (br_netfilter): bridged traffic "
+					    "would bypass its egress policy; set it to 1 on the node",
+					    pod->ns, pod->name, knobs[i]);
+	}
+	return 0;
+}
+
+static int cmd_add(struct ctx *c, struct nf_error *err)
+{
+	struct nf_prev_result pr = {0};
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct txn t = {{0}};
+	struct nf_pod pod = {0};
+	const struct nf_pod *known;
+	bool bridged = false, selected;
+	json_t *out;
+	char *dump;
+	int r;
+
+	if ((r = need_env("CNI_NETNS", &c->netns, err)) < 0)
+		return r;
+	if (!c->conf.prev_result)
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+				    "prevResult: missing: netfence is a chained plugin; put it after the main "
+				    "plugin (bridge, ptp, ...) in a conflist");
+	if ((r = nf_prev_result_parse(c->conf.prev_result, c->ifname, &pr, err)) < 0)
+		return r;
+	if (pr.naddrs == 0) {
+		r = nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+				 "prevResult.ips: no address on interface \"%s\" in the sandbox", c->ifname);
+		goto out;
+	}
+	if ((r = find_host_veth(&pr, &pod.host_veth, &bridged, err)) < 0)
+		goto out;
+	pod.container_id = strdup(c->container_id);
+	pod.ifname = strdup(c->ifname);
+	pod.ns = strdup(c->args.pod_ns ? c->args.pod_ns : "default");
+	pod.name = strdup(c->args.pod_name ? c->args.pod_name : c->container_id);
+	pod.addrs = pr.addrs;
+	pod.naddrs = pr.naddrs;
+	pr.addrs = NULL;
+	pr.naddrs = 0;
+	if (!pod.container_id || !pod.ifname || !pod.ns || !pod.name) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0 ||
+	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0 ||
+	    (r = txn_begin(&t, &st, err)) < 0)
+		goto out;
+	/* labels: CNI_ARGS, then the conflist's args.cni.labels, then a pod
+	 * registered in the state under the same namespace/name */
+	known = nf_state_find_pod_by_name(&st, pod.ns, pod.name);
+	if (c->args.has_labels)
+		r = nf_labels_copy(&pod.labels, &c->args.labels);
+	else if (c->conf.has_arg_labels)
+		r = nf_labels_copy(&pod.labels, &c->conf.arg_labels);
+	else if (known)
+		r = nf_labels_copy(&pod.labels, &known->labels);
+	if (r < 0)
+		goto out;
+
+	selected = plan_pod_is_selected(&st, &pod);
+	if (selected && !pod.host_veth) {
+		r = nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+				 "pod %s/%s is selected by an egress policy but prevResult.interfaces has no "
+				 "host-side veth to guard against address spoofing",
+				 pod.ns, pod.name);
+		goto out;
+	}
+	if (selected && bridged && (r = check_bridge_netfilter(&pod, err)) < 0)
+		goto out;
+	if ((r = nf_state_put_pod(&st, &pod)) < 0 ||
+	    (r = txn_commit(&t, c->conf.state_file, &st, err)) < 0)
+		goto out;
+
+	out = json_deep_copy(c->conf.prev_result);
+	json_object_set_new(out, "cniVersion", json_string(c->conf.cni_version));
+	dump = json_dumps(out, JSON_INDENT(2));
+	json_decref(out);
+	if (!dump) {
+		r = -ENOMEM;
+		goto out;
+	}
+	printf("%s\n", dump);
+	free(dump);
+	r = 0;
+out:
+	txn_end(&t);
+	nf_state_unlock(&lock);
+	nf_state_free(&st);
+	nf_pod_free(&pod);
+	nf_prev_result_free(&pr);
+	if (r == -ENOMEM && err && !err->msg[0])
+		nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
+	return r;
+}
+
+/* DEL removes the attachment's record and its rules. It needs neither the
+ * netns (gone when the task exited) nor a prevResult, and succeeds for an
+ * attachment it never saw or already removed. */
+static int cmd_del(struct ctx *c, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct txn t = {{0}};
+	int r;
+
+	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
+		return r;
+	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, &st, err)) < 0)
+		goto out;
+	if (nf_state_remove_pod(&st, c->container_id, c->ifname))
+		r = txn_commit(&t, c->conf.state_file, &st, err);
+out:
+	txn_end(&t);
+	nf_state_unlock(&lock);
+	nf_state_free(&st);
+	return r;
+}
+
+static int cmd_check(struct ctx *c, struct nf_error *err)
+{
+	struct nf_state s = {0};
+	struct nf_state_lock lock = {-1};
+	_cleanup_free_ char *chain = NULL;
+	const struct nf_pod *pod;
+	int r;
+
+	if (!c->conf.prev_result)
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG, "prevResult: missing (CHECK needs it)");
+	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
+		return r;
+	if ((r = nf_state_load(c->conf.state_file, &s, err)) < 0)
+		goto out;
+	pod = nf_state_find_pod(&s, c->container_id, c->ifname);
+	if (!pod) {
+		r = nf_error_set(err, ENOENT, CNI_ERR_UNKNOWN_CONTAINER,
+				 "container \"%s\" interface \"%s\" is not attached (no record in \"%s\")",
+				 c->container_id, c->ifname, c->conf.state_file);
+		goto out;
+	}
+	if (!plan_pod_is_selected(&s, pod))
+		goto out;
+	if (!(chain = plan_pod_chain_name(pod))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = nft_chain_exists(chain, err);
+	if (r == 0)
+		r = nf_error_set(err, ENOENT, NF_ERR_KERNEL,
+				 "pod %s/%s: its nftables chain \"%s\" is missing from table inet netfence",
+				 pod->ns, pod->name, chain);
+	else if (r > 0)
+		r = 0;
+out:
+	nf_state_unlock(&lock);
+	nf_state_free(&s);
+	return r;
+}
+
+static int cmd_version(struct ctx *c, struct nf_error *err)
+{
+	json_t *o = json_object();
+	char *s;
+
+	json_object_set_new(o, "cniVersion", json_string(NF_CNI_VERSION));
+	json_object_set_new(o, "supportedVersions", nf_cni_supported_versions());
+	s = json_dumps(o, JSON_INDENT(2));
+	json_decref(o);
+	if (!s)
+		return -ENOMEM;
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct ctx *, struct nf_error *);
+	bool needs_conf;
+} commands[] = {
+	{"ADD", cmd_add, true},
+	{"DEL", cmd_del, true},
+	{"CHECK", cmd_check, true},
+	{"VERSION", cmd_version, false},
+};
+
+int main(int argc, char **argv)
+{
+	struct ctx c = {0};
+	struct nf_error err = {0};
+	int r = -EINVAL, idx = -1;
+
+	c.command = getenv("CNI_COMMAND");
+	if (!c.command) {
+		fprintf(stderr, "netfence: a CNI plugin; run by a container runtime with CNI_COMMAND set "
+				"(ADD, DEL, CHECK, VERSION). See netfencectl for the operator CLI.\n");
+		return 1;
+	}
+	for (size_t i = 0; i < NF_ARRAY_SIZE(commands); i++)
+		if (strcmp(c.command, commands[i].name) == 0)
+			idx = (int)i;
+	if (idx < 0) {
+		nf_error_set(&err, EINVAL, CNI_ERR_INVALID_ENV, "CNI_COMMAND: unknown command \"%s\"", c.command);
+		goto fail;
+	}
+	if (commands[idx].needs_conf) {
+		if ((r = need_env("CNI_CONTAINERID", &c.container_id, &err)) < 0 ||
+		    (r = need_env("CNI_IFNAME", &c.ifname, &err)) < 0)
+			goto fail;
+		if ((r = nf_read_file("-", &c.stdin_buf, &c.stdin_len, &err)) < 0) {
+			nf_error_wrap(&err, "reading the network config from stdin");
+			goto fail;
+		}
+		if ((r = nf_cni_conf_parse(c.stdin_buf, c.stdin_len, &c.conf, &err)) < 0 ||
+		    (r = nf_cni_args_parse(getenv("CNI_ARGS"), &c.args, &err)) < 0)
+			goto fail;
+	}
+	r = commands[idx].fn(&c, &err);
+	if (r < 0)
+		goto fail;
+	nf_cni_conf_free(&c.conf);
+	nf_cni_args_free(&c.args);
+	free(c.stdin_buf);
+	return 0;
+fail:
+	if (!err.msg[0])
+		nf_error_set(&err, -r, CNI_ERR_IO, "%s: %s", c.command ? c.command : "netfence", strerror(-r));
+	print_error(&c, &err);
+	nf_cni_conf_free(&c.conf);
+	nf_cni_args_free(&c.args);
+	free(c.stdin_buf);
+	return 1;
+}

@@ -1,0 +1,591 @@
+/* netfencectl: the operator CLI, in kubectl's wording.
+ *
+ *   netfencectl [--state FILE] apply -f FILE|- [-f ...] [-n NS]
+ *   netfencectl [--state FILE] delete -f FILE | networkpolicy NAME... | namespace NAME... [-n NS]
+ *   netfencectl [--state FILE] get networkpolicies|namespaces|pods [-n NS | -A] [-o wide|json]
+ *   netfencectl [--state FILE] show      the nftables rules the state implies (nft syntax)
+ *   netfencectl [--state FILE] sync      re-program the kernel from the state
+ *
+ * Every change re-programs the affected pods on this node in one nftables
+ * transaction before the command returns. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "../enforce/plan.h"
+#include "../enforce/txn.h"
+#include "../netconf/cni.h"
+#include "../netconf/manifest.h"
+#include "../netconf/state.h"
+
+#define NP_RESOURCE "networkpolicy.networking.k8s.io"
+#define NP_RESOURCES "networkpolicies.networking.k8s.io"
+
+struct opts {
+	const char *state;
+	const char *ns; /* -n, NULL when not given */
+	bool all_ns;
+	const char *output;
+	size_t nfiles;
+	const char *files[64];
+};
+
+static int fail(const struct nf_error *err)
+{
+	fprintf(stderr, "error: %s\n", err->msg[0] ? err->msg : "unknown error");
+	return 1;
+}
+
+static const char *ns_or_default(const struct opts *o)
+{
+	return o->ns ? o->ns : "default";
+}
+
+/* ---- objects from manifests ---- */
+
+enum kind { K_POLICY, K_NAMESPACE };
+
+struct object {
+	enum kind kind;
+	struct nf_policy pol;
+	struct nf_namespace ns;
+};
+
+static void objects_free(struct object *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		nf_policy_free(&v[i].pol);
+		nf_namespace_free(&v[i].ns);
+	}
+	free(v);
+}
+
+/* Parses and validates every object of every file before anything changes. */
+static int load_objects(const struct opts *o, struct object **out, size_t *nout, struct nf_error *err)
+{
+	struct object *v = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	for (size_t f = 0; f < o->nfiles; f++) {
+		_cleanup_free_ char *buf = NULL;
+		json_t *docs = NULL, *item;
+		size_t len, i;
+
+		if ((r = nf_read_file(o->files[f], &buf, &len, err)) < 0 ||
+		    (r = nf_manifest_parse(buf, len, o->files[f], &docs, err)) < 0)
+			goto fail;
+		json_array_foreach(docs, i, item) {
+			const char *kind = json_string_value(json_object_get(item, "kind"));
+			struct object obj = {0};
+			void *grown;
+
+			if (kind && strcmp(kind, "NetworkPolicy") == 0) {
+				obj.kind = K_POLICY;
+				r = nf_policy_from_json(item, ns_or_default(o), &obj.pol, err);
+			} else if (kind && strcmp(kind, "Namespace") == 0) {
+				obj.kind = K_NAMESPACE;
+				r = nf_namespace_from_json(item, &obj.ns, err);
+			} else {
+				r = nf_error_set(err, EINVAL, NF_ERR_POLICY,
+						 "kind: \"%s\" is not supported (NetworkPolicy, Namespace, List)",
+						 kind ? kind : "(missing)");
+			}
+			if (r < 0) {
+				nf_error_wrap(err, "%s: object %zu", o->files[f], i);
+				json_decref(docs);
+				goto fail;
+			}
+			grown = realloc(v, (n + 1) * sizeof(*v));
+			if (!grown) {
+				nf_policy_free(&obj.pol);
+				nf_namespace_free(&obj.ns);
+				json_decref(docs);
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = grown;
+			v[n++] = obj;
+		}
+		json_decref(docs);
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+fail:
+	objects_free(v, n);
+	return r;
+}
+
+/* The seed recipe (NP-14) promises that in-cluster traffic keeps working
+ * while its manifest allows only DNS: say so when a policy allows nothing
+ * but port 53, because under Kubernetes semantics everything else of the
+ * selected pods, in-cluster traffic included, is denied. */
+static void lint_policy(const struct nf_policy *p)
+{
+	_cleanup_free_ char *sel = NULL;
+
+	if (!p->egress || p->negress == 0)
+		return;
+	for (size_t i = 0; i < p->negress; i++) {
+		const struct nf_rule *r = &p->egress_rules[i];
+		if (!r->has_ports)
+			return;
+		for (size_t j = 0; j < r->nports; j++)
+			if (r->ports[j].name || !r->ports[j].has_port || r->ports[j].port != 53 ||
+			    (r->ports[j].end_port && r->ports[j].end_port != 53))
+				return;
+	}
+	sel = nf_selector_format(&p->pod_sel);
+	fprintf(stderr,
+		"Warning: networkpolicy %s/%s allows egress only to port 53 (DNS). Pods it selects (%s) "
+		"can reach nothing else, not even other pods or Services in the cluster: egress rules are an "
+		"allow-list. To keep in-cluster traffic, add a rule with `to: [{namespaceSelector: {}}]`.\n",
+		p->ns, p->name, sel && *sel ? sel : "all pods in the namespace");
+}
+
+static const char *put_word(int r)
+{
+	return r == NF_PUT_CREATED ? "created" : r == NF_PUT_CONFIGURED ? "configured" : "unchanged";
+}
+
+static int cmd_apply(struct opts *o, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct txn t = {{0}};
+	struct object *objs = NULL;
+	size_t n = 0;
+	int *results = NULL, r;
+	char **names = NULL;
+
+	if (o->nfiles == 0)
+		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "apply: must specify -f FILE");
+	if ((r = load_objects(o, &objs, &n, err)) < 0)
+		return r;
+	results = calloc(n + 1, sizeof(*results));
+	names = calloc(n + 1, sizeof(*names));
+	if (!results || !names) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (objs[i].kind == K_POLICY) {
+			lint_policy(&objs[i].pol);
+			r = asprintf(&names[i], NP_RESOURCE "/%s", objs[i].pol.name);
+		} else {
+			r = asprintf(&names[i], "namespace/%s", objs[i].ns.name);
+		}
+		if (r < 0) {
+			names[i] = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
+	    (r = txn_begin(&t, &st, err)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		r = objs[i].kind == K_POLICY ? nf_state_put_policy(&st, &objs[i].pol)
+					     : nf_state_put_namespace(&st, &objs[i].ns);
+		if (r < 0)
+			goto out;
+		results[i] = r;
+	}
+	if ((r = txn_commit(&t, o->state, &st, err)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s\n", names[i], put_word(results[i]));
+	r = 0;
+out:
+	txn_end(&t);
+	nf_state_unlock(&lock);
+	nf_state_free(&st);
+	objects_free(objs, n);
+	for (size_t i = 0; names && i < n; i++)
+		free(names[i]);
+	free(names);
+	free(results);
+	return r;
+}
+
+static bool is_policy_word(const char *w)
+{
+	return !strcmp(w, "networkpolicy") || !strcmp(w, "networkpolicies") || !strcmp(w, "netpol") ||
+	       !strcmp(w, NP_RESOURCE) || !strcmp(w, NP_RESOURCES);
+}
+
+static bool is_namespace_word(const char *w)
+{
+	return !strcmp(w, "namespace") || !strcmp(w, "namespaces") || !strcmp(w, "ns");
+}
+
+static bool is_pod_word(const char *w)
+{
+	return !strcmp(w, "pod") || !strcmp(w, "pods") || !strcmp(w, "po");
+}
+
+static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct txn t = {{0}};
+	struct object *objs = NULL;
+	size_t n = 0, nnames = 0;
+	bool policies = false;
+	int r, missing = 0;
+	FILE *out = NULL;
+	char *outbuf = NULL;
+	size_t outlen = 0;
+
+	if (o->nfiles) {
+		if ((r = load_objects(o, &objs, &n, err)) < 0)
+			return r;
+	} else {
+		if (argc < 2)
+			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
+					    "delete: want -f FILE, or networkpolicy NAME..., or namespace NAME...");
+		if (is_policy_word(argv[0]))
+			policies = true;
+		else if (!is_namespace_word(argv[0]))
+			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
+					    "delete: resource type \"%s\" is not supported (networkpolicy, namespace)",
+					    argv[0]);
+		nnames = (size_t)argc - 1;
+	}
+	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
+	    (r = txn_begin(&t, &st, err)) < 0)
+		goto done;
+	out = open_memstream(&outbuf, &outlen);
+	if (!out) {
+		r = -ENOMEM;
+		goto done;
+	}
+	for (size_t i = 0; i < n + nnames; i++) {
+		bool pol = i < n ? objs[i].kind == K_POLICY : policies;
+		const char *name = i < n ? (pol ? objs[i].pol.name : objs[i].ns.name) : argv[1 + i];
+		const char *ns = i < n && pol ? objs[i].pol.ns : ns_or_default(o);
+		bool removed = pol ? nf_state_remove_policy(&st, ns, name) : nf_state_remove_namespace(&st, name);
+
+		if (removed)
+			fprintf(out, "%s \"%s\" deleted\n", pol ? NP_RESOURCE : "namespace", name);
+		else {
+			fprintf(stderr, "Error from server (NotFound): %s \"%s\" not found\n",
+				pol ? NP_RESOURCES : "namespaces", name);
+			missing++;
+		}
+	}
+	fclose(out);
+	out = NULL;
+	if ((r = txn_commit(&t, o->state, &st, err)) < 0)
+		goto done;
+	fputs(outbuf, stdout);
+	r = missing ? 1 : 0;
+done:
+	if (out)
+		fclose(out);
+	free(outbuf);
+	txn_end(&t);
+	nf_state_unlock(&lock);
+	nf_state_free(&st);
+	objects_free(objs, n);
+	return r;
+}
+
+static void age(const json_t *obj, char *buf, size_t len)
+{
+	const char *ts = json_string_value(json_object_get(json_object_get(obj, "metadata"), "creationTimestamp"));
+	struct tm tm = {0};
+	long d;
+
+	if (!ts || !strptime(ts, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		snprintf(buf, len, "<unknown>");
+		return;
+	}
+	d = (long)difftime(time(NULL), timegm(&tm));
+	if (d < 0)
+		d = 0;
+	if (d < 120)
+		snprintf(buf, len, "%lds", d);
+	else if (d < 7200)
+		snprintf(buf, len, "%ldm", d / 60);
+	else if (d < 172800)
+		snprintf(buf, len, "%ldh", d / 3600);
+	else
+		snprintf(buf, len, "%ldd", d / 86400);
+}
+
+static int print_json_list(json_t *items)
+{
+	json_t *list = json_object();
+	char *s;
+
+	json_object_set_new(list, "apiVersion", json_string("v1"));
+	json_object_set_new(list, "kind", json_string("List"));
+	json_object_set_new(list, "items", items);
+	s = json_dumps(list, JSON_INDENT(4));
+	json_decref(list);
+	if (!s)
+		return -ENOMEM;
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+static int get_policies(const struct opts *o, const struct nf_state *s)
+{
+	bool json = o->output && !strcmp(o->output, "json");
+	json_t *items = json_array();
+	size_t shown = 0;
+
+	if (!json) {
+		if (o->all_ns)
+			printf("%-16s ", "NAMESPACE");
+		printf("%-32s %-24s %-14s %s\n", "NAME", "POD-SELECTOR", "POLICY-TYPES", "AGE");
+	}
+	for (size_t i = 0; i < s->npolicies; i++) {
+		const struct nf_policy *p = &s->policies[i];
+		_cleanup_free_ char *sel = NULL;
+		char a[32], types[32];
+
+		if (!o->all_ns && strcmp(p->ns, ns_or_default(o)) != 0)
+			continue;
+		shown++;
+		if (json) {
+			json_array_append(items, p->obj);
+			continue;
+		}
+		sel = nf_selector_format(&p->pod_sel);
+		age(p->obj, a, sizeof(a));
+		snprintf(types, sizeof(types), "%s%s%s", p->ingress ? "Ingress" : "",
+			 p->ingress && p->egress ? "," : "", p->egress ? "Egress" : "");
+		if (o->all_ns)
+			printf("%-16s ", p->ns);
+		printf("%-32s %-24s %-14s %s\n", p->name, sel && *sel ? sel : "<none>", types, a);
+	}
+	if (json)
+		return print_json_list(items);
+	json_decref(items);
+	if (!shown)
+		fprintf(stderr, "No resources found in %s namespace.\n", o->all_ns ? "any" : ns_or_default(o));
+	return 0;
+}
+
+static int get_namespaces(const struct opts *o, const struct nf_state *s)
+{
+	bool json = o->output && !strcmp(o->output, "json");
+	json_t *items = json_array();
+
+	if (!json)
+		printf("%-24s %-8s %-8s %s\n", "NAME", "STATUS", "AGE", "LABELS");
+	for (size_t i = 0; i < s->nnamespaces; i++) {
+		const struct nf_namespace *n = &s->namespaces[i];
+		_cleanup_free_ char *labels = NULL;
+		char a[32];
+
+		if (json) {
+			json_array_append(items, n->obj);
+			continue;
+		}
+		labels = nf_labels_format(&n->labels);
+		age(n->obj, a, sizeof(a));
+		printf("%-24s %-8s %-8s %s\n", n->name, "Active", a, labels ? labels : "");
+	}
+	if (json)
+		return print_json_list(items);
+	json_decref(items);
+	return 0;
+}
+
+static int get_pods(const struct opts *o, const struct nf_state *s)
+{
+	bool json = o->output && !strcmp(o->output, "json");
+	json_t *items = json_array();
+
+	if (!json) {
+		if (o->all_ns)
+			printf("%-16s ", "NAMESPACE");
+		printf("%-24s %-34s %-16s %-28s %s\n", "NAME", "IPS", "INTERFACE", "EGRESS-POLICIES", "LABELS");
+	}
+	for (size_t i = 0; i < s->npods; i++) {
+		const struct nf_pod *p = &s->pods[i];
+		_cleanup_free_ char *labels = NULL;
+		char ips[256] = "", pols[256] = "", buf[INET6_ADDRSTRLEN + 8];
+		size_t ipl = 0, pl = 0;
+
+		if (!o->all_ns && strcmp(p->ns, ns_or_default(o)) != 0)
+			continue;
+		if (json) {
+			json_array_append_new(items, nf_pod_to_json(p));
+			continue;
+		}
+		for (size_t j = 0; j < p->naddrs; j++) {
+			nf_addr_format(&p->addrs[j], buf, sizeof(buf));
+			ipl += (size_t)snprintf(ips + ipl, ipl < sizeof(ips) ? sizeof(ips) - ipl : 0, "%s%s",
+						j ? "," : "", buf);
+		}
+		for (size_t j = 0; j < s->npolicies; j++) {
+			const struct nf_policy *pol = &s->policies[j];
+			if (!pol->egress || strcmp(pol->ns, p->ns) || !nf_selector_matches(&pol->pod_sel, &p->labels))
+				continue;
+			pl += (size_t)snprintf(pols + pl, pl < sizeof(pols) ? sizeof(pols) - pl : 0, "%s%s",
+					       pl ? "," : "", pol->name);
+		}
+		labels = nf_labels_format(&p->labels);
+		if (o->all_ns)
+			printf("%-16s ", p->ns);
+		printf("%-24s %-34s %-16s %-28s %s\n", p->name, ips, p->host_veth ? p->host_veth : "-",
+		       pl ? pols : "<none>", labels && *labels ? labels : "<none>");
+	}
+	if (json)
+		return print_json_list(items);
+	json_decref(items);
+	return 0;
+}
+
+static int cmd_get(struct opts *o, int argc, char **argv, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	int r;
+
+	if (argc < 1)
+		return nf_error_set(err, EINVAL, NF_ERR_POLICY,
+				    "get: want a resource type: networkpolicies, namespaces or pods");
+	if ((r = nf_state_load(o->state, &st, err)) < 0)
+		return r;
+	if (is_policy_word(argv[0]))
+		r = get_policies(o, &st);
+	else if (is_namespace_word(argv[0]))
+		r = get_namespaces(o, &st);
+	else if (is_pod_word(argv[0]))
+		r = get_pods(o, &st);
+	else
+		r = nf_error_set(err, EINVAL, NF_ERR_POLICY,
+				 "get: resource type \"%s\" is not supported (networkpolicies, namespaces, pods)", argv[0]);
+	nf_state_free(&st);
+	return r;
+}
+
+static int cmd_show(struct opts *o, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct plan p = {0};
+	char *text = NULL;
+	int r;
+
+	if ((r = nf_state_load(o->state, &st, err)) < 0 || (r = plan_compile(&st, &p, err)) < 0)
+		goto out;
+	if (!(text = plan_render(&p))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fputs(text, stdout);
+out:
+	free(text);
+	plan_free(&p);
+	nf_state_free(&st);
+	return r;
+}
+
+static int cmd_sync(struct opts *o, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct plan p = {0};
+	int r;
+
+	if ((r = nf_state_lock(o->state, &lock, err)) < 0)
+		return r;
+	if ((r = nf_state_load(o->state, &st, err)) >= 0 && (r = plan_compile(&st, &p, err)) >= 0)
+		r = nft_apply(&p, err);
+	plan_free(&p);
+	nf_state_free(&st);
+	nf_state_unlock(&lock);
+	return r;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: netfencectl [--state FILE] COMMAND ...\n"
+		"  apply -f FILE|- [-f ...] [-n NS]     create or update NetworkPolicy/Namespace objects (YAML or JSON)\n"
+		"  delete -f FILE                      delete the objects a manifest names\n"
+		"  delete networkpolicy NAME... [-n NS]\n"
+		"  delete namespace NAME...\n"
+		"  get networkpolicies|namespaces|pods [-n NS | -A] [-o json]\n"
+		"  show                                the nftables ruleset the state implies\n"
+		"  sync                                re-program the kernel from the state\n"
+		"The state file is --state, else $NETFENCE_STATE, else " NF_DEFAULT_STATE_FILE ".\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"state", required_argument, NULL, 's'},
+		{"filename", required_argument, NULL, 'f'},
+		{"namespace", required_argument, NULL, 'n'},
+		{"all-namespaces", no_argument, NULL, 'A'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct opts o = {0};
+	struct nf_error err = {0};
+	const char *verb;
+	int c, r;
+
+	o.state = getenv("NETFENCE_STATE");
+	if (!o.state || !*o.state)
+		o.state = NF_DEFAULT_STATE_FILE;
+	/* "+" would stop at the verb; permute so flags may follow it, as kubectl's do */
+	while ((c = getopt_long(argc, argv, "f:n:Ao:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': o.state = optarg; break;
+		case 'f':
+			if (o.nfiles == NF_ARRAY_SIZE(o.files)) {
+				fprintf(stderr, "error: too many -f\n");
+				return 1;
+			}
+			o.files[o.nfiles++] = optarg;
+			break;
+		case 'n': o.ns = optarg; break;
+		case 'A': o.all_ns = true; break;
+		case 'o': o.output = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (o.ns && nf_dns1123_label_validate(o.ns, "-n", &err) < 0)
+		return fail(&err);
+	verb = argv[optind++];
+	argc -= optind;
+	argv += optind;
+	if (!strcmp(verb, "apply"))
+		r = cmd_apply(&o, &err);
+	else if (!strcmp(verb, "delete"))
+		r = cmd_delete(&o, argc, argv, &err);
+	else if (!strcmp(verb, "get"))
+		r = cmd_get(&o, argc, argv, &err);
+	else if (!strcmp(verb, "show"))
+		r = cmd_show(&o, &err);
+	else if (!strcmp(verb, "sync"))
+		r = cmd_sync(&o, &err);
+	else {
+		fprintf(stderr, "error: unknown command \"%s\"\n", verb);
+		usage(stderr);
+		return 1;
+	}
+	if (r < 0) {
+		if (!err.msg[0])
+			nf_error_set(&err, -r, 0, "%s: %s", verb, strerror(-r));
+		return fail(&err);
+	}
+	return r;
+}
