@@ -1,0 +1,345 @@
+/* compile + render: NP-14 and the seed's patterns, checked two ways:
+ * semantic assertions on the plan, and the rendered nft text against a
+ * golden file in testdata/golden (NETFENCE_UPDATE_GOLDEN=1 rewrites them;
+ * review the diff). No kernel needed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../../enforce/plan.h"
+#include "../../netconf/manifest.h"
+#include "../../netconf/state.h"
+
+static char *slurp(const char *rel)
+{
+	char path[1024];
+	char *buf = NULL;
+	size_t len;
+	struct nf_error err = {0};
+
+	snprintf(path, sizeof(path), "%s/%s", SRCDIR, rel);
+	if (nf_read_file(path, &buf, &len, &err) < 0)
+		return NULL;
+	return buf;
+}
+
+static void add_manifest(struct nf_state *s, const char *rel)
+{
+	char *buf = slurp(rel);
+	struct nf_error err = {0};
+	json_t *docs = NULL, *item;
+	size_t i;
+
+	assert_non_null(buf);
+	assert_int_equal(nf_manifest_parse(buf, strlen(buf), rel, &docs, &err), 0);
+	json_array_foreach(docs, i, item) {
+		const char *kind = json_string_value(json_object_get(item, "kind"));
+		if (strcmp(kind, "Namespace") == 0) {
+			struct nf_namespace n = {0};
+			assert_int_equal(nf_namespace_from_json(item, &n, &err), 0);
+			assert_true(nf_state_put_namespace(s, &n) >= 0);
+		} else {
+			struct nf_policy p = {0};
+			if (nf_policy_from_json(item, "default", &p, &err) < 0)
+				fail_msg("%s: %s", rel, err.msg);
+			assert_true(nf_state_put_policy(s, &p) >= 0);
+		}
+	}
+	json_decref(docs);
+	free(buf);
+}
+
+static void add_pods(struct nf_state *s, const char *rel)
+{
+	char *buf = slurp(rel);
+	json_t *arr, *item;
+	json_error_t jerr;
+	struct nf_error err = {0};
+	size_t i;
+
+	assert_non_null(buf);
+	arr = json_loads(buf, 0, &jerr);
+	assert_non_null(arr);
+	json_array_foreach(arr, i, item) {
+		struct nf_pod pod = {0};
+		if (nf_pod_from_json(item, &pod, &err) < 0)
+			fail_msg("%s: %s", rel, err.msg);
+		assert_true(nf_state_put_pod(s, &pod) >= 0);
+	}
+	json_decref(arr);
+	free(buf);
+}
+
+static void check_golden(const char *text, const char *name)
+{
+	char rel[256], path[1024];
+	char *want;
+
+	snprintf(rel, sizeof(rel), "testdata/golden/%s.nft", name);
+	if (getenv("NETFENCE_UPDATE_GOLDEN")) {
+		FILE *f;
+		snprintf(path, sizeof(path), "%s/%s", SRCDIR, rel);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(text, f);
+		fclose(f);
+	}
+	want = slurp(rel);
+	if (!want)
+		fail_msg("missing golden file %s (run with NETFENCE_UPDATE_GOLDEN=1 and review it)", rel);
+	if (strcmp(want, text) != 0) {
+		fprintf(stderr, "--- want %s\n%s--- got\n%s", rel, want, text);
+		free(want);
+		fail_msg("rendered plan differs from %s", rel);
+	}
+	free(want);
+}
+
+static const struct plan_chain *chain_of(const struct plan *p, const struct nf_state *s, const char *name)
+{
+	for (size_t i = 0; i < s->npods; i++) {
+		char *cn;
+		if (strcmp(s->pods[i].name, name) != 0)
+			continue;
+		cn = plan_pod_chain_name(&s->pods[i]);
+		for (size_t j = 0; j < p->nchains; j++) {
+			if (strcmp(p->chains[j].name, cn) == 0) {
+				free(cn);
+				return &p->chains[j];
+			}
+		}
+		free(cn);
+	}
+	return NULL;
+}
+
+static const struct plan_set *set_named(const struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->nsets; i++)
+		if (strcmp(p->sets[i].name, name) == 0)
+			return &p->sets[i];
+	return NULL;
+}
+
+static bool set_has(const struct plan_set *s, const char *addr)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->interval)
+			nf_cidr_format(&s->elems[i], buf, sizeof(buf));
+		else
+			nf_addr_format(&s->elems[i], buf, sizeof(buf));
+		if (strcmp(buf, addr) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void build(struct nf_state *s, const char *manifest, struct plan *p)
+{
+	struct nf_error err = {0};
+
+	add_manifest(s, "testdata/namespaces.yaml");
+	if (manifest)
+		add_manifest(s, manifest);
+	add_pods(s, "testdata/pods-np14.json");
+	if (plan_compile(s, p, &err) < 0)
+		fail_msg("compile: %s", err.msg);
+}
+
+/* The seed's manifest: foo may reach kube-dns on 53/udp and 53/tcp, in
+ * both families, and nothing else; no other pod is touched. */
+static void test_seed_manifest(void **state)
+{
+	struct nf_state s = {0};
+	struct plan p = {0};
+	const struct plan_chain *foo;
+	char *text;
+
+	build(&s, "testdata/foo-deny-external-egress.yaml", &p);
+	assert_int_equal(p.nchains, 1);
+	foo = chain_of(&p, &s, "foo");
+	assert_non_null(foo);
+	assert_int_equal(foo->nrules, 4);
+	for (size_t i = 0; i < foo->nrules; i++) {
+		const struct plan_rule *r = &foo->rules[i];
+		const struct plan_set *set = set_named(&p, r->dst_set);
+		assert_non_null(set);
+		assert_int_equal(r->port_lo, 53);
+		assert_int_equal(r->port_hi, 53);
+		assert_true(r->l4proto == NF_PROTO_UDP || r->l4proto == NF_PROTO_TCP);
+		assert_int_equal(set->n, 1); /* only the kube-dns pod */
+		assert_true(set_has(set, r->family == AF_INET ? "10.244.0.4" : "fd00:10:244::4"));
+	}
+	assert_int_equal(p.ndispatch, 2);  /* foo's two addresses */
+	assert_int_equal(p.nantispoof, 1); /* foo's veth */
+	assert_string_equal(p.antispoof[0].dev, "vethfoo");
+	text = plan_render(&p);
+	check_golden(text, "np14-seed");
+	free(text);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
+/* The in-cluster variant: port 53 anywhere, any port to any pod. */
+static void test_incluster_variant(void **state)
+{
+	struct nf_state s = {0};
+	struct plan p = {0};
+	const struct plan_chain *foo;
+	const struct plan_set *pods4 = NULL;
+	bool any53udp = false, any53tcp = false;
+	char *text;
+
+	build(&s, "testdata/foo-deny-external-egress-incluster.yaml", &p);
+	foo = chain_of(&p, &s, "foo");
+	assert_non_null(foo);
+	for (size_t i = 0; i < foo->nrules; i++) {
+		const struct plan_rule *r = &foo->rules[i];
+		if (!r->dst_set && r->port_lo == 53) {
+			if (r->l4proto == NF_PROTO_UDP)
+				any53udp = true;
+			else
+				any53tcp = true;
+		}
+		if (r->dst_set && r->family == AF_INET) {
+			assert_int_equal(r->l4proto, 0);
+			pods4 = set_named(&p, r->dst_set);
+		}
+	}
+	assert_true(any53udp && any53tcp);
+	assert_non_null(pods4);
+	assert_int_equal(pods4->n, 4); /* every pod of every namespace */
+	assert_true(set_has(pods4, "10.244.0.3") && set_has(pods4, "10.244.0.4"));
+	text = plan_render(&p);
+	check_golden(text, "np14-incluster");
+	free(text);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
+/* ipBlock 10.0.0.0/8 except 10.0.1.0/24, flattened into disjoint prefixes */
+static void test_ipblock_except(void **state)
+{
+	struct nf_state s = {0};
+	struct plan p = {0};
+	const struct plan_set *set = NULL;
+	char *text;
+
+	build(&s, "testdata/internal-cidr-except.yaml", &p);
+	for (size_t i = 0; i < p.nsets; i++)
+		if (p.sets[i].interval && p.sets[i].n > 1)
+			set = &p.sets[i];
+	assert_non_null(set);
+	assert_true(set_has(set, "10.0.0.0/24"));
+	assert_true(set_has(set, "10.0.2.0/23"));
+	assert_true(set_has(set, "10.128.0.0/9"));
+	assert_false(set_has(set, "10.0.1.0/24"));
+	assert_int_equal(set->n, 16); /* one prefix per level from /9 to /24 */
+	text = plan_render(&p);
+	check_golden(text, "internal-cidr-except");
+	free(text);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
+static void test_patterns_golden(void **state)
+{
+	static const char *const cases[][2] = {
+		{"testdata/db-internal-only.yaml", "db-internal-only"},
+		{"testdata/backend-limited-external.yaml", "backend-limited-external"},
+		{"testdata/payment-service-gateway.yaml", "payment-service-gateway"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct nf_state s = {0};
+		struct plan p = {0};
+		char *text;
+
+		build(&s, cases[i][0], &p);
+		text = plan_render(&p);
+		check_golden(text, cases[i][1]);
+		free(text);
+		plan_free(&p);
+		nf_state_free(&s);
+	}
+}
+
+/* No policy: nothing selected, the plan is empty (no tables at all). */
+static void test_no_policy_empty(void **state)
+{
+	struct nf_state s = {0};
+	struct plan p = {0};
+
+	build(&s, NULL, &p);
+	assert_true(plan_is_empty(&p));
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
+/* egress: [] denies everything: a chain with no allow rule. */
+static void test_deny_all(void **state)
+{
+	static const char *doc = "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+				 "\"metadata\":{\"name\":\"deny\",\"namespace\":\"default\"},"
+				 "\"spec\":{\"podSelector\":{},\"policyTypes\":[\"Egress\"],\"egress\":[]}}";
+	struct nf_state s = {0};
+	struct nf_policy pol = {0};
+	struct nf_error err = {0};
+	struct plan p = {0};
+	json_t *obj = json_loads(doc, 0, NULL);
+
+	assert_int_equal(nf_policy_from_json(obj, "default", &pol, &err), 0);
+	assert_true(nf_state_put_policy(&s, &pol) >= 0);
+	add_pods(&s, "testdata/pods-np14.json");
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	assert_int_equal(p.nchains, 3); /* foo, web, bar: not kube-dns (kube-system) */
+	for (size_t i = 0; i < p.nchains; i++)
+		assert_int_equal(p.chains[i].nrules, 0);
+	plan_free(&p);
+	nf_state_free(&s);
+	json_decref(obj);
+}
+
+/* A peer pod going away changes the set, not the chain. */
+static void test_peer_follows_pods(void **state)
+{
+	struct nf_state s = {0};
+	struct plan p1 = {0}, p2 = {0};
+	struct nf_error err = {0};
+	const struct plan_chain *c1, *c2;
+
+	build(&s, "testdata/foo-deny-external-egress.yaml", &p1);
+	assert_true(nf_state_remove_pod(&s, "c-dns", "eth0"));
+	assert_int_equal(plan_compile(&s, &p2, &err), 0);
+	c1 = chain_of(&p1, &s, "foo");
+	c2 = chain_of(&p2, &s, "foo");
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_int_equal(c1->nrules, c2->nrules);
+	assert_int_equal(set_named(&p1, c1->rules[0].dst_set)->n, 1);
+	assert_int_equal(set_named(&p2, c2->rules[0].dst_set)->n, 0);
+	plan_free(&p1);
+	plan_free(&p2);
+	nf_state_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seed_manifest),
+		cmocka_unit_test(test_incluster_variant),
+		cmocka_unit_test(test_ipblock_except),
+		cmocka_unit_test(test_patterns_golden),
+		cmocka_unit_test(test_no_policy_empty),
+		cmocka_unit_test(test_deny_all),
+		cmocka_unit_test(test_peer_follows_pods),
+	};
+	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
+}
