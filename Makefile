@@ -60,6 +60,12 @@ check: $(UNIT_BINS)
 		echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || rc=1; \
 	done; exit $$rc
 
+# Warnings from a second compiler: clang, -Werror, no objects.
+lint:
+	$(Q)for f in $(LIB_SRCS) plugin/*.c tests/unit/*.c; do \
+		clang $(filter-out -MMD -MP,$(CFLAGS)) -DSRCDIR='""' -fsyntax-only $$f || exit 1; \
+	done; echo "clang: no warnings"
+
 # Conformance: real plugins in private network namespaces (root).
 conformance/cnitool/cnitool: conformance/cnitool/main.go
 	cd conformance/cnitool && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache \
@@ -79,7 +85,7 @@ install: all
 clean:
 	rm -rf build bin conformance/cnitool/cnitool conformance/probe/probe
 
-.PHONY: all check conformance install clean
+.PHONY: all check conformance install clean lint
 .SECONDARY:
 -include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d
 

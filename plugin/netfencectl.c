@@ -507,6 +507,56 @@ static int cmd_sync(struct opts *o, struct nf_error *err)
 	return r;
 }
 
+/* Appends {"type": "netfence"} as the last plugin of a conflist (idempotent),
+ * writing a new file and renaming it over the old one. */
+static int cmd_conflist_add(struct opts *o, int argc, char **argv, struct nf_error *err)
+{
+	_cleanup_free_ char *tmp = NULL;
+	json_error_t jerr;
+	json_t *root, *plugins, *entry, *item;
+	const char *path;
+	size_t i;
+	int r = 0;
+
+	if (argc != 1)
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG, "conflist-add: want one conflist FILE");
+	path = argv[0];
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return nf_error_set(err, EINVAL, CNI_ERR_DECODE, "%s: line %d column %d: %s", path, jerr.line,
+				    jerr.column, jerr.text);
+	plugins = json_object_get(root, "plugins");
+	if (!json_is_array(plugins)) {
+		json_decref(root);
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+				    "%s: plugins: missing or not an array (netfence needs a conflist)", path);
+	}
+	json_array_foreach(plugins, i, item) {
+		const char *type = json_string_value(json_object_get(item, "type"));
+		if (type && strcmp(type, "netfence") == 0) {
+			printf("%s: netfence is already chained\n", path);
+			json_decref(root);
+			return 0;
+		}
+	}
+	entry = json_object();
+	json_object_set_new(entry, "type", json_string("netfence"));
+	if (strcmp(o->state, NF_DEFAULT_STATE_FILE) != 0)
+		json_object_set_new(entry, "stateFile", json_string(o->state));
+	json_array_append_new(plugins, entry);
+	if (asprintf(&tmp, "%s.netfence-tmp", path) < 0) {
+		tmp = NULL;
+		r = -ENOMEM;
+	} else if (json_dump_file(root, tmp, JSON_INDENT(2)) < 0 || rename(tmp, path) < 0) {
+		r = nf_error_set(err, errno ? errno : EIO, CNI_ERR_IO, "writing %s: %s", path, strerror(errno));
+		unlink(tmp);
+	} else {
+		printf("%s: netfence chained as the last plugin\n", path);
+	}
+	json_decref(root);
+	return r;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -518,6 +568,7 @@ static void usage(FILE *f)
 		"  get networkpolicies|namespaces|pods [-n NS | -A] [-o json]\n"
 		"  show                                the nftables ruleset the state implies\n"
 		"  sync                                re-program the kernel from the state\n"
+		"  conflist-add FILE                   chain netfence as the last plugin of a conflist\n"
 		"The state file is --state, else $NETFENCE_STATE, else " NF_DEFAULT_STATE_FILE ".\n");
 }
 
@@ -577,6 +628,8 @@ int main(int argc, char **argv)
 		r = cmd_show(&o, &err);
 	else if (!strcmp(verb, "sync"))
 		r = cmd_sync(&o, &err);
+	else if (!strcmp(verb, "conflist-add"))
+		r = cmd_conflist_add(&o, argc, argv, &err);
 	else {
 		fprintf(stderr, "error: unknown command \"%s\"\n", verb);
 		usage(stderr);
