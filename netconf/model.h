@@ -208,4 +208,8 @@ int nf_state_namespace_labels(const struct nf_state *s, const char *ns, struct n
 int nf_dns1123_label_validate(const char *s, const char *field, struct nf_error *err);
 int nf_dns1123_subdomain_validate(const char *s, const char *field, struct nf_error *err);
 
+/* Helpers shared by the netconf/ parsers (added with labels.c). */
+/* "an object", "a string", ... for error messages; "nothing" for NULL. */
+const char *nf_json_type_name(const json_t *v);
+
 #endif

@@ -1,0 +1,1067 @@
+/* Unit tests: CIDRs, labels, selectors, names, NetworkPolicy, Namespace and
+ * pod records (netconf/cidr.c, labels.c, policy.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../../netconf/model.h"
+
+/* JSON with ' for " so that test objects stay readable. */
+static json_t *J(const char *text)
+{
+	char *s = strdup(text);
+	json_error_t jerr;
+	json_t *v;
+
+	assert_non_null(s);
+	for (char *p = s; *p; p++)
+		if (*p == '\'')
+			*p = '"';
+	v = json_loads(s, JSON_DECODE_ANY, &jerr);
+	if (!v)
+		fail_msg("bad test JSON: %s: %s", jerr.text, s);
+	free(s);
+	return v;
+}
+
+#define assert_contains(hay, needle)                                                    \
+	do {                                                                              \
+		const char *h_ = (hay), *n_ = (needle);                                   \
+		if (!strstr(h_, n_))                                                      \
+			fail_msg("\"%s\" does not contain \"%s\"", h_, n_);               \
+	} while (0)
+
+/* ---- CIDRs ---- */
+
+static void cidr_ok(const char *s, bool allow_host, bool strict, const char *want)
+{
+	struct nf_error err = { 0 };
+	struct nf_cidr c;
+	char buf[INET6_ADDRSTRLEN + 8];
+
+	if (nf_cidr_parse(s, allow_host, strict, &c, "f", &err) != 0)
+		fail_msg("%s: %s", s, err.msg);
+	nf_cidr_format(&c, buf, sizeof(buf));
+	assert_string_equal(buf, want);
+}
+
+static void cidr_bad(const char *s, bool allow_host, bool strict, const char *want)
+{
+	struct nf_error err = { 0 };
+	struct nf_cidr c;
+
+	assert_int_equal(nf_cidr_parse(s, allow_host, strict, &c, "spec.x.cidr", &err), -EINVAL);
+	assert_int_equal(err.code, NF_ERR_POLICY);
+	assert_contains(err.msg, "spec.x.cidr: ");
+	assert_contains(err.msg, want);
+}
+
+static void test_cidr_parse(void **state)
+{
+	struct nf_cidr c;
+
+	cidr_ok("10.0.0.0/8", false, true, "10.0.0.0/8");
+	cidr_ok("0.0.0.0/0", false, true, "0.0.0.0/0");
+	cidr_ok("203.0.113.10/32", false, true, "203.0.113.10/32");
+	cidr_ok("fd00::/64", false, true, "fd00::/64");
+	cidr_ok("::/0", false, true, "::/0");
+	cidr_ok("2001:db8::1/128", false, true, "2001:db8::1/128");
+	/* interface addresses keep their host bits */
+	cidr_ok("10.1.0.5/24", true, false, "10.1.0.5/24");
+	cidr_ok("fd00::5/64", true, false, "fd00::5/64");
+	cidr_ok("10.1.0.5", true, false, "10.1.0.5/32");
+	cidr_ok("fd00::5", true, true, "fd00::5/128");
+
+	assert_int_equal(nf_cidr_parse("fd00::5/64", false, false, &c, "f", NULL), 0);
+	assert_int_equal(c.family, AF_INET6);
+	assert_int_equal(c.prefix, 64);
+	assert_int_equal(nf_cidr_parse("10.1.2.3/8", false, false, &c, "f", NULL), 0);
+	assert_int_equal(c.family, AF_INET);
+	assert_int_equal(c.addr[3], 3);
+
+	cidr_bad("10.0.0.0/33", false, true, "invalid CIDR \"10.0.0.0/33\"");
+	cidr_bad("fd00::/129", false, true, "\"fd00::/129\"");
+	cidr_bad("10.0.0.1/8", false, true, "\"10.0.0.1/8\": host bits are set (did you mean \"10.0.0.0/8\"?)");
+	cidr_bad("fd00::1/64", false, true, "did you mean \"fd00::/64\"");
+	cidr_bad("10.0.0.0", false, true, "\"10.0.0.0\": missing /prefix");
+	cidr_bad("10.0.0/8", false, true, "\"10.0.0/8\"");
+	cidr_bad("10.0.0.0/", false, true, "\"10.0.0.0/\"");
+	cidr_bad("10.0.0.0/8x", false, true, "\"10.0.0.0/8x\"");
+	cidr_bad("10.0.0.0/-1", false, true, "\"10.0.0.0/-1\"");
+	cidr_bad("/8", false, true, "\"/8\"");
+	cidr_bad("", true, false, "invalid CIDR \"\"");
+	cidr_bad("foo", true, false, "\"foo\"");
+	cidr_bad(" 10.0.0.0/8", false, true, "\" 10.0.0.0/8\"");
+}
+
+static void test_cidr_contains(void **state)
+{
+	struct nf_cidr a, b, c, d, e, v6;
+
+	assert_int_equal(nf_cidr_parse("10.0.0.0/8", false, true, &a, "a", NULL), 0);
+	assert_int_equal(nf_cidr_parse("10.0.1.0/24", false, true, &b, "b", NULL), 0);
+	assert_int_equal(nf_cidr_parse("11.0.1.0/24", false, true, &c, "c", NULL), 0);
+	assert_int_equal(nf_cidr_parse("0.0.0.0/0", false, true, &d, "d", NULL), 0);
+	assert_int_equal(nf_cidr_parse("10.1.0.5", true, false, &e, "e", NULL), 0);
+	assert_int_equal(nf_cidr_parse("::/0", false, true, &v6, "v6", NULL), 0);
+	assert_true(nf_cidr_contains(&a, &b));
+	assert_false(nf_cidr_contains(&b, &a));
+	assert_false(nf_cidr_contains(&a, &c));
+	assert_true(nf_cidr_contains(&a, &a));
+	assert_true(nf_cidr_contains(&d, &c));
+	assert_true(nf_cidr_contains(&a, &e));
+	assert_false(nf_cidr_contains(&v6, &a));
+	assert_false(nf_cidr_contains(&d, &v6));
+}
+
+static void test_addr_format(void **state)
+{
+	struct nf_cidr c;
+	char buf[INET6_ADDRSTRLEN];
+
+	assert_int_equal(nf_cidr_parse("10.1.0.5/24", true, false, &c, "f", NULL), 0);
+	nf_addr_format(&c, buf, sizeof(buf));
+	assert_string_equal(buf, "10.1.0.5");
+	assert_int_equal(nf_cidr_parse("FD00:0::5/64", true, false, &c, "f", NULL), 0);
+	nf_addr_format(&c, buf, sizeof(buf));
+	assert_string_equal(buf, "fd00::5");
+}
+
+/* ---- names ---- */
+
+static void test_dns1123(void **state)
+{
+	struct nf_error err = { 0 };
+	char long64[65], long254[255];
+
+	memset(long64, 'a', 64);
+	long64[64] = '\0';
+	memset(long254, 'a', 254);
+	long254[254] = '\0';
+
+	assert_int_equal(nf_dns1123_label_validate("kube-system", "metadata.namespace", &err), 0);
+	assert_int_equal(nf_dns1123_label_validate("a", "f", &err), 0);
+	assert_int_equal(nf_dns1123_label_validate("0abc9", "f", &err), 0);
+	assert_int_equal(nf_dns1123_label_validate("Foo", "metadata.namespace", &err), -EINVAL);
+	assert_contains(err.msg, "metadata.namespace: invalid value \"Foo\"");
+	assert_int_equal(nf_dns1123_label_validate("a.b", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_label_validate("-a", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_label_validate("a-", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_label_validate("", "f", &err), -EINVAL);
+	assert_contains(err.msg, "f: must not be empty");
+	assert_int_equal(nf_dns1123_label_validate(long64, "f", &err), -EINVAL);
+	assert_contains(err.msg, "no more than 63");
+	long64[63] = '\0';
+	assert_int_equal(nf_dns1123_label_validate(long64, "f", &err), 0);
+
+	assert_int_equal(nf_dns1123_subdomain_validate("foo-deny-external-egress", "f", &err), 0);
+	assert_int_equal(nf_dns1123_subdomain_validate("a.b-c.d", "f", &err), 0);
+	assert_int_equal(nf_dns1123_subdomain_validate("a..b", "metadata.name", &err), -EINVAL);
+	assert_contains(err.msg, "metadata.name: invalid value \"a..b\"");
+	assert_int_equal(nf_dns1123_subdomain_validate(".a", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_subdomain_validate("a.", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_subdomain_validate("a_b", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_subdomain_validate("A", "f", &err), -EINVAL);
+	assert_int_equal(nf_dns1123_subdomain_validate(long254, "f", &err), -EINVAL);
+	assert_contains(err.msg, "253");
+	long254[253] = '\0';
+	assert_int_equal(nf_dns1123_subdomain_validate(long254, "f", &err), 0);
+}
+
+static void test_label_key_value(void **state)
+{
+	struct nf_error err = { 0 };
+	char name64[65], prefix254[260];
+
+	assert_int_equal(nf_label_key_validate("app", "f", &err), 0);
+	assert_int_equal(nf_label_key_validate("kubernetes.io/metadata.name", "f", &err), 0);
+	assert_int_equal(nf_label_key_validate("k8s-app", "f", &err), 0);
+	assert_int_equal(nf_label_key_validate("A_b.C-9", "f", &err), 0);
+	assert_int_equal(nf_label_key_validate("example.com/Tier", "f", &err), 0);
+
+	assert_int_equal(nf_label_key_validate("", "m", &err), -EINVAL);
+	assert_int_equal(nf_label_key_validate("-app", "m", &err), -EINVAL);
+	assert_contains(err.msg, "m: invalid label key \"-app\"");
+	assert_int_equal(nf_label_key_validate("app_", "m", &err), -EINVAL);
+	assert_int_equal(nf_label_key_validate("a b", "m", &err), -EINVAL);
+	assert_int_equal(nf_label_key_validate("a/b/c", "m", &err), -EINVAL);
+	assert_contains(err.msg, "\"a/b/c\"");
+	assert_int_equal(nf_label_key_validate("/b", "m", &err), -EINVAL);
+	assert_contains(err.msg, "prefix");
+	assert_int_equal(nf_label_key_validate("a/", "m", &err), -EINVAL);
+	assert_contains(err.msg, "name part must not be empty");
+	assert_int_equal(nf_label_key_validate("Example.com/b", "m", &err), -EINVAL);
+	assert_contains(err.msg, "prefix");
+	memset(name64, 'a', 64);
+	name64[64] = '\0';
+	assert_int_equal(nf_label_key_validate(name64, "m", &err), -EINVAL);
+	assert_contains(err.msg, "63");
+	memset(prefix254, 'a', 254);
+	strcpy(prefix254 + 254, "/x");
+	assert_int_equal(nf_label_key_validate(prefix254, "m", &err), -EINVAL);
+	assert_contains(err.msg, "253");
+
+	assert_int_equal(nf_label_value_validate("", "v", &err), 0);
+	assert_int_equal(nf_label_value_validate("foo", "v", &err), 0);
+	assert_int_equal(nf_label_value_validate("Foo_1.2-x", "v", &err), 0);
+	assert_int_equal(nf_label_value_validate("a/b", "v", &err), -EINVAL);
+	assert_contains(err.msg, "v: invalid label value \"a/b\"");
+	assert_int_equal(nf_label_value_validate("-a", "v", &err), -EINVAL);
+	assert_int_equal(nf_label_value_validate("a:b", "v", &err), -EINVAL);
+	assert_int_equal(nf_label_value_validate(name64, "v", &err), -EINVAL);
+	assert_contains(err.msg, "63");
+}
+
+/* ---- labels ---- */
+
+static void test_labels_sorted(void **state)
+{
+	struct nf_labels l = { 0 }, c = { 0 };
+	char *s;
+
+	assert_int_equal(nf_labels_set(&l, "tier", "web"), 0);
+	assert_int_equal(nf_labels_set(&l, "app", "foo"), 0);
+	assert_int_equal(nf_labels_set(&l, "env", "prod"), 0);
+	assert_int_equal(nf_labels_set(&l, "zz", ""), 0);
+	assert_int_equal(nf_labels_set(&l, "app", "bar"), 0);
+	assert_int_equal(l.n, 4);
+	assert_string_equal(l.v[0].key, "app");
+	assert_string_equal(l.v[1].key, "env");
+	assert_string_equal(l.v[2].key, "tier");
+	assert_string_equal(l.v[3].key, "zz");
+	assert_string_equal(nf_labels_get(&l, "app"), "bar");
+	assert_string_equal(nf_labels_get(&l, "zz"), "");
+	assert_null(nf_labels_get(&l, "nope"));
+	assert_null(nf_labels_get(NULL, "app"));
+
+	s = nf_labels_format(&l);
+	assert_string_equal(s, "app=bar,env=prod,tier=web,zz=");
+	free(s);
+
+	assert_int_equal(nf_labels_copy(&c, &l), 0);
+	nf_labels_free(&l);
+	assert_int_equal(c.n, 4);
+	assert_string_equal(nf_labels_get(&c, "tier"), "web");
+	nf_labels_free(&c);
+	nf_labels_free(&c);
+	nf_labels_free(NULL);
+
+	s = nf_labels_format(&c);
+	assert_string_equal(s, "");
+	free(s);
+}
+
+static void test_labels_json(void **state)
+{
+	struct nf_error err = { 0 };
+	struct nf_labels l;
+	json_t *j, *back;
+
+	j = J("{'b': '2', 'a': '1', 'kubernetes.io/metadata.name': 'kube-system'}");
+	assert_int_equal(nf_labels_from_json(j, &l, "metadata.labels", &err), 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.v[0].key, "a");
+	assert_string_equal(l.v[2].key, "kubernetes.io/metadata.name");
+	back = nf_labels_to_json(&l);
+	assert_true(json_equal(back, j));
+	json_decref(back);
+	json_decref(j);
+	nf_labels_free(&l);
+
+	assert_int_equal(nf_labels_from_json(NULL, &l, "x", &err), 0);
+	assert_int_equal(l.n, 0);
+
+	j = J("{'app': 5}");
+	assert_int_equal(nf_labels_from_json(j, &l, "metadata.labels", &err), -EINVAL);
+	assert_contains(err.msg, "metadata.labels[\"app\"]: label value must be a string, got an integer");
+	json_decref(j);
+
+	j = J("{'app': 'ok', 'bad key': 'x'}");
+	assert_int_equal(nf_labels_from_json(j, &l, "metadata.labels", &err), -EINVAL);
+	assert_contains(err.msg, "metadata.labels: invalid label key \"bad key\"");
+	json_decref(j);
+
+	j = J("{'app': 'bad value'}");
+	assert_int_equal(nf_labels_from_json(j, &l, "metadata.labels", &err), -EINVAL);
+	assert_contains(err.msg, "metadata.labels[\"app\"]: invalid label value \"bad value\"");
+	json_decref(j);
+
+	j = J("['app']");
+	assert_int_equal(nf_labels_from_json(j, &l, "metadata.labels", &err), -EINVAL);
+	assert_contains(err.msg, "metadata.labels: expected an object, got an array");
+	json_decref(j);
+}
+
+/* ---- selectors ---- */
+
+static struct nf_selector sel(const char *text)
+{
+	struct nf_error err = { 0 };
+	struct nf_selector s;
+	json_t *j = J(text);
+
+	if (nf_selector_from_json(j, &s, "sel", &err) != 0)
+		fail_msg("%s: %s", text, err.msg);
+	json_decref(j);
+	return s;
+}
+
+static void sel_bad(const char *text, const char *want1, const char *want2)
+{
+	struct nf_error err = { 0 };
+	struct nf_selector s;
+	json_t *j = J(text);
+
+	assert_int_equal(nf_selector_from_json(j, &s, "spec.podSelector", &err), -EINVAL);
+	assert_int_equal(err.code, NF_ERR_POLICY);
+	assert_contains(err.msg, want1);
+	assert_contains(err.msg, want2);
+	json_decref(j);
+}
+
+static struct nf_labels labels(const char *text)
+{
+	struct nf_labels l;
+	json_t *j = J(text);
+
+	assert_int_equal(nf_labels_from_json(j, &l, "labels", NULL), 0);
+	json_decref(j);
+	return l;
+}
+
+static void check_format(const char *selector, const char *want)
+{
+	struct nf_selector s = sel(selector);
+	char *f = nf_selector_format(&s);
+
+	assert_non_null(f);
+	assert_string_equal(f, want);
+	free(f);
+	nf_selector_free(&s);
+}
+
+static void test_selector_parse_format(void **state)
+{
+	struct nf_selector s;
+
+	check_format("{}", "");
+	check_format("{'matchLabels': {}, 'matchExpressions': []}", "");
+	check_format("{'matchLabels': null, 'matchExpressions': null}", "");
+	check_format("{'matchLabels': {'app': 'foo'}}", "app=foo");
+	check_format("{'matchLabels': {'tier': 'web', 'app': 'foo'}}", "app=foo,tier=web");
+	check_format("{'matchExpressions': ["
+		     "{'key': 'x', 'operator': 'DoesNotExist'},"
+		     "{'key': 'k', 'operator': 'Exists'},"
+		     "{'key': 'env', 'operator': 'NotIn', 'values': ['c']},"
+		     "{'key': 'env', 'operator': 'In', 'values': ['b', 'a', 'b']}],"
+		     "'matchLabels': {'app': 'foo'}}",
+		     "app=foo,env in (a,b),env notin (c),k,!x");
+
+	s = sel("{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['b', 'a', 'b']},"
+		"{'key': 'a', 'operator': 'Exists', 'values': []}]}");
+	assert_int_equal(s.nexprs, 2);
+	assert_string_equal(s.exprs[0].key, "a");
+	assert_int_equal(s.exprs[0].op, NF_SEL_EXISTS);
+	assert_int_equal(s.exprs[1].nvalues, 2);
+	assert_string_equal(s.exprs[1].values[0], "a");
+	assert_string_equal(s.exprs[1].values[1], "b");
+	assert_false(nf_selector_is_empty(&s));
+	nf_selector_free(&s);
+	nf_selector_free(&s);
+	nf_selector_free(NULL);
+
+	s = sel("{}");
+	assert_true(nf_selector_is_empty(&s));
+	nf_selector_free(&s);
+	assert_int_equal(nf_selector_from_json(NULL, &s, "x", NULL), 0);
+	assert_true(nf_selector_is_empty(&s));
+}
+
+static void test_selector_errors(void **state)
+{
+	sel_bad("{'matchLabel': {'app': 'foo'}}", "spec.podSelector: unknown field", "\"matchLabel\"");
+	sel_bad("[]", "spec.podSelector: expected an object", "an array");
+	sel_bad("{'matchLabels': {'app': 'foo bar'}}",
+		"spec.podSelector.matchLabels[\"app\"]: invalid label value", "\"foo bar\"");
+	sel_bad("{'matchLabels': {'-app': 'x'}}", "spec.podSelector.matchLabels: invalid label key",
+		"\"-app\"");
+	sel_bad("{'matchExpressions': {}}", "spec.podSelector.matchExpressions: expected an array",
+		"an object");
+	sel_bad("{'matchExpressions': [{'key': 'env', 'operator': 'in', 'values': ['a']}]}",
+		"spec.podSelector.matchExpressions[0].operator: unsupported operator", "\"in\"");
+	sel_bad("{'matchExpressions': [{'key': 'env', 'operator': 'Equals', 'values': ['a']}]}",
+		"matchExpressions[0].operator", "\"Equals\"");
+	sel_bad("{'matchExpressions': [{'key': 'k', 'operator': 'Exists'}, {'key': 'env', 'operator': 'In'}]}",
+		"spec.podSelector.matchExpressions[1].values: must be specified", "\"In\"");
+	sel_bad("{'matchExpressions': [{'key': 'env', 'operator': 'NotIn', 'values': []}]}",
+		"matchExpressions[0].values: must be specified", "\"NotIn\"");
+	sel_bad("{'matchExpressions': [{'key': 'env', 'operator': 'Exists', 'values': ['a']}]}",
+		"matchExpressions[0].values: may not be specified", "\"Exists\"");
+	sel_bad("{'matchExpressions': [{'key': 'env', 'operator': 'DoesNotExist', 'values': ['a']}]}",
+		"matchExpressions[0].values: may not be specified", "\"DoesNotExist\"");
+	sel_bad("{'matchExpressions': [{'operator': 'Exists'}]}",
+		"matchExpressions[0].key: required value", "");
+	sel_bad("{'matchExpressions': [{'key': 'a b', 'operator': 'Exists'}]}",
+		"matchExpressions[0].key: invalid label key", "\"a b\"");
+	sel_bad("{'matchExpressions': [{'key': 'a'}]}", "matchExpressions[0].operator: required value", "");
+	sel_bad("{'matchExpressions': [{'key': 'a', 'operator': 'In', 'values': ['ok', 'not ok']}]}",
+		"matchExpressions[0].values[1]: invalid label value", "\"not ok\"");
+	sel_bad("{'matchExpressions': [{'key': 'a', 'operator': 'In', 'values': [1]}]}",
+		"matchExpressions[0].values[0]: expected a string", "an integer");
+	sel_bad("{'matchExpressions': [{'key': 'a', 'operator': 'Exists', 'value': 'x'}]}",
+		"matchExpressions[0]: unknown field", "\"value\"");
+	sel_bad("{'matchExpressions': ['a']}", "matchExpressions[0]: expected an object", "a string");
+}
+
+struct truth {
+	const char *selector;
+	const char *labels;
+	bool want;
+};
+
+static void test_selector_matches(void **state)
+{
+	static const struct truth cases[] = {
+		/* empty selector: everything */
+		{ "{}", "{}", true },
+		{ "{}", "{'app': 'foo'}", true },
+		/* matchLabels: all must be equal */
+		{ "{'matchLabels': {'app': 'foo'}}", "{'app': 'foo'}", true },
+		{ "{'matchLabels': {'app': 'foo'}}", "{'app': 'foo', 'x': 'y'}", true },
+		{ "{'matchLabels': {'app': 'foo'}}", "{'app': 'bar'}", false },
+		{ "{'matchLabels': {'app': 'foo'}}", "{}", false },
+		{ "{'matchLabels': {'app': 'foo', 'tier': 'web'}}", "{'app': 'foo'}", false },
+		{ "{'matchLabels': {'app': ''}}", "{'app': ''}", true },
+		{ "{'matchLabels': {'app': ''}}", "{}", false },
+		/* In: key present and value in set */
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a', 'b']}]}", "{'env': 'a'}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a', 'b']}]}", "{'env': 'b'}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a', 'b']}]}", "{'env': 'c'}", false },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a', 'b']}]}", "{}", false },
+		/* NotIn: key absent or value not in set */
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'NotIn', 'values': ['a']}]}", "{'env': 'a'}", false },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'NotIn', 'values': ['a']}]}", "{'env': 'b'}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'NotIn', 'values': ['a']}]}", "{}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'NotIn', 'values': ['a']}]}", "{'other': 'a'}", true },
+		/* Exists / DoesNotExist */
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'Exists'}]}", "{'env': ''}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'Exists'}]}", "{}", false },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'DoesNotExist'}]}", "{}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'DoesNotExist'}]}", "{'env': 'x'}", false },
+		/* everything is ANDed */
+		{ "{'matchLabels': {'app': 'foo'}, 'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a']}]}",
+		  "{'app': 'foo', 'env': 'a'}", true },
+		{ "{'matchLabels': {'app': 'foo'}, 'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a']}]}",
+		  "{'app': 'foo', 'env': 'b'}", false },
+		{ "{'matchLabels': {'app': 'foo'}, 'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a']}]}",
+		  "{'app': 'bar', 'env': 'a'}", false },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a', 'b']},"
+		  "{'key': 'env', 'operator': 'NotIn', 'values': ['b']}]}", "{'env': 'a'}", true },
+		{ "{'matchExpressions': [{'key': 'env', 'operator': 'In', 'values': ['a', 'b']},"
+		  "{'key': 'env', 'operator': 'NotIn', 'values': ['b']}]}", "{'env': 'b'}", false },
+		{ "{'matchExpressions': [{'key': 'kubernetes.io/metadata.name', 'operator': 'In', 'values': ['kube-system']}]}",
+		  "{'kubernetes.io/metadata.name': 'kube-system'}", true },
+	};
+
+	for (size_t i = 0; i < NF_ARRAY_SIZE(cases); i++) {
+		struct nf_selector s = sel(cases[i].selector);
+		struct nf_labels l = labels(cases[i].labels);
+
+		if (nf_selector_matches(&s, &l) != cases[i].want)
+			fail_msg("case %zu: %s on %s: want %d", i, cases[i].selector, cases[i].labels,
+				 cases[i].want);
+		nf_selector_free(&s);
+		nf_labels_free(&l);
+	}
+}
+
+/* ---- NetworkPolicy ---- */
+
+#define NP_HEAD "'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy', 'metadata': {'name': 'np'}"
+
+static void policy_ok(const char *text, struct nf_policy *p)
+{
+	struct nf_error err = { 0 };
+	json_t *j = J(text);
+
+	if (nf_policy_from_json(j, "default", p, &err) != 0)
+		fail_msg("%s: %s", text, err.msg);
+	json_decref(j);
+}
+
+static void policy_bad(const char *text, const char *want1, const char *want2)
+{
+	struct nf_error err = { 0 };
+	struct nf_policy p = { 0 };
+	json_t *j = J(text);
+
+	if (nf_policy_from_json(j, "default", &p, &err) != -EINVAL)
+		fail_msg("accepted: %s", text);
+	assert_int_equal(err.code, NF_ERR_POLICY);
+	assert_contains(err.msg, want1);
+	assert_contains(err.msg, want2);
+	assert_null(p.obj);
+	json_decref(j);
+}
+
+/* The seed's manifest (testdata/foo-deny-external-egress.yaml) as JSON. */
+static void test_policy_seed(void **state)
+{
+	struct nf_policy p;
+	struct nf_rule *r;
+	char *f;
+
+	policy_ok("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+		  " 'metadata': {'name': 'foo-deny-external-egress'},"
+		  " 'spec': {'podSelector': {'matchLabels': {'app': 'foo'}},"
+		  "  'policyTypes': ['Egress'],"
+		  "  'egress': [{'to': [{'namespaceSelector': {'matchLabels': {'kubernetes.io/metadata.name': 'kube-system'}},"
+		  "                      'podSelector': {'matchLabels': {'k8s-app': 'kube-dns'}}}],"
+		  "              'ports': [{'port': 53, 'protocol': 'UDP'}, {'port': 53, 'protocol': 'TCP'}]}]}}",
+		  &p);
+	assert_string_equal(p.name, "foo-deny-external-egress");
+	assert_string_equal(p.ns, "default");
+	assert_true(p.egress);
+	assert_false(p.ingress);
+	f = nf_selector_format(&p.pod_sel);
+	assert_string_equal(f, "app=foo");
+	free(f);
+	assert_int_equal(p.negress, 1);
+	r = &p.egress_rules[0];
+	assert_true(r->has_to);
+	assert_int_equal(r->npeers, 1);
+	assert_int_equal(r->peers[0].kind, NF_PEER_SELECTOR);
+	assert_true(r->peers[0].has_pod_sel);
+	assert_true(r->peers[0].has_ns_sel);
+	f = nf_selector_format(&r->peers[0].ns_sel);
+	assert_string_equal(f, "kubernetes.io/metadata.name=kube-system");
+	free(f);
+	f = nf_selector_format(&r->peers[0].pod_sel);
+	assert_string_equal(f, "k8s-app=kube-dns");
+	free(f);
+	assert_true(r->has_ports);
+	assert_int_equal(r->nports, 2);
+	assert_int_equal(r->ports[0].proto, NF_PROTO_UDP);
+	assert_true(r->ports[0].has_port);
+	assert_int_equal(r->ports[0].port, 53);
+	assert_int_equal(r->ports[0].end_port, 0);
+	assert_null(r->ports[0].name);
+	assert_int_equal(r->ports[1].proto, NF_PROTO_TCP);
+	assert_int_equal(r->ports[1].port, 53);
+	/* the stored object gained metadata.namespace */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(p.obj, "metadata"),
+							      "namespace")), "default");
+	nf_policy_free(&p);
+	nf_policy_free(&p);
+	nf_policy_free(NULL);
+}
+
+static void test_policy_namespace(void **state)
+{
+	struct nf_error err = { 0 };
+	struct nf_policy p;
+	json_t *j;
+
+	j = J("{" NP_HEAD "}");
+	assert_int_equal(nf_policy_from_json(j, "team-a", &p, &err), 0);
+	assert_string_equal(p.ns, "team-a");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(p.obj, "metadata"),
+							      "namespace")), "team-a");
+	/* the input is not modified */
+	assert_null(json_object_get(json_object_get(j, "metadata"), "namespace"));
+	nf_policy_free(&p);
+	assert_int_equal(nf_policy_from_json(j, NULL, &p, &err), 0);
+	assert_string_equal(p.ns, "default");
+	nf_policy_free(&p);
+	assert_int_equal(nf_policy_from_json(j, "Bad_NS", &p, &err), -EINVAL);
+	assert_contains(err.msg, "metadata.namespace: invalid value \"Bad_NS\"");
+	json_decref(j);
+
+	j = J("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+	      " 'metadata': {'name': 'np', 'namespace': 'prod'}}");
+	assert_int_equal(nf_policy_from_json(j, "team-a", &p, &err), 0);
+	assert_string_equal(p.ns, "prod");
+	nf_policy_free(&p);
+	json_decref(j);
+}
+
+static void test_policy_types(void **state)
+{
+	struct nf_policy p;
+
+	/* omitted: Ingress, plus Egress when there are egress rules */
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}}}", &p);
+	assert_true(p.ingress);
+	assert_false(p.egress);
+	nf_policy_free(&p);
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}, 'egress': [{}]}}", &p);
+	assert_true(p.ingress);
+	assert_true(p.egress);
+	assert_int_equal(p.negress, 1);
+	assert_false(p.egress_rules[0].has_to);
+	assert_false(p.egress_rules[0].has_ports);
+	nf_policy_free(&p);
+	/* as the API server: an empty egress list does not imply Egress */
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}, 'egress': []}}", &p);
+	assert_true(p.ingress);
+	assert_false(p.egress);
+	nf_policy_free(&p);
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}, 'policyTypes': [], 'egress': [{}]}}", &p);
+	assert_true(p.ingress);
+	assert_true(p.egress);
+	nf_policy_free(&p);
+	/* explicit */
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}, 'policyTypes': ['Egress']}}", &p);
+	assert_false(p.ingress);
+	assert_true(p.egress);
+	assert_int_equal(p.negress, 0); /* deny all egress */
+	nf_policy_free(&p);
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}, 'policyTypes': ['Egress'], 'egress': []}}", &p);
+	assert_true(p.egress);
+	assert_int_equal(p.negress, 0);
+	nf_policy_free(&p);
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {}, 'policyTypes': ['Ingress']}}", &p);
+	assert_true(p.ingress);
+	assert_false(p.egress);
+	nf_policy_free(&p);
+	policy_ok("{" NP_HEAD ", 'spec': {'policyTypes': ['Ingress', 'Egress'], 'egress': [{}]}}", &p);
+	assert_true(p.ingress);
+	assert_true(p.egress);
+	assert_true(nf_selector_is_empty(&p.pod_sel)); /* absent podSelector = {} */
+	nf_policy_free(&p);
+	policy_ok("{" NP_HEAD "}", &p);
+	assert_true(p.ingress);
+	assert_false(p.egress);
+	nf_policy_free(&p);
+
+	policy_bad("{" NP_HEAD ", 'spec': {'policyTypes': ['egress']}}", "spec.policyTypes[0]: unsupported value",
+		   "\"egress\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'policyTypes': ['Egress', 'Foo']}}", "spec.policyTypes[1]", "\"Foo\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'policyTypes': 'Egress'}}", "spec.policyTypes: expected an array",
+		   "a string");
+	policy_bad("{" NP_HEAD ", 'spec': {'policyTypes': ['Egress', 'Ingress', 'Egress']}}",
+		   "spec.policyTypes: may not specify more than two", "3");
+}
+
+static void test_policy_rules(void **state)
+{
+	struct nf_policy p;
+	struct nf_rule *r;
+	char *f;
+
+	policy_ok("{" NP_HEAD ", 'spec': {'podSelector': {'matchLabels': {'app': 'foo'}},"
+		  " 'policyTypes': ['Egress'], 'egress': ["
+		  "  {'ports': [{'port': 53, 'protocol': 'UDP'}, {'port': 53, 'protocol': 'TCP'}]},"
+		  "  {'to': [{'namespaceSelector': {}}]},"
+		  "  {'to': [], 'ports': []},"
+		  "  {'to': [{'podSelector': {'matchLabels': {'app': 'web'}}}],"
+		  "   'ports': [{'protocol': 'SCTP'}, {'port': 'http'}, {'port': 8000, 'endPort': 8080},"
+		  "             {'port': 9000, 'endPort': 9000}, {'protocol': null, 'port': 1}]},"
+		  "  {'to': [{'ipBlock': {'cidr': '10.0.0.0/8', 'except': ['10.0.1.0/24', '10.2.0.0/16']}},"
+		  "          {'ipBlock': {'cidr': 'fd00::/48', 'except': ['fd00:0:0:1::/64']}},"
+		  "          {'ipBlock': {'cidr': '203.0.113.10/32', 'except': null}}]}]}}",
+		  &p);
+	assert_int_equal(p.negress, 5);
+
+	r = &p.egress_rules[0];
+	assert_false(r->has_to);
+	assert_int_equal(r->npeers, 0);
+	assert_true(r->has_ports);
+	assert_int_equal(r->nports, 2);
+
+	r = &p.egress_rules[1];
+	assert_true(r->has_to);
+	assert_false(r->has_ports);
+	assert_int_equal(r->peers[0].kind, NF_PEER_SELECTOR);
+	assert_false(r->peers[0].has_pod_sel);
+	assert_true(r->peers[0].has_ns_sel);
+	assert_true(nf_selector_is_empty(&r->peers[0].ns_sel));
+
+	r = &p.egress_rules[2];
+	assert_false(r->has_to);
+	assert_false(r->has_ports);
+
+	r = &p.egress_rules[3];
+	assert_true(r->peers[0].has_pod_sel);
+	assert_false(r->peers[0].has_ns_sel);
+	f = nf_selector_format(&r->peers[0].pod_sel);
+	assert_string_equal(f, "app=web");
+	free(f);
+	assert_int_equal(r->nports, 5);
+	assert_int_equal(r->ports[0].proto, NF_PROTO_SCTP);
+	assert_false(r->ports[0].has_port);
+	assert_int_equal(r->ports[1].proto, NF_PROTO_TCP);
+	assert_true(r->ports[1].has_port);
+	assert_string_equal(r->ports[1].name, "http");
+	assert_int_equal(r->ports[2].port, 8000);
+	assert_int_equal(r->ports[2].end_port, 8080);
+	assert_int_equal(r->ports[3].port, 9000);
+	assert_int_equal(r->ports[3].end_port, 9000);
+	assert_int_equal(r->ports[4].proto, NF_PROTO_TCP);
+	assert_int_equal(r->ports[4].port, 1);
+
+	r = &p.egress_rules[4];
+	assert_int_equal(r->npeers, 3);
+	assert_int_equal(r->peers[0].kind, NF_PEER_IPBLOCK);
+	assert_false(r->peers[0].has_pod_sel);
+	assert_false(r->peers[0].has_ns_sel);
+	assert_int_equal(r->peers[0].ipblock.cidr.family, AF_INET);
+	assert_int_equal(r->peers[0].ipblock.cidr.prefix, 8);
+	assert_int_equal(r->peers[0].ipblock.nexcept, 2);
+	assert_int_equal(r->peers[0].ipblock.except[0].prefix, 24);
+	assert_int_equal(r->peers[1].ipblock.cidr.family, AF_INET6);
+	assert_int_equal(r->peers[1].ipblock.nexcept, 1);
+	assert_int_equal(r->peers[2].ipblock.nexcept, 0);
+	assert_int_equal(r->peers[2].ipblock.cidr.prefix, 32);
+	nf_policy_free(&p);
+}
+
+static void test_policy_errors(void **state)
+{
+	/* envelope */
+	policy_bad("[]", "NetworkPolicy: expected an object", "an array");
+	policy_bad("{'kind': 'NetworkPolicy', 'metadata': {'name': 'np'}}", "apiVersion: required value", "");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1beta1', 'kind': 'NetworkPolicy', 'metadata': {'name': 'np'}}",
+		   "apiVersion: unsupported value", "\"networking.k8s.io/v1beta1\"");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'Networkpolicy', 'metadata': {'name': 'np'}}",
+		   "kind: unsupported value", "\"Networkpolicy\"");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy'}", "metadata: required value", "");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy', 'metadata': {}}",
+		   "metadata.name: required value", "");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy', 'metadata': {'name': 7}}",
+		   "metadata.name: expected a string", "an integer");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy', 'metadata': {'name': 'Foo_Bar'}}",
+		   "metadata.name: invalid value", "\"Foo_Bar\"");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+		   " 'metadata': {'name': 'np', 'namespace': 'a.b'}}",
+		   "metadata.namespace: invalid value", "\"a.b\"");
+	policy_bad("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+		   " 'metadata': {'name': 'np', 'labels': {'x': 'a b'}}}",
+		   "metadata.labels[\"x\"]: invalid label value", "\"a b\"");
+	policy_bad("{" NP_HEAD ", 'spec': []}", "spec: expected an object", "an array");
+	policy_bad("{" NP_HEAD ", 'spec': {'podSelector': {'matchLabels': {'app': 'foo'}, 'foo': 1}}}",
+		   "spec.podSelector: unknown field", "\"foo\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': {}}}", "spec.egress: expected an array", "an object");
+	policy_bad("{" NP_HEAD ", 'spec': {'ingress': 'all'}}", "spec.ingress: expected an array", "a string");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': ['x']}}", "spec.egress[0]: expected an object", "a string");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{}, {'to': {}}]}}", "spec.egress[1].to: expected an array", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': 53}]}}", "spec.egress[0].ports: expected an array",
+		   "an integer");
+
+	/* peers */
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'podSelector': {}}, {}]}]}}",
+		   "spec.egress[0].to[1]: must specify a peer", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/8'}, 'podSelector': {}}]}]}}",
+		   "spec.egress[0].to[0]: may not specify more than 1 peer", "podSelector");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/8'}, 'namespaceSelector': {}}]}]}}",
+		   "spec.egress[0].to[0]: may not specify more than 1 peer", "namespaceSelector");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'namespaceSelector': {'matchLabels': {'a': 'b'}},"
+		   " 'podSelector': {'matchExpressions': [{'key': 'k', 'operator': 'Exists', 'values': ['v']}]}}]}]}}",
+		   "spec.egress[0].to[0].podSelector.matchExpressions[0].values: may not be specified", "\"Exists\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'namespaceSelector': {'matchLabel': {}}}]}]}}",
+		   "spec.egress[0].to[0].namespaceSelector: unknown field", "\"matchLabel\"");
+
+	/* ipBlock */
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '10.0.0.0/33'}}]}]}}",
+		   "spec.egress[0].to[1].ipBlock.cidr: invalid CIDR", "\"10.0.0.0/33\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.1/8'}}]}]}}",
+		   "spec.egress[0].to[0].ipBlock.cidr: invalid CIDR \"10.0.0.1/8\"", "host bits");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {}}]}]}}",
+		   "spec.egress[0].to[0].ipBlock.cidr: required value", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': '10.0.0.0/8'}]}]}}",
+		   "spec.egress[0].to[0].ipBlock: expected an object", "a string");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': ['10.9.0.0/24']}}]}]}}",
+		   "spec.egress[0].to[0].ipBlock.except[0]: invalid value \"10.9.0.0/24\"",
+		   "must be a strict subset of cidr \"10.0.0.0/16\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': ['10.0.0.0/16']}}]}]}}",
+		   "ipBlock.except[0]: invalid value \"10.0.0.0/16\"", "strict subset");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': ['10.0.0.0/8']}}]}]}}",
+		   "ipBlock.except[0]: invalid value \"10.0.0.0/8\"", "strict subset");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': ['10.0.1.0/24', 'fd00::/64']}}]}]}}",
+		   "ipBlock.except[1]: invalid value \"fd00::/64\"", "strict subset");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': ['10.0.1.1/24']}}]}]}}",
+		   "ipBlock.except[0]: invalid CIDR \"10.0.1.1/24\"", "host bits");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': '10.0.1.0/24'}}]}]}}",
+		   "ipBlock.except: expected an array", "a string");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': [5]}}]}]}}",
+		   "ipBlock.except[0]: expected a string", "an integer");
+
+	/* ports */
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 53, 'protocol': 'ICMP'}]}]}}",
+		   "spec.egress[0].ports[0].protocol: unsupported value", "\"ICMP\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 53, 'protocol': 'udp'}]}]}}",
+		   "spec.egress[0].ports[0].protocol: unsupported value", "\"udp\"");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 53}, {'port': 0}]}]}}",
+		   "spec.egress[0].ports[1].port: invalid value 0", "between 1 and 65535");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 65536}]}]}}",
+		   "spec.egress[0].ports[0].port: invalid value 65536", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': -1}]}]}}",
+		   "spec.egress[0].ports[0].port: invalid value -1", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': '53'}]}]}}",
+		   "spec.egress[0].ports[0].port: invalid port name \"53\"", "at least one letter");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 'HTTP'}]}]}}",
+		   "ports[0].port: invalid port name \"HTTP\"", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 'a--b'}]}]}}",
+		   "ports[0].port: invalid port name \"a--b\"", "consecutive");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': '-http'}]}]}}",
+		   "ports[0].port: invalid port name \"-http\"", "hyphen");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 'a-very-long-port-name'}]}]}}",
+		   "ports[0].port: invalid port name \"a-very-long-port-name\"", "15");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': ''}]}]}}",
+		   "ports[0].port: invalid port name \"\"", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 53.5}]}]}}",
+		   "ports[0].port: expected an integer", "a number");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': true}]}]}}",
+		   "ports[0].port: expected an integer", "a boolean");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 80, 'endPort': 79}]}]}}",
+		   "spec.egress[0].ports[0].endPort: invalid value 79", "greater than or equal to port 80");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'endPort': 80}]}]}}",
+		   "spec.egress[0].ports[0].endPort: invalid value 80", "when port is not specified");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 'http', 'endPort': 80}]}]}}",
+		   "spec.egress[0].ports[0].endPort: invalid value 80", "non-numeric (\"http\")");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 80, 'endPort': 70000}]}]}}",
+		   "spec.egress[0].ports[0].endPort: invalid value 70000", "");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'port': 80, 'endPort': '90'}]}]}}",
+		   "spec.egress[0].ports[0].endPort: expected an integer", "a string");
+	policy_bad("{" NP_HEAD ", 'spec': {'egress': [{'ports': [{'protocol': 6}]}]}}",
+		   "spec.egress[0].ports[0].protocol: expected a string", "an integer");
+}
+
+static void test_policy_unknown_fields_ignored(void **state)
+{
+	struct nf_policy p;
+
+	policy_ok("{" NP_HEAD ", 'status': {}, 'spec': {'podSelector': {}, 'x-extra': 1,"
+		  " 'ingress': [{'from': [{'podSelector': {}}]}],"
+		  " 'egress': [{'extra': true, 'to': [{'ipBlock': {'cidr': '10.0.0.0/8', 'note': 'x'}}]}]}}",
+		  &p);
+	assert_true(p.ingress);
+	assert_true(p.egress);
+	assert_int_equal(p.negress, 1);
+	nf_policy_free(&p);
+}
+
+/* ---- Namespace ---- */
+
+static void test_namespace(void **state)
+{
+	struct nf_error err = { 0 };
+	struct nf_namespace n;
+	json_t *j;
+	char *f;
+
+	j = J("{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'kube-system'}}");
+	assert_int_equal(nf_namespace_from_json(j, &n, &err), 0);
+	assert_string_equal(n.name, "kube-system");
+	assert_int_equal(n.labels.n, 1);
+	assert_string_equal(nf_labels_get(&n.labels, "kubernetes.io/metadata.name"), "kube-system");
+	assert_true(json_equal(n.obj, j));
+	assert_true(n.obj != j);
+	nf_namespace_free(&n);
+	nf_namespace_free(&n);
+	nf_namespace_free(NULL);
+	json_decref(j);
+
+	/* the name label always wins over the user's */
+	j = J("{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'prod',"
+	      " 'labels': {'team': 'a', 'kubernetes.io/metadata.name': 'other'}}}");
+	assert_int_equal(nf_namespace_from_json(j, &n, &err), 0);
+	f = nf_labels_format(&n.labels);
+	assert_string_equal(f, "kubernetes.io/metadata.name=prod,team=a");
+	free(f);
+	nf_namespace_free(&n);
+	json_decref(j);
+
+	static const struct {
+		const char *text, *want1, *want2;
+	} bad[] = {
+		{ "{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'a.b'}}",
+		  "metadata.name: invalid value", "\"a.b\"" },
+		{ "{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {}}", "metadata.name: required value", "" },
+		{ "{'apiVersion': 'v1', 'kind': 'Namespace'}", "metadata: required value", "" },
+		{ "{'apiVersion': 'v2', 'kind': 'Namespace', 'metadata': {'name': 'a'}}",
+		  "apiVersion: unsupported value", "\"v2\"" },
+		{ "{'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': 'a'}}", "kind: unsupported value", "\"Pod\"" },
+		{ "{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'a', 'labels': {'k': 'a b'}}}",
+		  "metadata.labels[\"k\"]: invalid label value", "\"a b\"" },
+		{ "{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'a', 'labels': []}}",
+		  "metadata.labels: expected an object", "an array" },
+		{ "'ns'", "Namespace: expected an object", "a string" },
+	};
+	for (size_t i = 0; i < NF_ARRAY_SIZE(bad); i++) {
+		j = J(bad[i].text);
+		assert_int_equal(nf_namespace_from_json(j, &n, &err), -EINVAL);
+		assert_int_equal(err.code, NF_ERR_POLICY);
+		assert_contains(err.msg, bad[i].want1);
+		assert_contains(err.msg, bad[i].want2);
+		json_decref(j);
+	}
+}
+
+/* ---- pods ---- */
+
+static void test_pod_roundtrip(void **state)
+{
+	struct nf_error err = { 0 };
+	struct nf_pod p, q;
+	json_t *j, *back, *again;
+
+	j = J("{'containerID': 'c0ffee', 'ifname': 'eth0', 'namespace': 'default', 'name': 'foo',"
+	      " 'labels': {'app': 'foo', 'tier': 'web'}, 'hostVeth': 'veth1234',"
+	      " 'ips': ['10.1.0.5/24', 'fd00::5/64']}");
+	assert_int_equal(nf_pod_from_json(j, &p, &err), 0);
+	assert_string_equal(p.container_id, "c0ffee");
+	assert_string_equal(p.ifname, "eth0");
+	assert_string_equal(p.ns, "default");
+	assert_string_equal(p.name, "foo");
+	assert_string_equal(p.host_veth, "veth1234");
+	assert_string_equal(nf_labels_get(&p.labels, "tier"), "web");
+	assert_int_equal(p.naddrs, 2);
+	assert_int_equal(p.addrs[0].family, AF_INET);
+	assert_int_equal(p.addrs[0].prefix, 24);
+	assert_int_equal(p.addrs[0].addr[3], 5); /* host bits kept */
+	assert_int_equal(p.addrs[1].family, AF_INET6);
+	back = nf_pod_to_json(&p);
+	assert_non_null(back);
+	assert_true(json_equal(back, j));
+	assert_int_equal(nf_pod_from_json(back, &q, &err), 0);
+	again = nf_pod_to_json(&q);
+	assert_true(json_equal(again, j));
+	json_decref(again);
+	json_decref(back);
+	nf_pod_free(&q);
+	nf_pod_free(&p);
+	nf_pod_free(&p);
+	nf_pod_free(NULL);
+	json_decref(j);
+
+	/* minimal record: namespace defaults, optional fields absent */
+	j = J("{'containerID': 'c1', 'ifname': 'eth0'}");
+	assert_int_equal(nf_pod_from_json(j, &p, &err), 0);
+	assert_string_equal(p.ns, "default");
+	assert_null(p.name);
+	assert_null(p.host_veth);
+	assert_int_equal(p.naddrs, 0);
+	assert_int_equal(p.labels.n, 0);
+	back = nf_pod_to_json(&p);
+	assert_int_equal(nf_pod_from_json(back, &q, &err), 0);
+	assert_string_equal(q.ns, "default");
+	assert_null(q.name);
+	nf_pod_free(&q);
+	json_decref(back);
+	nf_pod_free(&p);
+	json_decref(j);
+
+	/* a bare address is a /32 */
+	j = J("{'containerID': 'c1', 'ifname': 'eth0', 'ips': ['10.1.0.7']}");
+	assert_int_equal(nf_pod_from_json(j, &p, &err), 0);
+	assert_int_equal(p.addrs[0].prefix, 32);
+	nf_pod_free(&p);
+	json_decref(j);
+}
+
+static void test_pod_errors(void **state)
+{
+	static const struct {
+		const char *text, *want1, *want2;
+	} bad[] = {
+		{ "[]", "pod: expected an object", "an array" },
+		{ "{'ifname': 'eth0'}", "containerID: required value", "" },
+		{ "{'containerID': 5, 'ifname': 'eth0'}", "containerID: expected a string", "an integer" },
+		{ "{'containerID': 'c', 'ifname': ['eth0']}", "ifname: expected a string", "an array" },
+		{ "{'containerID': 'c'}", "ifname: required value", "" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'namespace': 'Bad'}", "namespace: invalid value", "\"Bad\"" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'name': 'x_y'}", "name: invalid value", "\"x_y\"" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'hostVeth': 1}", "hostVeth: expected a string", "" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'labels': {'a': 1}}", "labels[\"a\"]: label value must be a string", "" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'labels': 'app=foo'}", "labels: expected an object", "a string" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': '10.0.0.1/24'}", "ips: expected an array", "a string" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': ['10.0.0.1/24', 'nope']}", "ips[1]: invalid CIDR", "\"nope\"" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': [4]}", "ips[0]: expected a string", "an integer" },
+	};
+
+	for (size_t i = 0; i < NF_ARRAY_SIZE(bad); i++) {
+		struct nf_error err = { 0 };
+		struct nf_pod p;
+		json_t *j = J(bad[i].text);
+
+		if (nf_pod_from_json(j, &p, &err) != -EINVAL)
+			fail_msg("accepted: %s", bad[i].text);
+		assert_int_equal(err.code, CNI_ERR_INVALID_CONFIG);
+		assert_contains(err.msg, bad[i].want1);
+		assert_contains(err.msg, bad[i].want2);
+		json_decref(j);
+	}
+}
+
+/* ---- state ---- */
+
+static void test_state_namespace_labels(void **state)
+{
+	struct nf_state s = { 0 };
+	struct nf_labels l;
+	json_t *j;
+
+	s.namespaces = calloc(1, sizeof(*s.namespaces));
+	assert_non_null(s.namespaces);
+	j = J("{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'prod', 'labels': {'team': 'a'}}}");
+	assert_int_equal(nf_namespace_from_json(j, &s.namespaces[0], NULL), 0);
+	s.nnamespaces = 1;
+	json_decref(j);
+
+	assert_int_equal(nf_state_namespace_labels(&s, "prod", &l), 0);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(nf_labels_get(&l, "team"), "a");
+	assert_string_equal(nf_labels_get(&l, "kubernetes.io/metadata.name"), "prod");
+	nf_labels_free(&l);
+
+	assert_int_equal(nf_state_namespace_labels(&s, "kube-system", &l), 0);
+	assert_int_equal(l.n, 1);
+	assert_string_equal(nf_labels_get(&l, "kubernetes.io/metadata.name"), "kube-system");
+	nf_labels_free(&l);
+
+	nf_state_free(&s);
+	nf_state_free(&s);
+	nf_state_free(NULL);
+
+	assert_int_equal(nf_state_namespace_labels(&s, "default", &l), 0);
+	assert_int_equal(l.n, 1);
+	nf_labels_free(&l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cidr_parse),
+		cmocka_unit_test(test_cidr_contains),
+		cmocka_unit_test(test_addr_format),
+		cmocka_unit_test(test_dns1123),
+		cmocka_unit_test(test_label_key_value),
+		cmocka_unit_test(test_labels_sorted),
+		cmocka_unit_test(test_labels_json),
+		cmocka_unit_test(test_selector_parse_format),
+		cmocka_unit_test(test_selector_errors),
+		cmocka_unit_test(test_selector_matches),
+		cmocka_unit_test(test_policy_seed),
+		cmocka_unit_test(test_policy_namespace),
+		cmocka_unit_test(test_policy_types),
+		cmocka_unit_test(test_policy_rules),
+		cmocka_unit_test(test_policy_errors),
+		cmocka_unit_test(test_policy_unknown_fields_ignored),
+		cmocka_unit_test(test_namespace),
+		cmocka_unit_test(test_pod_roundtrip),
+		cmocka_unit_test(test_pod_errors),
+		cmocka_unit_test(test_state_namespace_labels),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
