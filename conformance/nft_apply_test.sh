@@ -1,0 +1,305 @@
+#!/bin/bash
+# enforce/nft.c against the real kernel: build/nft_plan_driver applies
+# hand-built plans (tests/tools/nft_plan_driver.c) inside throwaway network
+# namespaces (nftdev-<pid>-*), never in the caller's. Checks the ruleset
+# nft lists, replacement, failure atomicity, deletion, large sets, packets
+# (allow, deny, spoofing) and, with valgrind installed, leaks.
+#
+#   make build/nft_plan_driver conformance/probe/probe && conformance/nft_apply_test.sh
+#   NFT_TEST_BIG=50000   size of the large-plan test (default 20000)
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DRIVER=$ROOT/build/nft_plan_driver
+PROBE=$ROOT/conformance/probe/probe
+ID=nftdev-$$
+NODE=$ID-node
+PASS=0
+FAIL=0
+NETNS=()
+PIDS=()
+
+die() {
+	echo "FATAL: $*" >&2
+	exit 1
+}
+
+cleanup() {
+	local rc=$? p ns
+	trap - EXIT INT TERM
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	[ -n "${TMP:-}" ] && rm -rf "$TMP"
+	exit $rc
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+[ -x "$DRIVER" ] || die "$DRIVER missing: make build/nft_plan_driver"
+[ -x "$PROBE" ] || die "$PROBE missing: make conformance/probe/probe"
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+TMP=$(mktemp -d "/tmp/$ID.XXXXXX") || die mktemp
+
+netns_add() {
+	ip netns add "$1" || die "ip netns add $1"
+	NETNS+=("$1")
+	in_ns "$1" ip link set lo up
+	in_ns "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+}
+
+# only in namespaces of this run
+in_ns() {
+	local ns=$1
+	shift
+	case $ns in $ID-*) ;; *) die "refusing to run in netns '$ns'" ;; esac
+	ip netns exec "$ns" "$@"
+}
+node() { in_ns "$NODE" "$@"; }
+driver() { node "$DRIVER" "$@"; }
+ruleset() { node nft list ruleset | sed 's/^[[:space:]]*//'; }
+
+ok() {
+	PASS=$((PASS + 1))
+	echo "ok   $*"
+}
+fail() {
+	FAIL=$((FAIL + 1))
+	echo "FAIL $*"
+}
+check() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then ok "$desc"; else fail "$desc [$(echo "$out" | tr '\n' ' ' | head -c 400)]"; fi
+}
+check_not() {
+	local desc=$1
+	shift
+	if "$@" >/dev/null 2>&1; then fail "$desc [succeeded]"; else ok "$desc"; fi
+}
+# every line given must be a line of `nft list ruleset` (leading blanks stripped)
+expect_lines() {
+	local desc=$1 l missing="" rs
+	shift
+	rs=$(ruleset)
+	for l in "$@"; do
+		grep -qxF -- "$l" <<<"$rs" || missing="$missing | $l"
+	done
+	if [ -z "$missing" ]; then ok "$desc"; else fail "$desc: missing$missing"; fi
+}
+expect_no_line() {
+	local desc=$1 pat=$2
+	if ruleset | grep -qE -- "$pat"; then fail "$desc: /$pat/ listed"; else ok "$desc"; fi
+}
+
+# ---- topology: node with pods p1 (nfv1), p2 (nfv2) and a server (nfvs),
+# routed point-to-point, like the ptp plugin ----
+netns_add "$NODE"
+node sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+node ip addr add 10.1.0.1/32 dev lo
+# name addr4 addr6 node-side-veth [extra addresses...]
+endpoint() {
+	local a4=$2 a6=$3 veth=$4 ns=$ID-$1 a
+	shift 4
+	netns_add "$ns"
+	node ip link add "$veth" type veth peer name eth0 netns "$ns" || die "veth $veth"
+	node ip addr add fe80::1/64 dev "$veth"
+	node ip link set "$veth" up
+	in_ns "$ns" ip link set eth0 up
+	for a in "$a4" "$@"; do
+		case $a in
+		*:*) in_ns "$ns" ip addr add "$a/128" dev eth0 nodad
+			node ip -6 route add "$a/128" dev "$veth" ;;
+		*) in_ns "$ns" ip addr add "$a/32" dev eth0
+			node ip route add "$a/32" dev "$veth" ;;
+		esac
+	done
+	in_ns "$ns" ip addr add "$a6/128" dev eth0 nodad
+	node ip -6 route add "$a6/128" dev "$veth"
+	in_ns "$ns" ip route add 10.1.0.1/32 dev eth0
+	in_ns "$ns" ip route add default via 10.1.0.1 dev eth0
+	in_ns "$ns" ip -6 route add default via fe80::1 dev eth0
+}
+endpoint p1 10.1.0.5 fd00::5 nfv1
+endpoint p2 10.1.0.6 fd00::6 nfv2
+endpoint srv 10.1.0.10 fd00::10 nfvs 10.1.0.11 10.1.0.20 172.16.0.1
+
+serve() {
+	local who=$1 proto=$2 port=$3 _try
+	in_ns "$ID-$who" "$PROBE" serve --ready "$TMP/$who-$proto-$port" "$proto" "$port" \
+		>/dev/null 2>&1 &
+	PIDS+=($!)
+	for _try in $(seq 50); do
+		[ -e "$TMP/$who-$proto-$port" ] && return 0
+		sleep 0.05
+	done
+	die "probe serve $proto $port in $who did not start"
+}
+for port in 80 1500 5432 5433; do serve srv tcp "$port"; done
+serve srv udp 53
+serve p1 tcp 8080
+
+# connect FROM PROTO ADDR PORT [--src ADDR]
+conn() {
+	local from=$1 proto=$2 addr=$3 port=$4 src=()
+	[ $# -ge 6 ] && src=(--src "$6")
+	in_ns "$ID-$from" "$PROBE" connect "${src[@]}" "$proto" "$addr" "$port" 1000
+}
+allow() {
+	local desc=$1 _try
+	shift
+	for _try in 1 2 3; do
+		conn "$@" >/dev/null 2>&1 && { ok "ALLOW $desc"; return; }
+		sleep 0.2
+	done
+	fail "ALLOW $desc [$(conn "$@" 2>&1)]"
+}
+deny() {
+	local desc=$1 out
+	shift
+	if out=$(conn "$@" 2>&1); then fail "DENY $desc [connected]"; else ok "DENY $desc [${out##*: }]"; fi
+}
+
+echo "== before any plan: the topology works"
+allow "p1 -> srv 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
+allow "p2 -> srv [fd00::10]:53/udp" p2 udp fd00::10 53
+check_not "no netfence chain yet (nft_chain_exists)" driver exists pod_aaaa
+
+echo "== apply plan 1"
+check "apply1" driver apply1
+expect_lines "inet table: maps, sets, elements" \
+	"table inet netfence {" \
+	"map egress4 {" "type ipv4_addr : verdict" \
+	"elements = { 10.1.0.5 : jump pod_aaaa, 10.1.0.6 : jump pod_bbbb }" \
+	"map egress6 {" "type ipv6_addr : verdict" "elements = { fd00::5 : jump pod_aaaa }" \
+	"set peers_web {" "comment \"ns(default) pods(app=web)\"" "elements = { 10.1.0.10, 10.1.0.11 }" \
+	"set peers_web6 {" "elements = { fd00::10 }" \
+	"set blk_0 {" "flags interval" "elements = { 10.0.0.0/9, 10.128.0.0/9," \
+	"192.168.0.0/16, 255.255.255.0/24 }" \
+	"set blk_1 {" "elements = { fd00:1::/64," "fd00:2::/63," "ffff::/16 }" \
+	"set blk_empty {"
+expect_lines "inet table: base chains" \
+	"chain forward {" "type filter hook forward priority filter; policy accept;" \
+	"chain input {" "type filter hook input priority filter; policy accept;" \
+	"ct state established,related accept" "icmpv6 type 133-136 accept" \
+	"ip saddr vmap @egress4" "ip6 saddr vmap @egress6"
+expect_lines "inet table: pod chains, rules of every shape" \
+	"chain pod_aaaa {" "comment \"default/a\"" \
+	"ip daddr @peers_web tcp dport 80 accept comment \"default/allow-web egress[0]\"" \
+	"ip6 daddr @peers_web6 udp dport 53 accept comment \"default/allow-web egress[0]\"" \
+	"ip daddr @blk_0 accept comment \"default/allow-blocks egress[0]\"" \
+	"tcp dport 1000-2000 accept comment \"default/allow-range egress[0]\"" \
+	"ip6 daddr @blk_1 sctp dport 5000 accept comment \"default/allow-sctp egress[1]\"" \
+	"meta l4proto udp accept comment \"default/allow-udp egress[0]\"" \
+	"meta nfproto ipv6 accept" \
+	"counter packets 0 bytes 0 drop" \
+	"chain pod_bbbb {"
+expect_lines "netdev table: antispoof chains" \
+	"table netdev netfence {" \
+	"chain as_nfv1 {" "type filter hook ingress device \"nfv1\" priority -500; policy accept;" \
+	"ip saddr 10.1.0.5 accept" "meta protocol ip drop" "ip6 saddr fd00::5 accept" \
+	"ip6 saddr fe80::/10 icmpv6 type 133-136 accept" \
+	"ip6 saddr fe80::/10 icmpv6 type mld2-listener-report accept" \
+	"ip6 saddr :: icmpv6 type nd-neighbor-solicit accept" \
+	"ip6 saddr :: icmpv6 type mld2-listener-report accept" \
+	"meta protocol ip6 drop" \
+	"chain as_nfv2 {" "ip saddr 10.1.0.6 accept"
+expect_no_line "antispoof chain of a missing device skipped" 'as_nfvgone|nfvgone'
+expect_no_line "as_nfv2 has no v6 address rule" 'ip6 saddr fd00::6'
+check "pod_bbbb has exactly the final drop" \
+	bash -c "[ \"\$(ip netns exec $NODE nft list chain inet netfence pod_bbbb | grep -c -e accept -e drop)\" = 1 ]"
+check "nft_chain_exists pod_aaaa = yes" driver exists pod_aaaa
+check_not "nft_chain_exists pod_zzzz = no" driver exists pod_zzzz
+check "nft re-reads what nft_apply wrote (list | nft -c -f -)" \
+	bash -c "ip netns exec $NODE nft list ruleset > $TMP/rs1 && ip netns exec $NODE nft -c -f $TMP/rs1"
+
+echo "== packets under plan 1"
+allow "p1 -> 10.1.0.10:80/tcp (peers_web + 80)" p1 tcp 10.1.0.10 80
+allow "p1 -> 172.16.0.1:1500/tcp (any dst, tcp 1000-2000)" p1 tcp 172.16.0.1 1500
+deny "p1 -> 172.16.0.1:80/tcp (no rule)" p1 tcp 172.16.0.1 80
+allow "p1 -> [fd00::10]:53/udp" p1 udp fd00::10 53
+deny "p2 -> 10.1.0.10:80/tcp (pod_bbbb denies all)" p2 tcp 10.1.0.10 80
+deny "p2 spoofing p1's 10.1.0.5 -> 10.1.0.10:80/tcp (antispoof)" p2 tcp 10.1.0.10 80 --src 10.1.0.5
+deny "p2 spoofing unlisted 10.1.0.77 -> 10.1.0.10:80/tcp (antispoof)" p2 tcp 10.1.0.10 80 --src 10.1.0.77
+deny "p2 over IPv6 (no v6 address in its plan) -> [fd00::10]:53/udp" p2 udp fd00::10 53
+allow "srv -> p1:8080/tcp (into a selected pod, reply passes)" srv tcp 10.1.0.5 8080
+check "pod_aaaa's drop counted packets" \
+	bash -c "ip netns exec $NODE nft list chain inet netfence pod_aaaa | grep -q 'counter packets [1-9]'"
+
+echo "== a rejected plan leaves the kernel as it was"
+node nft list ruleset >"$TMP/before"
+out=$(driver bad 2>&1)
+rc=$?
+if [ $rc = 1 ] && grep -q 'error -34 (code 102): nftables rejected chain "pod_xxx' <<<"$out" &&
+	grep -q 'map "egress4" (dispatch entries .*10.1.0.8 : jump pod_nochain): No such file or directory' <<<"$out"; then
+	ok "bad plan: error names the chain, the code is NF_ERR_KERNEL, later errors in details"
+else
+	fail "bad plan: rc=$rc: $out"
+fi
+node nft list ruleset >"$TMP/after"
+check "ruleset unchanged after the rejected transaction" diff "$TMP/before" "$TMP/after"
+
+echo "== apply plan 2 (replacement)"
+check "apply2" driver apply2
+expect_lines "plan 2 content" "chain pod_cccc {" "elements = { 10.1.0.6 : jump pod_cccc }" \
+	"ip daddr @peers_db tcp dport 5432 accept comment \"default/allow-db egress[0]\"" \
+	"chain as_nfv2 {"
+expect_no_line "plan 1 objects gone" 'pod_aaaa|pod_bbbb|peers_web|blk_|as_nfv1|10\.1\.0\.5'
+check_not "nft_chain_exists pod_aaaa = no" driver exists pod_aaaa
+allow "p2 -> 10.1.0.20:5432/tcp" p2 tcp 10.1.0.20 5432
+deny "p2 -> 10.1.0.20:5433/tcp" p2 tcp 10.1.0.20 5433
+allow "p1 (no longer selected) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
+
+echo "== empty plan, delete"
+check "apply empty" driver empty
+check "no netfence table left" bash -c "! ip netns exec $NODE nft list tables | grep -q netfence"
+allow "p2 -> 10.1.0.20:5433/tcp (no plan)" p2 tcp 10.1.0.20 5433
+check "nft_delete_all without tables" driver delete
+check "apply1 again" driver apply1
+check "nft_delete_all" driver delete
+check "no netfence table left" bash -c "! ip netns exec $NODE nft list tables | grep -q netfence"
+check "nft_delete_all again (idempotent)" driver delete
+check_not "nft_chain_exists without a table = no" driver exists pod_aaaa
+
+echo "== a plan with ${NFT_TEST_BIG:-20000} prefixes, hosts and dispatch entries"
+n=${NFT_TEST_BIG:-20000}
+check "apply big $n" driver big "$n"
+cnt() { node nft -j list "$1" inet netfence "$2" | jq "[.nftables[] | select(.$1) | .$1.elem // [] | length] | add"; }
+check_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else fail "$1 [want $2, got $3]"; fi
+}
+check_eq "interval set holds $n prefixes" "$n" "$(cnt set big_blk)"
+check_eq "host set holds $n addresses" "$n" "$(cnt set big_hosts)"
+check_eq "egress4 holds $n entries" "$n" "$(cnt map egress4)"
+check "empty after big" driver empty
+
+echo "== the device of an antispoof chain goes away (kernel $(uname -r))"
+check "apply1" driver apply1
+node ip link del nfv1
+if ruleset | grep -q 'chain as_nfv1'; then
+	echo "info: as_nfv1 is still listed after its device was deleted (kernel keeps the chain, unbound)"
+else
+	echo "info: as_nfv1 was removed with its device"
+fi
+check "apply1 with nfv1 gone: as_nfv1 skipped" driver apply1
+expect_no_line "as_nfv1 not created" 'as_nfv1'
+check "delete" driver delete
+
+if command -v valgrind >/dev/null; then
+	echo "== valgrind"
+	node ip link add nfv1 type veth peer name nfp1
+	for c in apply1 bad apply2 "exists pod_cccc" "big 2000" empty delete; do
+		# shellcheck disable=SC2086
+		node valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
+			--error-exitcode=9 "$DRIVER" $c >"$TMP/vg.out" 2>&1
+		rc=$?
+		if [ $rc = 9 ] || grep -q '==[0-9]*==' "$TMP/vg.out"; then
+			fail "valgrind $c: $(head -c 600 "$TMP/vg.out")"
+		else
+			ok "valgrind $c (exit $rc, no leak, no error)"
+		fi
+	done
+fi
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]

@@ -1,0 +1,43 @@
+/* plan.c: the plan's own helpers (compile.c builds it, render.c and nft.c
+ * consume it). */
+#include "plan.h"
+
+#include <stdlib.h>
+
+void plan_free(struct plan *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; p->sets && i < p->nsets; i++) {
+		free(p->sets[i].name);
+		free(p->sets[i].comment);
+		free(p->sets[i].elems);
+	}
+	free(p->sets);
+	for (size_t i = 0; p->chains && i < p->nchains; i++) {
+		struct plan_chain *c = &p->chains[i];
+		for (size_t j = 0; c->rules && j < c->nrules; j++) {
+			free(c->rules[j].dst_set);
+			free(c->rules[j].comment);
+		}
+		free(c->rules);
+		free(c->name);
+		free(c->comment);
+	}
+	free(p->chains);
+	for (size_t i = 0; p->dispatch && i < p->ndispatch; i++)
+		free(p->dispatch[i].chain);
+	free(p->dispatch);
+	for (size_t i = 0; p->antispoof && i < p->nantispoof; i++) {
+		free(p->antispoof[i].chain);
+		free(p->antispoof[i].dev);
+		free(p->antispoof[i].addrs);
+	}
+	free(p->antispoof);
+	*p = (struct plan){ 0 };
+}
+
+bool plan_is_empty(const struct plan *p)
+{
+	return !p || (p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);
+}
