@@ -1,7 +1,9 @@
 /* render: plan -> nft text. The output is valid `nft -f` input and
  * describes exactly what nft.c sends to the kernel, so a golden file of it
  * pins down a plan without a kernel, and loading it with nft is a
- * cross-check of nft.c. Comments (#) say where each rule comes from. */
+ * cross-check of nft.c: `nft list ruleset` after either prints the same.
+ * Comments (nft's own, stored in the kernel, cut at 127 bytes as nft.c
+ * does) say where each set, chain and rule comes from. */
 #include "plan.h"
 
 #include <arpa/inet.h>
@@ -35,7 +37,8 @@ static void put_elems(FILE *f, const struct nf_cidr *v, size_t n, bool with_pref
 static void render_set(FILE *f, const struct plan_set *s)
 {
 	fprintf(f, "\tset %s {\n", s->name);
-	fprintf(f, "\t\t# %s\n", s->comment);
+	if (s->comment && *s->comment)
+		fprintf(f, "\t\tcomment \"%.127s\"\n", s->comment);
 	fprintf(f, "\t\ttype %s\n", s->family == AF_INET ? "ipv4_addr" : "ipv6_addr");
 	if (s->interval)
 		fprintf(f, "\t\tflags interval\n");
@@ -98,7 +101,10 @@ static void render_rule(FILE *f, const struct plan_rule *r)
 		else
 			fprintf(f, "th dport %u ", r->port_lo);
 	}
-	fprintf(f, "accept # %s\n", r->comment ? r->comment : "");
+	if (r->comment && *r->comment)
+		fprintf(f, "accept comment \"%.127s\"\n", r->comment);
+	else
+		fprintf(f, "accept\n");
 }
 
 static void render_antispoof(FILE *f, const struct plan_antispoof *a)
@@ -151,7 +157,9 @@ char *plan_render(const struct plan *p)
 	render_base(f, PLAN_CHAIN_INPUT, "input");
 	for (size_t i = 0; i < p->nchains; i++) {
 		const struct plan_chain *c = &p->chains[i];
-		fprintf(f, "\tchain %s { # %s\n", c->name, c->comment);
+		fprintf(f, "\tchain %s {\n", c->name);
+		if (c->comment && *c->comment)
+			fprintf(f, "\t\tcomment \"%.127s\"\n", c->comment);
 		for (size_t j = 0; j < c->nrules; j++)
 			render_rule(f, &c->rules[j]);
 		fprintf(f, "\t\tcounter drop\n\t}\n");

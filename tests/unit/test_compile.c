@@ -262,7 +262,11 @@ static void test_patterns_golden(void **state)
 		struct plan p = {0};
 		char *text;
 
+		add_pods(&s, "testdata/pods-patterns.json");
 		build(&s, cases[i][0], &p);
+		/* every pattern selects exactly one of the pattern pods */
+		assert_int_equal(p.nchains, 1);
+		assert_int_equal(p.nantispoof, 1);
 		text = plan_render(&p);
 		check_golden(text, cases[i][1]);
 		free(text);
