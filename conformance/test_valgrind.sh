@@ -1,0 +1,41 @@
+#!/bin/bash
+# The plugin's ADD, CHECK and DEL, and netfencectl apply/delete, run under
+# valgrind on a real chain (bridge + host-local + netfence): no leak, no
+# invalid access. Each valgrind run writes its own log; any error fails.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+NFC_PLUGIN_NETFENCE=1
+nfc_setup_node
+
+VG="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible \
+--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --log-file=$NFC_DIR/log/vg.%p.log"
+# The runtime execs the plugin by name from CNI_PATH: put valgrind in between.
+rm "$NFC_DIR/bin/netfence"
+cat >"$NFC_DIR/bin/netfence" <<EOF2
+#!/bin/sh
+exec $VG "$NFC_ROOT/bin/netfence" "\$@"
+EOF2
+chmod +x "$NFC_DIR/bin/netfence"
+
+vg_ctl() { nfc__nsexec "$NFC_NODE" env NETFENCE_STATE="$NFC_DIR/state.json" $VG "$NFC_NETFENCECTL" "$@"; }
+
+nfc_check "apply (valgrind)" vg_ctl apply -f "$NFC_ROOT/testdata/namespaces.yaml" -f "$NFC_ROOT/testdata/foo-deny-external-egress.yaml"
+nfc_check "ADD kube-dns (valgrind)" nfc_pod kube-dns kube-system k8s-app:kube-dns
+nfc_check "ADD foo, selected (valgrind)" nfc_pod foo default app:foo
+nfc_check "ADD bar, not selected (valgrind)" nfc_pod bar default app:bar
+nfc_check "CHECK foo (valgrind)" nfc_cni check foo
+nfc_check "get pods (valgrind)" vg_ctl get pods -A
+nfc_check "show (valgrind)" vg_ctl show
+nfc_check "DEL foo (valgrind)" nfc_cni del foo
+nfc_check "DEL foo again (valgrind)" nfc_cni del foo
+rm -f "$NFC_DIR/pods/foo.attached"
+nfc_check "delete -f (valgrind)" vg_ctl delete -f "$NFC_ROOT/testdata/foo-deny-external-egress.yaml"
+nfc_check_not "bad manifest is rejected (valgrind)" vg_ctl apply -f "$NFC_ROOT/testdata/cni/add-ptp-0.4.0.json"
+
+runs=$(ls "$NFC_DIR"/log/vg.*.log | wc -l)
+nfc_check "valgrind ran ($runs runs)" test "$runs" -ge 11
+bad=$(grep -l "ERROR SUMMARY: [1-9]\|definitely lost\|indirectly lost\|Invalid \(read\|write\)" "$NFC_DIR"/log/vg.*.log)
+[ -n "$bad" ] && cat $bad >&2
+nfc_check "valgrind logs are clean" test -z "$bad"
+nfc_summary
