@@ -43,6 +43,8 @@
 #   nfc_check DESC CMD...          generic check: CMD must succeed
 #   nfc_check_not DESC CMD...      generic check: CMD must fail
 #   nfc_server_saw NAME PROTO PORT PEER   did that `probe serve` log a packet from PEER?
+#   nfc_kernel_matches_plan        the node's netfence tables list exactly as `netfencectl show`
+#                                  loaded with nft into a scratch netns (counters ignored)
 #   nfc_summary                    prints "N passed, M failed"; status 1 if M > 0
 #   nfc_cleanup                    the EXIT trap
 #   nfc_die MSG                    print MSG, exit 1 (cleanup runs)
@@ -551,6 +553,27 @@ nfc_check_not() {
 	else
 		nfc__report CHECK 1 "" "$desc" ""
 	fi
+}
+
+# The libnftnl path (the plugin) and the text path (render.c through nft -f)
+# must give the same kernel objects.
+nfc_kernel_matches_plan() {
+	local scratch=nfc-$NFC_ID-scratch t
+	local norm='s/counter packets [0-9]* bytes [0-9]*/counter/'
+	nfc_ctl show >"$NFC_DIR/show.nft" || return 1
+	nfc__netns_add "$scratch"
+	if ! ip netns exec "$scratch" nft -f "$NFC_DIR/show.nft"; then
+		ip netns del "$scratch"
+		return 1
+	fi
+	for t in "inet netfence" "netdev netfence"; do
+		ip netns exec "$scratch" nft list table $t 2>/dev/null | sed "$norm"
+	done >"$NFC_DIR/want.nft"
+	for t in "inet netfence" "netdev netfence"; do
+		nfc_in node nft list table $t 2>/dev/null | sed "$norm"
+	done >"$NFC_DIR/got.nft"
+	ip netns del "$scratch"
+	diff -u "$NFC_DIR/want.nft" "$NFC_DIR/got.nft" >&2
 }
 
 nfc_summary() {

@@ -145,6 +145,8 @@ nfc_check "apply prints what kubectl prints" \
 np14_table incluster
 unaffected
 
+nfc_check "kernel ruleset == netfencectl show (libnftnl vs nft -f)" nfc_kernel_matches_plan
+
 echo "-- foo restarted under the policy (DEL, new ADD)"
 nfc_pod_del foo
 nfc_pod_plain foo default app:foo
@@ -153,9 +155,29 @@ nfc_expect_deny foo tcp "$NFC_EXT4" 80 "external"
 nfc_expect_deny foo tcp "$NFC_EXT6" 80 "external"
 nfc_expect_allow foo udp "$NFC_EXT6" 53 "external"
 
+nfc_check "kernel ruleset == netfencectl show after re-ADD" nfc_kernel_matches_plan
+
 echo "== delete -f in-cluster"
 nfc_check "netfencectl delete -f in-cluster" nfc_ctl delete -f "$INCLUSTER"
 nfc_expect_allow foo tcp "$NFC_EXT4" 80 "external"
 nfc_expect_allow foo tcp "$NFC_EXT6" 80 "external"
+
+echo "== DEL leaves no trace"
+nfc_ctl apply -f "$SEED" >/dev/null 2>&1
+nfc_pod_plain foo2 default app:foo
+veth=$(cat "$NFC_DIR/pods/foo.veth")
+ip4=$(nfc_ip foo 4)
+ip6=$(nfc_ip foo 6)
+nfc_check "foo's veth is guarded while it runs" sh -c "ip netns exec $NFC_NODE nft list ruleset | grep -qF 'device \"$veth\"'"
+nfc_pod_del foo
+rs=$(nfc_in node nft list ruleset)
+nfc_check "foo2 is still filtered" grep -q "table inet netfence" <<<"$rs"
+nfc_check_not "no trace of foo's veth $veth" grep -qF "$veth" <<<"$rs"
+nfc_check_not "no trace of foo's addresses" grep -qwF -e "$ip4" -e "$ip6" <<<"$rs"
+nfc_check_not "no state record of foo" sh -c "ip netns exec $NFC_NODE env NETFENCE_STATE=$NFC_DIR/state.json $NFC_NETFENCECTL get pods | grep -qw '^foo'"
+nfc_pod_del foo2
+rs=$(nfc_in node nft list ruleset)
+nfc_check_not "no netfence table once no pod is selected" grep -q netfence <<<"$rs"
+nfc_check "the kube-proxy table is untouched" grep -q "ip daddr 10.96.0.80" <<<"$rs"
 
 nfc_summary
