@@ -8,6 +8,8 @@
  * become interval sets (cidr minus except, flattened). */
 #include "plan.h"
 
+#include "../netconf/state.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -66,14 +68,6 @@ struct builder {
 		_r;                                                          \
 	})
 
-static struct plan_set *find_set(struct plan *p, const char *name)
-{
-	for (size_t i = 0; i < p->nsets; i++)
-		if (strcmp(p->sets[i].name, name) == 0)
-			return &p->sets[i];
-	return NULL;
-}
-
 static int set_add_elem(struct plan_set *set, const struct nf_cidr *c)
 {
 	for (size_t i = 0; i < set->n; i++)
@@ -87,23 +81,6 @@ static struct nf_cidr host_of(const struct nf_cidr *c)
 	struct nf_cidr h = *c;
 	h.prefix = c->family == AF_INET ? 32 : 128;
 	return h;
-}
-
-static int new_set(struct plan *p, const char *name, const char *comment, int family, bool interval,
-		   struct plan_set **out)
-{
-	struct plan_set set = {0};
-	set.name = strdup(name);
-	set.comment = strdup(comment);
-	set.family = family;
-	set.interval = interval;
-	if (!set.name || !set.comment || PUSH(p->sets, p->nsets, set) < 0) {
-		free(set.name);
-		free(set.comment);
-		return -ENOMEM;
-	}
-	*out = &p->sets[p->nsets - 1];
-	return 0;
 }
 
 /* Is pod q in the namespaces a peer designates? */
@@ -122,44 +99,121 @@ static bool peer_ns_matches(const struct nf_state *s, const struct nf_policy *po
 	return m;
 }
 
-/* The two sets (v4, v6) of the pods a selector peer designates. */
-static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
-			 char **name4, char **name6)
+static bool ipblock_has(const struct nf_ipblock *ib, const struct nf_cidr *host)
 {
-	_cleanup_free_ char *pods = peer->has_pod_sel ? nf_selector_format(&peer->pod_sel) : strdup("");
-	_cleanup_free_ char *nss = peer->has_ns_sel ? nf_selector_format(&peer->ns_sel) : NULL;
-	_cleanup_free_ char *key = NULL;
-	char n4[64], n6[64];
-	struct plan_set *s4, *s6;
+	if (!nf_cidr_contains(&ib->cidr, host))
+		return false;
+	for (size_t i = 0; i < ib->nexcept; i++)
+		if (nf_cidr_contains(&ib->except[i], host))
+			return false;
+	return true;
+}
+
+/* Is pod q a destination the peer designates? peer NULL: any destination. */
+static bool peer_has_pod(const struct nf_state *s, const struct nf_policy *pol, const struct nf_peer *peer,
+			 const struct nf_pod *q)
+{
+	if (!peer)
+		return true;
+	if (peer->kind == NF_PEER_IPBLOCK) {
+		for (size_t i = 0; i < q->naddrs; i++) {
+			struct nf_cidr h = host_of(&q->addrs[i]);
+			if (ipblock_has(&peer->ipblock, &h))
+				return true;
+		}
+		return false;
+	}
+	return peer_ns_matches(s, pol, peer, q) &&
+	       (!peer->has_pod_sel || nf_selector_matches(&peer->pod_sel, &q->labels));
+}
+
+/* Canonical text of what a peer designates: names its sets, so peers that
+ * mean the same share them. */
+static char *peer_key(const struct nf_policy *pol, const struct nf_peer *peer)
+{
+	_cleanup_free_ char *pods = NULL, *nss = NULL;
+	char *key = NULL, buf[INET6_ADDRSTRLEN + 8];
+	size_t len = 0;
+	FILE *f;
 	int r;
 
+	if (!peer)
+		return strdup("any destination");
+	if (peer->kind == NF_PEER_IPBLOCK) {
+		if (!(f = open_memstream(&key, &len)))
+			return NULL;
+		nf_cidr_format(&peer->ipblock.cidr, buf, sizeof(buf));
+		fprintf(f, "ipBlock %s", buf);
+		for (size_t i = 0; i < peer->ipblock.nexcept; i++) {
+			nf_cidr_format(&peer->ipblock.except[i], buf, sizeof(buf));
+			fprintf(f, "%s%s", i ? "," : " except ", buf);
+		}
+		fclose(f);
+		return key;
+	}
+	pods = peer->has_pod_sel ? nf_selector_format(&peer->pod_sel) : strdup("");
+	nss = peer->has_ns_sel ? nf_selector_format(&peer->ns_sel) : NULL;
 	if (!pods || (peer->has_ns_sel && !nss))
-		return -ENOMEM;
+		return NULL;
 	if (peer->has_ns_sel)
 		r = asprintf(&key, "namespaces(%s) pods(%s)", nss, pods);
 	else
 		r = asprintf(&key, "namespace %s pods(%s)", pol->ns, pods);
-	if (r < 0)
+	return r < 0 ? NULL : key;
+}
+
+/* The index of set `name`, created empty (with comment, family, interval)
+ * when the plan does not have it yet. *created tells which. */
+static int ensure_set(struct plan *p, const char *name, const char *comment, int family, bool interval,
+		      bool *created)
+{
+	struct plan_set set = {0};
+
+	*created = false;
+	for (size_t i = 0; i < p->nsets; i++)
+		if (strcmp(p->sets[i].name, name) == 0)
+			return (int)i;
+	set.name = strdup(name);
+	set.comment = strdup(comment);
+	set.family = family;
+	set.interval = interval;
+	if (!set.name || !set.comment || PUSH(p->sets, p->nsets, set) < 0) {
+		free(set.name);
+		free(set.comment);
+		return -ENOMEM;
+	}
+	*created = true;
+	return (int)p->nsets - 1;
+}
+
+/* The two sets (v4, v6) of the pods a selector peer designates. */
+static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
+			 char **name4, char **name6)
+{
+	_cleanup_free_ char *key = peer_key(pol, peer);
+	char n4[64], n6[64];
+	bool created;
+	int i4, i6, r;
+
+	if (!key)
 		return -ENOMEM;
 	snprintf(n4, sizeof(n4), "sel_%016llx_4", (unsigned long long)fnv1a64(key));
 	snprintf(n6, sizeof(n6), "sel_%016llx_6", (unsigned long long)fnv1a64(key));
 	if (!(*name4 = strdup(n4)) || !(*name6 = strdup(n6)))
 		return -ENOMEM;
-	if (find_set(b->p, n4))
+	if ((i4 = ensure_set(b->p, n4, key, AF_INET, false, &created)) < 0)
+		return i4;
+	if (!created)
 		return 0;
-	if ((r = new_set(b->p, n4, key, AF_INET, false, &s4)) < 0 ||
-	    (r = new_set(b->p, n6, key, AF_INET6, false, &s6)) < 0)
-		return r;
-	s4 = find_set(b->p, n4); /* the second push may have moved it */
+	if ((i6 = ensure_set(b->p, n6, key, AF_INET6, false, &created)) < 0)
+		return i6;
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
-		if (!peer_ns_matches(b->s, pol, peer, q))
-			continue;
-		if (peer->has_pod_sel && !nf_selector_matches(&peer->pod_sel, &q->labels))
+		if (!peer_has_pod(b->s, pol, peer, q))
 			continue;
 		for (size_t j = 0; j < q->naddrs; j++) {
 			struct nf_cidr h = host_of(&q->addrs[j]);
-			if ((r = set_add_elem(h.family == AF_INET ? s4 : s6, &h)) < 0)
+			if ((r = set_add_elem(&b->p->sets[h.family == AF_INET ? i4 : i6], &h)) < 0)
 				return r;
 		}
 	}
@@ -195,34 +249,23 @@ static int subtract(const struct nf_cidr *c, const struct nf_ipblock *ib, struct
 	return subtract(&hi, ib, set);
 }
 
-static int ipblock_set(struct builder *b, const struct nf_ipblock *ib, char **name)
+static int ipblock_set(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer, char **name)
 {
-	_cleanup_free_ char *key = NULL;
-	char buf[INET6_ADDRSTRLEN + 8], n[64];
-	size_t len = 0;
-	struct plan_set *set;
-	FILE *f;
-	int r;
+	_cleanup_free_ char *key = peer_key(pol, peer);
+	const struct nf_ipblock *ib = &peer->ipblock;
+	char n[64];
+	bool created;
+	int idx;
 
-	f = open_memstream(&key, &len);
-	if (!f)
+	if (!key)
 		return -ENOMEM;
-	nf_cidr_format(&ib->cidr, buf, sizeof(buf));
-	fprintf(f, "ipBlock %s", buf);
-	for (size_t i = 0; i < ib->nexcept; i++) {
-		nf_cidr_format(&ib->except[i], buf, sizeof(buf));
-		fprintf(f, "%s%s", i ? "," : " except ", buf);
-	}
-	fclose(f);
 	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(key),
 		 ib->cidr.family == AF_INET ? '4' : '6');
 	if (!(*name = strdup(n)))
 		return -ENOMEM;
-	if (find_set(b->p, n))
-		return 0;
-	if ((r = new_set(b->p, n, key, ib->cidr.family, true, &set)) < 0)
-		return r;
-	return subtract(&ib->cidr, ib, set);
+	if ((idx = ensure_set(b->p, n, key, ib->cidr.family, true, &created)) < 0)
+		return idx;
+	return created ? subtract(&ib->cidr, ib, &b->p->sets[idx]) : 0;
 }
 
 static bool rule_eq(const struct plan_rule *a, const struct plan_rule *b)
@@ -260,6 +303,55 @@ static int add_rule(struct plan_chain *ch, int family, const char *set, const st
 	return 0;
 }
 
+/* A named port resolves against the containerPorts of each destination
+ * pod (registered with netfencectl) with that name and protocol: the pods
+ * the peer designates are grouped by the number their port has, one set
+ * per number. A destination that is not a pod never matches. */
+static int compile_named_port(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
+			      const struct nf_peer *peer, const struct nf_port *port, const char *comment)
+{
+	_cleanup_free_ char *key = peer_key(pol, peer);
+	int r;
+
+	if (!key)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->s->npods; i++) {
+		const struct nf_pod *q = &b->s->pods[i];
+		const struct nf_podspec *spec;
+
+		if (!peer_has_pod(b->s, pol, peer, q) || !(spec = nf_state_find_podspec(b->s, q->ns, q->name)))
+			continue;
+		for (size_t j = 0; j < spec->nports; j++) {
+			const struct nf_container_port *cp = &spec->ports[j];
+			struct nf_port num = {.proto = cp->proto, .has_port = true, .port = cp->port};
+			_cleanup_free_ char *skey = NULL;
+			char n[64];
+			bool created;
+			int idx[2];
+
+			if (!cp->name || strcmp(cp->name, port->name) != 0 || cp->proto != port->proto)
+				continue;
+			if (asprintf(&skey, "%s port %s=%u", key, port->name, cp->port) < 0) {
+				skey = NULL;
+				return -ENOMEM;
+			}
+			for (int f = 0; f < 2; f++) {
+				snprintf(n, sizeof(n), "np_%016llx_%c", (unsigned long long)fnv1a64(skey), f ? '6' : '4');
+				if ((idx[f] = ensure_set(b->p, n, skey, f ? AF_INET6 : AF_INET, false, &created)) < 0)
+					return idx[f];
+				if ((r = add_rule(ch, f ? AF_INET6 : AF_INET, n, &num, comment)) < 0)
+					return r;
+			}
+			for (size_t k = 0; k < q->naddrs; k++) {
+				struct nf_cidr h = host_of(&q->addrs[k]);
+				if ((r = set_add_elem(&b->p->sets[idx[h.family == AF_INET ? 0 : 1]], &h)) < 0)
+					return r;
+			}
+		}
+	}
+	return 0;
+}
+
 /* One egress rule: every (peer x port) pair becomes an allow rule. */
 static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
 			       const struct nf_rule *rule, size_t idx)
@@ -277,7 +369,7 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 		if (peer && peer->kind == NF_PEER_SELECTOR)
 			r = selector_sets(b, pol, peer, &s4, &s6);
 		else if (peer)
-			r = ipblock_set(b, &peer->ipblock, peer->ipblock.cidr.family == AF_INET ? &s4 : &s6);
+			r = ipblock_set(b, pol, peer, peer->ipblock.cidr.family == AF_INET ? &s4 : &s6);
 		else
 			r = 0;
 		if (r < 0)
@@ -285,12 +377,9 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 		for (size_t j = 0; j < nports; j++) {
 			const struct nf_port *port = rule->has_ports ? &rule->ports[j] : NULL;
 
-			/* A named port resolves against the destination pod's
-			 * container ports, which netfence does not know yet:
-			 * it matches nothing (never more than the policy says). */
 			if (port && port->name)
-				continue;
-			if (!peer)
+				r = compile_named_port(b, ch, pol, peer, port, comment);
+			else if (!peer)
 				r = add_rule(ch, 0, NULL, port, comment);
 			else {
 				r = 0;

@@ -185,6 +185,35 @@ void nf_pod_free(struct nf_pod *p);
 int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err);
 json_t *nf_pod_to_json(const struct nf_pod *p);
 
+/* ---- Pod objects (registrations) ----
+ *
+ * A v1 Pod applied with netfencectl: its labels, and the containerPorts
+ * that named ports in egress rules resolve against. Attachments with the
+ * same namespace/name take its labels. */
+
+struct nf_container_port {
+	char *name;    /* IANA_SVC_NAME, or NULL for an unnamed port */
+	uint16_t port;
+	uint8_t proto; /* NF_PROTO_*, TCP when omitted */
+};
+
+struct nf_podspec {
+	char *ns;
+	char *name;
+	struct nf_labels labels;
+	size_t nports;
+	struct nf_container_port *ports;
+	json_t *obj;
+};
+
+void nf_podspec_free(struct nf_podspec *p);
+/* A v1 Pod object -> registration, validated (names, labels,
+ * spec.containers[].ports[]: containerPort 1-65535, protocol TCP/UDP/SCTP,
+ * name IANA_SVC_NAME and unique within the pod). default_ns fills a
+ * missing metadata.namespace and is written into the stored copy. */
+int nf_podspec_from_json(const json_t *obj, const char *default_ns, struct nf_podspec *out,
+			 struct nf_error *err);
+
 /* ---- the node state ---- */
 
 struct nf_state {
@@ -194,6 +223,8 @@ struct nf_state {
 	struct nf_namespace *namespaces;
 	size_t npods;
 	struct nf_pod *pods;
+	size_t npodspecs;
+	struct nf_podspec *podspecs;
 };
 
 void nf_state_free(struct nf_state *s); /* frees members, not s */

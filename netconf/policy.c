@@ -758,6 +758,9 @@ void nf_state_free(struct nf_state *s)
 	for (size_t i = 0; i < s->npods; i++)
 		nf_pod_free(&s->pods[i]);
 	free(s->pods);
+	for (size_t i = 0; i < s->npodspecs; i++)
+		nf_podspec_free(&s->podspecs[i]);
+	free(s->podspecs);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -774,4 +777,144 @@ int nf_state_namespace_labels(const struct nf_state *s, const char *ns, struct n
 		return r;
 	*out = l;
 	return 0;
+}
+
+/* ---- Pod objects ---- */
+
+void nf_podspec_free(struct nf_podspec *p)
+{
+	if (!p)
+		return;
+	free(p->ns);
+	free(p->name);
+	nf_labels_free(&p->labels);
+	for (size_t i = 0; i < p->nports; i++)
+		free(p->ports[i].name);
+	free(p->ports);
+	json_decref(p->obj);
+	memset(p, 0, sizeof(*p));
+}
+
+static int container_port_from_json(const json_t *o, const char *field, struct nf_container_port *out,
+				    struct nf_error *err)
+{
+	static const struct {
+		const char *name;
+		uint8_t proto;
+	} protos[] = {{"TCP", NF_PROTO_TCP}, {"UDP", NF_PROTO_UDP}, {"SCTP", NF_PROTO_SCTP}};
+	const char *name, *proto;
+	char path[PATH_MAX_LEN];
+	const char *problem;
+	int r;
+
+	if ((r = want_type(o, JSON_OBJECT, field, NF_ERR_POLICY, err)) < 0)
+		return r;
+	pathf(path, sizeof(path), "%s.containerPort", field);
+	if (!member(o, "containerPort"))
+		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: required value", path);
+	if ((r = port_number(member(o, "containerPort"), path, &out->port, err)) < 0)
+		return r;
+	pathf(path, sizeof(path), "%s.", field);
+	if ((r = opt_string(o, "protocol", path, &proto, NF_ERR_POLICY, err)) < 0 ||
+	    (r = opt_string(o, "name", path, &name, NF_ERR_POLICY, err)) < 0)
+		return r;
+	out->proto = NF_PROTO_TCP;
+	if (proto) {
+		size_t i;
+		for (i = 0; i < NF_ARRAY_SIZE(protos) && strcmp(proto, protos[i].name) != 0; i++)
+			;
+		if (i == NF_ARRAY_SIZE(protos))
+			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
+					    "%s.protocol: unsupported value \"%.256s\": must be one of \"TCP\", \"UDP\", \"SCTP\"",
+					    field, proto);
+		out->proto = protos[i].proto;
+	}
+	out->name = NULL;
+	if (name && *name) {
+		if ((problem = port_name_problem(name)))
+			return nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s.name: invalid value \"%.256s\": %s",
+					    field, name, problem);
+		if (!(out->name = strdup(name)))
+			return nf_error_set(err, ENOMEM, NF_ERR_POLICY, "%s: out of memory", field);
+	}
+	return 0;
+}
+
+int nf_podspec_from_json(const json_t *obj, const char *default_ns, struct nf_podspec *out,
+			 struct nf_error *err)
+{
+	struct nf_podspec p = {0};
+	const json_t *meta, *containers, *c;
+	const char *name, *ns;
+	size_t i;
+	int r;
+
+	if ((r = expect_kind(obj, "v1", "Pod", err)) < 0)
+		return r;
+	meta = member(obj, "metadata");
+	if (!meta)
+		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "metadata: required value");
+	if ((r = want_type(meta, JSON_OBJECT, "metadata", NF_ERR_POLICY, err)) < 0 ||
+	    (r = req_string(meta, "name", "metadata.", &name, NF_ERR_POLICY, err)) < 0 ||
+	    (r = nf_dns1123_subdomain_validate(name, "metadata.name", err)) < 0 ||
+	    (r = opt_string(meta, "namespace", "metadata.", &ns, NF_ERR_POLICY, err)) < 0)
+		return r;
+	if (!ns || !*ns)
+		ns = default_ns && *default_ns ? default_ns : "default";
+	if ((r = nf_dns1123_label_validate(ns, "metadata.namespace", err)) < 0 ||
+	    (r = nf_labels_from_json(member(meta, "labels"), &p.labels, "metadata.labels", err)) < 0)
+		goto fail;
+	containers = member(member(obj, "spec"), "containers");
+	if (containers && (r = want_type(containers, JSON_ARRAY, "spec.containers", NF_ERR_POLICY, err)) < 0)
+		goto fail;
+	json_array_foreach(containers, i, c) {
+		const json_t *ports, *po;
+		char field[PATH_MAX_LEN];
+		size_t j;
+
+		pathf(field, sizeof(field), "spec.containers[%zu]", i);
+		if ((r = want_type(c, JSON_OBJECT, field, NF_ERR_POLICY, err)) < 0)
+			goto fail;
+		ports = member(c, "ports");
+		pathf(field, sizeof(field), "spec.containers[%zu].ports", i);
+		if (ports && (r = want_type(ports, JSON_ARRAY, field, NF_ERR_POLICY, err)) < 0)
+			goto fail;
+		json_array_foreach(ports, j, po) {
+			struct nf_container_port cp = {0};
+			void *grown;
+
+			pathf(field, sizeof(field), "spec.containers[%zu].ports[%zu]", i, j);
+			if ((r = container_port_from_json(po, field, &cp, err)) < 0)
+				goto fail;
+			for (size_t k = 0; cp.name && k < p.nports; k++) {
+				if (p.ports[k].name && strcmp(p.ports[k].name, cp.name) == 0) {
+					r = nf_error_set(err, EINVAL, NF_ERR_POLICY,
+							 "%s.name: duplicate value \"%s\"", field, cp.name);
+					free(cp.name);
+					goto fail;
+				}
+			}
+			grown = realloc(p.ports, (p.nports + 1) * sizeof(*p.ports));
+			if (!grown) {
+				free(cp.name);
+				r = nf_error_set(err, ENOMEM, NF_ERR_POLICY, "%s: out of memory", field);
+				goto fail;
+			}
+			p.ports = grown;
+			p.ports[p.nports++] = cp;
+		}
+	}
+	p.ns = strdup(ns);
+	p.name = strdup(name);
+	p.obj = json_deep_copy(obj);
+	if (!p.ns || !p.name || !p.obj ||
+	    json_object_set_new(json_object_get(p.obj, "metadata"), "namespace", json_string(ns)) < 0) {
+		r = nf_error_set(err, ENOMEM, NF_ERR_POLICY, "Pod: out of memory");
+		goto fail;
+	}
+	*out = p;
+	return 0;
+fail:
+	nf_podspec_free(&p);
+	return r;
 }

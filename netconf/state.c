@@ -81,7 +81,7 @@ static int array_member(const json_t *root, const char *key, const json_t **out,
 int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error *err)
 {
 	struct nf_state s = {0};
-	const json_t *pols, *nss, *pods;
+	const json_t *pols, *nss, *pods, *specs;
 	json_t *item;
 	size_t i;
 	int r;
@@ -90,12 +90,14 @@ int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error
 		return nf_error_set(err, EINVAL, NF_ERR_STATE, "must be a JSON object");
 	if ((r = array_member(root, "networkPolicies", &pols, err)) < 0 ||
 	    (r = array_member(root, "namespaces", &nss, err)) < 0 ||
-	    (r = array_member(root, "pods", &pods, err)) < 0)
+	    (r = array_member(root, "pods", &pods, err)) < 0 ||
+	    (r = array_member(root, "registeredPods", &specs, err)) < 0)
 		return r;
 	s.policies = calloc(json_array_size(pols) + 1, sizeof(*s.policies));
 	s.namespaces = calloc(json_array_size(nss) + 1, sizeof(*s.namespaces));
 	s.pods = calloc(json_array_size(pods) + 1, sizeof(*s.pods));
-	if (!s.policies || !s.namespaces || !s.pods) {
+	s.podspecs = calloc(json_array_size(specs) + 1, sizeof(*s.podspecs));
+	if (!s.policies || !s.namespaces || !s.pods || !s.podspecs) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -120,6 +122,13 @@ int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error
 		}
 		s.npods++;
 	}
+	json_array_foreach(specs, i, item) {
+		if ((r = nf_podspec_from_json(item, "default", &s.podspecs[s.npodspecs], err)) < 0) {
+			nf_error_wrap(err, "registeredPods[%zu]", i);
+			goto fail;
+		}
+		s.npodspecs++;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -132,6 +141,7 @@ fail:
 json_t *nf_state_to_json(const struct nf_state *s)
 {
 	json_t *root = json_object(), *pols = json_array(), *nss = json_array(), *pods = json_array();
+	json_t *specs = json_array();
 
 	json_object_set_new(root, "apiVersion", json_string(STATE_API));
 	json_object_set_new(root, "kind", json_string(STATE_KIND));
@@ -143,7 +153,10 @@ json_t *nf_state_to_json(const struct nf_state *s)
 		json_array_append_new(pods, nf_pod_to_json(&s->pods[i]));
 	json_object_set_new(root, "namespaces", nss);
 	json_object_set_new(root, "networkPolicies", pols);
+	for (size_t i = 0; i < s->npodspecs; i++)
+		json_array_append(specs, s->podspecs[i].obj);
 	json_object_set_new(root, "pods", pods);
+	json_object_set_new(root, "registeredPods", specs);
 	return root;
 }
 
@@ -328,6 +341,62 @@ int nf_state_put_namespace(struct nf_state *s, struct nf_namespace *n)
 	s->namespaces[s->nnamespaces++] = *n;
 	memset(n, 0, sizeof(*n));
 	return NF_PUT_CREATED;
+}
+
+int nf_state_put_podspec(struct nf_state *s, struct nf_podspec *p)
+{
+	int r = -1;
+
+	for (size_t i = 0; i < s->npodspecs && r < 0; i++) {
+		struct nf_podspec *old = &s->podspecs[i];
+		if (strcmp(old->ns, p->ns) == 0 && strcmp(old->name, p->name) == 0) {
+			bool changed = carry_metadata(p->obj, old->obj);
+			nf_podspec_free(old);
+			*old = *p;
+			r = changed ? NF_PUT_CONFIGURED : NF_PUT_UNCHANGED;
+		}
+	}
+	if (r < 0) {
+		carry_metadata(p->obj, NULL);
+		if (GROW(s->podspecs, s->npodspecs) < 0)
+			return -ENOMEM;
+		s->podspecs[s->npodspecs++] = *p;
+		r = NF_PUT_CREATED;
+	}
+	/* the attachments of this pod take the registration's labels */
+	for (size_t i = 0; i < s->npods; i++) {
+		struct nf_pod *a = &s->pods[i];
+		if (streq0(a->ns, p->ns) && streq0(a->name, p->name)) {
+			struct nf_labels l = {0};
+			if (nf_labels_copy(&l, &p->labels) < 0)
+				return -ENOMEM;
+			nf_labels_free(&a->labels);
+			a->labels = l;
+		}
+	}
+	memset(p, 0, sizeof(*p));
+	return r;
+}
+
+const struct nf_podspec *nf_state_find_podspec(const struct nf_state *s, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < s->npodspecs; i++)
+		if (streq0(s->podspecs[i].ns, ns) && streq0(s->podspecs[i].name, name))
+			return &s->podspecs[i];
+	return NULL;
+}
+
+bool nf_state_remove_podspec(struct nf_state *s, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < s->npodspecs; i++) {
+		if (streq0(s->podspecs[i].ns, ns) && streq0(s->podspecs[i].name, name)) {
+			nf_podspec_free(&s->podspecs[i]);
+			memmove(&s->podspecs[i], &s->podspecs[i + 1], (s->npodspecs - i - 1) * sizeof(*s->podspecs));
+			s->npodspecs--;
+			return true;
+		}
+	}
+	return false;
 }
 
 bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const char *ifname)

@@ -35,6 +35,12 @@ int nf_state_put_pod(struct nf_state *s, struct nf_pod *pod);
 int nf_state_put_policy(struct nf_state *s, struct nf_policy *p);
 int nf_state_put_namespace(struct nf_state *s, struct nf_namespace *n);
 
+/* A Pod registration: also gives its labels to the attachments with the
+ * same namespace/name. */
+int nf_state_put_podspec(struct nf_state *s, struct nf_podspec *p);
+const struct nf_podspec *nf_state_find_podspec(const struct nf_state *s, const char *ns, const char *name);
+bool nf_state_remove_podspec(struct nf_state *s, const char *ns, const char *name);
+
 /* true when something was removed */
 bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const char *ifname);
 bool nf_state_remove_policy(struct nf_state *s, const char *ns, const char *name);

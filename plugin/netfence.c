@@ -105,6 +105,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	struct txn t = {{0}};
 	struct nf_pod pod = {0};
 	const struct nf_pod *known;
+	const struct nf_podspec *spec;
 	bool bridged = false, selected;
 	json_t *out;
 	char *dump;
@@ -142,13 +143,17 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0 ||
 	    (r = txn_begin(&t, &st, err)) < 0)
 		goto out;
-	/* labels: CNI_ARGS, then the conflist's args.cni.labels, then a pod
-	 * registered in the state under the same namespace/name */
+	/* labels: CNI_ARGS, then the conflist's args.cni.labels, then a Pod
+	 * registered with netfencectl or another attachment of the same
+	 * namespace/name */
+	spec = nf_state_find_podspec(&st, pod.ns, pod.name);
 	known = nf_state_find_pod_by_name(&st, pod.ns, pod.name);
 	if (c->args.has_labels)
 		r = nf_labels_copy(&pod.labels, &c->args.labels);
 	else if (c->conf.has_arg_labels)
 		r = nf_labels_copy(&pod.labels, &c->conf.arg_labels);
+	else if (spec)
+		r = nf_labels_copy(&pod.labels, &spec->labels);
 	else if (known)
 		r = nf_labels_copy(&pod.labels, &known->labels);
 	if (r < 0)

@@ -29,6 +29,7 @@ struct opts {
 	const char *ns; /* -n, NULL when not given */
 	bool all_ns;
 	const char *output;
+	bool overwrite;
 	size_t nfiles;
 	const char *files[64];
 };
@@ -46,19 +47,31 @@ static const char *ns_or_default(const struct opts *o)
 
 /* ---- objects from manifests ---- */
 
-enum kind { K_POLICY, K_NAMESPACE };
+enum kind { K_POLICY, K_NAMESPACE, K_POD };
 
 struct object {
 	enum kind kind;
 	struct nf_policy pol;
 	struct nf_namespace ns;
+	struct nf_podspec pod;
 };
+
+static const char *object_name(const struct object *o)
+{
+	return o->kind == K_POLICY ? o->pol.name : o->kind == K_NAMESPACE ? o->ns.name : o->pod.name;
+}
+
+static const char *object_resource(const struct object *o)
+{
+	return o->kind == K_POLICY ? NP_RESOURCE : o->kind == K_NAMESPACE ? "namespace" : "pod";
+}
 
 static void objects_free(struct object *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		nf_policy_free(&v[i].pol);
 		nf_namespace_free(&v[i].ns);
+		nf_podspec_free(&v[i].pod);
 	}
 	free(v);
 }
@@ -89,9 +102,12 @@ static int load_objects(const struct opts *o, struct object **out, size_t *nout,
 			} else if (kind && strcmp(kind, "Namespace") == 0) {
 				obj.kind = K_NAMESPACE;
 				r = nf_namespace_from_json(item, &obj.ns, err);
+			} else if (kind && strcmp(kind, "Pod") == 0) {
+				obj.kind = K_POD;
+				r = nf_podspec_from_json(item, ns_or_default(o), &obj.pod, err);
 			} else {
 				r = nf_error_set(err, EINVAL, NF_ERR_POLICY,
-						 "kind: \"%s\" is not supported (NetworkPolicy, Namespace, List)",
+						 "kind: \"%s\" is not supported (NetworkPolicy, Namespace, Pod, List)",
 						 kind ? kind : "(missing)");
 			}
 			if (r < 0) {
@@ -103,6 +119,7 @@ static int load_objects(const struct opts *o, struct object **out, size_t *nout,
 			if (!grown) {
 				nf_policy_free(&obj.pol);
 				nf_namespace_free(&obj.ns);
+				nf_podspec_free(&obj.pod);
 				json_decref(docs);
 				r = -ENOMEM;
 				goto fail;
@@ -173,13 +190,9 @@ static int cmd_apply(struct opts *o, struct nf_error *err)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (objs[i].kind == K_POLICY) {
+		if (objs[i].kind == K_POLICY)
 			lint_policy(&objs[i].pol);
-			r = asprintf(&names[i], NP_RESOURCE "/%s", objs[i].pol.name);
-		} else {
-			r = asprintf(&names[i], "namespace/%s", objs[i].ns.name);
-		}
-		if (r < 0) {
+		if (asprintf(&names[i], "%s/%s", object_resource(&objs[i]), object_name(&objs[i])) < 0) {
 			names[i] = NULL;
 			r = -ENOMEM;
 			goto out;
@@ -189,8 +202,9 @@ static int cmd_apply(struct opts *o, struct nf_error *err)
 	    (r = txn_begin(&t, &st, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		r = objs[i].kind == K_POLICY ? nf_state_put_policy(&st, &objs[i].pol)
-					     : nf_state_put_namespace(&st, &objs[i].ns);
+		r = objs[i].kind == K_POLICY	  ? nf_state_put_policy(&st, &objs[i].pol)
+		    : objs[i].kind == K_NAMESPACE ? nf_state_put_namespace(&st, &objs[i].ns)
+						  : nf_state_put_podspec(&st, &objs[i].pod);
 		if (r < 0)
 			goto out;
 		results[i] = r;
@@ -235,7 +249,7 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 	struct txn t = {{0}};
 	struct object *objs = NULL;
 	size_t n = 0, nnames = 0;
-	bool policies = false;
+	enum kind by_name = K_POLICY;
 	int r, missing = 0;
 	FILE *out = NULL;
 	char *outbuf = NULL;
@@ -249,10 +263,14 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
 					    "delete: want -f FILE, or networkpolicy NAME..., or namespace NAME...");
 		if (is_policy_word(argv[0]))
-			policies = true;
-		else if (!is_namespace_word(argv[0]))
+			by_name = K_POLICY;
+		else if (is_namespace_word(argv[0]))
+			by_name = K_NAMESPACE;
+		else if (is_pod_word(argv[0]))
+			by_name = K_POD;
+		else
 			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
-					    "delete: resource type \"%s\" is not supported (networkpolicy, namespace)",
+					    "delete: resource type \"%s\" is not supported (networkpolicy, namespace, pod)",
 					    argv[0]);
 		nnames = (size_t)argc - 1;
 	}
@@ -265,16 +283,21 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 		goto done;
 	}
 	for (size_t i = 0; i < n + nnames; i++) {
-		bool pol = i < n ? objs[i].kind == K_POLICY : policies;
-		const char *name = i < n ? (pol ? objs[i].pol.name : objs[i].ns.name) : argv[1 + i];
-		const char *ns = i < n && pol ? objs[i].pol.ns : ns_or_default(o);
-		bool removed = pol ? nf_state_remove_policy(&st, ns, name) : nf_state_remove_namespace(&st, name);
+		enum kind k = i < n ? objs[i].kind : by_name;
+		const char *name = i < n ? object_name(&objs[i]) : argv[1 + i - n];
+		const char *ns = i < n && k == K_POLICY ? objs[i].pol.ns
+				 : i < n && k == K_POD	 ? objs[i].pod.ns
+							 : ns_or_default(o);
+		bool removed = k == K_POLICY	  ? nf_state_remove_policy(&st, ns, name)
+			       : k == K_NAMESPACE ? nf_state_remove_namespace(&st, name)
+						  : nf_state_remove_podspec(&st, ns, name);
+		const char *res = k == K_POLICY ? NP_RESOURCE : k == K_NAMESPACE ? "namespace" : "pod";
 
 		if (removed)
-			fprintf(out, "%s \"%s\" deleted\n", pol ? NP_RESOURCE : "namespace", name);
+			fprintf(out, "%s \"%s\" deleted\n", res, name);
 		else {
 			fprintf(stderr, "Error from server (NotFound): %s \"%s\" not found\n",
-				pol ? NP_RESOURCES : "namespaces", name);
+				k == K_POLICY ? NP_RESOURCES : k == K_NAMESPACE ? "namespaces" : "pods", name);
 			missing++;
 		}
 	}
@@ -557,15 +580,171 @@ static int cmd_conflist_add(struct opts *o, int argc, char **argv, struct nf_err
 	return r;
 }
 
+/* kubectl label's arguments: key=value sets, key- removes. */
+static int change_labels(struct nf_labels *l, int argc, char **argv, bool overwrite, bool *changed,
+			 struct nf_error *err)
+{
+	*changed = false;
+	for (int i = 0; i < argc; i++) {
+		_cleanup_free_ char *arg = strdup(argv[i]);
+		size_t len = arg ? strlen(arg) : 0;
+		char *eq;
+		const char *old;
+		int r;
+
+		if (!arg)
+			return -ENOMEM;
+		if (len > 1 && arg[len - 1] == '-' && !strchr(arg, '=')) {
+			struct nf_labels kept = {0};
+			arg[len - 1] = '\0';
+			for (size_t j = 0; j < l->n; j++) {
+				if (strcmp(l->v[j].key, arg) == 0)
+					*changed = true;
+				else if (nf_labels_set(&kept, l->v[j].key, l->v[j].value) < 0) {
+					nf_labels_free(&kept);
+					return -ENOMEM;
+				}
+			}
+			nf_labels_free(l);
+			*l = kept;
+			continue;
+		}
+		if (!(eq = strchr(arg, '=')))
+			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
+					    "label: \"%s\" is neither key=value nor key-", argv[i]);
+		*eq = '\0';
+		if ((r = nf_label_key_validate(arg, "label key", err)) < 0 ||
+		    (r = nf_label_value_validate(eq + 1, "label value", err)) < 0)
+			return r;
+		old = nf_labels_get(l, arg);
+		if (old && strcmp(old, eq + 1) == 0)
+			continue;
+		if (old && !overwrite)
+			return nf_error_set(err, EEXIST, NF_ERR_POLICY,
+					    "'%s' already has a value (%s), and --overwrite is false", arg, old);
+		if (nf_labels_set(l, arg, eq + 1) < 0)
+			return -ENOMEM;
+		*changed = true;
+	}
+	return 0;
+}
+
+/* Writes labels into obj's metadata.labels. */
+static int set_obj_labels(json_t *obj, const struct nf_labels *l)
+{
+	json_t *meta = json_object_get(obj, "metadata");
+	return json_is_object(meta) ? json_object_set_new(meta, "labels", nf_labels_to_json(l)) : -EINVAL;
+}
+
+static int label_namespace(struct nf_state *st, const char *name, int argc, char **argv, bool overwrite,
+			   bool *changed, struct nf_error *err)
+{
+	struct nf_labels l = {0};
+	struct nf_namespace n = {0};
+	json_t *obj = NULL;
+	int r;
+
+	for (size_t i = 0; i < st->nnamespaces && !obj; i++)
+		if (strcmp(st->namespaces[i].name, name) == 0)
+			obj = json_deep_copy(st->namespaces[i].obj);
+	if (!obj) /* a namespace no object declares still exists: declare it */
+		obj = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace", "metadata", "name", name);
+	if (!obj)
+		return -ENOMEM;
+	if ((r = nf_labels_from_json(json_object_get(json_object_get(obj, "metadata"), "labels"), &l,
+				     "metadata.labels", err)) < 0 ||
+	    (r = change_labels(&l, argc, argv, overwrite, changed, err)) < 0)
+		goto out;
+	if (set_obj_labels(obj, &l) < 0 || (r = nf_namespace_from_json(obj, &n, err)) < 0 ||
+	    (r = nf_state_put_namespace(st, &n)) < 0)
+		r = r < 0 ? r : -ENOMEM;
+out:
+	nf_namespace_free(&n);
+	nf_labels_free(&l);
+	json_decref(obj);
+	return r < 0 ? r : 0;
+}
+
+static int label_pod(struct nf_state *st, const char *ns, const char *name, int argc, char **argv,
+		     bool overwrite, bool *changed, struct nf_error *err)
+{
+	const struct nf_podspec *spec = nf_state_find_podspec(st, ns, name);
+	bool found = false;
+	int r;
+
+	*changed = false;
+	if (spec) {
+		struct nf_labels l = {0};
+		struct nf_podspec p = {0};
+		json_t *obj = json_deep_copy(spec->obj);
+
+		if (!obj || nf_labels_copy(&l, &spec->labels) < 0)
+			r = -ENOMEM;
+		else if ((r = change_labels(&l, argc, argv, overwrite, changed, err)) == 0 &&
+			 (set_obj_labels(obj, &l) < 0 || (r = nf_podspec_from_json(obj, ns, &p, err)) < 0 ||
+			  (r = nf_state_put_podspec(st, &p)) < 0))
+			r = r < 0 ? r : -ENOMEM;
+		nf_podspec_free(&p);
+		nf_labels_free(&l);
+		json_decref(obj);
+		return r < 0 ? r : 0;
+	}
+	for (size_t i = 0; i < st->npods; i++) {
+		bool c;
+		if (strcmp(st->pods[i].ns, ns) != 0 || !st->pods[i].name || strcmp(st->pods[i].name, name) != 0)
+			continue;
+		found = true;
+		if ((r = change_labels(&st->pods[i].labels, argc, argv, overwrite, &c, err)) < 0)
+			return r;
+		*changed |= c;
+	}
+	if (!found)
+		return nf_error_set(err, ENOENT, NF_ERR_POLICY, "pods \"%s\" not found in namespace %s", name, ns);
+	return 0;
+}
+
+static int cmd_label(struct opts *o, int argc, char **argv, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct txn t = {{0}};
+	bool changed = false;
+	int r;
+
+	if (argc < 3 || (!is_namespace_word(argv[0]) && !is_pod_word(argv[0])))
+		return nf_error_set(err, EINVAL, NF_ERR_POLICY,
+				    "label: want namespace NAME key=value... or pod NAME key=value... [-n NS]");
+	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
+	    (r = txn_begin(&t, &st, err)) < 0)
+		goto out;
+	if (is_namespace_word(argv[0]))
+		r = label_namespace(&st, argv[1], argc - 2, argv + 2, o->overwrite, &changed, err);
+	else
+		r = label_pod(&st, ns_or_default(o), argv[1], argc - 2, argv + 2, o->overwrite, &changed, err);
+	if (r < 0 || (r = txn_commit(&t, o->state, &st, err)) < 0)
+		goto out;
+	printf("%s/%s %s\n", is_namespace_word(argv[0]) ? "namespace" : "pod", argv[1],
+	       changed ? "labeled" : "not labeled");
+out:
+	txn_end(&t);
+	nf_state_unlock(&lock);
+	nf_state_free(&st);
+	return r;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netfencectl [--state FILE] COMMAND ...\n"
-		"  apply -f FILE|- [-f ...] [-n NS]     create or update NetworkPolicy/Namespace objects (YAML or JSON)\n"
+		"  apply -f FILE|- [-f ...] [-n NS]     create or update NetworkPolicy, Namespace and Pod objects\n"
+		"                                      (YAML or JSON; a Pod registers labels and containerPorts)\n"
 		"  delete -f FILE                      delete the objects a manifest names\n"
 		"  delete networkpolicy NAME... [-n NS]\n"
 		"  delete namespace NAME...\n"
 		"  get networkpolicies|namespaces|pods [-n NS | -A] [-o json]\n"
+		"  label namespace NAME k=v... [--overwrite]    set (k=v) or remove (k-) labels\n"
+		"  label pod NAME k=v... [-n NS] [--overwrite]\n"
+		"  delete pod NAME [-n NS]             remove a Pod registration\n"
 		"  show                                the nftables ruleset the state implies\n"
 		"  sync                                re-program the kernel from the state\n"
 		"  conflist-add FILE                   chain netfence as the last plugin of a conflist\n"
@@ -580,6 +759,7 @@ int main(int argc, char **argv)
 		{"namespace", required_argument, NULL, 'n'},
 		{"all-namespaces", no_argument, NULL, 'A'},
 		{"output", required_argument, NULL, 'o'},
+		{"overwrite", no_argument, NULL, 'O'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -605,6 +785,7 @@ int main(int argc, char **argv)
 		case 'n': o.ns = optarg; break;
 		case 'A': o.all_ns = true; break;
 		case 'o': o.output = optarg; break;
+		case 'O': o.overwrite = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -624,6 +805,8 @@ int main(int argc, char **argv)
 		r = cmd_delete(&o, argc, argv, &err);
 	else if (!strcmp(verb, "get"))
 		r = cmd_get(&o, argc, argv, &err);
+	else if (!strcmp(verb, "label"))
+		r = cmd_label(&o, argc, argv, &err);
 	else if (!strcmp(verb, "show"))
 		r = cmd_show(&o, &err);
 	else if (!strcmp(verb, "sync"))

@@ -334,6 +334,88 @@ static void test_peer_follows_pods(void **state)
 	nf_state_free(&s);
 }
 
+static void add_json_policy(struct nf_state *s, const char *doc)
+{
+	struct nf_error err = {0};
+	struct nf_policy pol = {0};
+	json_t *obj = json_loads(doc, 0, NULL);
+
+	assert_non_null(obj);
+	if (nf_policy_from_json(obj, "default", &pol, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(nf_state_put_policy(s, &pol) >= 0);
+	json_decref(obj);
+}
+
+static void add_podspec(struct nf_state *s, const char *doc)
+{
+	struct nf_error err = {0};
+	struct nf_podspec ps = {0};
+	json_t *obj = json_loads(doc, 0, NULL);
+
+	assert_non_null(obj);
+	if (nf_podspec_from_json(obj, "default", &ps, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(nf_state_put_podspec(s, &ps) >= 0);
+	json_decref(obj);
+}
+
+/* Named ports resolve against the destination pods' registered
+ * containerPorts, by name and protocol; non-pods never match. */
+static void test_named_ports(void **state)
+{
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+	struct plan p = {0};
+	const struct plan_chain *foo;
+	size_t n80 = 0, n8080 = 0;
+
+	add_pods(&s, "testdata/pods-np14.json");
+	add_podspec(&s, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"labels\":{\"app\":\"web\"}},"
+			"\"spec\":{\"containers\":[{\"name\":\"n\",\"ports\":[{\"name\":\"http\",\"containerPort\":80}]}]}}");
+	add_podspec(&s, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"bar\",\"labels\":{\"app\":\"bar\"}},"
+			"\"spec\":{\"containers\":[{\"name\":\"n\",\"ports\":[{\"name\":\"http\",\"containerPort\":8080},"
+			"{\"name\":\"dns\",\"containerPort\":53,\"protocol\":\"UDP\"}]}]}}");
+	/* to any destination, port http/TCP; dns with the wrong protocol; to an
+	 * ipBlock holding web only */
+	add_json_policy(&s, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+			    "\"metadata\":{\"name\":\"np\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"foo\"}},"
+			    "\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":[{\"port\":\"http\"}]},"
+			    "{\"ports\":[{\"port\":\"dns\",\"protocol\":\"TCP\"}]},"
+			    "{\"to\":[{\"ipBlock\":{\"cidr\":\"10.244.0.3/32\"}}],\"ports\":[{\"port\":\"http\"}]}]}}");
+	/* the registration relabels web: still app=web */
+	assert_string_equal(nf_labels_get(&nf_state_find_pod(&s, "c-web", "eth0")->labels, "app"), "web");
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	foo = chain_of(&p, &s, "foo");
+	assert_non_null(foo);
+	for (size_t i = 0; i < foo->nrules; i++) {
+		const struct plan_rule *r = &foo->rules[i];
+		const struct plan_set *set = set_named(&p, r->dst_set);
+		assert_non_null(set);
+		assert_int_equal(r->l4proto, NF_PROTO_TCP); /* dns/TCP matched nothing */
+		if (r->port_lo == 80) {
+			n80++;
+			if (r->family == AF_INET) {
+				assert_int_equal(set->n, 1);
+				assert_true(set_has(set, "10.244.0.3"));
+			}
+		} else {
+			assert_int_equal(r->port_lo, 8080);
+			n8080++;
+			if (r->family == AF_INET) {
+				assert_int_equal(set->n, 1);
+				assert_true(set_has(set, "10.244.0.5"));
+			}
+		}
+	}
+	/* v4+v6 for http on web (any destination), v4+v6 for http on web (the
+	 * ipBlock peer: another set, same elements), v4+v6 for 8080 on bar */
+	assert_int_equal(n80, 4);
+	assert_int_equal(n8080, 2);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +426,7 @@ int main(void)
 		cmocka_unit_test(test_no_policy_empty),
 		cmocka_unit_test(test_deny_all),
 		cmocka_unit_test(test_peer_follows_pods),
+		cmocka_unit_test(test_named_ports),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }

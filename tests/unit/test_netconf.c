@@ -1038,6 +1038,49 @@ static void test_state_namespace_labels(void **state)
 	nf_labels_free(&l);
 }
 
+/* v1 Pod registrations: labels and containerPorts, validated */
+static void test_podspec(void **state)
+{
+	static const char *const bad[][2] = {
+		{"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"},\"spec\":{\"containers\":[{\"ports\":[{\"containerPort\":0}]}]}}",
+		 "spec.containers[0].ports[0].containerPort"},
+		{"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"},\"spec\":{\"containers\":[{\"ports\":[{\"containerPort\":80,\"protocol\":\"ICMP\"}]}]}}",
+		 "\"ICMP\""},
+		{"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"},\"spec\":{\"containers\":[{\"ports\":[{\"containerPort\":80,\"name\":\"Web_Port\"}]}]}}",
+		 "\"Web_Port\""},
+		{"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"},\"spec\":{\"containers\":[{\"ports\":[{\"containerPort\":80,\"name\":\"web\"}]},"
+		 "{\"ports\":[{\"containerPort\":81,\"name\":\"web\"}]}]}}",
+		 "duplicate value \"web\""},
+		{"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\",\"labels\":{\"k\":\"a b\"}}}", "\"a b\""},
+		{"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"},\"spec\":{\"containers\":{}}}", "spec.containers"},
+	};
+	struct nf_podspec p = {0};
+	struct nf_error err = {0};
+	json_t *o;
+
+	o = J("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\",\"labels\":{\"pod\":\"a\"}},"
+	      "\"spec\":{\"containers\":[{\"ports\":[{\"containerPort\":80,\"name\":\"serve-80-tcp\"},"
+	      "{\"containerPort\":81,\"protocol\":\"UDP\"}]}]}}");
+	assert_int_equal(nf_podspec_from_json(o, "x", &p, &err), 0);
+	assert_string_equal(p.ns, "x");
+	assert_string_equal(p.name, "a");
+	assert_string_equal(nf_labels_get(&p.labels, "pod"), "a");
+	assert_int_equal(p.nports, 2);
+	assert_string_equal(p.ports[0].name, "serve-80-tcp");
+	assert_int_equal(p.ports[0].proto, NF_PROTO_TCP);
+	assert_null(p.ports[1].name);
+	assert_int_equal(p.ports[1].proto, NF_PROTO_UDP);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(p.obj, "metadata"), "namespace")), "x");
+	nf_podspec_free(&p);
+	json_decref(o);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o = J(bad[i][0]);
+		if (nf_podspec_from_json(o, "x", &p, &err) >= 0 || !strstr(err.msg, bad[i][1]))
+			fail_msg("case %zu: %s", i, err.msg);
+		json_decref(o);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1061,6 +1104,7 @@ int main(void)
 		cmocka_unit_test(test_pod_roundtrip),
 		cmocka_unit_test(test_pod_errors),
 		cmocka_unit_test(test_state_namespace_labels),
+		cmocka_unit_test(test_podspec),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
