@@ -36,7 +36,7 @@ for s in "${scripts[@]}"; do
 	# Whatever the script created is named after its pid: nothing may be left.
 	left=$(ip netns list | awk -v p="nfc-$pid-" 'index($1, p) == 1 {print $1}' | tr '\n' ' ')
 	for d in /proc/[0-9]*; do
-		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q "/tmp/nfc\.$pid\." && left="$left pid:${d#/proc/}"
+		{ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -q "/tmp/nfc\.$pid\." && left="$left pid:${d#/proc/}"
 	done
 	compgen -G "/tmp/nfc.$pid.*" >/dev/null && left="$left $(echo /tmp/nfc."$pid".*)"
 	if [ -n "${left// /}" ]; then

@@ -101,6 +101,17 @@ char *plan_pod_chain_name(const struct nf_pod *pod);
 /* Is this pod selected by any Egress policy? */
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
 
+/* tighten.c: the source addresses of the pods that lost a permission from
+ * `before` to `after`: a rule or a peer address gone, or newly selected
+ * while attached (`existing`: chain names of the attachments that existed
+ * before). Caller frees *out. */
+int plan_tightened_sources(const struct plan *before, const struct plan *after, char *const *existing,
+			   size_t nexisting, struct nf_cidr **out, size_t *nout);
+
+/* conntrack.c: deletes the conntrack entries whose original source is one
+ * of addrs (n may be 0: nothing to do). */
+int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_error *err);
+
 /* render.c: plan -> nft text, deterministic (golden tests). Caller frees. */
 char *plan_render(const struct plan *p);
 

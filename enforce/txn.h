@@ -4,7 +4,10 @@
  * lock); the caller mutates the state; txn_commit() compiles the new plan,
  * programs the kernel in one transaction if the plan differs, and saves the
  * state. If saving fails the kernel is put back, so kernel and state agree.
- * Nothing is changed when the kernel rejects the new plan. */
+ * Nothing is changed when the kernel rejects the new plan. Then the
+ * conntrack entries of pods that lost a permission are deleted, so their
+ * established flows are judged again (see tighten.c); if that fails the
+ * change stands and `warning` says so. */
 #ifndef NETFENCE_TXN_H
 #define NETFENCE_TXN_H
 
@@ -13,6 +16,9 @@
 
 struct txn {
 	struct plan before;
+	size_t nexisting;
+	char **existing; /* chain names of the attachments in the state at txn_begin */
+	char warning[NF_ERRMSG_MAX];
 };
 
 int txn_begin(struct txn *t, const struct nf_state *s, struct nf_error *err);

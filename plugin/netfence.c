@@ -102,7 +102,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	struct nf_prev_result pr = {0};
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
-	struct txn t = {{0}};
+	struct txn t = {0};
 	struct nf_pod pod = {0};
 	const struct nf_pod *known;
 	const struct nf_podspec *spec;
@@ -172,6 +172,8 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	if ((r = nf_state_put_pod(&st, &pod)) < 0 ||
 	    (r = txn_commit(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
+	if (t.warning[0])
+		fprintf(stderr, "netfence: %s\n", t.warning);
 
 	out = json_deep_copy(c->conf.prev_result);
 	json_object_set_new(out, "cniVersion", json_string(c->conf.cni_version));
@@ -202,7 +204,7 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 {
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
-	struct txn t = {{0}};
+	struct txn t = {0};
 	int r;
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
@@ -211,6 +213,8 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 		goto out;
 	if (nf_state_remove_pod(&st, c->container_id, c->ifname))
 		r = txn_commit(&t, c->conf.state_file, &st, err);
+	if (r == 0 && t.warning[0])
+		fprintf(stderr, "netfence: %s\n", t.warning);
 out:
 	txn_end(&t);
 	nf_state_unlock(&lock);

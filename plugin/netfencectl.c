@@ -164,6 +164,12 @@ static void lint_policy(const struct nf_policy *p)
 		p->ns, p->name, sel && *sel ? sel : "all pods in the namespace");
 }
 
+static void txn_warn(const struct txn *t)
+{
+	if (t->warning[0])
+		fprintf(stderr, "Warning: %s\n", t->warning);
+}
+
 static const char *put_word(int r)
 {
 	return r == NF_PUT_CREATED ? "created" : r == NF_PUT_CONFIGURED ? "configured" : "unchanged";
@@ -173,7 +179,7 @@ static int cmd_apply(struct opts *o, struct nf_error *err)
 {
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
-	struct txn t = {{0}};
+	struct txn t = {0};
 	struct object *objs = NULL;
 	size_t n = 0;
 	int *results = NULL, r;
@@ -211,6 +217,7 @@ static int cmd_apply(struct opts *o, struct nf_error *err)
 	}
 	if ((r = txn_commit(&t, o->state, &st, err)) < 0)
 		goto out;
+	txn_warn(&t);
 	for (size_t i = 0; i < n; i++)
 		printf("%s %s\n", names[i], put_word(results[i]));
 	r = 0;
@@ -246,7 +253,7 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 {
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
-	struct txn t = {{0}};
+	struct txn t = {0};
 	struct object *objs = NULL;
 	size_t n = 0, nnames = 0;
 	enum kind by_name = K_POLICY;
@@ -305,6 +312,7 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 	out = NULL;
 	if ((r = txn_commit(&t, o->state, &st, err)) < 0)
 		goto done;
+	txn_warn(&t);
 	fputs(outbuf, stdout);
 	r = missing ? 1 : 0;
 done:
@@ -707,7 +715,7 @@ static int cmd_label(struct opts *o, int argc, char **argv, struct nf_error *err
 {
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
-	struct txn t = {{0}};
+	struct txn t = {0};
 	bool changed = false;
 	int r;
 
@@ -723,6 +731,7 @@ static int cmd_label(struct opts *o, int argc, char **argv, struct nf_error *err
 		r = label_pod(&st, ns_or_default(o), argv[1], argc - 2, argv + 2, o->overwrite, &changed, err);
 	if (r < 0 || (r = txn_commit(&t, o->state, &st, err)) < 0)
 		goto out;
+	txn_warn(&t);
 	printf("%s/%s %s\n", is_namespace_word(argv[0]) ? "namespace" : "pod", argv[1],
 	       changed ? "labeled" : "not labeled");
 out:

@@ -416,6 +416,55 @@ static void test_named_ports(void **state)
 	nf_state_free(&s);
 }
 
+static size_t tightened(const struct plan *a, const struct plan *b, const struct nf_state *before)
+{
+	char *names[16] = {0};
+	struct nf_cidr *v = NULL;
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < before->npods && k < 16; i++)
+		names[k++] = plan_pod_chain_name(&before->pods[i]);
+	assert_int_equal(plan_tightened_sources(a, b, names, k, &v, &n), 0);
+	for (size_t i = 0; i < k; i++)
+		free(names[i]);
+	free(v);
+	return n;
+}
+
+/* Which pods' established flows must be judged again after a change. */
+static void test_tightened_sources(void **state)
+{
+	struct nf_state s = {0}, none = {0};
+	struct nf_error err = {0};
+	struct plan p1 = {0}, p2 = {0}, p3 = {0}, empty = {0};
+
+	build(&s, "testdata/foo-deny-external-egress.yaml", &p1);
+	/* a peer pod leaves: foo lost an address, both its addresses flush */
+	assert_true(nf_state_remove_pod(&s, "c-dns", "eth0"));
+	assert_int_equal(plan_compile(&s, &p2, &err), 0);
+	assert_int_equal(tightened(&p1, &p2, &s), 2);
+	/* the peer comes back: pure loosening, nothing flushes */
+	add_pods(&none, "testdata/pods-np14.json");
+	assert_int_equal(tightened(&p2, &p1, &none), 0);
+	/* the policy goes: foo is no longer selected, nothing flushes */
+	assert_int_equal(tightened(&p1, &empty, &none), 0);
+	/* the policy arrives while foo runs: foo flushes; a brand-new foo does not */
+	assert_int_equal(tightened(&empty, &p1, &none), 2);
+	assert_int_equal(tightened(&empty, &p1, &s /* has no record of c-dns, but has foo */), 2);
+	{
+		struct nf_state only_web = {0};
+		assert_int_equal(tightened(&empty, &p1, &only_web), 0);
+	}
+	/* the same plan: nothing */
+	assert_int_equal(plan_compile(&s, &p3, &err), 0);
+	assert_int_equal(tightened(&p2, &p3, &s), 0);
+	plan_free(&p1);
+	plan_free(&p2);
+	plan_free(&p3);
+	nf_state_free(&s);
+	nf_state_free(&none);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -427,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_deny_all),
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
+		cmocka_unit_test(test_tightened_sources),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }

@@ -1,0 +1,93 @@
+#!/bin/bash
+# Established connections when a policy changes (documented in README,
+# "Established connections"): a change that takes a permission away from a
+# pod deletes the conntrack entries the pod originated, so each of its flows
+# is judged again by its next packet: flows the new rules still allow go on,
+# the others stop. Loosening never interrupts a flow.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+NFC_PLUGIN_NETFENCE=1
+FLOW=$NFC_CONF_DIR/flow.py
+nfc_setup_node
+nfc_pod_plain web default app:web
+nfc_pod_plain foo default app:foo
+for p in 7000 7002; do nfc_bg web "flow-tcp-$p" python3 "$FLOW" serve tcp $p "$NFC_DIR"; done
+for p in 7001 7003; do nfc_bg web "flow-udp-$p" python3 "$FLOW" serve udp $p "$NFC_DIR"; done
+sleep 0.5
+
+policy() { # name ports...
+	local name=$1 p
+	shift
+	{
+		cat <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: $name, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: foo}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: web}}}]
+    ports:
+YAML
+		for p in "$@"; do echo "    - {port: ${p%/*}, protocol: ${p#*/}}"; done
+	} >"$NFC_DIR/$name.yaml"
+	nfc_ctl apply -f "$NFC_DIR/$name.yaml"
+}
+
+# flow_start ID proto port family: a long-lived flow foo -> web
+flow_start() {
+	local id=$1 proto=$2 port=$3 v=$4 d=$NFC_DIR/flow-$1
+	mkdir -p "$d"
+	nfc_bg foo "flow-$id" python3 "$FLOW" client "$proto" "$(nfc_ip web "$v")" "$port" "$d"
+	for _ in $(seq 50); do [ -e "$d/connected" ] && return 0; sleep 0.1; done
+	return 1
+}
+# flow_ping ID: send on the flow, print ok|timeout
+flow_ping() {
+	local d=$NFC_DIR/flow-$1 n
+	n=$(ls "$d" | grep -c '^res\.')
+	touch "$d/go.$n"
+	for _ in $(seq 40); do [ -e "$d/res.$n" ] && { cat "$d/res.$n"; return; }; sleep 0.1; done
+	echo "no answer from the flow tool"
+}
+expect_flow() { # ID ok|timeout DESC
+	local got
+	got=$(flow_ping "$1")
+	nfc_check "$3: $got (want $2)" test "$got" = "$2"
+}
+
+echo "== a policy allowing 7000-7003, flows on every port, both families"
+policy foo-egress 7000/TCP 7001/UDP 7002/TCP 7003/UDP
+for v in 4 6; do
+	nfc_check "start tcp/7000 v$v" flow_start t0-$v tcp 7000 $v
+	nfc_check "start udp/7001 v$v" flow_start u1-$v udp 7001 $v
+	nfc_check "start tcp/7002 v$v" flow_start t2-$v tcp 7002 $v
+	nfc_check "start udp/7003 v$v" flow_start u3-$v udp 7003 $v
+	for f in t0 u1 t2 u3; do expect_flow $f-$v ok "IPv$v $f flows"; done
+done
+
+echo "== loosening (a second policy adds a port): every flow goes on"
+policy foo-extra 8080/TCP >/dev/null
+for v in 4 6; do for f in t0 u1 t2 u3; do expect_flow $f-$v ok "IPv$v $f after loosening"; done; done
+
+echo "== tightening to 7000/TCP + 7001/UDP: those flows go on, 7002 and 7003 stop"
+nfc_ctl delete networkpolicy foo-extra >/dev/null
+policy foo-egress 7000/TCP 7001/UDP
+for v in 4 6; do
+	expect_flow t0-$v ok "IPv$v tcp/7000, still allowed"
+	expect_flow u1-$v ok "IPv$v udp/7001, still allowed"
+	expect_flow t2-$v timeout "IPv$v tcp/7002, no longer allowed"
+	expect_flow u3-$v timeout "IPv$v udp/7003, no longer allowed"
+	nfc_expect_deny foo tcp "$(nfc_ip web $v)" 7002 "new connection to 7002"
+done
+
+echo "== the policy is deleted: the surviving flows go on"
+nfc_ctl delete networkpolicy foo-egress >/dev/null
+for v in 4 6; do
+	expect_flow t0-$v ok "IPv$v tcp/7000 after delete"
+	expect_flow u1-$v ok "IPv$v udp/7001 after delete"
+done
+for d in "$NFC_DIR"/flow-*; do touch "$d/stop"; done
+nfc_summary
