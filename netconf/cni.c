@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-static const char *const supported_versions[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
+static const char *const supported_versions[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
 
 bool nf_cni_version_supported(const char *v)
 {
@@ -30,6 +30,11 @@ void nf_cni_conf_free(struct nf_cni_conf *c)
 	free(c->state_file);
 	json_decref(c->prev_result);
 	nf_labels_free(&c->arg_labels);
+	for (size_t i = 0; i < c->nvalid; i++) {
+		free(c->valid[i].container_id);
+		free(c->valid[i].ifname);
+	}
+	free(c->valid);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -98,6 +103,36 @@ static int parse_arg_labels(const json_t *root, struct nf_cni_conf *c, struct nf
 	return 0;
 }
 
+/* GC (CNI 1.1): the attachments the runtime still has. */
+static int parse_valid_attachments(const json_t *root, struct nf_cni_conf *c, struct nf_error *err)
+{
+	const json_t *list = json_object_get(root, "cni.dev/valid-attachments");
+	json_t *item;
+	size_t i;
+
+	if (!list || json_is_null(list))
+		return 0;
+	if (!json_is_array(list))
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+				    "cni.dev/valid-attachments: must be an array of {\"containerID\", \"ifname\"}");
+	c->has_valid_attachments = true;
+	c->valid = calloc(json_array_size(list) + 1, sizeof(*c->valid));
+	if (!c->valid)
+		return -ENOMEM;
+	json_array_foreach(list, i, item) {
+		const json_t *cid = json_object_get(item, "containerID"), *ifn = json_object_get(item, "ifname");
+		if (!json_is_object(item) || !json_is_string(cid) || !json_is_string(ifn))
+			return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+					    "cni.dev/valid-attachments[%zu]: must be {\"containerID\": string, \"ifname\": string}", i);
+		c->valid[c->nvalid].container_id = strdup(json_string_value(cid));
+		c->valid[c->nvalid].ifname = strdup(json_string_value(ifn));
+		c->nvalid++;
+		if (!c->valid[c->nvalid - 1].container_id || !c->valid[c->nvalid - 1].ifname)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, struct nf_error *err)
 {
 	struct nf_cni_conf c = {0};
@@ -125,7 +160,7 @@ int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, stru
 	}
 	if (!nf_cni_version_supported(c.cni_version)) {
 		r = nf_error_set(err, EINVAL, CNI_ERR_INCOMPATIBLE_VERSION,
-				 "cniVersion: \"%s\" is not supported (netfence speaks 0.3.0, 0.3.1, 0.4.0, 1.0.0)",
+				 "cniVersion: \"%s\" is not supported (netfence speaks 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)",
 				 c.cni_version);
 		goto fail;
 	}
@@ -146,7 +181,7 @@ int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, stru
 		}
 		c.prev_result = json_incref((json_t *)pr);
 	}
-	if ((r = parse_arg_labels(root, &c, err)) < 0)
+	if ((r = parse_arg_labels(root, &c, err)) < 0 || (r = parse_valid_attachments(root, &c, err)) < 0)
 		goto fail;
 	json_decref(root);
 	*out = c;

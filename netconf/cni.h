@@ -10,7 +10,13 @@
 #include "model.h"
 
 #define NF_DEFAULT_STATE_FILE "/var/lib/netfence/state.json"
-#define NF_CNI_VERSION "1.0.0"
+#define NF_CNI_VERSION "1.1.0"
+
+/* A CNI attachment: (container ID, interface). */
+struct nf_attachment {
+	char *container_id;
+	char *ifname;
+};
 
 struct nf_cni_conf {
 	char *cni_version;
@@ -19,6 +25,9 @@ struct nf_cni_conf {
 	json_t *prev_result;  /* owned reference, NULL when absent */
 	bool has_arg_labels;  /* args.cni.labels present */
 	struct nf_labels arg_labels;
+	bool has_valid_attachments; /* GC: "cni.dev/valid-attachments" present */
+	size_t nvalid;
+	struct nf_attachment *valid;
 };
 
 void nf_cni_conf_free(struct nf_cni_conf *c);

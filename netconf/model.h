@@ -177,6 +177,7 @@ struct nf_pod {
 	char *name;
 	struct nf_labels labels;
 	char *host_veth;  /* host-side interface in the node netns */
+	char *network;    /* the CNI network (conflist name) it was attached by */
 	size_t naddrs;
 	struct nf_cidr *addrs; /* the pod's addresses, with their prefix */
 };

@@ -626,6 +626,7 @@ void nf_pod_free(struct nf_pod *p)
 	free(p->name);
 	nf_labels_free(&p->labels);
 	free(p->host_veth);
+	free(p->network);
 	free(p->addrs);
 	memset(p, 0, sizeof(*p));
 }
@@ -643,7 +644,7 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 {
 	const int code = CNI_ERR_INVALID_CONFIG;
 	struct nf_pod p = { 0 };
-	const char *cid, *ifname, *ns, *name, *veth;
+	const char *cid, *ifname, *ns, *name, *veth, *network;
 	const json_t *ips, *v;
 	size_t i;
 	int r;
@@ -655,7 +656,8 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 	    (r = req_string(obj, "ifname", "", &ifname, code, err)) < 0 ||
 	    (r = opt_string(obj, "namespace", "", &ns, code, err)) < 0 ||
 	    (r = opt_string(obj, "name", "", &name, code, err)) < 0 ||
-	    (r = opt_string(obj, "hostVeth", "", &veth, code, err)) < 0)
+	    (r = opt_string(obj, "hostVeth", "", &veth, code, err)) < 0 ||
+	    (r = opt_string(obj, "network", "", &network, code, err)) < 0)
 		return r;
 	if (!ns || !*ns)
 		ns = "default";
@@ -697,7 +699,7 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 
 	if (dup_opt(cid, &p.container_id) < 0 || dup_opt(ifname, &p.ifname) < 0 ||
 	    dup_opt(ns, &p.ns) < 0 || dup_opt(name, &p.name) < 0 ||
-	    dup_opt(veth, &p.host_veth) < 0) {
+	    dup_opt(veth, &p.host_veth) < 0 || dup_opt(network, &p.network) < 0) {
 		r = nf_error_set(err, ENOMEM, code, "pod: out of memory");
 		goto fail;
 	}
@@ -725,6 +727,8 @@ json_t *nf_pod_to_json(const struct nf_pod *p)
 	labels = NULL;
 	if (p->host_veth)
 		r |= json_object_set_new(o, "hostVeth", json_string(p->host_veth));
+	if (p->network)
+		r |= json_object_set_new(o, "network", json_string(p->network));
 	for (size_t i = 0; i < p->naddrs; i++) {
 		char buf[INET6_ADDRSTRLEN + 8];
 

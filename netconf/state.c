@@ -167,18 +167,30 @@ int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 	struct stat st;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* The state decides what pods may send: never read one that someone
+	 * else could have written, or that a symlink points to. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT) {
 			memset(out, 0, sizeof(*out));
 			return 0;
 		}
+		if (errno == ELOOP)
+			return nf_error_set(err, errno, NF_ERR_STATE,
+					    "state file \"%s\" is a symbolic link: refusing it", path);
 		return nf_error_set(err, errno, NF_ERR_STATE, "state file \"%s\": %s", path, strerror(errno));
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > STATE_MAX_BYTES) {
 		close(fd);
 		return nf_error_set(err, EINVAL, NF_ERR_STATE,
 				    "state file \"%s\": not a regular file of at most 256 MiB", path);
+	}
+	if ((st.st_mode & 0022) || st.st_uid != geteuid()) {
+		close(fd);
+		return nf_error_set(err, EPERM, NF_ERR_STATE,
+				    "state file \"%s\" (mode %04o, owner uid %u) may be written by others: refusing it; "
+				    "it must belong to uid %u and not be group- or world-writable (chmod 600)",
+				    path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)geteuid());
 	}
 	root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
 	close(fd);

@@ -130,6 +130,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	pod.ifname = strdup(c->ifname);
 	pod.ns = strdup(c->args.pod_ns ? c->args.pod_ns : "default");
 	pod.name = strdup(c->args.pod_name ? c->args.pod_name : c->container_id);
+	pod.network = c->conf.name ? strdup(c->conf.name) : NULL;
 	pod.addrs = pr.addrs;
 	pod.naddrs = pr.naddrs;
 	pr.addrs = NULL;
@@ -262,6 +263,76 @@ out:
 	return r;
 }
 
+static bool attachment_valid(const struct nf_cni_conf *conf, const struct nf_pod *p)
+{
+	for (size_t i = 0; i < conf->nvalid; i++)
+		if (strcmp(conf->valid[i].container_id, p->container_id) == 0 &&
+		    strcmp(conf->valid[i].ifname, p->ifname) == 0)
+			return true;
+	return false;
+}
+
+/* GC (CNI 1.1): forget every attachment of this network that the runtime
+ * no longer lists, with its rules and set elements, in one change. */
+static int cmd_gc(struct ctx *c, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	struct nf_state_lock lock = {-1};
+	struct txn t = {0};
+	bool removed = false;
+	int r;
+
+	if (!c->conf.has_valid_attachments)
+		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+				    "cni.dev/valid-attachments: missing (GC needs the list of attachments to keep)");
+	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
+		return r;
+	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, &st, err)) < 0)
+		goto out;
+	for (size_t i = st.npods; i-- > 0;) {
+		const struct nf_pod *p = &st.pods[i];
+		_cleanup_free_ char *cid = NULL, *ifname = NULL;
+
+		/* a record without a network predates per-network GC: ours too */
+		if ((p->network && c->conf.name && strcmp(p->network, c->conf.name) != 0) ||
+		    attachment_valid(&c->conf, p))
+			continue;
+		cid = strdup(p->container_id);
+		ifname = strdup(p->ifname);
+		if (!cid || !ifname) {
+			r = -ENOMEM;
+			goto out;
+		}
+		removed |= nf_state_remove_pod(&st, cid, ifname);
+	}
+	if (removed)
+		r = txn_commit(&t, c->conf.state_file, &st, err);
+	if (r == 0 && t.warning[0])
+		fprintf(stderr, "netfence: %s\n", t.warning);
+out:
+	txn_end(&t);
+	nf_state_unlock(&lock);
+	nf_state_free(&st);
+	return r;
+}
+
+/* STATUS (CNI 1.1): can an ADD work now? The state file must be readable
+ * and nftables must answer. */
+static int cmd_status(struct ctx *c, struct nf_error *err)
+{
+	struct nf_state st = {0};
+	int r;
+
+	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 ||
+	    (r = nft_chain_exists(PLAN_CHAIN_FORWARD, err)) < 0) {
+		err->code = 50; /* the plugin is not available */
+		nf_state_free(&st);
+		return r;
+	}
+	nf_state_free(&st);
+	return 0;
+}
+
 static int cmd_version(struct ctx *c, struct nf_error *err)
 {
 	json_t *o = json_object();
@@ -282,11 +353,14 @@ static const struct {
 	const char *name;
 	int (*fn)(struct ctx *, struct nf_error *);
 	bool needs_conf;
+	bool needs_container; /* CNI_CONTAINERID and CNI_IFNAME */
 } commands[] = {
-	{"ADD", cmd_add, true},
-	{"DEL", cmd_del, true},
-	{"CHECK", cmd_check, true},
-	{"VERSION", cmd_version, false},
+	{"ADD", cmd_add, true, true},
+	{"DEL", cmd_del, true, true},
+	{"CHECK", cmd_check, true, true},
+	{"VERSION", cmd_version, false, false},
+	{"GC", cmd_gc, true, false},
+	{"STATUS", cmd_status, true, false},
 };
 
 int main(int argc, char **argv)
@@ -298,7 +372,7 @@ int main(int argc, char **argv)
 	c.command = getenv("CNI_COMMAND");
 	if (!c.command) {
 		fprintf(stderr, "netfence: a CNI plugin; run by a container runtime with CNI_COMMAND set "
-				"(ADD, DEL, CHECK, VERSION). See netfencectl for the operator CLI.\n");
+				"(ADD, DEL, CHECK, GC, STATUS, VERSION). See netfencectl for the operator CLI.\n");
 		return 1;
 	}
 	for (size_t i = 0; i < NF_ARRAY_SIZE(commands); i++)
@@ -308,10 +382,11 @@ int main(int argc, char **argv)
 		nf_error_set(&err, EINVAL, CNI_ERR_INVALID_ENV, "CNI_COMMAND: unknown command \"%s\"", c.command);
 		goto fail;
 	}
+	if (commands[idx].needs_container &&
+	    ((r = need_env("CNI_CONTAINERID", &c.container_id, &err)) < 0 ||
+	     (r = need_env("CNI_IFNAME", &c.ifname, &err)) < 0))
+		goto fail;
 	if (commands[idx].needs_conf) {
-		if ((r = need_env("CNI_CONTAINERID", &c.container_id, &err)) < 0 ||
-		    (r = need_env("CNI_IFNAME", &c.ifname, &err)) < 0)
-			goto fail;
 		if ((r = nf_read_file("-", &c.stdin_buf, &c.stdin_len, &err)) < 0) {
 			nf_error_wrap(&err, "reading the network config from stdin");
 			goto fail;

@@ -227,6 +227,63 @@ static void test_state_roundtrip(void **state)
 	assert_int_equal(system(body), 0);
 }
 
+static void test_gc_attachments(void **state)
+{
+	static const char *good = "{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"cni.dev/valid-attachments\":"
+				  "[{\"containerID\":\"c1\",\"ifname\":\"eth0\"},{\"containerID\":\"c2\",\"ifname\":\"net1\"}]}";
+	static const char *bad = "{\"cniVersion\":\"1.1.0\",\"cni.dev/valid-attachments\":[{\"containerID\":3}]}";
+	struct nf_cni_conf c = {0};
+	struct nf_error err = {0};
+
+	assert_int_equal(nf_cni_conf_parse(good, strlen(good), &c, &err), 0);
+	assert_true(c.has_valid_attachments);
+	assert_int_equal(c.nvalid, 2);
+	assert_string_equal(c.valid[1].container_id, "c2");
+	assert_string_equal(c.valid[1].ifname, "net1");
+	nf_cni_conf_free(&c);
+	assert_true(nf_cni_conf_parse(bad, strlen(bad), &c, &err) < 0);
+	assert_non_null(strstr(err.msg, "cni.dev/valid-attachments[0]"));
+	assert_true(nf_cni_version_supported("1.1.0"));
+}
+
+/* The state decides what pods may send: a symlink, or a file others can
+ * write, is refused. */
+static void test_state_refused(void **state)
+{
+	char dir[] = "/tmp/nf-sec-XXXXXX", path[256], target[256], cmd[512];
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(target, sizeof(target), "%s/elsewhere.json", dir);
+	f = fopen(target, "w");
+	fputs("{}", f);
+	fclose(f);
+	assert_int_equal(chmod(target, 0600), 0);
+	assert_int_equal(symlink(target, path), 0);
+	assert_true(nf_state_load(path, &s, &err) < 0);
+	assert_int_equal(err.code, NF_ERR_STATE);
+	assert_non_null(strstr(err.msg, "symbolic link"));
+	/* saving replaces the link itself, never writes through it */
+	assert_int_equal(nf_state_save(path, &s, &err), 0);
+	f = fopen(target, "r");
+	assert_int_equal(fgetc(f), '{');
+	assert_int_equal(fgetc(f), '}');
+	fclose(f);
+	assert_int_equal(nf_state_load(path, &s, &err), 0);
+	nf_state_free(&s);
+	/* group- or world-writable */
+	assert_int_equal(chmod(path, 0666), 0);
+	assert_true(nf_state_load(path, &s, &err) < 0);
+	assert_non_null(strstr(err.msg, "mode 0666"));
+	assert_int_equal(chmod(path, 0620), 0);
+	assert_true(nf_state_load(path, &s, &err) < 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +293,8 @@ int main(void)
 		cmocka_unit_test(test_bad_prev_result),
 		cmocka_unit_test(test_args),
 		cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_gc_attachments),
+		cmocka_unit_test(test_state_refused),
 	};
 	return cmocka_run_group_tests_name("cni", tests, NULL, NULL);
 }
