@@ -60,6 +60,33 @@ check: $(UNIT_BINS)
 		echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || rc=1; \
 	done; exit $$rc
 
+# libFuzzer harnesses (clang) over every parser, under ASan+UBSan, each for
+# FUZZ_SECONDS, seeded from testdata/. A crash or a sanitizer report fails.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := cni manifest state
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=build/fuzz/%.o)
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(filter-out -MMD -MP,$(CFLAGS)) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS)
+	$(Q)clang $(filter-out -MMD -MP,$(CFLAGS)) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@rm -rf build/fuzz/corpus && mkdir -p $(FUZZ_TARGETS:%=build/fuzz/corpus/%)
+	@cp testdata/cni/*.json testdata/conflist/* build/fuzz/corpus/cni/ 2>/dev/null || true
+	@cp testdata/*.yaml build/fuzz/corpus/manifest/
+	@cp testdata/state/*.json build/fuzz/corpus/state/ 2>/dev/null || true
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=build/fuzz/crash-$$t- build/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+			|| { tail -50 build/fuzz/$$t.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/$$t.log; \
+	done
+
 # Warnings from a second compiler: clang, -Werror, no objects.
 lint:
 	$(Q)for f in $(LIB_SRCS) plugin/*.c tests/unit/*.c; do \
@@ -85,7 +112,7 @@ install: all
 clean:
 	rm -rf build bin conformance/cnitool/cnitool conformance/probe/probe
 
-.PHONY: all check conformance install clean lint
+.PHONY: all check conformance install clean lint fuzz
 .SECONDARY:
 -include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d
 

@@ -8,4 +8,5 @@ scripts/deps.sh
 make
 make lint
 make check
+make fuzz FUZZ_SECONDS=20
 make conformance

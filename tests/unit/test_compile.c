@@ -465,6 +465,33 @@ static void test_tightened_sources(void **state)
 	nf_state_free(&none);
 }
 
+/* The fuzzing seed state: loads, and uses every kind of rule. */
+static void test_state_seed(void **state)
+{
+	char path[1024];
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+	struct plan p = {0};
+	const struct plan_chain *foo;
+	bool named = false, range = false, cidr = false;
+
+	snprintf(path, sizeof(path), "%s/testdata/state/np14-state.json", SRCDIR);
+	if (nf_state_load(path, &s, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	foo = chain_of(&p, &s, "foo");
+	assert_non_null(foo);
+	for (size_t i = 0; i < foo->nrules; i++) {
+		const struct plan_rule *r = &foo->rules[i];
+		named |= r->port_lo == 80 && strncmp(r->dst_set, "np_", 3) == 0;
+		range |= r->port_lo == 8000 && r->port_hi == 8080;
+		cidr |= strncmp(r->dst_set, "cidr_", 5) == 0;
+	}
+	assert_true(named && range && cidr);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
+		cmocka_unit_test(test_state_seed),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
