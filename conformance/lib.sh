@@ -17,6 +17,8 @@
 #   NFC_ALLOW_TIMEOUT=ms    probe timeout of one expected-allow try (default 2000)
 #   NFC_ALLOW_TRIES=n       tries of an expected allow (default 3)
 #   NFC_VERBOSE=1           trace commands of the helpers
+#   NFC_POD_ARGS=ARGS       when set (even empty), nfc_pod sends this CNI_ARGS verbatim
+#                           instead of the one built from NAME, NS and LABELS
 #
 # Functions:
 #   nfc_setup_node                 node netns, conflist, CNI bin/cache dirs, EXIT trap
@@ -46,6 +48,13 @@
 #   nfc_kernel_matches_plan        the node's netfence tables list exactly as `netfencectl show`
 #                                  loaded with nft into a scratch netns (counters ignored)
 #   nfc_summary                    prints "N passed, M failed"; status 1 if M > 0
+#   nfc_pod_net DIR NET NAME NS LABELS   nfc_pod on another network: conflist NET in
+#                                  NETCONFPATH DIR (recorded; nfc_cni and cleanup use it)
+#   nfc_netfence ENV...  <STDIN    bin/netfence run directly in the node netns with ENV
+#                                  (CNI_COMMAND=ADD ...); prints its stdout; its status
+#   nfc_ruleset                    `nft -a list ruleset` of the node, counters zeroed
+#   nfc_pod_as NAME NS PODNAME LABELS   nfc_pod whose Kubernetes name (K8S_POD_NAME) is PODNAME,
+#                                  NAME staying the library's unique key (x-a for pod a of ns x)
 #   nfc_cleanup                    the EXIT trap
 #   nfc_die MSG                    print MSG, exit 1 (cleanup runs)
 #
@@ -247,10 +256,13 @@ nfc_server_saw() {
 nfc_cni() {
 	local cmd=$1 name=$2
 	local d=$NFC_DIR/pods
+	local netdir=$NFC_DIR/net.d net=nfc
 	[ -f "$d/$name.netns" ] || nfc_die "no pod '$name'"
-	nfc__nsexec "$NFC_NODE" env NETCONFPATH="$NFC_DIR/net.d" CNI_PATH="$NFC_DIR/bin" \
+	# nfc_pod_net records another network for the pod
+	[ -f "$d/$name.netdir" ] && netdir=$(cat "$d/$name.netdir") net=$(cat "$d/$name.net")
+	nfc__nsexec "$NFC_NODE" env NETCONFPATH="$netdir" CNI_PATH="$NFC_DIR/bin" \
 		CNI_CACHE_DIR="$NFC_DIR/cache" CNI_ARGS="$(cat "$d/$name.args")" CNI_IFNAME=eth0 \
-		"$NFC_CNITOOL" "$cmd" nfc "/var/run/netns/$(cat "$d/$name.netns")"
+		"$NFC_CNITOOL" "$cmd" "$net" "/var/run/netns/$(cat "$d/$name.netns")"
 }
 
 nfc_pod() {
@@ -261,7 +273,12 @@ nfc_pod() {
 	labels=${labels//=/:}
 	local args="IgnoreUnknown=1;K8S_POD_NAMESPACE=$kns;K8S_POD_NAME=$name"
 	[ -n "$labels" ] && args="$args;K8S_POD_LABELS=$labels"
+	[ -n "${NFC_POD_ARGS+set}" ] && args=$NFC_POD_ARGS
 	nfc__netns_add "$ns"
+	if [ -n "${NFC__POD_NETDIR:-}" ]; then
+		echo "$NFC__POD_NETDIR" >"$d/$name.netdir"
+		echo "$NFC__POD_NET" >"$d/$name.net"
+	fi
 	echo "$ns" >"$d/$name.netns"
 	echo "$kns" >"$d/$name.ns"
 	echo "$labels" >"$d/$name.labels"
@@ -601,4 +618,26 @@ nfc_cleanup() {
 		rm -rf "$NFC_DIR"
 	fi
 	exit $rc
+}
+
+nfc_pod_net() {
+	local NFC__POD_NETDIR=$1 NFC__POD_NET=$2
+	shift 2
+	nfc_pod "$@"
+}
+
+nfc_netfence() {
+	nfc__nsexec "$NFC_NODE" env -i PATH="$PATH" "$@" "$NFC_ROOT/bin/netfence"
+}
+
+nfc_ruleset() {
+	nfc__nsexec "$NFC_NODE" nft -a list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter/'
+}
+
+nfc_pod_as() {
+	local name=$1 kns=$2 pod=$3 labels=${4:-}
+	labels=${labels//=/:}
+	local args="IgnoreUnknown=1;K8S_POD_NAMESPACE=$kns;K8S_POD_NAME=$pod"
+	[ -n "$labels" ] && args="$args;K8S_POD_LABELS=$labels"
+	NFC_POD_ARGS=$args nfc_pod "$name" "$kns" "$labels"
 }
