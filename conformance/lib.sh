@@ -68,6 +68,9 @@
 # Constants and globals are for the scenario scripts; pid lists split on purpose.
 # shellcheck disable=SC2034,SC2046
 
+# `cmd | nfc_check ...` must count in this shell, not in a pipeline subshell.
+shopt -s lastpipe
+
 NFC_CONF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NFC_ROOT=$(cd "$NFC_CONF_DIR/.." && pwd)
 NFC_CNITOOL=$NFC_CONF_DIR/cnitool/cnitool

@@ -1,12 +1,19 @@
 #include "txn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-int txn_begin(struct txn *t, const struct nf_state *s, struct nf_error *err)
+int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
 {
 	memset(t, 0, sizeof(*t));
+	if (asprintf(&t->dirty, "%s.dirty", path) < 0) {
+		t->dirty = NULL;
+		return -ENOMEM;
+	}
+	t->force = access(t->dirty, F_OK) == 0;
 	t->existing = calloc(s->npods + 1, sizeof(char *));
 	if (!t->existing)
 		return -ENOMEM;
@@ -24,8 +31,8 @@ void txn_end(struct txn *t)
 	for (size_t i = 0; i < t->nexisting; i++)
 		free(t->existing[i]);
 	free(t->existing);
-	t->existing = NULL;
-	t->nexisting = 0;
+	free(t->dirty);
+	memset(t, 0, sizeof(*t));
 }
 
 int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
@@ -46,15 +53,26 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 		goto out;
 	}
 	changed = strcmp(rb, ra) != 0;
-	if (changed && (r = nft_apply(&after, err)) < 0)
-		goto out;
+	if (changed || t->force) {
+		int fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			r = nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
+			goto out;
+		}
+		close(fd);
+		if ((r = nft_apply(&after, err)) < 0)
+			goto out; /* the marker stays: the kernel may hold anything */
+	}
 	if ((r = nf_state_save(path, s, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
-			nft_apply(&t->before, &ignored);
+			if (nft_apply(&t->before, &ignored) == 0)
+				unlink(t->dirty);
 		}
 		goto out;
 	}
+	if (changed || t->force)
+		unlink(t->dirty);
 	if (changed && plan_tightened_sources(&t->before, &after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)

@@ -7,7 +7,12 @@
  * Nothing is changed when the kernel rejects the new plan. Then the
  * conntrack entries of pods that lost a permission are deleted, so their
  * established flows are judged again (see tighten.c); if that fails the
- * change stands and `warning` says so. */
+ * change stands and `warning` says so.
+ *
+ * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
+ * state file (between nft_apply and the rename of the new state). A
+ * transaction that finds it (its predecessor died there) re-programs the
+ * kernel from the state even if its own change alters nothing. */
 #ifndef NETFENCE_TXN_H
 #define NETFENCE_TXN_H
 
@@ -16,12 +21,14 @@
 
 struct txn {
 	struct plan before;
+	bool force;      /* a predecessor died mid-change: re-program anyway */
+	char *dirty;     /* path of the marker */
 	size_t nexisting;
 	char **existing; /* chain names of the attachments in the state at txn_begin */
 	char warning[NF_ERRMSG_MAX];
 };
 
-int txn_begin(struct txn *t, const struct nf_state *s, struct nf_error *err);
+int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 void txn_end(struct txn *t);
 

@@ -603,10 +603,12 @@ int nf_namespace_from_json(const json_t *obj, struct nf_namespace *out, struct n
 	r = nf_labels_from_json(member(meta, "labels"), &n.labels, "metadata.labels", err);
 	if (r < 0)
 		return r;
-	/* Kubernetes (1.21+) always sets this label to the name, whatever the user wrote */
+	/* Kubernetes (1.21+) always sets this label to the name, whatever the
+	 * user wrote, and serves the object with it */
 	n.name = strdup(name);
 	n.obj = json_deep_copy(obj);
-	if (!n.name || !n.obj || nf_labels_set(&n.labels, NS_NAME_LABEL, name) < 0) {
+	if (!n.name || !n.obj || nf_labels_set(&n.labels, NS_NAME_LABEL, name) < 0 ||
+	    json_object_set_new(json_object_get(n.obj, "metadata"), "labels", nf_labels_to_json(&n.labels)) < 0) {
 		nf_namespace_free(&n);
 		return nf_error_set(err, ENOMEM, NF_ERR_POLICY, "Namespace: out of memory");
 	}

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <libgen.h>
 #include <string.h>
 #include <sys/file.h>
@@ -56,6 +57,19 @@ int nf_state_lock(const char *path, struct nf_state_lock *lock, struct nf_error 
 		return nf_error_set(err, r, CNI_ERR_IO, "locking \"%s\": %s", lockpath, strerror(r));
 	}
 	lock->fd = fd;
+	/* Temp files next to the state can only be left by a writer that
+	 * died before its rename: we hold the lock, nobody else writes. */
+	{
+		_cleanup_free_ char *pattern = NULL;
+		glob_t g;
+		if (asprintf(&pattern, "%s.tmp.*", path) >= 0 && glob(pattern, GLOB_NOSORT, NULL, &g) == 0) {
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				unlink(g.gl_pathv[i]);
+			globfree(&g);
+		} else if (!pattern) {
+			pattern = NULL;
+		}
+	}
 	return 0;
 }
 

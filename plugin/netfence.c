@@ -142,7 +142,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0 ||
 	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0 ||
-	    (r = txn_begin(&t, &st, err)) < 0)
+	    (r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
 	/* labels: CNI_ARGS, then the conflist's args.cni.labels, then a Pod
 	 * registered with netfencectl or another attachment of the same
@@ -210,7 +210,7 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
 		return r;
-	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, &st, err)) < 0)
+	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
 	if (nf_state_remove_pod(&st, c->container_id, c->ifname))
 		r = txn_commit(&t, c->conf.state_file, &st, err);
@@ -287,7 +287,7 @@ static int cmd_gc(struct ctx *c, struct nf_error *err)
 				    "cni.dev/valid-attachments: missing (GC needs the list of attachments to keep)");
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
 		return r;
-	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, &st, err)) < 0)
+	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
 	for (size_t i = st.npods; i-- > 0;) {
 		const struct nf_pod *p = &st.pods[i];

@@ -30,6 +30,7 @@ struct opts {
 	bool all_ns;
 	const char *output;
 	bool overwrite;
+	const char *verb;
 	size_t nfiles;
 	const char *files[64];
 };
@@ -110,8 +111,20 @@ static int load_objects(const struct opts *o, struct object **out, size_t *nout,
 						 "kind: \"%s\" is not supported (NetworkPolicy, Namespace, Pod, List)",
 						 kind ? kind : "(missing)");
 			}
+			if (r == 0 && o->ns && obj.kind != K_NAMESPACE) {
+				const char *own = json_string_value(
+					json_object_get(json_object_get(item, "metadata"), "namespace"));
+				if (own && *own && strcmp(own, o->ns) != 0)
+					r = nf_error_set(err, EINVAL, NF_ERR_POLICY,
+							 "the namespace from the provided object \"%s\" does not match the "
+							 "namespace \"%s\". You must pass '--namespace=%s' to perform this operation.",
+							 own, o->ns, own);
+			}
 			if (r < 0) {
 				nf_error_wrap(err, "%s: object %zu", o->files[f], i);
+				nf_policy_free(&obj.pol);
+				nf_namespace_free(&obj.ns);
+				nf_podspec_free(&obj.pod);
 				json_decref(docs);
 				goto fail;
 			}
@@ -128,6 +141,10 @@ static int load_objects(const struct opts *o, struct object **out, size_t *nout,
 			v[n++] = obj;
 		}
 		json_decref(docs);
+	}
+	if (n == 0) {
+		r = nf_error_set(err, EINVAL, NF_ERR_POLICY, "no objects passed to %s", o->verb);
+		goto fail;
 	}
 	*out = v;
 	*nout = n;
@@ -205,7 +222,7 @@ static int cmd_apply(struct opts *o, struct nf_error *err)
 		}
 	}
 	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
-	    (r = txn_begin(&t, &st, err)) < 0)
+	    (r = txn_begin(&t, o->state, &st, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		r = objs[i].kind == K_POLICY	  ? nf_state_put_policy(&st, &objs[i].pol)
@@ -249,18 +266,51 @@ static bool is_pod_word(const char *w)
 	return !strcmp(w, "pod") || !strcmp(w, "pods") || !strcmp(w, "po");
 }
 
+/* kubectl deletes what a namespace holds with it: its policies and Pod
+ * registrations (attached pods stay: only their runtime can remove them). */
+static bool namespace_exists(const struct nf_state *st, const char *name)
+{
+	for (size_t i = 0; i < st->nnamespaces; i++)
+		if (strcmp(st->namespaces[i].name, name) == 0)
+			return true;
+	for (size_t i = 0; i < st->npolicies; i++)
+		if (strcmp(st->policies[i].ns, name) == 0)
+			return true;
+	for (size_t i = 0; i < st->npodspecs; i++)
+		if (strcmp(st->podspecs[i].ns, name) == 0)
+			return true;
+	return false;
+}
+
+static bool purge_namespace(struct nf_state *st, const char *name)
+{
+	bool removed = nf_state_remove_namespace(st, name);
+
+	for (size_t i = st->npolicies; i-- > 0;) {
+		if (strcmp(st->policies[i].ns, name) == 0) {
+			_cleanup_free_ char *pn = strdup(st->policies[i].name);
+			removed |= pn && nf_state_remove_policy(st, name, pn);
+		}
+	}
+	for (size_t i = st->npodspecs; i-- > 0;) {
+		if (strcmp(st->podspecs[i].ns, name) == 0) {
+			_cleanup_free_ char *pn = strdup(st->podspecs[i].name);
+			removed |= pn && nf_state_remove_podspec(st, name, pn);
+		}
+	}
+	return removed;
+}
+
 static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *err)
 {
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
 	struct txn t = {0};
 	struct object *objs = NULL;
-	size_t n = 0, nnames = 0;
+	size_t n = 0, nnames = 0, nlines = 0;
 	enum kind by_name = K_POLICY;
+	char **lines = NULL; /* in argument order; "E" prefix: stderr */
 	int r, missing = 0;
-	FILE *out = NULL;
-	char *outbuf = NULL;
-	size_t outlen = 0;
 
 	if (o->nfiles) {
 		if ((r = load_objects(o, &objs, &n, err)) < 0)
@@ -268,7 +318,7 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 	} else {
 		if (argc < 2)
 			return nf_error_set(err, EINVAL, NF_ERR_POLICY,
-					    "delete: want -f FILE, or networkpolicy NAME..., or namespace NAME...");
+					    "delete: want -f FILE, or networkpolicy|namespace|pod NAME...");
 		if (is_policy_word(argv[0]))
 			by_name = K_POLICY;
 		else if (is_namespace_word(argv[0]))
@@ -281,44 +331,58 @@ static int cmd_delete(struct opts *o, int argc, char **argv, struct nf_error *er
 					    argv[0]);
 		nnames = (size_t)argc - 1;
 	}
-	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
-	    (r = txn_begin(&t, &st, err)) < 0)
-		goto done;
-	out = open_memstream(&outbuf, &outlen);
-	if (!out) {
+	lines = calloc(n + nnames + 1, sizeof(*lines));
+	if (!lines) {
 		r = -ENOMEM;
 		goto done;
 	}
+	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
+	    (r = txn_begin(&t, o->state, &st, err)) < 0)
+		goto done;
 	for (size_t i = 0; i < n + nnames; i++) {
 		enum kind k = i < n ? objs[i].kind : by_name;
 		const char *name = i < n ? object_name(&objs[i]) : argv[1 + i - n];
 		const char *ns = i < n && k == K_POLICY ? objs[i].pol.ns
 				 : i < n && k == K_POD	 ? objs[i].pod.ns
 							 : ns_or_default(o);
+		/* a namespace goes last, with its contents, as the API server
+		 * finalizes it after the command: objects in it named by the
+		 * same command are deleted in their own right first */
 		bool removed = k == K_POLICY	  ? nf_state_remove_policy(&st, ns, name)
-			       : k == K_NAMESPACE ? nf_state_remove_namespace(&st, name)
+			       : k == K_NAMESPACE ? namespace_exists(&st, name)
 						  : nf_state_remove_podspec(&st, ns, name);
 		const char *res = k == K_POLICY ? NP_RESOURCE : k == K_NAMESPACE ? "namespace" : "pod";
 
 		if (removed)
-			fprintf(out, "%s \"%s\" deleted\n", res, name);
+			r = asprintf(&lines[nlines], "O%s \"%s\" deleted", res, name);
 		else {
-			fprintf(stderr, "Error from server (NotFound): %s \"%s\" not found\n",
-				k == K_POLICY ? NP_RESOURCES : k == K_NAMESPACE ? "namespaces" : "pods", name);
+			r = asprintf(&lines[nlines], "EError from server (NotFound): %s \"%s\" not found",
+				     k == K_POLICY ? NP_RESOURCES : k == K_NAMESPACE ? "namespaces" : "pods", name);
 			missing++;
 		}
+		if (r < 0) {
+			lines[nlines] = NULL;
+			r = -ENOMEM;
+			goto done;
+		}
+		nlines++;
 	}
-	fclose(out);
-	out = NULL;
+	for (size_t i = 0; i < n + nnames; i++)
+		if ((i < n ? objs[i].kind : by_name) == K_NAMESPACE)
+			purge_namespace(&st, i < n ? object_name(&objs[i]) : argv[1 + i - n]);
 	if ((r = txn_commit(&t, o->state, &st, err)) < 0)
 		goto done;
 	txn_warn(&t);
-	fputs(outbuf, stdout);
+	for (size_t i = 0; i < nlines; i++) {
+		FILE *f = lines[i][0] == 'E' ? stderr : stdout;
+		fprintf(f, "%s\n", lines[i] + 1);
+		fflush(f);
+	}
 	r = missing ? 1 : 0;
 done:
-	if (out)
-		fclose(out);
-	free(outbuf);
+	for (size_t i = 0; i < nlines; i++)
+		free(lines[i]);
+	free(lines);
 	txn_end(&t);
 	nf_state_unlock(&lock);
 	nf_state_free(&st);
@@ -372,11 +436,6 @@ static int get_policies(const struct opts *o, const struct nf_state *s)
 	json_t *items = json_array();
 	size_t shown = 0;
 
-	if (!json) {
-		if (o->all_ns)
-			printf("%-16s ", "NAMESPACE");
-		printf("%-32s %-24s %-14s %s\n", "NAME", "POD-SELECTOR", "POLICY-TYPES", "AGE");
-	}
 	for (size_t i = 0; i < s->npolicies; i++) {
 		const struct nf_policy *p = &s->policies[i];
 		_cleanup_free_ char *sel = NULL;
@@ -388,6 +447,11 @@ static int get_policies(const struct opts *o, const struct nf_state *s)
 		if (json) {
 			json_array_append(items, p->obj);
 			continue;
+		}
+		if (shown == 1) {
+			if (o->all_ns)
+				printf("%-16s ", "NAMESPACE");
+			printf("%-32s %-24s %-14s %s\n", "NAME", "POD-SELECTOR", "POLICY-TYPES", "AGE");
 		}
 		sel = nf_selector_format(&p->pod_sel);
 		age(p->obj, a, sizeof(a));
@@ -410,8 +474,10 @@ static int get_namespaces(const struct opts *o, const struct nf_state *s)
 	bool json = o->output && !strcmp(o->output, "json");
 	json_t *items = json_array();
 
-	if (!json)
+	if (!json && s->nnamespaces)
 		printf("%-24s %-8s %-8s %s\n", "NAME", "STATUS", "AGE", "LABELS");
+	if (!json && !s->nnamespaces)
+		fprintf(stderr, "No resources found\n");
 	for (size_t i = 0; i < s->nnamespaces; i++) {
 		const struct nf_namespace *n = &s->namespaces[i];
 		_cleanup_free_ char *labels = NULL;
@@ -436,11 +502,8 @@ static int get_pods(const struct opts *o, const struct nf_state *s)
 	bool json = o->output && !strcmp(o->output, "json");
 	json_t *items = json_array();
 
-	if (!json) {
-		if (o->all_ns)
-			printf("%-16s ", "NAMESPACE");
-		printf("%-24s %-34s %-16s %-28s %s\n", "NAME", "IPS", "INTERFACE", "EGRESS-POLICIES", "LABELS");
-	}
+	size_t shown = 0;
+
 	for (size_t i = 0; i < s->npods; i++) {
 		const struct nf_pod *p = &s->pods[i];
 		_cleanup_free_ char *labels = NULL;
@@ -452,6 +515,11 @@ static int get_pods(const struct opts *o, const struct nf_state *s)
 		if (json) {
 			json_array_append_new(items, nf_pod_to_json(p));
 			continue;
+		}
+		if (++shown == 1) {
+			if (o->all_ns)
+				printf("%-16s ", "NAMESPACE");
+			printf("%-24s %-34s %-16s %-28s %s\n", "NAME", "IPS", "INTERFACE", "EGRESS-POLICIES", "LABELS");
 		}
 		for (size_t j = 0; j < p->naddrs; j++) {
 			nf_addr_format(&p->addrs[j], buf, sizeof(buf));
@@ -474,6 +542,8 @@ static int get_pods(const struct opts *o, const struct nf_state *s)
 	if (json)
 		return print_json_list(items);
 	json_decref(items);
+	if (!shown)
+		fprintf(stderr, "No resources found in %s namespace.\n", o->all_ns ? "any" : ns_or_default(o));
 	return 0;
 }
 
@@ -521,18 +591,22 @@ out:
 	return r;
 }
 
+/* Re-programs the kernel from the state, whatever it holds now. */
 static int cmd_sync(struct opts *o, struct nf_error *err)
 {
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
-	struct plan p = {0};
+	struct txn t = {0};
 	int r;
 
 	if ((r = nf_state_lock(o->state, &lock, err)) < 0)
 		return r;
-	if ((r = nf_state_load(o->state, &st, err)) >= 0 && (r = plan_compile(&st, &p, err)) >= 0)
-		r = nft_apply(&p, err);
-	plan_free(&p);
+	if ((r = nf_state_load(o->state, &st, err)) >= 0 && (r = txn_begin(&t, o->state, &st, err)) >= 0) {
+		t.force = true;
+		if ((r = txn_commit(&t, o->state, &st, err)) >= 0)
+			txn_warn(&t);
+	}
+	txn_end(&t);
 	nf_state_free(&st);
 	nf_state_unlock(&lock);
 	return r;
@@ -723,7 +797,7 @@ static int cmd_label(struct opts *o, int argc, char **argv, struct nf_error *err
 		return nf_error_set(err, EINVAL, NF_ERR_POLICY,
 				    "label: want namespace NAME key=value... or pod NAME key=value... [-n NS]");
 	if ((r = nf_state_lock(o->state, &lock, err)) < 0 || (r = nf_state_load(o->state, &st, err)) < 0 ||
-	    (r = txn_begin(&t, &st, err)) < 0)
+	    (r = txn_begin(&t, o->state, &st, err)) < 0)
 		goto out;
 	if (is_namespace_word(argv[0]))
 		r = label_namespace(&st, argv[1], argc - 2, argv + 2, o->overwrite, &changed, err);
@@ -806,6 +880,7 @@ int main(int argc, char **argv)
 	if (o.ns && nf_dns1123_label_validate(o.ns, "-n", &err) < 0)
 		return fail(&err);
 	verb = argv[optind++];
+	o.verb = verb;
 	argc -= optind;
 	argv += optind;
 	if (!strcmp(verb, "apply"))
