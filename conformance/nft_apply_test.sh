@@ -3,7 +3,8 @@
 # hand-built plans (tests/tools/nft_plan_driver.c) inside throwaway network
 # namespaces (nftdev-<pid>-*), never in the caller's. Checks the ruleset
 # nft lists, replacement, failure atomicity, deletion, large sets, packets
-# (allow, deny, spoofing) and, with valgrind installed, leaks.
+# (allow, deny, spoofing), nft_check_pod against a ruleset altered with the
+# nft CLI, nft_remove_pod and, with valgrind installed, leaks.
 #
 #   make build/nft_plan_driver conformance/probe/probe && conformance/nft_apply_test.sh
 #   NFT_TEST_BIG=50000   size of the large-plan test (default 20000)
@@ -226,6 +227,140 @@ allow "srv -> p1:8080/tcp (into a selected pod, reply passes)" srv tcp 10.1.0.5 
 check "pod_aaaa's drop counted packets" \
 	bash -c "ip netns exec $NODE nft list chain inet netfence pod_aaaa | grep -q 'counter packets [1-9]'"
 
+echo "== nft_check_pod: the kernel against the plan, pod by pod"
+check "check pod_aaaa (plan 1 applied)" driver check apply1 pod_aaaa
+check "check pod_bbbb (plan 1 applied)" driver check apply1 pod_bbbb
+# check_fails DESC CHAIN REGEX: nft_check_pod of plan 1 fails, its message matches
+check_fails() {
+	local desc=$1 chain=$2 re=$3 out rc
+	out=$(driver check apply1 "$chain" 2>&1)
+	rc=$?
+	if [ $rc = 1 ] && grep -qE -- "code 102\): $re" <<<"$out"; then
+		ok "$desc [${out#*: }]"
+	else
+		fail "$desc: rc=$rc, want /$re/: $(head -c 600 <<<"$out")"
+	fi
+}
+# tamper DESC CHAIN REGEX NFT-ARGS...: from plan 1, alter the ruleset with
+# the nft CLI, expect the check to fail naming the difference, restore
+tamper() {
+	local desc=$1 chain=$2 re=$3
+	shift 3
+	driver apply1 >/dev/null 2>&1 || fail "tamper $desc: apply1"
+	if ! node nft "$@"; then
+		fail "tamper $desc: nft $* failed"
+		return
+	fi
+	check_fails "tampered: $desc" "$chain" "$re"
+}
+handle_of() { node nft -a list chain "$1" netfence "$2" | grep -F -- "$3" | sed 's/.*# handle //'; }
+check_fails "a chain not in the plan" pod_zzzz 'chain "pod_zzzz" is not in the plan'
+out=$(driver check apply2 pod_cccc 2>&1)
+if grep -q 'chain "pod_cccc" is missing from table inet netfence' <<<"$out"; then ok "plan 2's chain missing [$out]"; else fail "plan 2's chain missing: $out"; fi
+tamper "accept rule inserted into pod_aaaa" pod_aaaa \
+	'chain "pod_aaaa": rule 0 is not in the plan \(kernel: \[ immediate reg 0 accept \]\)' \
+	insert rule inet netfence pod_aaaa accept
+check "  ... pod_bbbb still matches" driver check apply1 pod_bbbb
+tamper "rule appended to pod_aaaa" pod_aaaa 'chain "pod_aaaa": rule 8 is not in the plan' \
+	add rule inet netfence pod_aaaa ip daddr 1.2.3.4 accept
+driver apply1
+tamper "rule deleted from pod_aaaa" pod_aaaa \
+	'chain "pod_aaaa": rule 3 of the plan is missing \(plan: .*comment "default/allow-range egress\[0\]"\)' \
+	delete rule inet netfence pod_aaaa handle "$(handle_of inet pod_aaaa 'tcp dport 1000-2000')"
+driver apply1
+tamper "port range of a rule changed" pod_aaaa \
+	'chain "pod_aaaa": rule 3 differs from the plan \(kernel: .*0x0000d107.*, plan: .*0x0000d007' \
+	replace rule inet netfence pod_aaaa handle "$(handle_of inet pod_aaaa 'tcp dport 1000-2000')" \
+	tcp dport 1000-2001 accept comment '"default/allow-range egress[0]"'
+driver apply1
+tamper "comment of a rule changed" pod_aaaa 'chain "pod_aaaa": rule 3 differs from the plan .*comment "x"' \
+	replace rule inet netfence pod_aaaa handle "$(handle_of inet pod_aaaa 'tcp dport 1000-2000')" \
+	tcp dport 1000-2000 accept comment '"x"'
+tamper "element added to a host set" pod_aaaa 'set "peers_web": element 10.9.9.9 is not in the plan' \
+	add element inet netfence peers_web '{ 10.9.9.9 }'
+check "  ... pod_bbbb (does not use peers_web) still matches" driver check apply1 pod_bbbb
+tamper "element deleted from a host set" pod_aaaa 'set "peers_web": element 10.1.0.11 missing' \
+	delete element inet netfence peers_web '{ 10.1.0.11 }'
+tamper "prefix deleted from an interval set" pod_aaaa 'set "blk_0": element 192.168.0.0/16 missing' \
+	delete element inet netfence blk_0 '{ 192.168.0.0/16 }'
+tamper "open-ended prefix deleted from an interval set" pod_aaaa 'set "blk_0": element 255.255.255.0/24 missing' \
+	delete element inet netfence blk_0 '{ 255.255.255.0/24 }'
+tamper "address added to an interval set" pod_aaaa 'set "blk_0": element 1.2.3.4/32 is not in the plan' \
+	add element inet netfence blk_0 '{ 1.2.3.4 }'
+tamper "prefix and range added to an IPv6 interval set" pod_aaaa \
+	'set "blk_1": element 2001::/32 is not in the plan \(2 differences in all\)' \
+	add element inet netfence blk_1 '{ 2001::/32, 3000::-3000::7 }'
+tamper "dispatch element deleted (egress4)" pod_aaaa \
+	'map "egress4": 10.1.0.5 does not jump to "pod_aaaa" \(no element for 10.1.0.5\)' \
+	delete element inet netfence egress4 '{ 10.1.0.5 }'
+tamper "dispatch element deleted (egress6)" pod_aaaa 'map "egress6": fd00::5 does not jump to "pod_aaaa"' \
+	delete element inet netfence egress6 '{ fd00::5 }'
+tamper "another address jumps to the pod chain" pod_aaaa \
+	'map "egress6": fd00::7 jumps to "pod_aaaa", the plan does not say so' \
+	add element inet netfence egress6 '{ fd00::7 : jump pod_aaaa }'
+tamper "a pod's address jumps to another chain" pod_bbbb \
+	'map "egress4": 10.1.0.6 does not jump to "pod_bbbb" \(it jumps to "pod_aaaa"\)' \
+	delete element inet netfence egress4 '{ 10.1.0.6 }' \; add element inet netfence egress4 '{ 10.1.0.6 : jump pod_aaaa }'
+tamper "rule added to base chain forward" pod_bbbb 'chain "forward": rule 4 is not in the plan' \
+	add rule inet netfence forward accept
+tamper "base chain input flushed" pod_bbbb 'chain "input": 0 rules, the plan has 4; rule 0 of the plan is missing' \
+	flush chain inet netfence input
+tamper "policy of base chain input changed" pod_bbbb 'chain "input": its hook differs from the plan' \
+	chain inet netfence input '{ policy drop ; }'
+tamper "accept rule inserted into the antispoof chain" pod_aaaa 'chain "as_nfv1": rule 0 is not in the plan' \
+	insert rule netdev netfence as_nfv1 accept
+tamper "antispoof rule of the v6 address deleted" pod_aaaa 'chain "as_nfv1": rule 2 of the plan is missing' \
+	delete rule netdev netfence as_nfv1 handle "$(handle_of netdev as_nfv1 'ip6 saddr fd00::5 accept')"
+tamper "antispoof chain bound to another device too" pod_aaaa \
+	'chain "as_nfv1" is bound to "nfv2", "nfv1", the plan says device "nfv1"' \
+	add chain netdev netfence as_nfv1 '{ type filter hook ingress devices = { nfv1, nfv2 } priority -500 ; }'
+tamper "antispoof chain re-created on another device" pod_aaaa \
+	'chain "as_nfv1" is bound to "nfv2", the plan says device "nfv1"' \
+	delete chain netdev netfence as_nfv1 \; add chain netdev netfence as_nfv1 \
+	'{ type filter hook ingress device nfv2 priority -500 ; }'
+tamper "antispoof chain deleted" pod_bbbb 'chain "as_nfv2" is missing from table netdev netfence' \
+	delete chain netdev netfence as_nfv2
+tamper "table netdev deleted" pod_aaaa 'table netdev netfence is missing' delete table netdev netfence
+tamper "table inet deleted" pod_bbbb 'table inet netfence is missing' delete table inet netfence
+tamper "pod chain deleted" pod_bbbb 'chain "pod_bbbb" is missing from table inet netfence' \
+	delete element inet netfence egress4 '{ 10.1.0.6 }' \; delete chain inet netfence pod_bbbb
+
+echo "== nft_remove_pod: best-effort removal of one pod"
+check "apply1" driver apply1
+node nft add element inet netfence egress4 '{ 10.1.0.77 : jump pod_aaaa }'
+check "remove pod_aaaa" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
+expect_no_line "nothing of pod_aaaa left (chain, map elements, antispoof)" \
+	'pod_aaaa|as_nfv1|10\.1\.0\.(5|77)[^0-9]|fd00::5[^0-9a-f]'
+check "pod_bbbb untouched: nft_check_pod passes" driver check apply1 pod_bbbb
+expect_lines "the rest untouched: sets, pod_bbbb, as_nfv2" \
+	"set peers_web {" "elements = { 10.1.0.10, 10.1.0.11 }" "set blk_0 {" "set blk_1 {" \
+	"elements = { 10.1.0.6 : jump pod_bbbb }" "chain pod_bbbb {" "chain as_nfv2 {" \
+	"ip saddr 10.1.0.6 accept" "chain forward {" "chain input {"
+allow "p1 (its rules removed) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
+deny "p2 -> 10.1.0.10:80/tcp (pod_bbbb still denies)" p2 tcp 10.1.0.10 80
+check "remove pod_aaaa again (idempotent)" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
+check "remove by addresses only (no chain name)" driver remove - - 10.1.0.6
+check_fails "  ... then pod_bbbb lost its dispatch entry" pod_bbbb 'map "egress4": 10.1.0.6 does not jump to "pod_bbbb"'
+expect_lines "  ... its chain stays" "chain pod_bbbb {"
+check "apply1" driver apply1
+node nft add rule inet netfence pod_bbbb jump pod_aaaa
+out=$(driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5 2>&1)
+rc=$?
+if [ $rc = 1 ] && grep -q 'deleting chain "pod_aaaa": Device or resource busy' <<<"$out"; then
+	ok "remove of a chain still jumped to fails, names it [${out#*: }]"
+else
+	fail "remove of a busy chain: rc=$rc: $out"
+fi
+check "  ... and the failed transaction changed nothing (pod_aaaa's map entry kept)" \
+	bash -c "ip netns exec $NODE nft list map inet netfence egress4 | grep -q '10.1.0.5 : jump pod_aaaa'"
+check "delete" driver delete
+check "remove without tables" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
+check "apply1" driver apply1
+node nft delete table netdev netfence
+check "remove without table netdev" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
+expect_no_line "pod_aaaa gone" 'pod_aaaa'
+check "apply1 (restore)" driver apply1
+
 echo "== a rejected plan leaves the kernel as it was"
 node nft list ruleset >"$TMP/before"
 out=$(driver bad 2>&1)
@@ -271,6 +406,9 @@ check_eq() {
 check_eq "interval set holds $n prefixes" "$n" "$(cnt set big_blk)"
 check_eq "host set holds $n addresses" "$n" "$(cnt set big_hosts)"
 check_eq "egress4 holds $n entries" "$n" "$(cnt map egress4)"
+check "nft_check_pod pod_big ($n-element sets and map)" driver check "big:$n" pod_big
+node nft add element inet netfence big_blk '{ 10.250.0.0/16 }'
+check_not "  ... fails after one prefix is added" driver check "big:$n" pod_big
 check "empty after big" driver empty
 
 echo "== the device of an antispoof chain goes away (kernel $(uname -r))"
@@ -288,7 +426,9 @@ check "delete" driver delete
 if command -v valgrind >/dev/null; then
 	echo "== valgrind"
 	node ip link add nfv1 type veth peer name nfp1
-	for c in apply1 bad apply2 "exists pod_cccc" "big 2000" empty delete; do
+	for c in apply1 "check apply1 pod_aaaa" "remove pod_aaaa as_nfv1 10.1.0.5 fd00::5" \
+		"check apply1 pod_aaaa" "remove pod_aaaa as_nfv1 10.1.0.5" bad apply2 "exists pod_cccc" \
+		"big 2000" "check big:2000 pod_big" empty delete "remove pod_aaaa as_nfv1 10.1.0.5"; do
 		# shellcheck disable=SC2086
 		node valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
 			--error-exitcode=9 "$DRIVER" $c >"$TMP/vg.out" 2>&1

@@ -73,6 +73,11 @@ enum obj_kind {
 	OBJ_RULE,      /* a: plan chain, b: rule (== nrules: the final drop) */
 	OBJ_ASCHAIN,   /* a: antispoof */
 	OBJ_ASRULE,    /* a: antispoof, b: rule */
+	/* nft_remove_pod (no plan: names in struct tx) */
+	OBJ_RMELEM,    /* a: AF_INET/AF_INET6, b: index in tx->rm_keys */
+	OBJ_RMRULES,   /* flushing tx->rm_chain */
+	OBJ_RMCHAIN,   /* tx->rm_chain */
+	OBJ_RMASCHAIN, /* tx->rm_as */
 };
 
 struct obj {
@@ -92,6 +97,9 @@ struct tx {
 	uint32_t *plan_set_ids; /* per plan set */
 	uint32_t map_id[2];     /* egress4, egress6 */
 	bool oom;
+	/* nft_remove_pod: what the messages are about */
+	const char *rm_chain, *rm_as;
+	const struct nf_cidr *rm_keys;
 };
 
 static int tx_init(struct tx *tx, const struct plan *p)
@@ -499,6 +507,22 @@ struct rb {
 	bool oom;
 };
 
+/* Where finished rules go: NEWRULE messages of a batch (nft_apply), or a
+ * list of nftnl_rule objects (nft_check_pod compares them with the
+ * kernel's). One builder for both, so the check compares with exactly
+ * what an apply sends. */
+struct rsink {
+	struct tx *tx;             /* into this batch, or */
+	struct nftnl_rule **rules; /* collected here (caller frees) */
+	size_t n, cap;
+	bool oom;
+};
+
+static bool sink_oom(const struct rsink *s)
+{
+	return s->oom || (s->tx && s->tx->oom);
+}
+
 static struct nftnl_expr *rb_expr(struct rb *rb, const char *name)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc(name);
@@ -673,26 +697,53 @@ static int rb_begin(struct rb *rb, const char *chain, const char *comment)
 	return rb->oom ? -ENOMEM : 0;
 }
 
-static void rb_commit(struct rb *rb, struct tx *tx, uint16_t family, enum obj_kind kind, size_t a,
-		      size_t b)
+static void rb_commit(struct rb *rb, struct rsink *s, uint16_t family, enum obj_kind kind,
+		      size_t a, size_t b)
 {
+	struct tx *tx = s->tx;
 	struct nlmsghdr *nlh;
 
 	if (rb->oom || !rb->r) {
-		tx->oom = true;
-	} else {
+		s->oom = true;
+		if (tx)
+			tx->oom = true;
+	} else if (tx) {
 		nlh = tx_hdr(tx, NFT_MSG_NEWRULE, family, NLM_F_CREATE | NLM_F_APPEND, kind, a, b);
 		nftnl_rule_nlmsg_build_payload(nlh, rb->r);
 		tx_next(tx);
+	} else {
+		if (s->n == s->cap) {
+			size_t cap = s->cap ? s->cap * 2 : 16;
+			struct nftnl_rule **v = realloc(s->rules, cap * sizeof(*v));
+			if (!v) {
+				s->oom = true;
+				goto free;
+			}
+			s->rules = v;
+			s->cap = cap;
+		}
+		s->rules[s->n++] = rb->r;
+		rb->r = NULL;
 	}
+free:
 	if (rb->r)
 		nftnl_rule_free(rb->r);
 	rb->r = NULL;
 }
 
+static void sink_fini(struct rsink *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		nftnl_rule_free(s->rules[i]);
+	free(s->rules);
+	s->rules = NULL;
+	s->n = s->cap = 0;
+}
+
 /* ---- the layout ---- */
 
-static void add_base_chain(struct tx *tx, int which)
+/* map_id: the ids of egress4 and egress6 in the batch (0 outside one) */
+static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2])
 {
 	const char *name = which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
 	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
@@ -700,9 +751,6 @@ static void add_base_chain(struct tx *tx, int which)
 	struct nftnl_expr *e;
 	struct rb rb;
 	size_t n = 0;
-
-	add_chain(tx, NFPROTO_INET, name, which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL,
-		  NULL, OBJ_BASECHAIN, (size_t)which);
 
 	/* ct state established,related accept */
 	rb_begin(&rb, name, NULL);
@@ -714,14 +762,14 @@ static void add_base_chain(struct tx *tx, int which)
 	rb_bitwise(&rb, &ctmask, &zero, sizeof(ctmask));
 	rb_cmp(&rb, NFT_CMP_NEQ, &zero, sizeof(zero));
 	rb_verdict(&rb, NF_ACCEPT);
-	rb_commit(&rb, tx, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
 
 	/* icmpv6 type nd-router-solicit..nd-neighbor-advert accept: neighbour
 	 * discovery must work for every pod, selected or not */
 	rb_begin(&rb, name, NULL);
 	rb_icmpv6_type(&rb, 133, 136);
 	rb_verdict(&rb, NF_ACCEPT);
-	rb_commit(&rb, tx, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
 
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
@@ -729,9 +777,19 @@ static void add_base_chain(struct tx *tx, int which)
 		rb_begin(&rb, name, NULL);
 		rb_nfproto(&rb, family);
 		rb_addr(&rb, family, false);
-		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, tx->map_id[fi], true);
-		rb_commit(&rb, tx, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, map_id[fi], true);
+		rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
 	}
+}
+
+static void add_base_chain(struct tx *tx, int which)
+{
+	struct rsink s = { .tx = tx };
+
+	add_chain(tx, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD,
+		  which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL, NULL, OBJ_BASECHAIN,
+		  (size_t)which);
+	base_chain_rules(&s, which, tx->map_id);
 }
 
 static int find_set(const struct plan *p, const char *name)
@@ -742,7 +800,9 @@ static int find_set(const struct plan *p, const char *name)
 	return -1;
 }
 
-static void add_pod_rule(struct tx *tx, const struct plan *p, size_t ci, size_t ri)
+/* set_ids: the ids of the plan's sets in the batch (NULL outside one) */
+static void pod_rule(struct rsink *s, const struct plan *p, size_t ci, size_t ri,
+		     const uint32_t *set_ids)
 {
 	const struct plan_chain *c = &p->chains[ci];
 	const struct plan_rule *r = &c->rules[ri];
@@ -754,7 +814,7 @@ static void add_pod_rule(struct tx *tx, const struct plan *p, size_t ci, size_t 
 		int family = p->sets[si].family;
 		rb_nfproto(&rb, family);
 		rb_addr(&rb, family, true);
-		rb_lookup(&rb, r->dst_set, tx->plan_set_ids[si], false);
+		rb_lookup(&rb, r->dst_set, set_ids ? set_ids[si] : 0, false);
 	} else if (r->family) {
 		rb_nfproto(&rb, r->family);
 	}
@@ -763,23 +823,31 @@ static void add_pod_rule(struct tx *tx, const struct plan *p, size_t ci, size_t 
 	if (r->port_lo) /* th dport */
 		rb_th_range(&rb, 2, 2, r->port_lo, r->port_hi > r->port_lo ? r->port_hi : r->port_lo);
 	rb_verdict(&rb, NF_ACCEPT);
-	rb_commit(&rb, tx, NFPROTO_INET, OBJ_RULE, ci, ri);
+	rb_commit(&rb, s, NFPROTO_INET, OBJ_RULE, ci, ri);
 }
 
-static void add_pod_chain_rules(struct tx *tx, const struct plan *p, size_t ci)
+static void pod_chain_rules(struct rsink *s, const struct plan *p, size_t ci,
+			    const uint32_t *set_ids)
 {
 	const struct plan_chain *c = &p->chains[ci];
 	struct rb rb;
 
-	for (size_t ri = 0; ri < c->nrules && !tx->oom; ri++)
-		add_pod_rule(tx, p, ci, ri);
+	for (size_t ri = 0; ri < c->nrules && !sink_oom(s); ri++)
+		pod_rule(s, p, ci, ri, set_ids);
 	rb_begin(&rb, c->name, NULL);
 	rb_counter(&rb);
 	rb_verdict(&rb, NF_DROP);
-	rb_commit(&rb, tx, NFPROTO_INET, OBJ_RULE, ci, c->nrules);
+	rb_commit(&rb, s, NFPROTO_INET, OBJ_RULE, ci, c->nrules);
 }
 
-static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t ai)
+static void add_pod_chain_rules(struct tx *tx, const struct plan *p, size_t ci)
+{
+	struct rsink s = { .tx = tx };
+
+	pod_chain_rules(&s, p, ci, tx->plan_set_ids);
+}
+
+static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, size_t ai)
 {
 	static const uint8_t ll_mask[16] = { 0xff, 0xc0 }, ll_net[16] = { 0xfe, 0x80 },
 			     any6[16] = { 0 };
@@ -792,8 +860,6 @@ static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t
 	size_t n = 0;
 	struct rb rb;
 
-	add_chain(tx, NFPROTO_NETDEV, as->chain, NF_NETDEV_INGRESS, PLAN_ANTISPOOF_PRIO, as->dev,
-		  NULL, OBJ_ASCHAIN, ai);
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
 		size_t len = addr_len(family);
@@ -806,7 +872,7 @@ static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t
 			rb_addr(&rb, family, false);
 			rb_cmp(&rb, NFT_CMP_EQ, as->addrs[i].addr, (uint32_t)len);
 			rb_verdict(&rb, NF_ACCEPT);
-			rb_commit(&rb, tx, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
+			rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 		}
 		for (size_t i = 0; fi && i < NF_ARRAY_SIZE(nd); i++) {
 			rb_begin(&rb, as->chain, NULL);
@@ -820,14 +886,23 @@ static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t
 			}
 			rb_icmpv6_type(&rb, nd[i].lo, nd[i].hi);
 			rb_verdict(&rb, NF_ACCEPT);
-			rb_commit(&rb, tx, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
+			rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 		}
 		/* a pod without an address of this family sends none of it */
 		rb_begin(&rb, as->chain, NULL);
 		rb_ethproto(&rb, family);
 		rb_verdict(&rb, NF_DROP);
-		rb_commit(&rb, tx, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
+		rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 	}
+}
+
+static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t ai)
+{
+	struct rsink s = { .tx = tx };
+
+	add_chain(tx, NFPROTO_NETDEV, as->chain, NF_NETDEV_INGRESS, PLAN_ANTISPOOF_PRIO, as->dev,
+		  NULL, OBJ_ASCHAIN, ai);
+	antispoof_rules(&s, as, ai);
 }
 
 static int plan_check(const struct plan *p, struct nf_error *err)
@@ -932,7 +1007,8 @@ static const char *family_name(uint32_t f)
 	return f == NFPROTO_NETDEV ? "netdev" : "inet";
 }
 
-static void describe(const struct plan *p, const struct obj *o, char *buf, size_t len)
+static void describe(const struct tx *tx, const struct plan *p, const struct obj *o, char *buf,
+		     size_t len)
 {
 	static const char *const base[] = { PLAN_CHAIN_FORWARD, PLAN_CHAIN_INPUT };
 
@@ -1010,6 +1086,22 @@ static void describe(const struct plan *p, const struct obj *o, char *buf, size_
 		break;
 	case OBJ_ASRULE:
 		snprintf(buf, len, "chain \"%s\" (rule %u)", p->antispoof[o->a].chain, o->b);
+		break;
+	case OBJ_RMELEM: {
+		char a[INET6_ADDRSTRLEN + 8] = "?";
+		fmt_addr(&tx->rm_keys[o->b], -1, a, sizeof(a));
+		snprintf(buf, len, "deleting %s from map \"%s\"", a,
+			 o->a == AF_INET ? PLAN_MAP_V4 : PLAN_MAP_V6);
+		break;
+	}
+	case OBJ_RMRULES:
+		snprintf(buf, len, "flushing chain \"%s\"", tx->rm_chain);
+		break;
+	case OBJ_RMCHAIN:
+		snprintf(buf, len, "deleting chain \"%s\"", tx->rm_chain);
+		break;
+	case OBJ_RMASCHAIN:
+		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->rm_as, PLAN_TABLE);
 		break;
 	default:
 		snprintf(buf, len, "message of unknown kind");
@@ -1163,7 +1255,7 @@ static int tx_talk(struct tx *tx, const struct plan *p, struct nf_error *err)
 		size_t used = 0;
 
 		if (k->seq - tx->base < tx->seq - tx->base)
-			describe(p, &tx->objs[k->seq - tx->base], what, sizeof(what));
+			describe(tx, p, &tx->objs[k->seq - tx->base], what, sizeof(what));
 		else
 			snprintf(what, sizeof(what), "message %u", k->seq);
 		r = nf_error_set(err, k->error, NF_ERR_KERNEL, "nftables rejected %s: %s%s%s%s",
@@ -1176,7 +1268,7 @@ static int tx_talk(struct tx *tx, const struct plan *p, struct nf_error *err)
 		for (size_t i = 1; err && i < nkerrs && used + 1 < sizeof(err->details); i++) {
 			k = &kerrs[i];
 			if (k->seq - tx->base < tx->seq - tx->base)
-				describe(p, &tx->objs[k->seq - tx->base], what, sizeof(what));
+				describe(tx, p, &tx->objs[k->seq - tx->base], what, sizeof(what));
 			else
 				snprintf(what, sizeof(what), "message %u", k->seq);
 			used += (size_t)snprintf(err->details + used, sizeof(err->details) - used,
@@ -1282,5 +1374,1254 @@ out:
 	if (c)
 		nftnl_chain_free(c);
 	mnl_socket_close(nl);
+	return r;
+}
+
+/* ---- reading the kernel back: nft_check_pod, nft_remove_pod ----
+ *
+ * The check compares the kernel with the plan object by object, in a
+ * canonical form: rules as the text of their expressions (nftnl's own
+ * printer, with counter values left out) plus their comment; sets as sorted
+ * lists of ranges; maps as address -> verdict. Handles, counters, set ids
+ * and element order do not count. */
+
+#define QREQ_SIZE 8192
+
+struct q {
+	struct mnl_socket *nl;
+	uint32_t portid, seq;
+	char *req; /* the request, zeroed before each (attribute padding) */
+	char *buf;
+};
+
+static int q_open(struct q *q, struct nf_error *err)
+{
+	int r;
+
+	memset(q, 0, sizeof(*q));
+	q->req = malloc(QREQ_SIZE);
+	q->buf = malloc(RECV_BUF_SIZE);
+	if (!q->req || !q->buf)
+		return nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
+	q->seq = (uint32_t)time(NULL);
+	r = open_socket(&q->nl, err);
+	if (r < 0) {
+		q->nl = NULL;
+		return r;
+	}
+	q->portid = mnl_socket_get_portid(q->nl);
+	return 0;
+}
+
+static void q_close(struct q *q)
+{
+	if (q->nl)
+		mnl_socket_close(q->nl);
+	free(q->req);
+	free(q->buf);
+}
+
+static struct nlmsghdr *q_hdr(struct q *q, uint16_t type, uint16_t family, bool dump)
+{
+	memset(q->req, 0, QREQ_SIZE);
+	return nftnl_nlmsg_build_hdr(q->req, type, family, dump ? NLM_F_DUMP : NLM_F_ACK, ++q->seq);
+}
+
+/* Sends the request in q->req and feeds every answer to cb. 0, or -errno:
+ * -ENOENT when the object or its table does not exist. */
+static int q_run(struct q *q, mnl_cb_t cb, void *data)
+{
+	const struct nlmsghdr *nlh = (const struct nlmsghdr *)q->req;
+	uint32_t seq = nlh->nlmsg_seq;
+	ssize_t n;
+	int r;
+
+	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		n = mnl_socket_recvfrom(q->nl, q->buf, RECV_BUF_SIZE);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		errno = 0;
+		r = mnl_cb_run(q->buf, (size_t)n, seq, q->portid, cb, data);
+		if (r < 0)
+			return errno ? -errno : -EPROTO;
+		if (r == MNL_CB_STOP)
+			return 0;
+	}
+}
+
+static int parse_fail(void)
+{
+	if (!errno)
+		errno = EPROTO;
+	return MNL_CB_ERROR;
+}
+
+static int q_table_cb(const struct nlmsghdr *nlh, void *data)
+{
+	return MNL_CB_OK;
+}
+
+static int q_table(struct q *q, uint16_t family)
+{
+	struct nftnl_table *t = nftnl_table_alloc();
+	int r;
+
+	if (!t || nftnl_table_set_str(t, NFTNL_TABLE_NAME, PLAN_TABLE) < 0) {
+		if (t)
+			nftnl_table_free(t);
+		return -ENOMEM;
+	}
+	nftnl_table_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETTABLE, family, false), t);
+	nftnl_table_free(t);
+	r = q_run(q, q_table_cb, NULL);
+	return r;
+}
+
+static int q_chain_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nftnl_chain **c = data;
+
+	if (*c)
+		return MNL_CB_OK;
+	*c = nftnl_chain_alloc();
+	if (!*c) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	return nftnl_chain_nlmsg_parse(nlh, *c) < 0 ? parse_fail() : MNL_CB_OK;
+}
+
+static int q_chain(struct q *q, uint16_t family, const char *name, struct nftnl_chain **out)
+{
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	int r;
+
+	*out = NULL;
+	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+	    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name) < 0) {
+		if (c)
+			nftnl_chain_free(c);
+		return -ENOMEM;
+	}
+	nftnl_chain_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETCHAIN, family, false), c);
+	nftnl_chain_free(c);
+	r = q_run(q, q_chain_cb, out);
+	if (r == 0 && !*out)
+		r = -ENOENT;
+	if (r < 0 && *out) {
+		nftnl_chain_free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+static int q_set_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nftnl_set **s = data;
+
+	if (*s)
+		return MNL_CB_OK;
+	*s = nftnl_set_alloc();
+	if (!*s) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	return nftnl_set_nlmsg_parse(nlh, *s) < 0 ? parse_fail() : MNL_CB_OK;
+}
+
+static int q_elems_cb(const struct nlmsghdr *nlh, void *data)
+{
+	return nftnl_set_elems_nlmsg_parse(nlh, data) < 0 ? parse_fail() : MNL_CB_OK;
+}
+
+/* elems: the set's elements (a dump) instead of its definition */
+static int q_set(struct q *q, const char *name, bool elems, struct nftnl_set **out)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+	int r;
+
+	*out = NULL;
+	if (!s || nftnl_set_set_str(s, NFTNL_SET_TABLE, PLAN_TABLE) < 0 ||
+	    nftnl_set_set_str(s, NFTNL_SET_NAME, name) < 0) {
+		if (s)
+			nftnl_set_free(s);
+		return -ENOMEM;
+	}
+	if (elems) {
+		nftnl_set_elems_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETSETELEM, NFPROTO_INET, true), s);
+		*out = s;
+		r = q_run(q, q_elems_cb, s);
+	} else {
+		nftnl_set_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETSET, NFPROTO_INET, false), s);
+		nftnl_set_free(s);
+		r = q_run(q, q_set_cb, out);
+		if (r == 0 && !*out)
+			r = -ENOENT;
+	}
+	if (r < 0 && *out) {
+		nftnl_set_free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+static int q_rules_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct rsink *s = data;
+	struct rb rb = { .r = nftnl_rule_alloc() };
+
+	if (!rb.r) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	if (nftnl_rule_nlmsg_parse(nlh, rb.r) < 0) {
+		nftnl_rule_free(rb.r);
+		return parse_fail();
+	}
+	rb_commit(&rb, s, 0, OBJ_RULE, 0, 0);
+	if (s->oom) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	return MNL_CB_OK;
+}
+
+/* The rules of a chain, in order, appended to out (collecting). */
+static int q_rules(struct q *q, uint16_t family, const char *chain, struct rsink *out)
+{
+	struct nftnl_rule *r = nftnl_rule_alloc();
+
+	if (!r || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
+	    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain) < 0) {
+		if (r)
+			nftnl_rule_free(r);
+		return -ENOMEM;
+	}
+	nftnl_rule_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETRULE, family, true), r);
+	nftnl_rule_free(r);
+	return q_run(q, q_rules_cb, out);
+}
+
+/* ---- canonical forms ---- */
+
+struct udata_comment {
+	uint8_t type;
+	const char *s;
+	size_t len;
+};
+
+static int udata_comment_cb(const struct nftnl_udata *attr, void *data)
+{
+	struct udata_comment *c = data;
+
+	if (nftnl_udata_type(attr) == c->type) {
+		c->s = nftnl_udata_get(attr);
+		c->len = strnlen(c->s, nftnl_udata_len(attr));
+	}
+	return 0;
+}
+
+/* The comment stored in userdata (NULL, 0 if none). */
+static struct udata_comment udata_comment(const void *ud, uint32_t len, uint8_t type)
+{
+	struct udata_comment c = { .type = type };
+
+	if (ud && len)
+		nftnl_udata_parse(ud, len, udata_comment_cb, &c);
+	return c;
+}
+
+static void trim(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n && s[n - 1] == ' ')
+		s[--n] = '\0';
+}
+
+/* A rule as text: its expressions as nftnl prints them ("[ meta load
+ * nfproto => reg 1 ] [ cmp eq reg 1 0x00000002 ] ..."), counters without
+ * their values, then its comment. Two rules do the same iff their texts
+ * are equal. NULL: out of memory. */
+static char *rule_text(const struct nftnl_rule *r)
+{
+	struct nftnl_expr_iter *it = nftnl_expr_iter_create(r);
+	struct nftnl_expr *e;
+	struct udata_comment c;
+	const void *ud = NULL;
+	uint32_t udlen = 0;
+	char *out = NULL;
+	size_t len = 0;
+	char buf[1024];
+	FILE *f;
+
+	if (!it)
+		return NULL;
+	f = open_memstream(&out, &len);
+	if (!f) {
+		nftnl_expr_iter_destroy(it);
+		return NULL;
+	}
+	for (bool first = true; (e = nftnl_expr_iter_next(it)); first = false) {
+		const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+
+		buf[0] = '\0';
+		if (strcmp(name, "lookup") == 0) {
+			/* the kernel reports flags 0, a rule we build has none */
+			snprintf(buf, sizeof(buf), "reg %u set %s dreg %u flags 0x%x",
+				 nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_SREG),
+				 nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_SET)
+					 ? nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET)
+					 : "?",
+				 nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_DREG)
+					 ? nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_DREG)
+					 : 0,
+				 nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_FLAGS)
+					 ? nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_FLAGS)
+					 : 0);
+		} else if (strcmp(name, "counter") != 0 &&
+			   nftnl_expr_snprintf(buf, sizeof(buf), e, NFTNL_OUTPUT_DEFAULT, 0) < 0) {
+			buf[0] = '\0';
+		}
+		trim(buf);
+		fprintf(f, "%s[ %s%s%s ]", first ? "" : " ", name, buf[0] ? " " : "", buf);
+	}
+	nftnl_expr_iter_destroy(it);
+	if (nftnl_rule_is_set(r, NFTNL_RULE_USERDATA))
+		ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &udlen);
+	c = udata_comment(ud, udlen, NFTNL_UDATA_RULE_COMMENT);
+	if (c.s)
+		fprintf(f, " comment \"%.*s\"", (int)c.len, c.s);
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void free_texts(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static char **rule_texts(const struct rsink *s)
+{
+	char **v = calloc(s->n + 1, sizeof(*v));
+
+	for (size_t i = 0; v && i < s->n; i++) {
+		v[i] = rule_text(s->rules[i]);
+		if (!v[i]) {
+			free_texts(v, i);
+			return NULL;
+		}
+	}
+	return v;
+}
+
+static bool texts_equal(char *const *a, char *const *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+#define TXT "%.700s"
+
+/* The kernel's rules of a chain (got) against the plan's (want). what:
+ * "chain \"pod_x\"". */
+static int compare_rules(const char *what, const struct rsink *want, const struct rsink *got,
+			 struct nf_error *err)
+{
+	char **w = rule_texts(want), **g = rule_texts(got);
+	size_t nw = want->n, ng = got->n, i = 0;
+	int r = 0;
+
+	if (!w || !g) {
+		r = nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
+		goto out;
+	}
+	while (i < nw && i < ng && strcmp(w[i], g[i]) == 0)
+		i++;
+	if (i == nw && i == ng)
+		goto out;
+	if (ng == nw + 1 && texts_equal(g + i + 1, w + i, nw - i))
+		r = nf_error_set(err, EEXIST, NF_ERR_KERNEL,
+				 "%s: rule %zu is not in the plan (kernel: " TXT ")", what, i, g[i]);
+	else if (nw == ng + 1 && texts_equal(g + i, w + i + 1, ng - i))
+		r = nf_error_set(err, ENOENT, NF_ERR_KERNEL,
+				 "%s: rule %zu of the plan is missing (plan: " TXT ")", what, i, w[i]);
+	else if (i < nw && i < ng)
+		r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+				 "%s: rule %zu differs from the plan (kernel: " TXT ", plan: " TXT ")",
+				 what, i, g[i], w[i]);
+	else if (i == nw)
+		r = nf_error_set(err, EEXIST, NF_ERR_KERNEL,
+				 "%s: %zu rules, the plan has %zu; rule %zu is not in the plan (kernel: " TXT ")",
+				 what, ng, nw, i, g[i]);
+	else
+		r = nf_error_set(err, ENOENT, NF_ERR_KERNEL,
+				 "%s: %zu rules, the plan has %zu; rule %zu of the plan is missing (plan: " TXT ")",
+				 what, ng, nw, i, w[i]);
+out:
+	free_texts(w, nw);
+	free_texts(g, ng);
+	return r;
+}
+
+/* An address range [lo, hi) (hi absent when open: up to the top of the
+ * space); a host set's element is lo alone. */
+struct range {
+	uint8_t lo[16];
+	uint8_t hi[16];
+	bool open;
+};
+
+/* ctx: the address length */
+static int range_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct range *x = a, *y = b;
+	size_t len = *(const size_t *)ctx;
+	int c = memcmp(x->lo, y->lo, len);
+
+	if (c)
+		return c;
+	if (x->open != y->open)
+		return x->open ? 1 : -1;
+	return memcmp(x->hi, y->hi, len);
+}
+
+/* sorts by key, an interval end before a start at the same key */
+struct ekey {
+	uint8_t k[16];
+	bool end;
+};
+
+static int ekey_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct ekey *x = a, *y = b;
+	int c = memcmp(x->k, y->k, *(const size_t *)ctx);
+
+	if (c)
+		return c;
+	return (int)y->end - (int)x->end;
+}
+
+/* "10.0.0.0/8" when the range is a prefix, "10.0.0.1-10.0.0.6" if not, the
+ * address alone for a host set's element */
+static void fmt_range(int family, bool interval, const struct range *rg, char *buf, size_t len)
+{
+	size_t alen = addr_len(family);
+	char a[INET6_ADDRSTRLEN] = "?", b[INET6_ADDRSTRLEN] = "?";
+	uint8_t last[16];
+
+	inet_ntop(family, rg->lo, a, sizeof(a));
+	if (!interval) {
+		snprintf(buf, len, "%s", a);
+		return;
+	}
+	for (unsigned p = 0; p <= alen * 8; p++) {
+		struct nf_cidr c = { .family = family, .prefix = (uint8_t)p };
+		uint8_t start[16], end[16];
+		bool has_end;
+
+		memcpy(c.addr, rg->lo, alen);
+		prefix_start(&c, start);
+		if (memcmp(start, rg->lo, alen) != 0)
+			continue;
+		has_end = prefix_end(start, p, alen, end);
+		if (has_end != !rg->open || (has_end && memcmp(end, rg->hi, alen) != 0))
+			continue;
+		snprintf(buf, len, "%s/%u", a, p);
+		return;
+	}
+	if (rg->open) {
+		memset(last, 0xff, alen);
+	} else {
+		/* hi - 1 */
+		memcpy(last, rg->hi, alen);
+		for (size_t i = alen; i-- > 0;)
+			if (last[i]-- != 0)
+				break;
+	}
+	inet_ntop(family, last, b, sizeof(b));
+	snprintf(buf, len, "%s-%s", a, b);
+}
+
+/* The kernel's elements of a set as sorted ranges. */
+static int kernel_ranges(struct nftnl_set *s, int family, bool interval, struct range **out,
+			 size_t *nout)
+{
+	size_t alen = addr_len(family), n = 0, nk = 0, cap = 64;
+	struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
+	struct ekey *keys = malloc(cap * sizeof(*keys));
+	struct range *rg = NULL;
+	struct nftnl_set_elem *e;
+	bool pending = false;
+	uint8_t start[16];
+
+	*out = NULL;
+	*nout = 0;
+	if (!it || !keys)
+		goto oom;
+	while ((e = nftnl_set_elems_iter_next(it))) {
+		uint32_t klen = 0;
+		const void *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+
+		if (!k)
+			continue;
+		if (nk == cap) {
+			struct ekey *v = realloc(keys, cap * 2 * sizeof(*v));
+			if (!v)
+				goto oom;
+			keys = v;
+			cap *= 2;
+		}
+		memset(&keys[nk], 0, sizeof(keys[nk]));
+		memcpy(keys[nk].k, k, klen < alen ? klen : alen);
+		keys[nk].end = nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS) &&
+			       (nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END);
+		nk++;
+	}
+	nftnl_set_elems_iter_destroy(it);
+	it = NULL;
+	qsort_r(keys, nk, sizeof(*keys), ekey_cmp, &alen);
+	rg = calloc(nk + 1, sizeof(*rg));
+	if (!rg)
+		goto oom;
+	for (size_t i = 0; i < nk; i++) {
+		if (!interval) {
+			memcpy(rg[n++].lo, keys[i].k, alen);
+			continue;
+		}
+		if (!keys[i].end) {
+			if (pending) { /* a start after a start: the first is open */
+				memcpy(rg[n].lo, start, alen);
+				rg[n++].open = true;
+			}
+			memcpy(start, keys[i].k, alen);
+			pending = true;
+		} else if (pending) {
+			memcpy(rg[n].lo, start, alen);
+			memcpy(rg[n++].hi, keys[i].k, alen);
+			pending = false;
+		} /* else: the end at 0 that starts every interval set */
+	}
+	if (pending) {
+		memcpy(rg[n].lo, start, alen);
+		rg[n++].open = true;
+	}
+	free(keys);
+	qsort_r(rg, n, sizeof(*rg), range_cmp, &alen);
+	*out = rg;
+	*nout = n;
+	return 0;
+oom:
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+	free(keys);
+	free(rg);
+	return -ENOMEM;
+}
+
+static int plan_ranges(const struct plan_set *ps, struct range **out)
+{
+	size_t alen = addr_len(ps->family);
+	struct range *rg = calloc(ps->n + 1, sizeof(*rg));
+
+	*out = rg;
+	if (!rg)
+		return -ENOMEM;
+	for (size_t i = 0; i < ps->n; i++) {
+		if (!ps->interval) {
+			memcpy(rg[i].lo, ps->elems[i].addr, alen);
+			continue;
+		}
+		prefix_start(&ps->elems[i], rg[i].lo);
+		rg[i].open = !prefix_end(rg[i].lo, ps->elems[i].prefix, alen, rg[i].hi);
+	}
+	qsort_r(rg, ps->n, sizeof(*rg), range_cmp, &alen);
+	return 0;
+}
+
+static int check_set(struct q *q, const struct plan_set *ps, struct nf_error *err)
+{
+	struct nftnl_set *s = NULL;
+	struct range *want = NULL, *got = NULL;
+	size_t ngot = 0, i = 0, j = 0, ndiff = 0;
+	const struct range *missing = NULL, *extra = NULL;
+	uint32_t flags;
+	int r;
+
+	r = q_set(q, ps->name, false, &s);
+	if (r == -ENOENT)
+		return nf_error_set(err, ENOENT, NF_ERR_KERNEL, "set \"%s\" is missing from table inet %s",
+				    ps->name, PLAN_TABLE);
+	if (r < 0)
+		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading set \"%s\" from nftables: %s",
+				    ps->name, strerror(-r));
+	flags = nftnl_set_get_u32(s, NFTNL_SET_FLAGS);
+	if (nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN) != addr_len(ps->family) ||
+	    !!(flags & NFT_SET_INTERVAL) != ps->interval || (flags & NFT_SET_MAP)) {
+		r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+				 "set \"%s\": its type differs from the plan (kernel: key length %u, flags 0x%x; plan: %s%s)",
+				 ps->name, nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN), flags,
+				 ps->family == AF_INET ? "ipv4_addr" : "ipv6_addr",
+				 ps->interval ? ", flags interval" : "");
+		goto out;
+	}
+	nftnl_set_free(s);
+	s = NULL;
+	r = q_set(q, ps->name, true, &s);
+	if (r < 0) {
+		r = nf_error_set(err, -r, NF_ERR_KERNEL, "reading the elements of set \"%s\" from nftables: %s",
+				 ps->name, strerror(-r));
+		goto out;
+	}
+	if (kernel_ranges(s, ps->family, ps->interval, &got, &ngot) < 0 ||
+	    plan_ranges(ps, &want) < 0) {
+		r = nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
+		goto out;
+	}
+	while (i < ps->n || j < ngot) {
+		size_t alen = addr_len(ps->family);
+		int c = i == ps->n ? 1 : j == ngot ? -1 : range_cmp(&want[i], &got[j], &alen);
+		if (c == 0) {
+			i++;
+			j++;
+			continue;
+		}
+		ndiff++;
+		if (c < 0) {
+			if (!missing)
+				missing = &want[i];
+			i++;
+		} else {
+			if (!extra)
+				extra = &got[j];
+			j++;
+		}
+	}
+	if (missing || extra) {
+		char a[2 * INET6_ADDRSTRLEN + 8];
+		char tail[64] = "";
+
+		if (ndiff > 1)
+			snprintf(tail, sizeof(tail), " (%zu differences in all)", ndiff);
+		fmt_range(ps->family, ps->interval, missing ? missing : extra, a, sizeof(a));
+		if (missing)
+			r = nf_error_set(err, ENOENT, NF_ERR_KERNEL, "set \"%s\": element %s missing%s",
+					 ps->name, a, tail);
+		else
+			r = nf_error_set(err, EEXIST, NF_ERR_KERNEL,
+					 "set \"%s\": element %s is not in the plan%s", ps->name, a, tail);
+	}
+out:
+	free(want);
+	free(got);
+	if (s)
+		nftnl_set_free(s);
+	return r;
+}
+
+/* A map element: address -> verdict (chain: owned by the nftnl set). */
+struct mel {
+	uint8_t k[16];
+	int verdict;
+	const char *chain;
+};
+
+static int mel_cmp(const void *a, const void *b, void *ctx)
+{
+	return memcmp(((const struct mel *)a)->k, ((const struct mel *)b)->k, *(const size_t *)ctx);
+}
+
+static const struct mel *mel_find(const struct mel *v, size_t n, const uint8_t *k, size_t alen)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(v[mid].k, k, alen);
+		if (c == 0)
+			return &v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The map's entries for the pod chain (plan) and the kernel's: the same
+ * addresses, each a jump to the chain, and no other address jumping to it. */
+static int check_map(struct q *q, const struct plan *p, const char *chain, int family,
+		     struct nf_error *err)
+{
+	const char *map = family == AF_INET ? PLAN_MAP_V4 : PLAN_MAP_V6;
+	size_t alen = addr_len(family), ngot = 0, nwant = 0, cap = 64;
+	struct nftnl_set *s = NULL;
+	struct nftnl_set_elems_iter *it = NULL;
+	struct nftnl_set_elem *e;
+	struct mel *got = NULL, *want = NULL;
+	char a[INET6_ADDRSTRLEN] = "?";
+	int r;
+
+	r = q_set(q, map, false, &s);
+	if (r == -ENOENT)
+		return nf_error_set(err, ENOENT, NF_ERR_KERNEL, "map \"%s\" is missing from table inet %s",
+				    map, PLAN_TABLE);
+	if (r < 0)
+		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading map \"%s\" from nftables: %s", map,
+				    strerror(-r));
+	if (nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN) != alen ||
+	    !(nftnl_set_get_u32(s, NFTNL_SET_FLAGS) & NFT_SET_MAP) ||
+	    nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE) != NFT_DATA_VERDICT) {
+		r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+				 "map \"%s\": its type differs from the plan (%s : verdict)", map,
+				 family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+		goto out;
+	}
+	nftnl_set_free(s);
+	s = NULL;
+	r = q_set(q, map, true, &s);
+	if (r < 0) {
+		r = nf_error_set(err, -r, NF_ERR_KERNEL, "reading the elements of map \"%s\": %s", map,
+				 strerror(-r));
+		goto out;
+	}
+	it = nftnl_set_elems_iter_create(s);
+	got = malloc(cap * sizeof(*got));
+	want = calloc(p->ndispatch + 1, sizeof(*want));
+	if (!it || !got || !want)
+		goto oom;
+	while ((e = nftnl_set_elems_iter_next(it))) {
+		uint32_t klen = 0;
+		const void *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+
+		if (!k || klen != alen)
+			continue;
+		if (ngot == cap) {
+			struct mel *v = realloc(got, cap * 2 * sizeof(*v));
+			if (!v)
+				goto oom;
+			got = v;
+			cap *= 2;
+		}
+		memcpy(got[ngot].k, k, alen);
+		got[ngot].verdict = (int)nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
+		got[ngot].chain = nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)
+					  ? nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN)
+					  : NULL;
+		ngot++;
+	}
+	for (size_t i = 0; i < p->ndispatch; i++)
+		if (p->dispatch[i].addr.family == family && strcmp(p->dispatch[i].chain, chain) == 0)
+			memcpy(want[nwant++].k, p->dispatch[i].addr.addr, alen);
+	qsort_r(got, ngot, sizeof(*got), mel_cmp, &alen);
+	qsort_r(want, nwant, sizeof(*want), mel_cmp, &alen);
+
+	/* every plan entry of the chain is there, a jump to the chain */
+	for (size_t i = 0; i < nwant; i++) {
+		const struct mel *m = mel_find(got, ngot, want[i].k, alen);
+		struct nf_cidr c = { .family = family };
+
+		if (m && m->verdict == NFT_JUMP && m->chain && strcmp(m->chain, chain) == 0)
+			continue;
+		memcpy(c.addr, want[i].k, alen);
+		fmt_addr(&c, -1, a, sizeof(a));
+		if (!m)
+			r = nf_error_set(err, ENOENT, NF_ERR_KERNEL,
+					 "map \"%s\": %s does not jump to \"%s\" (no element for %s)", map, a,
+					 chain, a);
+		else if (m->chain)
+			r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+					 "map \"%s\": %s does not jump to \"%s\" (it %s \"%s\")", map, a,
+					 chain, m->verdict == NFT_GOTO ? "goes to" : "jumps to", m->chain);
+		else
+			r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+					 "map \"%s\": %s does not jump to \"%s\" (its verdict is %d)", map,
+					 a, chain, m->verdict);
+		goto out;
+	}
+	/* and no other address leads to the chain */
+	for (size_t i = 0; i < ngot; i++) {
+		struct nf_cidr c = { .family = family };
+
+		if (!got[i].chain || strcmp(got[i].chain, chain) != 0 ||
+		    mel_find(want, nwant, got[i].k, alen))
+			continue;
+		memcpy(c.addr, got[i].k, alen);
+		fmt_addr(&c, -1, a, sizeof(a));
+		r = nf_error_set(err, EEXIST, NF_ERR_KERNEL,
+				 "map \"%s\": %s jumps to \"%s\", the plan does not say so", map, a, chain);
+		goto out;
+	}
+	goto out;
+oom:
+	r = nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
+out:
+	free(got);
+	free(want);
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+	if (s)
+		nftnl_set_free(s);
+	return r;
+}
+
+/* hooknum < 0: a regular chain. what: "chain \"x\"" */
+static int check_chain_def(const struct nftnl_chain *c, const char *what, int hooknum, int prio,
+			   const char *dev, struct nf_error *err)
+{
+	bool base = nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM);
+	const char *kdev = NULL;
+	char devs[256] = "";
+
+	if (hooknum < 0) {
+		if (base)
+			return nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+					    "%s is a base chain (hook %u), the plan has a regular chain", what,
+					    nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM));
+		return 0;
+	}
+	if (!base || nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM) != (uint32_t)hooknum ||
+	    nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO) != prio ||
+	    !nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ||
+	    strcmp(nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE), "filter") != 0 ||
+	    nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY) != NF_ACCEPT)
+		return nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+				    "%s: its hook differs from the plan (kernel: %s hook %d priority %d policy %s; plan: filter hook %d priority %d policy accept)",
+				    what,
+				    nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ? nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE) : "no type",
+				    base ? (int)nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM) : -1,
+				    nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO),
+				    nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY) == NF_ACCEPT ? "accept" : "drop",
+				    hooknum, prio);
+	if (!dev)
+		return 0;
+	if (nftnl_chain_is_set(c, NFTNL_CHAIN_DEVICES)) {
+		const char *const *v = nftnl_chain_get_array(c, NFTNL_CHAIN_DEVICES);
+		size_t used = 0;
+
+		for (size_t i = 0; v && v[i] && used < sizeof(devs); i++)
+			used += (size_t)snprintf(devs + used, sizeof(devs) - used, "%s\"%s\"",
+						 i ? ", " : "", v[i]);
+		if (v && v[0] && !v[1])
+			kdev = v[0];
+	} else if (nftnl_chain_is_set(c, NFTNL_CHAIN_DEV)) {
+		kdev = nftnl_chain_get_str(c, NFTNL_CHAIN_DEV);
+		snprintf(devs, sizeof(devs), "\"%s\"", kdev);
+	}
+	if (!kdev || strcmp(kdev, dev) != 0)
+		return nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+				    "%s is bound to %s, the plan says device \"%s\"", what,
+				    devs[0] ? devs : "no device", dev);
+	if (if_nametoindex(dev) == 0)
+		return nf_error_set(err, ENODEV, NF_ERR_KERNEL,
+				    "%s: its device \"%s\" does not exist", what, dev);
+	return 0;
+}
+
+/* A chain and its rules. hooknum < 0: a regular chain, comment: the plan's */
+static int check_chain(struct q *q, uint16_t family, const char *name, int hooknum, int prio,
+		       const char *dev, const char *comment, const struct rsink *want,
+		       struct nf_error *err)
+{
+	struct rsink got = { 0 };
+	struct nftnl_chain *c = NULL;
+	char what[NFT_CHAIN_MAXNAMELEN + 64];
+	int r;
+
+	snprintf(what, sizeof(what), "chain \"%s\"", name);
+	r = q_chain(q, family, name, &c);
+	if (r == -ENOENT)
+		return nf_error_set(err, ENOENT, NF_ERR_KERNEL, "chain \"%s\" is missing from table %s %s",
+				    name, family_name(family), PLAN_TABLE);
+	if (r < 0)
+		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading chain \"%s\" from nftables: %s",
+				    name, strerror(-r));
+	r = check_chain_def(c, what, hooknum, prio, dev, err);
+	if (r == 0 && hooknum < 0) {
+		char buf[NFTNL_UDATA_COMMENT_MAXLEN] = "";
+		const void *ud = NULL;
+		uint32_t udlen = 0;
+		struct udata_comment uc;
+
+		if (comment)
+			snprintf(buf, sizeof(buf), "%s", comment);
+		if (nftnl_chain_is_set(c, NFTNL_CHAIN_USERDATA))
+			ud = nftnl_chain_get_data(c, NFTNL_CHAIN_USERDATA, &udlen);
+		uc = udata_comment(ud, udlen, NFTNL_UDATA_CHAIN_COMMENT);
+		if (uc.len != strlen(buf) || (uc.s && memcmp(uc.s, buf, uc.len) != 0))
+			r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+					 "%s: comment \"%.*s\" differs from the plan's \"%s\"", what,
+					 (int)uc.len, uc.s ? uc.s : "", buf);
+	}
+	if (r == 0) {
+		r = q_rules(q, family, name, &got);
+		if (r < 0)
+			r = nf_error_set(err, -r, NF_ERR_KERNEL, "reading the rules of chain \"%s\": %s",
+					 name, strerror(-r));
+		else
+			r = compare_rules(what, want, &got, err);
+	}
+	sink_fini(&got);
+	nftnl_chain_free(c);
+	return r;
+}
+
+static int check_table(struct q *q, uint16_t family, struct nf_error *err)
+{
+	int r = q_table(q, family);
+
+	if (r == -ENOENT)
+		return nf_error_set(err, ENOENT, NF_ERR_KERNEL, "table %s %s is missing",
+				    family_name(family), PLAN_TABLE);
+	if (r < 0)
+		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading table %s %s from nftables: %s",
+				    family_name(family), PLAN_TABLE, strerror(-r));
+	return 0;
+}
+
+/* The antispoof chain of the pod: the one whose addresses are the pod's
+ * dispatch addresses. */
+static const struct plan_antispoof *find_antispoof(const struct plan *p, const char *chain)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->ndispatch; i++)
+		n += strcmp(p->dispatch[i].chain, chain) == 0;
+	for (size_t ai = 0; n && ai < p->nantispoof; ai++) {
+		const struct plan_antispoof *as = &p->antispoof[ai];
+		bool all = as->naddrs == n;
+
+		for (size_t k = 0; all && k < as->naddrs; k++) {
+			bool found = false;
+			for (size_t i = 0; i < p->ndispatch && !found; i++)
+				found = strcmp(p->dispatch[i].chain, chain) == 0 &&
+					p->dispatch[i].addr.family == as->addrs[k].family &&
+					memcmp(p->dispatch[i].addr.addr, as->addrs[k].addr,
+					       addr_len(as->addrs[k].family)) == 0;
+			all = found;
+		}
+		if (all)
+			return as;
+	}
+	return NULL;
+}
+
+static int check_pod(struct q *q, const struct plan *p, size_t ci, struct nf_error *err)
+{
+	const struct plan_chain *pc = &p->chains[ci];
+	const struct plan_antispoof *as;
+	struct rsink want = { 0 };
+	int r;
+
+	if ((r = check_table(q, NFPROTO_INET, err)) < 0)
+		return r;
+
+	pod_chain_rules(&want, p, ci, NULL);
+	r = want.oom ? nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory")
+		     : check_chain(q, NFPROTO_INET, pc->name, -1, 0, NULL, pc->comment, &want, err);
+	sink_fini(&want);
+	if (r < 0)
+		return r;
+
+	for (size_t ri = 0; ri < pc->nrules; ri++) {
+		const char *set = pc->rules[ri].dst_set;
+		bool seen = false;
+		if (!set)
+			continue;
+		for (size_t k = 0; k < ri && !seen; k++)
+			seen = pc->rules[k].dst_set && strcmp(pc->rules[k].dst_set, set) == 0;
+		if (!seen && (r = check_set(q, &p->sets[find_set(p, set)], err)) < 0)
+			return r;
+	}
+
+	if ((r = check_map(q, p, pc->name, AF_INET, err)) < 0 ||
+	    (r = check_map(q, p, pc->name, AF_INET6, err)) < 0)
+		return r;
+
+	for (int which = 0; which < 2; which++) {
+		static const uint32_t no_ids[2];
+		base_chain_rules(&want, which, no_ids);
+		r = want.oom ? nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory")
+			     : check_chain(q, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD,
+					   which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL, NULL,
+					   &want, err);
+		sink_fini(&want);
+		if (r < 0)
+			return r;
+	}
+
+	as = find_antispoof(p, pc->name);
+	if (!as)
+		return 0;
+	if ((r = check_table(q, NFPROTO_NETDEV, err)) < 0)
+		return r;
+	antispoof_rules(&want, as, 0);
+	r = want.oom ? nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory")
+		     : check_chain(q, NFPROTO_NETDEV, as->chain, NF_NETDEV_INGRESS,
+				   PLAN_ANTISPOOF_PRIO, as->dev, NULL, &want, err);
+	sink_fini(&want);
+	return r;
+}
+
+int nft_check_pod(const struct plan *p, const char *chain, struct nf_error *err)
+{
+	struct q q;
+	size_t ci;
+	int r;
+
+	for (ci = 0; ci < p->nchains; ci++)
+		if (strcmp(p->chains[ci].name, chain) == 0)
+			break;
+	if (ci == p->nchains)
+		return nf_error_set(err, EINVAL, NF_ERR_KERNEL, "chain \"%s\" is not in the plan",
+				    chain);
+	if ((r = plan_check(p, err)) < 0)
+		return r;
+	r = q_open(&q, err);
+	if (r == 0)
+		r = check_pod(&q, p, ci, err);
+	q_close(&q);
+	return r;
+}
+
+/* ---- nft_remove_pod ---- */
+
+/* What is left of a pod in the kernel. */
+struct rm {
+	struct nf_cidr *keys; /* map elements to delete (family says which map) */
+	size_t nkeys, cap;
+	bool chain; /* the pod chain exists */
+	bool as;    /* the antispoof chain exists */
+};
+
+static bool rm_wanted(struct nftnl_set_elem *e, int family, const char *chain,
+		      const struct nf_cidr *addrs, size_t naddrs)
+{
+	uint32_t klen = 0;
+	const void *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+
+	if (!k || klen != addr_len(family))
+		return false;
+	if (chain)
+		return nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN) &&
+		       strcmp(nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN), chain) == 0;
+	for (size_t i = 0; i < naddrs; i++)
+		if (addrs[i].family == family && memcmp(addrs[i].addr, k, klen) == 0)
+			return true;
+	return false;
+}
+
+static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, size_t naddrs,
+		   const char *as, struct rm *rm, struct nf_error *err)
+{
+	struct nftnl_chain *c = NULL;
+	int r = q_table(q, NFPROTO_INET);
+
+	if (r < 0 && r != -ENOENT)
+		goto fail;
+	for (int fi = 0; r == 0 && fi < 2; fi++) {
+		int family = fi ? AF_INET6 : AF_INET;
+		struct nftnl_set_elems_iter *it;
+		struct nftnl_set_elem *e;
+		struct nftnl_set *s;
+
+		r = q_set(q, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, true, &s);
+		if (r == -ENOENT) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			goto fail;
+		it = nftnl_set_elems_iter_create(s);
+		while (it && (e = nftnl_set_elems_iter_next(it))) {
+			uint32_t klen;
+			struct nf_cidr *k;
+
+			if (!rm_wanted(e, family, chain, addrs, naddrs))
+				continue;
+			if (rm->nkeys == rm->cap) {
+				size_t cap = rm->cap ? rm->cap * 2 : 8;
+				struct nf_cidr *v = realloc(rm->keys, cap * sizeof(*v));
+				if (!v)
+					break;
+				rm->keys = v;
+				rm->cap = cap;
+			}
+			k = &rm->keys[rm->nkeys++];
+			*k = (struct nf_cidr){ .family = family, .prefix = (uint8_t)(addr_len(family) * 8) };
+			memcpy(k->addr, nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen), addr_len(family));
+		}
+		r = it && !e ? 0 : -ENOMEM;
+		if (it)
+			nftnl_set_elems_iter_destroy(it);
+		nftnl_set_free(s);
+		if (r < 0)
+			goto fail;
+	}
+	if (r == 0 && chain) {
+		r = q_chain(q, NFPROTO_INET, chain, &c);
+		rm->chain = r == 0;
+		if (c)
+			nftnl_chain_free(c);
+		if (r < 0 && r != -ENOENT)
+			goto fail;
+	}
+	if (as) {
+		r = q_table(q, NFPROTO_NETDEV);
+		if (r == 0) {
+			r = q_chain(q, NFPROTO_NETDEV, as, &c);
+			rm->as = r == 0;
+			if (c)
+				nftnl_chain_free(c);
+		}
+		if (r < 0 && r != -ENOENT)
+			goto fail;
+	}
+	return 0;
+fail:
+	return nf_error_set(err, -r, NF_ERR_KERNEL, "reading table %s from nftables: %s", PLAN_TABLE,
+			    strerror(-r));
+}
+
+static void rm_build(struct tx *tx, const struct rm *rm, const char *chain, const char *as)
+{
+	nftnl_batch_begin(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
+	tx_next(tx);
+	for (size_t i = 0; i < rm->nkeys && !tx->oom; i++) {
+		const struct nf_cidr *k = &rm->keys[i];
+		struct nftnl_set *s = nftnl_set_alloc();
+		struct nftnl_set_elem *el = nftnl_set_elem_alloc();
+
+		if (!s || !el || nftnl_set_set_str(s, NFTNL_SET_TABLE, PLAN_TABLE) < 0 ||
+		    nftnl_set_set_str(s, NFTNL_SET_NAME,
+				      k->family == AF_INET ? PLAN_MAP_V4 : PLAN_MAP_V6) < 0 ||
+		    nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, k->addr,
+				       (uint32_t)addr_len(k->family)) < 0) {
+			tx->oom = true;
+		} else {
+			nftnl_set_elem_add(s, el);
+			el = NULL;
+			nftnl_set_elems_nlmsg_build_payload(
+				tx_hdr(tx, NFT_MSG_DELSETELEM, NFPROTO_INET, 0, OBJ_RMELEM,
+				       (size_t)k->family, i),
+				s);
+			tx_next(tx);
+		}
+		if (el)
+			nftnl_set_elem_free(el);
+		if (s)
+			nftnl_set_free(s);
+	}
+	if (rm->chain) {
+		struct nftnl_rule *r = nftnl_rule_alloc();
+		struct nftnl_chain *c = nftnl_chain_alloc();
+
+		if (!r || !c || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
+		    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain) < 0 ||
+		    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+		    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain) < 0) {
+			tx->oom = true;
+		} else {
+			nftnl_rule_nlmsg_build_payload(
+				tx_hdr(tx, NFT_MSG_DELRULE, NFPROTO_INET, 0, OBJ_RMRULES, 0, 0), r);
+			tx_next(tx);
+			nftnl_chain_nlmsg_build_payload(
+				tx_hdr(tx, NFT_MSG_DELCHAIN, NFPROTO_INET, 0, OBJ_RMCHAIN, 0, 0), c);
+			tx_next(tx);
+		}
+		if (r)
+			nftnl_rule_free(r);
+		if (c)
+			nftnl_chain_free(c);
+	}
+	if (rm->as) {
+		struct nftnl_chain *c = nftnl_chain_alloc();
+
+		if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+		    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, as) < 0) {
+			tx->oom = true;
+		} else {
+			nftnl_chain_nlmsg_build_payload(
+				tx_hdr(tx, NFT_MSG_DELCHAIN, NFPROTO_NETDEV, 0, OBJ_RMASCHAIN, 0, 0), c);
+			tx_next(tx);
+		}
+		if (c)
+			nftnl_chain_free(c);
+	}
+	nftnl_batch_end(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
+	tx_next(tx);
+}
+
+static int rm_send(const struct rm *rm, const char *chain, const char *as, struct nf_error *err)
+{
+	struct tx tx;
+	int r = tx_init(&tx, NULL);
+
+	if (r == 0) {
+		tx.rm_chain = chain;
+		tx.rm_as = as;
+		tx.rm_keys = rm->keys;
+		rm_build(&tx, rm, chain, as);
+		r = tx.oom ? -ENOMEM : tx_talk(&tx, NULL, err);
+	}
+	if (r == -ENOMEM)
+		nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
+	tx_fini(&tx);
+	return r;
+}
+
+int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs,
+		   const char *antispoof_chain, struct nf_error *err)
+{
+	struct q q;
+	int r, failed = 0;
+
+	for (size_t i = 0; i < naddrs; i++)
+		if (addrs[i].family != AF_INET && addrs[i].family != AF_INET6)
+			return nf_error_set(err, EINVAL, NF_ERR_KERNEL,
+					    "address %zu: bad address family %d", i, addrs[i].family);
+	r = q_open(&q, err);
+	/* query, delete what is there, query again: a concurrent change
+	 * (another DEL, an apply) can make a delete fail with ENOENT */
+	for (int round = 0; r == 0; round++) {
+		struct rm rm = { 0 };
+
+		r = rm_find(&q, chain, addrs, naddrs, antispoof_chain, &rm, err);
+		if (r == 0 && (rm.nkeys || rm.chain || rm.as)) {
+			if (round < 3) {
+				failed = rm_send(&rm, chain, antispoof_chain, err);
+			} else if (failed < 0) {
+				r = failed; /* err says why */
+			} else {
+				char a[INET6_ADDRSTRLEN + 8] = "";
+				if (rm.nkeys)
+					fmt_addr(&rm.keys[0], -1, a, sizeof(a));
+				r = nf_error_set(err, EAGAIN, NF_ERR_KERNEL,
+						 "removing pod chain \"%s\": still there after 3 attempts:%s%s%s%s%s%s%s",
+						 chain ? chain : "(none)",
+						 rm.chain ? " the chain" : "",
+						 rm.nkeys ? " map element " : "", a,
+						 rm.nkeys ? (rm.keys[0].family == AF_INET ? " of " PLAN_MAP_V4 : " of " PLAN_MAP_V6) : "",
+						 rm.as ? " chain \"" : "", rm.as ? antispoof_chain : "",
+						 rm.as ? "\" of table netdev " PLAN_TABLE : "");
+			}
+		}
+		free(rm.keys);
+		if (r < 0 || !(rm.nkeys || rm.chain || rm.as))
+			break;
+	}
+	q_close(&q);
 	return r;
 }

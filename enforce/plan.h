@@ -124,5 +124,30 @@ int nft_apply(const struct plan *p, struct nf_error *err);
 int nft_delete_all(struct nf_error *err);
 /* 1 if chain `name` exists in table inet netfence, 0 if not, <0 on error */
 int nft_chain_exists(const char *name, struct nf_error *err);
+/* CNI CHECK: is one pod's part of the kernel's ruleset exactly what the
+ * plan says? Compares, for the plan chain `chain`: the chain and its rules
+ * (in order, with comments; not handles or counter values), the sets its
+ * rules use (their elements), the entries of maps egress4/egress6 that lead
+ * to it (the plan's addresses, each `jump chain`, and no other), the base
+ * chains forward and input, and the pod's antispoof chain in table netdev
+ * netfence (the plan_antispoof whose addresses are the pod's dispatch
+ * addresses; none is checked if no such one): hook, device (which must
+ * exist), rules. 0 if all match; else <0 and code NF_ERR_KERNEL with a
+ * message that names the first difference (-ENOENT: something is missing,
+ * -EEXIST: something is there that the plan does not have, -EINVAL: it
+ * differs; others: nftables could not be asked). Read only. */
+int nft_check_pod(const struct plan *p, const char *chain, struct nf_error *err);
+/* Best-effort removal of one pod without a plan (DEL with an unusable state
+ * file): the map egress4/egress6 elements that jump to `chain` and those of
+ * `addrs` (only those that jump to `chain` unless chain is NULL: an
+ * address another pod now has keeps its entry), the chain itself (flushed
+ * and deleted), and `antispoof_chain` in table netdev netfence (NULL: none).
+ * Sets are left alone (other pods may use them; the next nft_apply rebuilds
+ * them). Missing objects or tables are not errors. Queries first, deletes
+ * what it found in one transaction, and checks again (up to 3 rounds, for
+ * concurrent changes). 0 when nothing of the pod is left, <0 with a message
+ * naming what could not be deleted. */
+int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs,
+		   const char *antispoof_chain, struct nf_error *err);
 
 #endif

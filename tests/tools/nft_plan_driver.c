@@ -4,6 +4,10 @@
  *   nft_plan_driver apply1 | apply2 | empty | delete | bad
  *   nft_plan_driver exists CHAIN      exit 0 if it exists, 1 if not
  *   nft_plan_driver big N             N interval prefixes, N host addresses, N dispatch entries
+ *   nft_plan_driver check PLAN CHAIN  nft_check_pod of a plan (apply1, apply2, big:N) without
+ *                                     applying it: exit 0 if the kernel matches, 1 if not
+ *   nft_plan_driver remove CHAIN|- ASCHAIN|- [ADDR...]
+ *                                     nft_remove_pod ("-": NULL)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -247,6 +251,48 @@ int main(int argc, char **argv)
 		printf("%s\n", r ? "yes" : "no");
 		return r ? 0 : 1;
 	}
+	if (strcmp(cmd, "check") == 0 && argc == 4) {
+		if (strcmp(argv[2], "apply1") == 0)
+			plan1(&p);
+		else if (strcmp(argv[2], "apply2") == 0)
+			plan2(&p);
+		else if (strncmp(argv[2], "big:", 4) == 0)
+			plan_big(&p, strtoul(argv[2] + 4, NULL, 10));
+		else {
+			fprintf(stderr, "check: unknown plan %s\n", argv[2]);
+			return 2;
+		}
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		r = nft_check_pod(&p, argv[3], &err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (strncmp(argv[2], "big:", 4) == 0)
+			fprintf(stderr, "nft_check_pod: %.3f s\n",
+				(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		plan_free(&p);
+		if (r < 0) {
+			printf("error %d (code %d): %s\n", r, err.code, err.msg);
+			return 1;
+		}
+		printf("%s matches the plan\n", argv[3]);
+		return 0;
+	}
+	if (strcmp(cmd, "remove") == 0 && argc >= 4) {
+		struct nf_cidr addrs[16];
+		size_t n = 0;
+
+		for (int i = 4; i < argc && n < NF_ARRAY_SIZE(addrs); i++)
+			addrs[n++] = cidr(argv[i]);
+		r = nft_remove_pod(strcmp(argv[2], "-") ? argv[2] : NULL, addrs, n,
+				   strcmp(argv[3], "-") ? argv[3] : NULL, &err);
+		if (r < 0) {
+			fprintf(stderr, "error %d (code %d): %s\n", r, err.code, err.msg);
+			if (err.details[0])
+				fprintf(stderr, "details: %s\n", err.details);
+			return 1;
+		}
+		return 0;
+	}
 	if (strcmp(cmd, "delete") == 0) {
 		r = nft_delete_all(&err);
 	} else {
@@ -259,7 +305,8 @@ int main(int argc, char **argv)
 		else if (strcmp(cmd, "big") == 0 && argc == 3)
 			plan_big(&p, strtoul(argv[2], NULL, 10));
 		else if (strcmp(cmd, "empty") != 0) {
-			fprintf(stderr, "usage: %s apply1|apply2|empty|delete|bad|big N|exists CHAIN\n",
+			fprintf(stderr, "usage: %s apply1|apply2|empty|delete|bad|big N|exists CHAIN|"
+				"check PLAN CHAIN|remove CHAIN ASCHAIN [ADDR...]\n",
 				argv[0]);
 			return 2;
 		}
