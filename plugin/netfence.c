@@ -198,6 +198,42 @@ out:
 	return r;
 }
 
+/* The state file is unusable (corrupt, unreadable): ADD fails closed until
+ * an operator repairs it, but DEL must still succeed and remove what it
+ * can of this pod from the kernel: its chain (named after the attachment),
+ * the map entries jumping to it, and the anti-spoofing chain of its host
+ * veth, which the cached prevResult names. The state file is left as it
+ * is, for the operator to look at. */
+static int del_without_state(struct ctx *c, struct nf_error *err)
+{
+	struct nf_pod key = {.container_id = (char *)c->container_id, .ifname = (char *)c->ifname};
+	struct nf_prev_result pr = {0};
+	struct nf_error kerr = {0};
+	_cleanup_free_ char *chain = plan_pod_chain_name(&key);
+	int r = 0;
+
+	fprintf(stderr, "netfence: DEL without the state (%s): removing what the kernel holds for this pod\n", err->msg);
+	if (!chain)
+		return -ENOMEM;
+	if (c->conf.prev_result && nf_prev_result_parse(c->conf.prev_result, c->ifname, &pr, &kerr) < 0)
+		memset(&pr, 0, sizeof(pr));
+	r = nft_remove_pod(chain, pr.addrs, pr.naddrs, NULL, &kerr);
+	for (size_t i = 0; r == 0 && i < pr.nhost; i++) {
+		_cleanup_free_ char *as = NULL;
+		if (asprintf(&as, "as_%s", pr.host_ifaces[i]) < 0) {
+			as = NULL;
+			r = -ENOMEM;
+			break;
+		}
+		r = nft_remove_pod(NULL, NULL, 0, as, &kerr);
+	}
+	nf_prev_result_free(&pr);
+	if (r < 0)
+		fprintf(stderr, "netfence: DEL could not remove everything: %s\n", kerr.msg);
+	nf_error_clear(err);
+	return 0;
+}
+
 /* DEL removes the attachment's record and its rules. It needs neither the
  * netns (gone when the task exited) nor a prevResult, and succeeds for an
  * attachment it never saw or already removed. */
@@ -210,7 +246,11 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
 		return r;
-	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 || (r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
+	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0) {
+		r = del_without_state(c, err);
+		goto out;
+	}
+	if ((r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
 	if (nf_state_remove_pod(&st, c->container_id, c->ifname))
 		r = txn_commit(&t, c->conf.state_file, &st, err);
@@ -229,6 +269,7 @@ static int cmd_check(struct ctx *c, struct nf_error *err)
 	struct nf_state_lock lock = {-1};
 	_cleanup_free_ char *chain = NULL;
 	const struct nf_pod *pod;
+	struct plan p = {0};
 	int r;
 
 	if (!c->conf.prev_result)
@@ -250,14 +291,13 @@ static int cmd_check(struct ctx *c, struct nf_error *err)
 		r = -ENOMEM;
 		goto out;
 	}
-	r = nft_chain_exists(chain, err);
-	if (r == 0)
-		r = nf_error_set(err, ENOENT, NF_ERR_KERNEL,
-				 "pod %s/%s: its nftables chain \"%s\" is missing from table inet netfence",
-				 pod->ns, pod->name, chain);
-	else if (r > 0)
-		r = 0;
+	if ((r = plan_compile(&s, &p, err)) < 0)
+		goto out;
+	if ((r = nft_check_pod(&p, chain, err)) < 0)
+		nf_error_wrap(err, "pod %s/%s: its rules in the kernel are not what the state says "
+			      "(netfencectl sync restores them)", pod->ns, pod->name);
 out:
+	plan_free(&p);
 	nf_state_unlock(&lock);
 	nf_state_free(&s);
 	return r;
