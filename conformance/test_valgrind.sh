@@ -33,8 +33,20 @@ rm -f "$NFC_DIR/pods/foo.attached"
 nfc_check "delete -f (valgrind)" vg_ctl delete -f "$NFC_ROOT/testdata/foo-deny-external-egress.yaml"
 nfc_check_not "bad manifest is rejected (valgrind)" vg_ctl apply -f "$NFC_ROOT/testdata/cni/add-ptp-0.4.0.json"
 
+# GC and STATUS are not in libcni 1.1.2: call the plugin as a 1.1 runtime would
+vg_plugin() { # CNI_COMMAND <stdin
+	nfc__nsexec "$NFC_NODE" env -i PATH="$PATH" CNI_COMMAND="$1" CNI_PATH="$NFC_DIR/bin" $VG "$NFC_ROOT/bin/netfence"
+}
+keep=$(jq -c '{containerID: .containerID, ifname: .ifname}' <<<"$(nfc_ctl get pods -A -o json | jq -c '.items[] | select(.name == "kube-dns")')")
+printf '{"cniVersion":"1.1.0","name":"nfc","type":"netfence","stateFile":"%s","cni.dev/valid-attachments":[%s]}' \
+	"$NFC_DIR/state.json" "$keep" >"$NFC_DIR/gc.json"
+nfc_check "GC keeping kube-dns only (valgrind)" vg_plugin GC <"$NFC_DIR/gc.json"
+nfc_check "GC removed bar's record" test "$(nfc_ctl get pods -A -o json | jq '.items | length')" = 1
+rm -f "$NFC_DIR/pods/bar.attached"
+nfc_check "STATUS (valgrind)" vg_plugin STATUS <"$NFC_DIR/gc.json"
+
 runs=$(ls "$NFC_DIR"/log/vg.*.log | wc -l)
-nfc_check "valgrind ran ($runs runs)" test "$runs" -ge 11
+nfc_check "valgrind ran ($runs runs)" test "$runs" -ge 13
 bad=$(grep -l "ERROR SUMMARY: [1-9]\|definitely lost\|indirectly lost\|Invalid \(read\|write\)" "$NFC_DIR"/log/vg.*.log)
 [ -n "$bad" ] && cat $bad >&2
 nfc_check "valgrind logs are clean" test -z "$bad"
