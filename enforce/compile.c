@@ -344,6 +344,10 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 			}
 			for (size_t k = 0; k < q->naddrs; k++) {
 				struct nf_cidr h = host_of(&q->addrs[k]);
+				/* an ipBlock designates addresses, not pods: only the
+				 * pod's addresses inside it (never the other family) */
+				if (peer && peer->kind == NF_PEER_IPBLOCK && !ipblock_has(&peer->ipblock, &h))
+					continue;
 				if ((r = set_add_elem(&b->p->sets[idx[h.family == AF_INET ? 0 : 1]], &h)) < 0)
 					return r;
 			}
