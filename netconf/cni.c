@@ -144,8 +144,8 @@ int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, stru
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return nf_error_set(err, EINVAL, CNI_ERR_DECODE,
-				    "network config on stdin: invalid JSON at line %d column %d: %s",
-				    jerr.line, jerr.column, jerr.text);
+				    "network config on stdin: invalid JSON at line %d column %d: %s%s",
+				    jerr.line, jerr.column, jerr.text, nf_json_error_hint(jerr.text));
 	if (!json_is_object(root)) {
 		r = nf_error_set(err, EINVAL, CNI_ERR_DECODE, "network config on stdin: must be a JSON object");
 		goto fail;
@@ -162,6 +162,12 @@ int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, stru
 		r = nf_error_set(err, EINVAL, CNI_ERR_INCOMPATIBLE_VERSION,
 				 "cniVersion: \"%s\" is not supported (netfence speaks 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)",
 				 c.cni_version);
+		goto fail;
+	}
+	if (c.state_file && strlen(c.state_file) >= 4000) {
+		r = nf_error_set(err, ENAMETOOLONG, CNI_ERR_INVALID_CONFIG,
+				 "stateFile: \"%.64s...\" is too long (%zu bytes; at most 3999)", c.state_file,
+				 strlen(c.state_file));
 		goto fail;
 	}
 	if (c.state_file && c.state_file[0] != '/') {

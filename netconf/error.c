@@ -44,3 +44,57 @@ void nf_error_clear(struct nf_error *err)
 	if (err)
 		memset(err, 0, sizeof(*err));
 }
+
+/* length of the valid UTF-8 sequence at s, 0 if invalid */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0)
+		n = 2, cp = s[0] & 0x1f;
+	else if ((s[0] & 0xf0) == 0xe0)
+		n = 3, cp = s[0] & 0x0f;
+	else if ((s[0] & 0xf8) == 0xf0)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+void nf_error_printable(const char *msg, char *out, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t o = 0;
+
+	if (!len)
+		return;
+	while (*s && o + 5 < len) {
+		size_t n = utf8_len(s);
+		if (n == 1 && (*s >= 0x20 || *s == '\n' || *s == '\t') && *s != 0x7f) {
+			out[o++] = (char)*s++;
+		} else if (n > 1) {
+			memcpy(out + o, s, n);
+			o += n;
+			s += n;
+		} else {
+			o += (size_t)snprintf(out + o, len - o, "\\x%02x", *s++);
+		}
+	}
+	out[o] = '\0';
+}
+
+const char *nf_json_error_hint(const char *jansson_text)
+{
+	return strstr(jansson_text, "unable to decode byte") ? " (the input is not valid UTF-8)" : "";
+}

@@ -45,6 +45,12 @@ int nf_error_set(struct nf_error *err, int errnum, int code, const char *fmt, ..
 void nf_error_wrap(struct nf_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void nf_error_clear(struct nf_error *err);
+/* Copies msg into out, escaping bytes that are not printable UTF-8 as \xNN,
+ * so a message that quotes bad input can be printed and put in JSON. */
+void nf_error_printable(const char *msg, char *out, size_t len);
+/* A hint to append to a jansson error text: " (the input is not UTF-8)" for
+ * decoding errors, else "". */
+const char *nf_json_error_hint(const char *jansson_text);
 
 /* cleanup helpers for locals */
 static inline void nf_freep(void *p) { free(*(void **)p); }

@@ -210,8 +210,8 @@ int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 	close(fd);
 	if (!root)
 		return nf_error_set(err, EINVAL, NF_ERR_STATE,
-				    "state file \"%s\" is corrupt: line %d column %d: %s", path, jerr.line,
-				    jerr.column, jerr.text);
+				    "state file \"%s\" is corrupt: line %d column %d: %s%s", path, jerr.line,
+				    jerr.column, jerr.text, nf_json_error_hint(jerr.text));
 	r = nf_state_from_json(root, out, err);
 	json_decref(root);
 	if (r < 0)

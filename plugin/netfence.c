@@ -34,9 +34,14 @@ static void print_error(const struct ctx *c, const struct nf_error *err)
 
 	json_object_set_new(o, "cniVersion", json_string(c->conf.cni_version ? c->conf.cni_version : NF_CNI_VERSION));
 	json_object_set_new(o, "code", json_integer(err->code ? err->code : NF_ERR_KERNEL));
-	json_object_set_new(o, "msg", json_string(err->msg[0] ? err->msg : "unknown error"));
-	if (err->details[0])
-		json_object_set_new(o, "details", json_string(err->details));
+	char buf[NF_ERRMSG_MAX * 2];
+
+	nf_error_printable(err->msg[0] ? err->msg : "unknown error", buf, sizeof(buf));
+	json_object_set_new(o, "msg", json_string(buf));
+	if (err->details[0]) {
+		nf_error_printable(err->details, buf, sizeof(buf));
+		json_object_set_new(o, "details", json_string(buf));
+	}
 	s = json_dumps(o, JSON_INDENT(2));
 	if (s)
 		printf("%s\n", s);

@@ -37,7 +37,10 @@ struct opts {
 
 static int fail(const struct nf_error *err)
 {
-	fprintf(stderr, "error: %s\n", err->msg[0] ? err->msg : "unknown error");
+	char buf[NF_ERRMSG_MAX * 2];
+
+	nf_error_printable(err->msg[0] ? err->msg : "unknown error", buf, sizeof(buf));
+	fprintf(stderr, "error: %s\n", buf);
 	return 1;
 }
 
