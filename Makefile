@@ -98,7 +98,7 @@ conformance/cnitool/cnitool: conformance/cnitool/main.go
 	cd conformance/cnitool && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache \
 		go build -o cnitool .
 
-conformance: all conformance/cnitool/cnitool conformance/probe/probe
+conformance: all conformance/cnitool/cnitool conformance/probe/probe build/nft_plan_driver
 	conformance/run.sh
 
 conformance/probe/probe: conformance/probe/probe.c
@@ -110,9 +110,24 @@ install: all
 	install -m 0755 bin/netfencectl $(DESTDIR)$(PREFIX)/bin/netfencectl
 
 clean:
-	rm -rf build bin conformance/cnitool/cnitool conformance/probe/probe
+	rm -rf build bin conformance/cnitool/cnitool conformance/probe/probe bench/nfb_time bench/connrate
 
-.PHONY: all check conformance install clean lint fuzz
+# Benchmarks (root; private network namespaces): bench/README.md.
+bench/nfb_time: bench/nfb_time.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench/connrate: bench/connrate.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-build: all conformance/cnitool/cnitool conformance/probe/probe bench/nfb_time bench/connrate
+
+bench: bench-build
+	bench/run.sh $(BENCH_ARGS)
+
+bench-smoke: bench-build
+	bench/run.sh --smoke $(BENCH_ARGS)
+
+.PHONY: all check conformance install clean lint fuzz bench bench-build bench-smoke
 .SECONDARY:
 -include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d
 

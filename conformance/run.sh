@@ -14,7 +14,7 @@ done
 if [ $# -gt 0 ]; then
 	scripts=("$@")
 else
-	scripts=(smoke_topology.sh)
+	scripts=(nft_apply_test.sh smoke_topology.sh)
 	for f in test_*.sh; do [ -e "$f" ] && scripts+=("$f"); done
 	scripts+=(demo_np14.sh) # the README's demo must keep printing the expected verdicts
 fi

@@ -68,11 +68,9 @@ struct builder {
 		_r;                                                          \
 	})
 
+/* Duplicates are removed once the set is complete (plan_compile). */
 static int set_add_elem(struct plan_set *set, const struct nf_cidr *c)
 {
-	for (size_t i = 0; i < set->n; i++)
-		if (memcmp(&set->elems[i], c, sizeof(*c)) == 0)
-			return 0;
 	return PUSH(set->elems, set->n, *c);
 }
 
@@ -472,9 +470,11 @@ fail:
 static int cmp_cidr(const void *a, const void *b)
 {
 	const struct nf_cidr *x = a, *y = b;
+	int c;
 	if (x->family != y->family)
 		return x->family - y->family;
-	return memcmp(x->addr, y->addr, sizeof(x->addr));
+	c = memcmp(x->addr, y->addr, sizeof(x->addr));
+	return c ? c : (int)x->prefix - (int)y->prefix;
 }
 
 /* Two records can claim one address or one veth when an attachment died
@@ -528,8 +528,15 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 	dedup_stale(&p);
 	/* Deterministic element order, whatever the order pods attached in. */
 	for (size_t i = 0; i < p.nsets; i++)
-		if (p.sets[i].n > 1)
-			qsort(p.sets[i].elems, p.sets[i].n, sizeof(struct nf_cidr), cmp_cidr);
+		if (p.sets[i].n > 1) {
+			struct plan_set *set = &p.sets[i];
+			size_t u = 1;
+			qsort(set->elems, set->n, sizeof(struct nf_cidr), cmp_cidr);
+			for (size_t k = 1; k < set->n; k++)
+				if (cmp_cidr(&set->elems[k], &set->elems[u - 1]) != 0)
+					set->elems[u++] = set->elems[k];
+			set->n = u;
+		}
 	*out = p;
 	return 0;
 }

@@ -73,6 +73,18 @@ enum obj_kind {
 	OBJ_RULE,      /* a: plan chain, b: rule (== nrules: the final drop) */
 	OBJ_ASCHAIN,   /* a: antispoof */
 	OBJ_ASRULE,    /* a: antispoof, b: rule */
+	/* nft_apply_diff: a names an object of the new plan (p), or of the
+	 * old one (tx->before) for what goes away */
+	OBJ_DIFFELEM,   /* a: plan set: elements added */
+	OBJ_DIFFDELELEM,/* a: plan set: elements removed or flushed */
+	OBJ_DIFFMAPADD, /* a: AF_INET/AF_INET6 */
+	OBJ_DIFFMAPDEL, /* a: AF_INET/AF_INET6 */
+	OBJ_DIFFFLUSH,  /* a: plan chain, flushed to be refilled */
+	OBJ_OLDFLUSH,   /* a: old chain, flushed to be deleted */
+	OBJ_OLDCHAIN,   /* a: old chain, deleted */
+	OBJ_OLDSET,     /* a: old set, deleted */
+	OBJ_OLDAS,      /* a: old antispoof chain, deleted */
+	OBJ_ASFLUSH,    /* a: antispoof chain, flushed to be refilled */
 	/* nft_remove_pod (no plan: names in struct tx) */
 	OBJ_RMELEM,    /* a: AF_INET/AF_INET6, b: index in tx->rm_keys */
 	OBJ_RMRULES,   /* flushing tx->rm_chain */
@@ -97,6 +109,7 @@ struct tx {
 	uint32_t *plan_set_ids; /* per plan set */
 	uint32_t map_id[2];     /* egress4, egress6 */
 	bool oom;
+	const struct plan *before; /* nft_apply_diff */
 	/* nft_remove_pod: what the messages are about */
 	const char *rm_chain, *rm_as;
 	const struct nf_cidr *rm_keys;
@@ -319,6 +332,7 @@ struct elems {
 	size_t first;        /* index (in the plan) of its first element */
 	size_t last;         /* and of its last */
 	size_t bytes;
+	uint16_t msg;        /* NFT_MSG_NEWSETELEM (0) or NFT_MSG_DELSETELEM */
 };
 
 static void elems_flush(struct elems *e)
@@ -327,8 +341,8 @@ static void elems_flush(struct elems *e)
 
 	if (!e->s)
 		return;
-	nlh = tx_hdr(e->tx, NFT_MSG_NEWSETELEM, NFPROTO_INET, NLM_F_CREATE, e->kind, e->a,
-		     e->first);
+	nlh = tx_hdr(e->tx, e->msg ? e->msg : NFT_MSG_NEWSETELEM, NFPROTO_INET,
+		     e->msg == NFT_MSG_DELSETELEM ? 0 : NLM_F_CREATE, e->kind, e->a, e->first);
 	if (!e->tx->oom)
 		e->tx->objs[e->tx->seq - 1 - e->tx->base].n = (uint32_t)(e->last - e->first + 1);
 	nftnl_set_elems_nlmsg_build_payload(nlh, e->s);
@@ -418,10 +432,20 @@ static void prefix_start(const struct nf_cidr *c, uint8_t *out)
 	}
 }
 
+static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, uint32_t set_id,
+			  uint16_t msg, enum obj_kind kind);
+
 static void add_set_elems(struct tx *tx, const struct plan_set *ps, size_t si)
 {
-	struct elems e = { .tx = tx, .set = ps->name, .set_id = tx->plan_set_ids[si],
-			   .kind = OBJ_SETELEM, .a = si };
+	set_elems_msg(tx, ps, si, tx->plan_set_ids[si], 0, OBJ_SETELEM);
+}
+
+/* msg 0: add the elements of ps; NFT_MSG_DELSETELEM: delete them */
+static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, uint32_t set_id,
+			  uint16_t msg, enum obj_kind kind)
+{
+	struct elems e = { .tx = tx, .set = ps->name, .set_id = set_id, .kind = kind, .a = si,
+			   .msg = msg };
 	size_t len = addr_len(ps->family);
 	static const uint8_t zero[16];
 
@@ -474,15 +498,17 @@ static void add_set_elems(struct tx *tx, const struct plan_set *ps, size_t si)
 		nftnl_set_free(e.s);
 }
 
-static void add_map_elems(struct tx *tx, const struct plan *p, int family)
+/* msg 0: add the entries of v (of `family`); NFT_MSG_DELSETELEM: delete them */
+static void map_elems_msg(struct tx *tx, const struct plan_dispatch *v, size_t n, int family,
+			  uint16_t msg, enum obj_kind kind)
 {
 	int fi = family == AF_INET ? 0 : 1;
 	struct elems e = { .tx = tx, .set = fi ? PLAN_MAP_V6 : PLAN_MAP_V4,
-			   .set_id = tx->map_id[fi], .kind = OBJ_MAPELEM, .a = (size_t)family };
+			   .set_id = tx->map_id[fi], .kind = kind, .a = (size_t)family, .msg = msg };
 	size_t len = addr_len(family);
 
-	for (size_t i = 0; i < p->ndispatch && !tx->oom; i++) {
-		const struct plan_dispatch *d = &p->dispatch[i];
+	for (size_t i = 0; i < n && !tx->oom; i++) {
+		const struct plan_dispatch *d = &v[i];
 		struct nftnl_set_elem *el;
 
 		if (d->addr.family != family)
@@ -491,6 +517,8 @@ static void add_map_elems(struct tx *tx, const struct plan *p, int family)
 		if (!el)
 			break;
 		elem_key(&e, el, d->addr.addr, len);
+		if (msg == NFT_MSG_DELSETELEM)
+			continue;
 		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_VERDICT, (uint32_t)NFT_JUMP);
 		if (nftnl_set_elem_set_str(el, NFTNL_SET_ELEM_CHAIN, d->chain) < 0)
 			tx->oom = true;
@@ -498,6 +526,11 @@ static void add_map_elems(struct tx *tx, const struct plan *p, int family)
 	elems_flush(&e);
 	if (e.s)
 		nftnl_set_free(e.s);
+}
+
+static void add_map_elems(struct tx *tx, const struct plan *p, int family)
+{
+	map_elems_msg(tx, p->dispatch, p->ndispatch, family, 0, OBJ_MAPELEM);
 }
 
 /* ---- rule expressions, as nftables generates them ---- */
@@ -1087,6 +1120,35 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 	case OBJ_ASRULE:
 		snprintf(buf, len, "chain \"%s\" (rule %u)", p->antispoof[o->a].chain, o->b);
 		break;
+	case OBJ_DIFFELEM:
+		snprintf(buf, len, "adding elements to set \"%s\"", p->sets[o->a].name);
+		break;
+	case OBJ_DIFFDELELEM:
+		snprintf(buf, len, "removing elements from set \"%s\"", p->sets[o->a].name);
+		break;
+	case OBJ_DIFFMAPADD:
+	case OBJ_DIFFMAPDEL:
+		snprintf(buf, len, "%s entries of map \"%s\"", o->kind == OBJ_DIFFMAPADD ? "adding" : "removing",
+			 o->a == AF_INET ? PLAN_MAP_V4 : PLAN_MAP_V6);
+		break;
+	case OBJ_DIFFFLUSH:
+		snprintf(buf, len, "flushing chain \"%s\" to replace its rules", p->chains[o->a].name);
+		break;
+	case OBJ_OLDFLUSH:
+	case OBJ_OLDCHAIN:
+		snprintf(buf, len, "%s chain \"%s\"", o->kind == OBJ_OLDFLUSH ? "flushing" : "deleting",
+			 tx->before->chains[o->a].name);
+		break;
+	case OBJ_OLDSET:
+		snprintf(buf, len, "deleting set \"%s\"", tx->before->sets[o->a].name);
+		break;
+	case OBJ_OLDAS:
+		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->before->antispoof[o->a].chain,
+			 PLAN_TABLE);
+		break;
+	case OBJ_ASFLUSH:
+		snprintf(buf, len, "flushing chain \"%s\" to replace its rules", p->antispoof[o->a].chain);
+		break;
 	case OBJ_RMELEM: {
 		char a[INET6_ADDRSTRLEN + 8] = "?";
 		fmt_addr(&tx->rm_keys[o->b], -1, a, sizeof(a));
@@ -1313,6 +1375,374 @@ int nft_apply(const struct plan *p, struct nf_error *err)
 	if (r < 0)
 		return r;
 	return run(p, err);
+}
+
+/* ---- incremental changes ----
+ *
+ * A change usually touches one pod: its chain, its dispatch entries, its
+ * anti-spoofing chain, and its address in the peer sets that select it.
+ * nft_apply_diff sends only what differs between the plan the kernel holds
+ * (before) and the new one, in one transaction; whatever does not fit that
+ * picture (first or last selected pod) goes through the full rebuild. */
+
+struct nidx {
+	const char *name;
+	size_t i;
+};
+
+static int nidx_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct nidx *)a)->name, ((const struct nidx *)b)->name);
+}
+
+/* sorted (name, index) pairs of n objects of size sz whose first member is
+ * the name */
+static struct nidx *nidx_build(const void *v, size_t n, size_t sz)
+{
+	struct nidx *x = calloc(n + 1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		x[i].name = *(char *const *)((const char *)v + i * sz);
+		x[i].i = i;
+	}
+	qsort(x, n, sizeof(*x), nidx_cmp);
+	return x;
+}
+
+static long nidx_find(const struct nidx *x, size_t n, const char *name)
+{
+	struct nidx key = { .name = name };
+	const struct nidx *f = bsearch(&key, x, n, sizeof(*x), nidx_cmp);
+
+	return f ? (long)f->i : -1;
+}
+
+static int cidr_cmp(const struct nf_cidr *a, const struct nf_cidr *b)
+{
+	if (a->family != b->family)
+		return a->family - b->family;
+	int c = memcmp(a->addr, b->addr, sizeof(a->addr));
+	return c ? c : (int)a->prefix - (int)b->prefix;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool rules_equal(const struct plan_chain *a, const struct plan_chain *b)
+{
+	if (a->nrules != b->nrules)
+		return false;
+	for (size_t i = 0; i < a->nrules; i++) {
+		const struct plan_rule *x = &a->rules[i], *y = &b->rules[i];
+		if (x->family != y->family || x->l4proto != y->l4proto || x->port_lo != y->port_lo ||
+		    x->port_hi != y->port_hi || !str_eq(x->dst_set, y->dst_set) || !str_eq(x->comment, y->comment))
+			return false;
+	}
+	return true;
+}
+
+static bool antispoof_equal(const struct plan_antispoof *a, const struct plan_antispoof *b)
+{
+	if (strcmp(a->dev, b->dev) != 0 || a->naddrs != b->naddrs)
+		return false;
+	for (size_t i = 0; i < a->naddrs; i++)
+		if (cidr_cmp(&a->addrs[i], &b->addrs[i]) != 0)
+			return false;
+	return true;
+}
+
+static void flush_chain(struct tx *tx, uint16_t family, const char *chain, enum obj_kind kind, size_t a)
+{
+	struct nftnl_rule *r = nftnl_rule_alloc();
+
+	if (!r || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
+	    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain) < 0) {
+		tx->oom = true;
+	} else {
+		nftnl_rule_nlmsg_build_payload(tx_hdr(tx, NFT_MSG_DELRULE, family, 0, kind, a, 0), r);
+		tx_next(tx);
+	}
+	if (r)
+		nftnl_rule_free(r);
+}
+
+static void del_chain(struct tx *tx, uint16_t family, const char *chain, enum obj_kind kind, size_t a)
+{
+	struct nftnl_chain *c = nftnl_chain_alloc();
+
+	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+	    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain) < 0) {
+		tx->oom = true;
+	} else {
+		nftnl_chain_nlmsg_build_payload(tx_hdr(tx, NFT_MSG_DELCHAIN, family, 0, kind, a, 0), c);
+		tx_next(tx);
+	}
+	if (c)
+		nftnl_chain_free(c);
+}
+
+/* kind OBJ_OLDSET: delete the set; OBJ_DIFFDELELEM: flush its elements */
+static void del_set(struct tx *tx, const char *name, enum obj_kind kind, size_t a)
+{
+	struct nftnl_set *st = nftnl_set_alloc();
+
+	if (!st || nftnl_set_set_str(st, NFTNL_SET_TABLE, PLAN_TABLE) < 0 ||
+	    nftnl_set_set_str(st, NFTNL_SET_NAME, name) < 0) {
+		tx->oom = true;
+	} else if (kind == OBJ_OLDSET) {
+		nftnl_set_nlmsg_build_payload(tx_hdr(tx, NFT_MSG_DELSET, NFPROTO_INET, 0, kind, a, 0), st);
+		tx_next(tx);
+	} else {
+		nftnl_set_elems_nlmsg_build_payload(tx_hdr(tx, NFT_MSG_DELSETELEM, NFPROTO_INET, 0, kind, a, 0), st);
+		tx_next(tx);
+	}
+	if (st)
+		nftnl_set_free(st);
+}
+
+/* Elements of a sorted array that are not in another: the result borrows
+ * nothing (a copy). */
+static struct nf_cidr *minus(const struct nf_cidr *a, size_t na, const struct nf_cidr *b, size_t nb,
+			     size_t *nout)
+{
+	struct nf_cidr *v = calloc(na + 1, sizeof(*v));
+	size_t i = 0, j = 0, n = 0;
+
+	if (!v)
+		return NULL;
+	while (i < na) {
+		int c = j < nb ? cidr_cmp(&a[i], &b[j]) : -1;
+		if (c < 0)
+			v[n++] = a[i++];
+		else if (c > 0)
+			j++;
+		else
+			i++, j++;
+	}
+	*nout = n;
+	return v;
+}
+
+static int dispatch_cmp(const void *x, const void *y)
+{
+	const struct plan_dispatch *a = x, *b = y;
+	int c = cidr_cmp(&a->addr, &b->addr);
+	return c ? c : strcmp(a->chain, b->chain);
+}
+
+/* dispatch entries of a that b lacks (same address and chain) */
+static struct plan_dispatch *dispatch_minus(const struct plan *a, const struct plan *b, size_t *nout)
+{
+	struct plan_dispatch *sa = calloc(a->ndispatch + 1, sizeof(*sa)), *sb = calloc(b->ndispatch + 1, sizeof(*sb));
+	struct plan_dispatch *v = calloc(a->ndispatch + 1, sizeof(*v));
+	size_t i = 0, j = 0, n = 0;
+
+	if (!sa || !sb || !v) {
+		free(sa);
+		free(sb);
+		free(v);
+		return NULL;
+	}
+	memcpy(sa, a->dispatch, a->ndispatch * sizeof(*sa));
+	memcpy(sb, b->dispatch, b->ndispatch * sizeof(*sb));
+	qsort(sa, a->ndispatch, sizeof(*sa), dispatch_cmp);
+	qsort(sb, b->ndispatch, sizeof(*sb), dispatch_cmp);
+	while (i < a->ndispatch) {
+		int c = j < b->ndispatch ? dispatch_cmp(&sa[i], &sb[j]) : -1;
+		if (c < 0)
+			v[n++] = sa[i++];
+		else if (c > 0)
+			j++;
+		else
+			i++, j++;
+	}
+	free(sa);
+	free(sb);
+	*nout = n;
+	return v;
+}
+
+static bool netdev_chain_exists(const char *name);
+
+/* Builds the difference into tx; *nchanges counts what differs. */
+static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p, size_t *nchanges)
+{
+	struct nidx *bs = nidx_build(b->sets, b->nsets, sizeof(*b->sets));
+	struct nidx *bc = nidx_build(b->chains, b->nchains, sizeof(*b->chains));
+	struct nidx *ba = nidx_build(b->antispoof, b->nantispoof, sizeof(*b->antispoof));
+	struct nidx *ps = nidx_build(p->sets, p->nsets, sizeof(*p->sets));
+	struct nidx *pc = nidx_build(p->chains, p->nchains, sizeof(*p->chains));
+	struct nidx *pa = nidx_build(p->antispoof, p->nantispoof, sizeof(*p->antispoof));
+	struct plan_dispatch *gone = NULL, *added = NULL;
+	size_t ngone = 0, nadded = 0, n = 0;
+	bool netdev = false;
+	int r = -ENOMEM;
+
+	if (!bs || !bc || !ba || !ps || !pc || !pa || !(gone = dispatch_minus(b, p, &ngone)) ||
+	    !(added = dispatch_minus(p, b, &nadded)))
+		goto out;
+	tx->before = b;
+	nftnl_batch_begin(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
+	tx_next(tx);
+
+	/* 1. dispatch entries that go (or change): before any chain goes */
+	if (ngone) {
+		map_elems_msg(tx, gone, ngone, AF_INET, NFT_MSG_DELSETELEM, OBJ_DIFFMAPDEL);
+		map_elems_msg(tx, gone, ngone, AF_INET6, NFT_MSG_DELSETELEM, OBJ_DIFFMAPDEL);
+		n += ngone;
+	}
+	/* 2. pod chains that go */
+	for (size_t i = 0; i < b->nchains; i++) {
+		if (nidx_find(pc, p->nchains, b->chains[i].name) >= 0)
+			continue;
+		flush_chain(tx, NFPROTO_INET, b->chains[i].name, OBJ_OLDFLUSH, i);
+		del_chain(tx, NFPROTO_INET, b->chains[i].name, OBJ_OLDCHAIN, i);
+		n++;
+	}
+	/* 3. sets: new ones, and the elements of changed ones */
+	for (size_t i = 0; i < p->nsets && !tx->oom; i++) {
+		const struct plan_set *s = &p->sets[i];
+		long j = nidx_find(bs, b->nsets, s->name);
+		const struct plan_set *o = j >= 0 ? &b->sets[j] : NULL;
+
+		if (!o) {
+			tx->plan_set_ids[i] = add_set(tx, s->name, s->family, s->interval, false, s->comment,
+						      OBJ_SET, i);
+			add_set_elems(tx, s, i);
+			n++;
+			continue;
+		}
+		if (o->n == s->n) {
+			size_t k = 0;
+			while (k < s->n && cidr_cmp(&o->elems[k], &s->elems[k]) == 0)
+				k++;
+			if (k == s->n)
+				continue;
+		}
+		n++;
+		if (s->interval) { /* ranges merge in the kernel: replace them all */
+			del_set(tx, s->name, OBJ_DIFFDELELEM, i);
+			add_set_elems(tx, s, i);
+		} else {
+			struct plan_set d = *s;
+			size_t k;
+			d.elems = minus(o->elems, o->n, s->elems, s->n, &k);
+			d.n = k;
+			if (!d.elems)
+				goto out;
+			if (d.n)
+				set_elems_msg(tx, &d, i, 0, NFT_MSG_DELSETELEM, OBJ_DIFFDELELEM);
+			free(d.elems);
+			d.elems = minus(s->elems, s->n, o->elems, o->n, &k);
+			d.n = k;
+			if (!d.elems)
+				goto out;
+			if (d.n)
+				set_elems_msg(tx, &d, i, 0, 0, OBJ_DIFFELEM);
+			free(d.elems);
+		}
+	}
+	/* 4. pod chains: new ones, and changed ones refilled */
+	for (size_t i = 0; i < p->nchains && !tx->oom; i++) {
+		const struct plan_chain *c = &p->chains[i];
+		long j = nidx_find(bc, b->nchains, c->name);
+
+		if (j >= 0 && rules_equal(c, &b->chains[j]))
+			continue;
+		if (j >= 0)
+			flush_chain(tx, NFPROTO_INET, c->name, OBJ_DIFFFLUSH, i);
+		else
+			add_chain(tx, NFPROTO_INET, c->name, -1, 0, NULL, c->comment, OBJ_CHAIN, i);
+		add_pod_chain_rules(tx, p, i);
+		n++;
+	}
+	/* 5. sets that go, now that no rule uses them */
+	for (size_t i = 0; i < b->nsets; i++) {
+		if (nidx_find(ps, p->nsets, b->sets[i].name) >= 0)
+			continue;
+		del_set(tx, b->sets[i].name, OBJ_OLDSET, i);
+		n++;
+	}
+	/* 6. dispatch entries that come, now that their chains exist */
+	if (nadded) {
+		map_elems_msg(tx, added, nadded, AF_INET, 0, OBJ_DIFFMAPADD);
+		map_elems_msg(tx, added, nadded, AF_INET6, 0, OBJ_DIFFMAPADD);
+		n += nadded;
+	}
+	/* 7. anti-spoofing chains */
+	for (size_t i = 0; i < b->nantispoof; i++) {
+		/* a full apply skips the chains of devices that do not exist,
+		 * so the kernel may never have had it */
+		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) >= 0 ||
+		    !netdev_chain_exists(b->antispoof[i].chain))
+			continue;
+		flush_chain(tx, NFPROTO_NETDEV, b->antispoof[i].chain, OBJ_OLDAS, i);
+		del_chain(tx, NFPROTO_NETDEV, b->antispoof[i].chain, OBJ_OLDAS, i);
+		n++;
+	}
+	for (size_t i = 0; i < p->nantispoof && !tx->oom; i++) {
+		const struct plan_antispoof *a = &p->antispoof[i];
+		long j = nidx_find(ba, b->nantispoof, a->chain);
+		struct rsink sink = { .tx = tx };
+
+		if (j >= 0 && antispoof_equal(a, &b->antispoof[j]))
+			continue;
+		n++;
+		if (j >= 0) {
+			flush_chain(tx, NFPROTO_NETDEV, a->chain, OBJ_ASFLUSH, i);
+			antispoof_rules(&sink, a, i);
+			continue;
+		}
+		if (if_nametoindex(a->dev) == 0) /* the pod is gone already */
+			continue;
+		if (!netdev) {
+			add_table(tx, NFPROTO_NETDEV, false);
+			netdev = true;
+		}
+		add_antispoof(tx, a, i);
+	}
+	nftnl_batch_end(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
+	tx_next(tx);
+	*nchanges = n;
+	r = tx->oom ? -ENOMEM : 0;
+out:
+	free(bs);
+	free(bc);
+	free(ba);
+	free(ps);
+	free(pc);
+	free(pa);
+	free(gone);
+	free(added);
+	return r;
+}
+
+int nft_apply_diff(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
+{
+	struct tx tx;
+	size_t n = 0;
+	int r;
+
+	*changed = true;
+	if (plan_is_empty(before) || plan_is_empty(after))
+		return nft_apply(after, err);
+	if ((r = plan_check(after, err)) < 0)
+		return r;
+	r = tx_init(&tx, after);
+	if (r == 0)
+		r = build_diff(&tx, before, after, &n);
+	if (r < 0) {
+		tx_fini(&tx);
+		return nf_error_set(err, -r, NF_ERR_KERNEL, "out of memory building the nftables transaction");
+	}
+	*changed = n > 0;
+	r = n ? tx_talk(&tx, after, err) : 0;
+	tx_fini(&tx);
+	return r;
 }
 
 int nft_delete_all(struct nf_error *err)
@@ -2624,4 +3054,20 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 	}
 	q_close(&q);
 	return r;
+}
+
+static bool netdev_chain_exists(const char *name)
+{
+	struct nftnl_chain *c = NULL;
+	struct nf_error err = { 0 };
+	struct q q;
+	int r;
+
+	if (q_open(&q, &err) < 0)
+		return true; /* let the transaction say what is wrong */
+	r = q_chain(&q, NFPROTO_NETDEV, name, &c);
+	if (c)
+		nftnl_chain_free(c);
+	q_close(&q);
+	return r != -ENOENT;
 }

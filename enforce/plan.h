@@ -120,6 +120,10 @@ char *plan_render(const struct plan *p);
  * with the plan's content (nothing when the plan is empty). Antispoof
  * chains whose device does not exist are skipped (the pod is gone). */
 int nft_apply(const struct plan *p, struct nf_error *err);
+/* Changes the kernel from `before` (what it holds) to `after` sending only
+ * the differences, in one transaction; the full nft_apply when either plan
+ * is empty. *changed: whether anything differed (nothing is sent if not). */
+int nft_apply_diff(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err);
 /* Deletes both netfence tables if present (one transaction). */
 int nft_delete_all(struct nf_error *err);
 /* 1 if chain `name` exists in table inet netfence, 0 if not, <0 on error */

@@ -40,29 +40,29 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 	struct plan after = {0};
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
-	char *rb = NULL, *ra = NULL;
-	bool changed;
-	int r;
+	bool changed = false;
+	int r, fd;
 
 	if ((r = plan_compile(s, &after, err)) < 0)
 		return r;
-	rb = plan_render(&t->before);
-	ra = plan_render(&after);
-	if (!rb || !ra) {
-		r = -ENOMEM;
+	fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
 		goto out;
 	}
-	changed = strcmp(rb, ra) != 0;
-	if (changed || t->force) {
-		int fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd < 0) {
-			r = nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
-			goto out;
-		}
-		close(fd);
-		if ((r = nft_apply(&after, err)) < 0)
-			goto out; /* the marker stays: the kernel may hold anything */
+	close(fd);
+	if (t->force) {
+		changed = true;
+		r = nft_apply(&after, err);
+	} else if ((r = nft_apply_diff(&t->before, &after, &changed, err)) < 0) {
+		/* the kernel did not hold what the state said (someone changed
+		 * it): rebuild everything from the plan */
+		nf_error_clear(err);
+		changed = true;
+		r = nft_apply(&after, err);
 	}
+	if (r < 0)
+		goto out; /* the marker stays: the next change re-programs */
 	if ((r = nf_state_save(path, s, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
@@ -71,8 +71,7 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 		}
 		goto out;
 	}
-	if (changed || t->force)
-		unlink(t->dirty);
+	unlink(t->dirty);
 	if (changed && plan_tightened_sources(&t->before, &after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
@@ -82,8 +81,6 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 	}
 out:
 	free(flush);
-	free(rb);
-	free(ra);
 	plan_free(&after);
 	return r;
 }

@@ -2,6 +2,7 @@
  * conformance/nft_apply_test.sh. Run it only inside a throwaway netns.
  *
  *   nft_plan_driver apply1 | apply2 | empty | delete | bad
+ *   nft_plan_driver diff FROM TO      nft_apply_diff from plan FROM (held) to plan TO
  *   nft_plan_driver exists CHAIN      exit 0 if it exists, 1 if not
  *   nft_plan_driver big N             N interval prefixes, N host addresses, N dispatch entries
  *   nft_plan_driver check PLAN CHAIN  nft_check_pod of a plan (apply1, apply2, big:N) without
@@ -275,6 +276,32 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("%s matches the plan\n", argv[3]);
+		return 0;
+	}
+	/* diff FROM TO: the kernel holds plan FROM; send only the difference */
+	if (strcmp(cmd, "diff") == 0 && argc == 4) {
+		struct plan from = { 0 };
+		bool changed = false;
+		void (*mk[2])(struct plan *);
+
+		for (int i = 0; i < 2; i++) {
+			const char *n = argv[2 + i];
+			mk[i] = strcmp(n, "apply1") == 0 ? plan1 : strcmp(n, "apply2") == 0 ? plan2 : NULL;
+			if (!mk[i]) {
+				fprintf(stderr, "diff: unknown plan %s\n", n);
+				return 2;
+			}
+		}
+		mk[0](&from);
+		mk[1](&p);
+		r = nft_apply_diff(&from, &p, &changed, &err);
+		plan_free(&from);
+		plan_free(&p);
+		if (r < 0) {
+			fprintf(stderr, "error %d (code %d): %s\n", r, err.code, err.msg);
+			return 1;
+		}
+		printf("%s\n", changed ? "changed" : "unchanged");
 		return 0;
 	}
 	if (strcmp(cmd, "remove") == 0 && argc >= 4) {
