@@ -54,6 +54,10 @@ struct builder {
 	const struct nf_state *s;
 	struct plan *p;
 	size_t cap_sets;
+	/* the labels of each pod's namespace (by pod index), found once per
+	 * compile: selectors ask for them pods x peers times */
+	const struct nf_labels **nsl;
+	struct nf_labels *own; /* for namespaces no object declares */
 };
 
 #define PUSH(arr, n, item)                                                   \
@@ -82,19 +86,41 @@ static struct nf_cidr host_of(const struct nf_cidr *c)
 }
 
 /* Is pod q in the namespaces a peer designates? */
-static bool peer_ns_matches(const struct nf_state *s, const struct nf_policy *pol, const struct nf_peer *peer,
+static bool peer_ns_matches(const struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
 			    const struct nf_pod *q)
 {
-	struct nf_labels nsl = {0};
-	bool m;
-
 	if (!peer->has_ns_sel)
 		return strcmp(q->ns, pol->ns) == 0;
-	if (nf_state_namespace_labels(s, q->ns, &nsl) < 0)
-		return false;
-	m = nf_selector_matches(&peer->ns_sel, &nsl);
-	nf_labels_free(&nsl);
-	return m;
+	return nf_selector_matches(&peer->ns_sel, b->nsl[q - b->s->pods]);
+}
+
+static int builder_init(struct builder *b)
+{
+	const struct nf_state *s = b->s;
+
+	b->nsl = calloc(s->npods + 1, sizeof(*b->nsl));
+	b->own = calloc(s->npods + 1, sizeof(*b->own));
+	if (!b->nsl || !b->own)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->npods; i++) {
+		for (size_t j = 0; j < s->nnamespaces && !b->nsl[i]; j++)
+			if (strcmp(s->namespaces[j].name, s->pods[i].ns) == 0)
+				b->nsl[i] = &s->namespaces[j].labels;
+		if (!b->nsl[i]) {
+			if (nf_state_namespace_labels(s, s->pods[i].ns, &b->own[i]) < 0)
+				return -ENOMEM;
+			b->nsl[i] = &b->own[i];
+		}
+	}
+	return 0;
+}
+
+static void builder_fini(struct builder *b)
+{
+	for (size_t i = 0; b->own && i < b->s->npods; i++)
+		nf_labels_free(&b->own[i]);
+	free(b->own);
+	free(b->nsl);
 }
 
 static bool ipblock_has(const struct nf_ipblock *ib, const struct nf_cidr *host)
@@ -108,7 +134,7 @@ static bool ipblock_has(const struct nf_ipblock *ib, const struct nf_cidr *host)
 }
 
 /* Is pod q a destination the peer designates? peer NULL: any destination. */
-static bool peer_has_pod(const struct nf_state *s, const struct nf_policy *pol, const struct nf_peer *peer,
+static bool peer_has_pod(const struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
 			 const struct nf_pod *q)
 {
 	if (!peer)
@@ -121,7 +147,7 @@ static bool peer_has_pod(const struct nf_state *s, const struct nf_policy *pol, 
 		}
 		return false;
 	}
-	return peer_ns_matches(s, pol, peer, q) &&
+	return peer_ns_matches(b, pol, peer, q) &&
 	       (!peer->has_pod_sel || nf_selector_matches(&peer->pod_sel, &q->labels));
 }
 
@@ -207,7 +233,7 @@ static int selector_sets(struct builder *b, const struct nf_policy *pol, const s
 		return i6;
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
-		if (!peer_has_pod(b->s, pol, peer, q))
+		if (!peer_has_pod(b, pol, peer, q))
 			continue;
 		for (size_t j = 0; j < q->naddrs; j++) {
 			struct nf_cidr h = host_of(&q->addrs[j]);
@@ -317,7 +343,7 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 		const struct nf_pod *q = &b->s->pods[i];
 		const struct nf_podspec *spec;
 
-		if (!peer_has_pod(b->s, pol, peer, q) || !(spec = nf_state_find_podspec(b->s, q->ns, q->name)))
+		if (!peer_has_pod(b, pol, peer, q) || !(spec = nf_state_find_podspec(b->s, q->ns, q->name)))
 			continue;
 		for (size_t j = 0; j < spec->nports; j++) {
 			const struct nf_container_port *cp = &spec->ports[j];
@@ -516,15 +542,21 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 	struct builder b = {.s = s, .p = &p};
 	int r;
 
+	if ((r = builder_init(&b)) < 0) {
+		builder_fini(&b);
+		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
+	}
 	for (size_t i = 0; i < s->npods; i++) {
 		if (!plan_pod_is_selected(s, &s->pods[i]))
 			continue;
 		if ((r = compile_pod(&b, &s->pods[i])) < 0) {
+			builder_fini(&b);
 			plan_free(&p);
 			return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules of pod %s/%s: %s",
 					    s->pods[i].ns, s->pods[i].name, strerror(-r));
 		}
 	}
+	builder_fini(&b);
 	dedup_stale(&p);
 	/* Deterministic element order, whatever the order pods attached in. */
 	for (size_t i = 0; i < p.nsets; i++)
