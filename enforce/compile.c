@@ -58,6 +58,14 @@ struct builder {
 	 * compile: selectors ask for them pods x peers times */
 	const struct nf_labels **nsl;
 	struct nf_labels *own; /* for namespaces no object declares */
+	/* every peer's canonical text, made once (peers are met once per
+	 * selected pod otherwise): open addressing on the peer's address */
+	struct pmemo {
+		const struct nf_peer *peer;
+		char *key;
+		bool sets_done;
+	} *memo;
+	size_t nmemo; /* a power of two */
 };
 
 #define PUSH(arr, n, item)                                                   \
@@ -94,9 +102,36 @@ static bool peer_ns_matches(const struct builder *b, const struct nf_policy *pol
 	return nf_selector_matches(&peer->ns_sel, b->nsl[q - b->s->pods]);
 }
 
+static char *peer_key(const struct nf_policy *pol, const struct nf_peer *peer);
+
+/* The memo entry of a peer (NULL: any destination), with its key. */
+static struct pmemo *memo_get(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer)
+{
+	size_t i = ((uintptr_t)peer >> 4) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
+
+	while (b->memo[i].key && b->memo[i].peer != peer)
+		i = (i + 1) & (b->nmemo - 1);
+	if (!b->memo[i].key) {
+		if (!(b->memo[i].key = peer_key(pol, peer)))
+			return NULL;
+		b->memo[i].peer = peer;
+	}
+	return &b->memo[i];
+}
+
 static int builder_init(struct builder *b)
 {
 	const struct nf_state *s = b->s;
+	size_t npeers = 1;
+
+	for (size_t i = 0; i < s->npolicies; i++)
+		for (size_t j = 0; j < s->policies[i].negress; j++)
+			npeers += s->policies[i].egress_rules[j].npeers;
+	for (b->nmemo = 16; b->nmemo < 2 * npeers; b->nmemo *= 2)
+		;
+	b->memo = calloc(b->nmemo, sizeof(*b->memo));
+	if (!b->memo)
+		return -ENOMEM;
 
 	b->nsl = calloc(s->npods + 1, sizeof(*b->nsl));
 	b->own = calloc(s->npods + 1, sizeof(*b->own));
@@ -117,6 +152,9 @@ static int builder_init(struct builder *b)
 
 static void builder_fini(struct builder *b)
 {
+	for (size_t i = 0; b->memo && i < b->nmemo; i++)
+		free(b->memo[i].key);
+	free(b->memo);
 	for (size_t i = 0; b->own && i < b->s->npods; i++)
 		nf_labels_free(&b->own[i]);
 	free(b->own);
@@ -214,30 +252,35 @@ static int ensure_set(struct plan *p, const char *name, const char *comment, int
 static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
 			 char **name4, char **name6)
 {
-	_cleanup_free_ char *key = peer_key(pol, peer);
+	struct pmemo *m = memo_get(b, pol, peer);
+	unsigned long long h;
 	char n4[64], n6[64];
 	bool created;
 	int i4, i6, r;
 
-	if (!key)
+	if (!m)
 		return -ENOMEM;
-	snprintf(n4, sizeof(n4), "sel_%016llx_4", (unsigned long long)fnv1a64(key));
-	snprintf(n6, sizeof(n6), "sel_%016llx_6", (unsigned long long)fnv1a64(key));
+	h = (unsigned long long)fnv1a64(m->key);
+	snprintf(n4, sizeof(n4), "sel_%016llx_4", h);
+	snprintf(n6, sizeof(n6), "sel_%016llx_6", h);
 	if (!(*name4 = strdup(n4)) || !(*name6 = strdup(n6)))
 		return -ENOMEM;
-	if ((i4 = ensure_set(b->p, n4, key, AF_INET, false, &created)) < 0)
+	if (m->sets_done)
+		return 0;
+	m->sets_done = true;
+	if ((i4 = ensure_set(b->p, n4, m->key, AF_INET, false, &created)) < 0)
 		return i4;
 	if (!created)
 		return 0;
-	if ((i6 = ensure_set(b->p, n6, key, AF_INET6, false, &created)) < 0)
+	if ((i6 = ensure_set(b->p, n6, m->key, AF_INET6, false, &created)) < 0)
 		return i6;
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
 		if (!peer_has_pod(b, pol, peer, q))
 			continue;
 		for (size_t j = 0; j < q->naddrs; j++) {
-			struct nf_cidr h = host_of(&q->addrs[j]);
-			if ((r = set_add_elem(&b->p->sets[h.family == AF_INET ? i4 : i6], &h)) < 0)
+			struct nf_cidr hst = host_of(&q->addrs[j]);
+			if ((r = set_add_elem(&b->p->sets[hst.family == AF_INET ? i4 : i6], &hst)) < 0)
 				return r;
 		}
 	}
@@ -275,19 +318,22 @@ static int subtract(const struct nf_cidr *c, const struct nf_ipblock *ib, struct
 
 static int ipblock_set(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer, char **name)
 {
-	_cleanup_free_ char *key = peer_key(pol, peer);
+	struct pmemo *m = memo_get(b, pol, peer);
 	const struct nf_ipblock *ib = &peer->ipblock;
 	char n[64];
 	bool created;
 	int idx;
 
-	if (!key)
+	if (!m)
 		return -ENOMEM;
-	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(key),
+	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(m->key),
 		 ib->cidr.family == AF_INET ? '4' : '6');
 	if (!(*name = strdup(n)))
 		return -ENOMEM;
-	if ((idx = ensure_set(b->p, n, key, ib->cidr.family, true, &created)) < 0)
+	if (m->sets_done)
+		return 0;
+	m->sets_done = true;
+	if ((idx = ensure_set(b->p, n, m->key, ib->cidr.family, true, &created)) < 0)
 		return idx;
 	return created ? subtract(&ib->cidr, ib, &b->p->sets[idx]) : 0;
 }
@@ -334,7 +380,8 @@ static int add_rule(struct plan_chain *ch, int family, const char *set, const st
 static int compile_named_port(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
 			      const struct nf_peer *peer, const struct nf_port *port, const char *comment)
 {
-	_cleanup_free_ char *key = peer_key(pol, peer);
+	struct pmemo *m = memo_get(b, pol, peer);
+	const char *key = m ? m->key : NULL;
 	int r;
 
 	if (!key)

@@ -474,6 +474,24 @@ static int policy_types(const json_t *spec, bool *ingress, bool *egress, struct 
 	return 0;
 }
 
+/* The stored object: the one given (shared, no copy) when it already says
+ * what we would write into it, which is the case for everything loaded
+ * from the state file; else a copy with metadata.namespace set. */
+static json_t *stored_obj(const json_t *obj, const char *ns)
+{
+	const char *has = json_string_value(json_object_get(json_object_get(obj, "metadata"), "namespace"));
+	json_t *copy;
+
+	if (has && strcmp(has, ns) == 0)
+		return json_incref((json_t *)obj);
+	copy = json_deep_copy(obj);
+	if (copy && json_object_set_new(json_object_get(copy, "metadata"), "namespace", json_string(ns)) < 0) {
+		json_decref(copy);
+		return NULL;
+	}
+	return copy;
+}
+
 int nf_policy_from_json(const json_t *obj, const char *default_ns, struct nf_policy *out,
 			struct nf_error *err)
 {
@@ -551,9 +569,8 @@ int nf_policy_from_json(const json_t *obj, const char *default_ns, struct nf_pol
 
 	p.name = strdup(name);
 	p.ns = strdup(ns);
-	p.obj = json_deep_copy(obj);
-	if (!p.name || !p.ns || !p.obj || json_object_set_new(json_object_get(p.obj, "metadata"),
-							      "namespace", json_string(ns)) < 0) {
+	p.obj = stored_obj(obj, ns);
+	if (!p.name || !p.ns || !p.obj) {
 		r = nf_error_set(err, ENOMEM, NF_ERR_POLICY, "NetworkPolicy: out of memory");
 		goto fail;
 	}
@@ -606,9 +623,18 @@ int nf_namespace_from_json(const json_t *obj, struct nf_namespace *out, struct n
 	/* Kubernetes (1.21+) always sets this label to the name, whatever the
 	 * user wrote, and serves the object with it */
 	n.name = strdup(name);
-	n.obj = json_deep_copy(obj);
-	if (!n.name || !n.obj || nf_labels_set(&n.labels, NS_NAME_LABEL, name) < 0 ||
-	    json_object_set_new(json_object_get(n.obj, "metadata"), "labels", nf_labels_to_json(&n.labels)) < 0) {
+	{
+		const char *has = json_string_value(
+			json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), NS_NAME_LABEL));
+		bool shared = has && strcmp(has, name) == 0; /* as loaded from the state */
+		n.obj = shared ? json_incref((json_t *)obj) : json_deep_copy(obj);
+		if (n.obj && nf_labels_set(&n.labels, NS_NAME_LABEL, name) == 0 && !shared &&
+		    json_object_set_new(json_object_get(n.obj, "metadata"), "labels", nf_labels_to_json(&n.labels)) < 0) {
+			json_decref(n.obj);
+			n.obj = NULL;
+		}
+	}
+	if (!n.name || !n.obj || !nf_labels_get(&n.labels, NS_NAME_LABEL)) {
 		nf_namespace_free(&n);
 		return nf_error_set(err, ENOMEM, NF_ERR_POLICY, "Namespace: out of memory");
 	}
@@ -912,9 +938,8 @@ int nf_podspec_from_json(const json_t *obj, const char *default_ns, struct nf_po
 	}
 	p.ns = strdup(ns);
 	p.name = strdup(name);
-	p.obj = json_deep_copy(obj);
-	if (!p.ns || !p.name || !p.obj ||
-	    json_object_set_new(json_object_get(p.obj, "metadata"), "namespace", json_string(ns)) < 0) {
+	p.obj = stored_obj(obj, ns);
+	if (!p.ns || !p.name || !p.obj) {
 		r = nf_error_set(err, ENOMEM, NF_ERR_POLICY, "Pod: out of memory");
 		goto fail;
 	}

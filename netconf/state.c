@@ -206,8 +206,27 @@ int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 				    "it must belong to uid %u and not be group- or world-writable (chmod 600)",
 				    path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)geteuid());
 	}
-	root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
-	close(fd);
+	/* one read, not json_loadfd: jansson reads a descriptor a byte per
+	 * read(2), a syscall per byte of a state that can be megabytes */
+	{
+		size_t size = (size_t)st.st_size, got = 0;
+		char *buf = malloc(size + 1);
+		if (!buf) {
+			close(fd);
+			return nf_error_set(err, ENOMEM, NF_ERR_STATE, "state file \"%s\": out of memory", path);
+		}
+		while (got < size) {
+			ssize_t n = read(fd, buf + got, size - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		close(fd);
+		root = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &jerr);
+		free(buf);
+	}
 	if (!root)
 		return nf_error_set(err, EINVAL, NF_ERR_STATE,
 				    "state file \"%s\" is corrupt: line %d column %d: %s%s", path, jerr.line,
@@ -231,7 +250,24 @@ int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *e
 	if (fd < 0)
 		return nf_error_set(err, errno, CNI_ERR_IO, "writing state file \"%s\": %s", tmp, strerror(errno));
 	root = nf_state_to_json(s);
-	r = json_dumpfd(root, fd, JSON_INDENT(1) | JSON_SORT_KEYS) == 0 && write(fd, "\n", 1) == 1 ? 0 : -EIO;
+	{
+		/* one buffer, one write loop: json_dumpfd writes token by token */
+		char *text = json_dumps(root, JSON_COMPACT);
+		size_t len = text ? strlen(text) : 0, done = 0;
+		r = text ? 0 : -ENOMEM;
+		if (text)
+			text[len++] = '\n'; /* replaces the terminating NUL */
+		while (r == 0 && done < len) {
+			ssize_t n = write(fd, text + done, len - done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				r = n < 0 ? -errno : -EIO;
+			else
+				done += (size_t)n;
+		}
+		free(text);
+	}
 	json_decref(root);
 	if (r == 0 && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
 		r = -errno;
