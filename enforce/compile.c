@@ -68,19 +68,24 @@ struct builder {
 	size_t nmemo; /* a power of two */
 };
 
-#define PUSH(arr, n, item)                                                   \
-	({                                                                   \
-		void *_q = realloc((arr), ((n) + 1) * sizeof(*(arr)));       \
-		int _r = -ENOMEM;                                            \
-		if (_q) {                                                    \
-			(arr) = _q;                                          \
-			(arr)[(n)++] = (item);                               \
-			_r = 0;                                              \
-		}                                                            \
-		_r;                                                          \
+/* Appends item, growing the array geometrically: its capacity is the next
+ * power of two of n (4 at least), so no separate capacity is kept. */
+#define PUSH(arr, n, item)                                                        \
+	({                                                                        \
+		int _r = 0;                                                       \
+		if ((n) == 0 || ((n) >= 4 && ((n) & ((n) - 1)) == 0)) {          \
+			size_t _cap = (n) == 0 ? 4 : 2 * (size_t)(n);             \
+			void *_q = realloc((arr), _cap * sizeof(*(arr)));         \
+			if (_q)                                                   \
+				(arr) = _q;                                       \
+			else                                                      \
+				_r = -ENOMEM;                                     \
+		}                                                                 \
+		if (_r == 0)                                                      \
+			(arr)[(n)++] = (item);                                    \
+		_r;                                                               \
 	})
 
-/* Duplicates are removed once the set is complete (plan_compile). */
 static int set_add_elem(struct plan_set *set, const struct nf_cidr *c)
 {
 	return PUSH(set->elems, set->n, *c);
@@ -550,6 +555,11 @@ static int cmp_cidr(const void *a, const void *b)
 	return c ? c : (int)x->prefix - (int)y->prefix;
 }
 
+static int cmp_set_name(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_set *)a)->name, ((const struct plan_set *)b)->name);
+}
+
 /* Two records can claim one address or one veth when an attachment died
  * without a DEL and the address or name was handed out again: the newer
  * record (later in the state) wins; the kernel would reject duplicates. */
@@ -605,6 +615,10 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 	}
 	builder_fini(&b);
 	dedup_stale(&p);
+	/* by name: nft.c finds a rule's set by bisection */
+	if (p.nsets > 1)
+		qsort(p.sets, p.nsets, sizeof(*p.sets), cmp_set_name);
+	p.sets_sorted = true;
 	/* Deterministic element order, whatever the order pods attached in. */
 	for (size_t i = 0; i < p.nsets; i++)
 		if (p.sets[i].n > 1) {

@@ -827,6 +827,20 @@ static void add_base_chain(struct tx *tx, int which)
 
 static int find_set(const struct plan *p, const char *name)
 {
+	if (p->sets_sorted) {
+		size_t lo = 0, hi = p->nsets;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			int c = strcmp(p->sets[mid].name, name);
+			if (c == 0)
+				return (int)mid;
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return -1;
+	}
 	for (size_t i = 0; i < p->nsets; i++)
 		if (strcmp(p->sets[i].name, name) == 0)
 			return (int)i;

@@ -82,6 +82,7 @@ struct plan_antispoof {
 struct plan {
 	size_t nsets;
 	struct plan_set *sets;
+	bool sets_sorted; /* by name (plan_compile does it) */
 	size_t nchains;
 	struct plan_chain *chains;
 	size_t ndispatch;
