@@ -1,0 +1,32 @@
+#!/bin/bash
+# bench/lat_loop.sh: the interleaved ADD/DEL rounds of one cell. Runs inside
+# the node netns (bench/run.sh starts it with `ip netns exec`), so that the
+# only process timed is cnitool itself (with the plugins it runs).
+#
+#   lat_loop.sh OUT CELL ROUNDS MEMROUNDS PFX
+#
+# Each round ADDs the measured pod of every variant (base, nf, fw) in a
+# random order, then DELs them in another random order; each cnitool call
+# is one line "CELL ADD|DEL VARIANT ROUND<TAB>ms<TAB>maxrss_kb<TAB>status"
+# in OUT (nfb_time). Then MEMROUNDS ADD+DEL of the nf pod with the plugin
+# under nfb_time (bin-mem), for its peak RSS (log/plugin-rusage.tsv, the
+# label is $NFB_CELL, which libcni passes on to the plugin's environment).
+# Env: NFB_DIR, NFB_TIME, NFB_CNITOOL.
+set -u
+out=$1 cell=$2 rounds=$3 memrounds=$4 pfx=$5
+cni() { # BIN CMD VARIANT LABEL
+	local args="IgnoreUnknown=1;K8S_POD_NAMESPACE=ns0;K8S_POD_NAME=bench-$3;K8S_POD_LABELS=app:bench"
+	NFB_CELL=$4 NETCONFPATH=$NFB_DIR/net.d CNI_PATH=$NFB_DIR/$1 CNI_CACHE_DIR=$NFB_DIR/cache CNI_IFNAME=eth0 CNI_ARGS=$args \
+		"$NFB_TIME" -o "$out" -l "$4" -- "$NFB_CNITOOL" "$2" "nfb-$3" "/var/run/netns/$pfx-m-$3" \
+		>/dev/null 2>>"$NFB_DIR/log/lat.err"
+}
+fails=0
+for ((r = 1; r <= rounds; r++)); do
+	for v in $(shuf -e base nf fw); do cni bin add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
+	for v in $(shuf -e base nf fw); do cni bin del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
+done
+for ((r = 1; r <= memrounds; r++)); do
+	cni bin-mem add nf "$cell MEMADD nf $r" || fails=$((fails + 1))
+	cni bin-mem del nf "$cell MEMDEL nf $r" || fails=$((fails + 1))
+done
+[ "$fails" = 0 ] || { echo "lat_loop: $fails cnitool calls failed (see $NFB_DIR/log/lat.err)" >&2; exit 1; }
