@@ -109,19 +109,27 @@ static bool peer_ns_matches(const struct builder *b, const struct nf_policy *pol
 
 static char *peer_key(const struct nf_policy *pol, const struct nf_peer *peer);
 
-/* The memo entry of a peer (NULL: any destination), with its key. */
+/* The memo slot of an id (a peer's address; NULL: any destination). */
+static struct pmemo *memo_slot(struct builder *b, const void *id)
+{
+	size_t i = ((uintptr_t)id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
+
+	while (b->memo[i].key && (const void *)b->memo[i].peer != id)
+		i = (i + 1) & (b->nmemo - 1);
+	return &b->memo[i];
+}
+
+/* The memo entry of a peer, with its key. */
 static struct pmemo *memo_get(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer)
 {
-	size_t i = ((uintptr_t)peer >> 4) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
+	struct pmemo *m = memo_slot(b, peer);
 
-	while (b->memo[i].key && b->memo[i].peer != peer)
-		i = (i + 1) & (b->nmemo - 1);
-	if (!b->memo[i].key) {
-		if (!(b->memo[i].key = peer_key(pol, peer)))
+	if (!m->key) {
+		if (!(m->key = peer_key(pol, peer)))
 			return NULL;
-		b->memo[i].peer = peer;
+		m->peer = peer;
 	}
-	return &b->memo[i];
+	return m;
 }
 
 static int builder_init(struct builder *b)
@@ -131,7 +139,7 @@ static int builder_init(struct builder *b)
 
 	for (size_t i = 0; i < s->npolicies; i++)
 		for (size_t j = 0; j < s->policies[i].negress; j++)
-			npeers += s->policies[i].egress_rules[j].npeers;
+			npeers += s->policies[i].egress_rules[j].npeers + 2;
 	for (b->nmemo = 16; b->nmemo < 2 * npeers; b->nmemo *= 2)
 		;
 	b->memo = calloc(b->nmemo, sizeof(*b->memo));
@@ -321,28 +329,6 @@ static int subtract(const struct nf_cidr *c, const struct nf_ipblock *ib, struct
 	return subtract(&hi, ib, set);
 }
 
-static int ipblock_set(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer, char **name)
-{
-	struct pmemo *m = memo_get(b, pol, peer);
-	const struct nf_ipblock *ib = &peer->ipblock;
-	char n[64];
-	bool created;
-	int idx;
-
-	if (!m)
-		return -ENOMEM;
-	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(m->key),
-		 ib->cidr.family == AF_INET ? '4' : '6');
-	if (!(*name = strdup(n)))
-		return -ENOMEM;
-	if (m->sets_done)
-		return 0;
-	m->sets_done = true;
-	if ((idx = ensure_set(b->p, n, m->key, ib->cidr.family, true, &created)) < 0)
-		return idx;
-	return created ? subtract(&ib->cidr, ib, &b->p->sets[idx]) : 0;
-}
-
 static bool rule_eq(const struct plan_rule *a, const struct plan_rule *b)
 {
 	return a->family == b->family && a->l4proto == b->l4proto && a->port_lo == b->port_lo &&
@@ -432,6 +418,65 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 	return 0;
 }
 
+/* All the ipBlocks of one rule, of one family, as ONE interval set: a
+ * packet then costs one lookup however many blocks the rule lists (a
+ * rule with 10,000 /32 peers was 10,000 rules). *name NULL: none. */
+static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int family, char **name)
+{
+	/* memo id: an address inside the rule, distinct per family */
+	struct pmemo *m = memo_slot(b, (const char *)rule + (family == AF_INET ? 1 : 2));
+	char n[64];
+	bool created;
+	int idx, r;
+
+	*name = NULL;
+	if (!m->key) {
+		char *key = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&key, &len);
+		size_t nb = 0;
+
+		if (!f)
+			return -ENOMEM;
+		for (size_t i = 0; i < rule->npeers; i++) {
+			const struct nf_peer *peer = &rule->peers[i];
+			_cleanup_free_ char *k = NULL;
+			if (peer->kind != NF_PEER_IPBLOCK || peer->ipblock.cidr.family != family)
+				continue;
+			if (!(k = peer_key(NULL, peer))) {
+				fclose(f);
+				free(key);
+				return -ENOMEM;
+			}
+			fprintf(f, "%s%s", nb++ ? " | " : "", k);
+		}
+		fclose(f);
+		if (!key)
+			return -ENOMEM;
+		if (nb == 0) {
+			free(key);
+			return 0;
+		}
+		m->key = key;
+		m->peer = (const void *)((const char *)rule + (family == AF_INET ? 1 : 2));
+	}
+	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(m->key), family == AF_INET ? '4' : '6');
+	if (!(*name = strdup(n)))
+		return -ENOMEM;
+	if (m->sets_done)
+		return 0;
+	m->sets_done = true;
+	if ((idx = ensure_set(b->p, n, m->key, family, true, &created)) < 0 || !created)
+		return idx < 0 ? idx : 0;
+	for (size_t i = 0; i < rule->npeers; i++) {
+		const struct nf_peer *peer = &rule->peers[i];
+		if (peer->kind == NF_PEER_IPBLOCK && peer->ipblock.cidr.family == family &&
+		    (r = subtract(&peer->ipblock.cidr, &peer->ipblock, &b->p->sets[idx])) < 0)
+			return r;
+	}
+	return 0; /* overlaps between blocks are pruned with the sort */
+}
+
 /* One egress rule: every (peer x port) pair becomes an allow rule. */
 static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
 			       const struct nf_rule *rule, size_t idx)
@@ -446,10 +491,10 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 		const struct nf_peer *peer = rule->has_to ? &rule->peers[i] : NULL;
 		_cleanup_free_ char *s4 = NULL, *s6 = NULL;
 
-		if (peer && peer->kind == NF_PEER_SELECTOR)
+		bool block = peer && peer->kind == NF_PEER_IPBLOCK;
+
+		if (peer && !block)
 			r = selector_sets(b, pol, peer, &s4, &s6);
-		else if (peer)
-			r = ipblock_set(b, pol, peer, peer->ipblock.cidr.family == AF_INET ? &s4 : &s6);
 		else
 			r = 0;
 		if (r < 0)
@@ -459,6 +504,8 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 
 			if (port && port->name)
 				r = compile_named_port(b, ch, pol, peer, port, comment);
+			else if (block)
+				r = 0; /* below, all the rule's blocks at once */
 			else if (!peer)
 				r = add_rule(ch, 0, NULL, port, comment);
 			else {
@@ -469,6 +516,18 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 					r = add_rule(ch, AF_INET6, s6, port, comment);
 			}
 			if (r < 0)
+				return r;
+		}
+	}
+	for (int f = 0; f < 2 && rule->has_to; f++) {
+		_cleanup_free_ char *set = NULL;
+		int family = f ? AF_INET6 : AF_INET;
+
+		if ((r = ipblocks_set(b, rule, family, &set)) < 0)
+			return r;
+		for (size_t j = 0; set && j < nports; j++) {
+			const struct nf_port *port = rule->has_ports ? &rule->ports[j] : NULL;
+			if ((!port || !port->name) && (r = add_rule(ch, family, set, port, comment)) < 0)
 				return r;
 		}
 	}
@@ -625,9 +684,14 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 			struct plan_set *set = &p.sets[i];
 			size_t u = 1;
 			qsort(set->elems, set->n, sizeof(struct nf_cidr), cmp_cidr);
-			for (size_t k = 1; k < set->n; k++)
-				if (cmp_cidr(&set->elems[k], &set->elems[u - 1]) != 0)
-					set->elems[u++] = set->elems[k];
+			for (size_t k = 1; k < set->n; k++) {
+				if (cmp_cidr(&set->elems[k], &set->elems[u - 1]) == 0)
+					continue;
+				/* blocks of one rule may nest: keep the outer prefix */
+				if (set->interval && nf_cidr_contains(&set->elems[u - 1], &set->elems[k]))
+					continue;
+				set->elems[u++] = set->elems[k];
+			}
 			set->n = u;
 		}
 	*out = p;

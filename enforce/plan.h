@@ -102,6 +102,12 @@ char *plan_pod_chain_name(const struct nf_pod *pod);
 /* Is this pod selected by any Egress policy? */
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
 
+/* subtract.c: the plan of state s without `pod` (a pod of s), derived from
+ * `with`, the plan of s; -EAGAIN when it cannot be derived exactly (then
+ * compile the state without the pod). */
+int plan_without_pod(const struct plan *with, const struct nf_state *s, const struct nf_pod *pod,
+		     struct plan *out);
+
 /* tighten.c: the source addresses of the pods that lost a permission from
  * `before` to `after`: a rule or a peer address gone, or newly selected
  * while attached (`existing`: chain names of the attachments that existed

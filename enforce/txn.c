@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+static int begin(struct txn *t, const char *path, const struct nf_state *s)
 {
 	memset(t, 0, sizeof(*t));
 	if (asprintf(&t->dirty, "%s.dirty", path) < 0) {
@@ -22,7 +22,23 @@ int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct 
 			return -ENOMEM;
 		t->nexisting++;
 	}
+	return 0;
+}
+
+int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	int r = begin(t, path, s);
+
+	if (r < 0)
+		return nf_error_set(err, -r, CNI_ERR_IO, "out of memory");
 	return plan_compile(s, &t->before, err);
+}
+
+int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	int r = begin(t, path, s);
+
+	return r < 0 ? nf_error_set(err, -r, CNI_ERR_IO, "out of memory") : 0;
 }
 
 void txn_end(struct txn *t)
@@ -35,52 +51,113 @@ void txn_end(struct txn *t)
 	memset(t, 0, sizeof(*t));
 }
 
-int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+/* The kernel holds `before`; make it hold `after` and save s. */
+static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
+			const struct plan *after, struct nf_error *err)
 {
-	struct plan after = {0};
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
 	bool changed = false;
 	int r, fd;
 
-	if ((r = plan_compile(s, &after, err)) < 0)
-		return r;
 	fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		r = nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
-		goto out;
-	}
+	if (fd < 0)
+		return nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
 	close(fd);
 	if (t->force) {
 		changed = true;
-		r = nft_apply(&after, err);
-	} else if ((r = nft_apply_diff(&t->before, &after, &changed, err)) < 0) {
+		r = nft_apply(after, err);
+	} else if ((r = nft_apply_diff(before, after, &changed, err)) < 0) {
 		/* the kernel did not hold what the state said (someone changed
 		 * it): rebuild everything from the plan */
 		nf_error_clear(err);
 		changed = true;
-		r = nft_apply(&after, err);
+		r = nft_apply(after, err);
 	}
 	if (r < 0)
-		goto out; /* the marker stays: the next change re-programs */
+		return r; /* the marker stays: the next change re-programs */
 	if ((r = nf_state_save(path, s, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
-			if (nft_apply(&t->before, &ignored) == 0)
+			if (nft_apply(before, &ignored) == 0)
 				unlink(t->dirty);
 		}
-		goto out;
+		return r;
 	}
 	unlink(t->dirty);
-	if (changed && plan_tightened_sources(&t->before, &after, t->existing, t->nexisting, &flush, &nflush) == 0) {
+	if (changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
 			snprintf(t->warning, sizeof(t->warning),
 				 "the change is in place, but established connections it no longer allows may "
 				 "continue: %.1500s", ct.msg);
 	}
-out:
 	free(flush);
+	return 0;
+}
+
+int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	struct plan after = {0};
+	int r;
+
+	if ((r = plan_compile(s, &after, err)) < 0)
+		return r;
+	r = commit_plans(t, path, s, &t->before, &after, err);
+	plan_free(&after);
+	return r;
+}
+
+/* The plan of s without pod: derived, or compiled from a view of s
+ * without it (the pods are shallow copies, owned by s). */
+static int plan_minus(const struct plan *with, const struct nf_state *s, const struct nf_pod *pod,
+		      struct plan *out, struct nf_error *err)
+{
+	struct nf_state v = *s;
+	int r = plan_without_pod(with, s, pod, out);
+
+	if (r != -EAGAIN)
+		return r < 0 ? nf_error_set(err, -r, CNI_ERR_IO, "out of memory") : 0;
+	v.pods = calloc(s->npods + 1, sizeof(*v.pods));
+	if (!v.pods)
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
+	v.npods = 0;
+	for (size_t i = 0; i < s->npods; i++)
+		if (&s->pods[i] != pod)
+			v.pods[v.npods++] = s->pods[i];
+	r = plan_compile(&v, out, err);
+	free(v.pods);
+	return r;
+}
+
+int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
+		   struct nf_error *err)
+{
+	struct plan after = {0}, before = {0};
+	int r;
+
+	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
+		r = commit_plans(t, path, s, &before, &after, err);
+	plan_free(&before);
+	plan_free(&after);
+	return r;
+}
+
+int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
+		   const char *ifname, bool *removed, struct nf_error *err)
+{
+	const struct nf_pod *pod = nf_state_find_pod(s, container_id, ifname);
+	struct plan after = {0}, before = {0};
+	int r;
+
+	*removed = pod != NULL;
+	if (!pod)
+		return 0;
+	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
+		nf_state_remove_pod(s, container_id, ifname);
+		r = commit_plans(t, path, s, &before, &after, err);
+	}
+	plan_free(&before);
 	plan_free(&after);
 	return r;
 }

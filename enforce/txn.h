@@ -30,6 +30,16 @@ struct txn {
 
 int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
+
+/* ADD and DEL change the state by one pod: begin without compiling, and
+ * compile once, deriving the other plan (plan_without_pod).
+ * txn_commit_add: s already holds `pod`. txn_commit_del: s still holds
+ * the attachment; it is removed from s before the state is saved. */
+int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
+int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
+		   struct nf_error *err);
+int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
+		   const char *ifname, bool *removed, struct nf_error *err);
 void txn_end(struct txn *t);
 
 #endif

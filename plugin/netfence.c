@@ -111,6 +111,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	struct nf_pod pod = {0};
 	const struct nf_pod *known;
 	const struct nf_podspec *spec;
+	bool replacing;
 	bool bridged = false, selected;
 	json_t *out;
 	char *dump;
@@ -146,8 +147,12 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	}
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0 ||
-	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0 ||
-	    (r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
+	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0)
+		goto out;
+	/* a re-ADD replaces a record: not a pod added, compile both plans */
+	replacing = nf_state_find_pod(&st, c->container_id, c->ifname) != NULL;
+	if ((r = replacing ? txn_begin(&t, c->conf.state_file, &st, err)
+			   : txn_begin_pod(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
 	/* labels: CNI_ARGS, then the conflist's args.cni.labels, then a Pod
 	 * registered with netfencectl or another attachment of the same
@@ -175,8 +180,12 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	}
 	if (selected && bridged && (r = check_bridge_netfilter(&pod, err)) < 0)
 		goto out;
-	if ((r = nf_state_put_pod(&st, &pod)) < 0 ||
-	    (r = txn_commit(&t, c->conf.state_file, &st, err)) < 0)
+	if ((r = nf_state_put_pod(&st, &pod)) < 0)
+		goto out;
+	/* put_pod took pod's members: find the record it made */
+	if ((r = replacing ? txn_commit(&t, c->conf.state_file, &st, err)
+			   : txn_commit_add(&t, c->conf.state_file, &st,
+					    nf_state_find_pod(&st, c->container_id, c->ifname), err)) < 0)
 		goto out;
 	if (t.warning[0])
 		fprintf(stderr, "netfence: %s\n", t.warning);
@@ -244,6 +253,7 @@ static int del_without_state(struct ctx *c, struct nf_error *err)
  * attachment it never saw or already removed. */
 static int cmd_del(struct ctx *c, struct nf_error *err)
 {
+	bool removed = false;
 	struct nf_state st = {0};
 	struct nf_state_lock lock = {-1};
 	struct txn t = {0};
@@ -255,10 +265,9 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 		r = del_without_state(c, err);
 		goto out;
 	}
-	if ((r = txn_begin(&t, c->conf.state_file, &st, err)) < 0)
+	if ((r = txn_begin_pod(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
-	if (nf_state_remove_pod(&st, c->container_id, c->ifname))
-		r = txn_commit(&t, c->conf.state_file, &st, err);
+	r = txn_commit_del(&t, c->conf.state_file, &st, c->container_id, c->ifname, &removed, err);
 	if (r == 0 && t.warning[0])
 		fprintf(stderr, "netfence: %s\n", t.warning);
 out:

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -225,7 +226,8 @@ static void test_incluster_variant(void **state)
 	nf_state_free(&s);
 }
 
-/* ipBlock 10.0.0.0/8 except 10.0.1.0/24, flattened into disjoint prefixes */
+/* ipBlock 10.0.0.0/8 except 10.0.1.0/24, flattened into disjoint prefixes;
+ * blocks of one rule that nest are reduced to the outer one */
 static void test_ipblock_except(void **state)
 {
 	struct nf_state s = {0};
@@ -242,7 +244,11 @@ static void test_ipblock_except(void **state)
 	assert_true(set_has(set, "10.0.2.0/23"));
 	assert_true(set_has(set, "10.128.0.0/9"));
 	assert_false(set_has(set, "10.0.1.0/24"));
-	assert_int_equal(set->n, 16); /* one prefix per level from /9 to /24 */
+	/* one prefix per level from /9 to /24, and the rule's other block:
+	 * all the blocks of a rule share one set (one lookup per packet) */
+	assert_true(set_has(set, "203.0.113.10/32"));
+	assert_int_equal(set->n, 17);
+	assert_int_equal(p.nsets, 1);
 	text = plan_render(&p);
 	check_golden(text, "internal-cidr-except");
 	free(text);
@@ -497,6 +503,81 @@ static void test_state_seed(void **state)
 	nf_state_free(&s);
 }
 
+/* The plan without a pod, derived from the plan with it, is the plan the
+ * state without the pod compiles to; and named ports make it decline. */
+static void test_plan_without_pod(void **state)
+{
+	static const char *const manifests[] = {
+		"testdata/foo-deny-external-egress.yaml", "testdata/foo-deny-external-egress-incluster.yaml",
+		"testdata/internal-cidr-except.yaml",
+	};
+	for (size_t m = 0; m < sizeof(manifests) / sizeof(manifests[0]); m++) {
+		for (const char *who = "c-foo"; who; who = strcmp(who, "c-foo") == 0 ? "c-dns" : NULL) {
+			struct nf_state s = {0};
+			struct nf_error err = {0};
+			struct plan with = {0}, derived = {0}, compiled = {0};
+			char *a, *b;
+
+			build(&s, manifests[m], &with);
+			assert_int_equal(plan_without_pod(&with, &s, nf_state_find_pod(&s, who, "eth0"), &derived), 0);
+			assert_true(nf_state_remove_pod(&s, who, "eth0"));
+			assert_int_equal(plan_compile(&s, &compiled, &err), 0);
+			a = plan_render(&derived);
+			b = plan_render(&compiled);
+			if (strcmp(a, b) != 0)
+				fail_msg("%s without %s:\n--- derived\n%s--- compiled\n%s", manifests[m], who, a, b);
+			free(a);
+			free(b);
+			plan_free(&with);
+			plan_free(&derived);
+			plan_free(&compiled);
+			nf_state_free(&s);
+		}
+	}
+	{
+		struct nf_state s = {0};
+		struct plan with = {0}, out = {0};
+		add_pods(&s, "testdata/pods-np14.json");
+		add_json_policy(&s, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+				    "\"metadata\":{\"name\":\"np\"},\"spec\":{\"podSelector\":{},"
+				    "\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":[{\"port\":\"http\"}]}]}}");
+		assert_int_equal(plan_compile(&s, &with, NULL), 0);
+		assert_int_equal(plan_without_pod(&with, &s, &s.pods[0], &out), -EAGAIN);
+		plan_free(&with);
+		nf_state_free(&s);
+	}
+}
+
+/* Two blocks of one rule whose pieces nest: the union keeps the outer
+ * prefixes only (an interval set refuses overlaps) and covers both. */
+static void test_ipblock_union(void **state)
+{
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+	struct plan p = {0};
+	const struct plan_set *set;
+
+	add_pods(&s, "testdata/pods-np14.json");
+	add_json_policy(&s, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+			    "\"metadata\":{\"name\":\"u\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"foo\"}},"
+			    "\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":["
+			    "{\"ipBlock\":{\"cidr\":\"10.0.0.0/8\",\"except\":[\"10.1.0.0/16\"]}},"
+			    "{\"ipBlock\":{\"cidr\":\"10.0.0.0/8\",\"except\":[\"10.2.0.0/16\"]}},"
+			    "{\"ipBlock\":{\"cidr\":\"10.9.9.0/24\"}}]}]}}");
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	assert_int_equal(p.nsets, 1);
+	set = &p.sets[0];
+	assert_true(set->interval);
+	assert_true(set_has(set, "10.0.0.0/15"));  /* from the second block: holds 10.1/16 */
+	assert_true(set_has(set, "10.2.0.0/15"));  /* from the first: holds 10.2/16 */
+	assert_false(set_has(set, "10.9.9.0/24")); /* inside 10.8.0.0/13 */
+	for (size_t i = 0; i + 1 < set->n; i++)
+		assert_false(nf_cidr_contains(&set->elems[i], &set->elems[i + 1]));
+	assert_int_equal(p.chains[0].nrules, 1);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +591,8 @@ int main(void)
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
 		cmocka_unit_test(test_state_seed),
+		cmocka_unit_test(test_plan_without_pod),
+		cmocka_unit_test(test_ipblock_union),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
