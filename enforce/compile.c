@@ -606,12 +606,7 @@ fail:
 
 static int cmp_cidr(const void *a, const void *b)
 {
-	const struct nf_cidr *x = a, *y = b;
-	int c;
-	if (x->family != y->family)
-		return x->family - y->family;
-	c = memcmp(x->addr, y->addr, sizeof(x->addr));
-	return c ? c : (int)x->prefix - (int)y->prefix;
+	return nf_cidr_cmp(a, b);
 }
 
 static int cmp_set_name(const void *a, const void *b)

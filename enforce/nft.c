@@ -1433,13 +1433,6 @@ static long nidx_find(const struct nidx *x, size_t n, const char *name)
 	return f ? (long)f->i : -1;
 }
 
-static int cidr_cmp(const struct nf_cidr *a, const struct nf_cidr *b)
-{
-	if (a->family != b->family)
-		return a->family - b->family;
-	int c = memcmp(a->addr, b->addr, sizeof(a->addr));
-	return c ? c : (int)a->prefix - (int)b->prefix;
-}
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -1464,7 +1457,7 @@ static bool antispoof_equal(const struct plan_antispoof *a, const struct plan_an
 	if (strcmp(a->dev, b->dev) != 0 || a->naddrs != b->naddrs)
 		return false;
 	for (size_t i = 0; i < a->naddrs; i++)
-		if (cidr_cmp(&a->addrs[i], &b->addrs[i]) != 0)
+		if (nf_cidr_cmp(&a->addrs[i], &b->addrs[i]) != 0)
 			return false;
 	return true;
 }
@@ -1529,7 +1522,7 @@ static struct nf_cidr *minus(const struct nf_cidr *a, size_t na, const struct nf
 	if (!v)
 		return NULL;
 	while (i < na) {
-		int c = j < nb ? cidr_cmp(&a[i], &b[j]) : -1;
+		int c = j < nb ? nf_cidr_cmp(&a[i], &b[j]) : -1;
 		if (c < 0)
 			v[n++] = a[i++];
 		else if (c > 0)
@@ -1544,7 +1537,7 @@ static struct nf_cidr *minus(const struct nf_cidr *a, size_t na, const struct nf
 static int dispatch_cmp(const void *x, const void *y)
 {
 	const struct plan_dispatch *a = x, *b = y;
-	int c = cidr_cmp(&a->addr, &b->addr);
+	int c = nf_cidr_cmp(&a->addr, &b->addr);
 	return c ? c : strcmp(a->chain, b->chain);
 }
 
@@ -1632,7 +1625,7 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		}
 		if (o->n == s->n) {
 			size_t k = 0;
-			while (k < s->n && cidr_cmp(&o->elems[k], &s->elems[k]) == 0)
+			while (k < s->n && nf_cidr_cmp(&o->elems[k], &s->elems[k]) == 0)
 				k++;
 			if (k == s->n)
 				continue;

@@ -36,13 +36,6 @@ static bool same_rule(const struct plan_rule *a, const struct plan_rule *b)
 	       ((!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0));
 }
 
-static int cidr_order(const struct nf_cidr *a, const struct nf_cidr *b)
-{
-	if (a->family != b->family)
-		return a->family - b->family;
-	int c = memcmp(a->addr, b->addr, sizeof(a->addr));
-	return c ? c : (int)a->prefix - (int)b->prefix;
-}
 
 /* every element of a is in b; both sorted (compile.c sorts every set) */
 static bool set_subset(const struct plan_set *a, const struct plan_set *b)
@@ -50,9 +43,9 @@ static bool set_subset(const struct plan_set *a, const struct plan_set *b)
 	size_t j = 0;
 
 	for (size_t i = 0; i < a->n; i++) {
-		while (j < b->n && cidr_order(&b->elems[j], &a->elems[i]) < 0)
+		while (j < b->n && nf_cidr_cmp(&b->elems[j], &a->elems[i]) < 0)
 			j++;
-		if (j == b->n || cidr_order(&b->elems[j], &a->elems[i]) != 0)
+		if (j == b->n || nf_cidr_cmp(&b->elems[j], &a->elems[i]) != 0)
 			return false;
 	}
 	return true;

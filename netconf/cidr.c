@@ -124,3 +124,13 @@ bool nf_cidr_contains(const struct nf_cidr *outer, const struct nf_cidr *inner)
 	mask_host_bits(b, alen, outer->prefix);
 	return memcmp(a, b, alen) == 0;
 }
+
+int nf_cidr_cmp(const struct nf_cidr *a, const struct nf_cidr *b)
+{
+	int c;
+
+	if (a->family != b->family)
+		return a->family - b->family;
+	c = memcmp(a->addr, b->addr, sizeof(a->addr));
+	return c ? c : (int)a->prefix - (int)b->prefix;
+}

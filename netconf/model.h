@@ -32,6 +32,9 @@ void nf_cidr_format(const struct nf_cidr *c, char *buf, size_t len);
 /* address only, no prefix */
 void nf_addr_format(const struct nf_cidr *c, char *buf, size_t len);
 bool nf_cidr_contains(const struct nf_cidr *outer, const struct nf_cidr *inner);
+/* The order of set elements everywhere: family, address, then prefix
+ * (an outer prefix before the ones it holds). */
+int nf_cidr_cmp(const struct nf_cidr *a, const struct nf_cidr *b);
 
 /* ---- labels and selectors ---- */
 
