@@ -10,3 +10,4 @@ make lint
 make check
 make fuzz FUZZ_SECONDS=20
 make conformance
+make bench-smoke
