@@ -432,6 +432,12 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 	*name = NULL;
 	if (!m->key) {
 		char *key = NULL;
+		bool any = false;
+
+		for (size_t i = 0; i < rule->npeers && !any; i++)
+			any = rule->peers[i].kind == NF_PEER_IPBLOCK && rule->peers[i].ipblock.cidr.family == family;
+		if (!any) /* most rules: nothing to build, and nothing to remember */
+			return 0;
 		size_t len = 0;
 		FILE *f = open_memstream(&key, &len);
 		size_t nb = 0;

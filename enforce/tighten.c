@@ -13,20 +13,25 @@
 #include <errno.h>
 #include <string.h>
 
-static const struct plan_chain *chain_named(const struct plan *p, const char *name)
+static int by_name(const void *a, const void *b)
 {
-	for (size_t i = 0; i < p->nchains; i++)
-		if (strcmp(p->chains[i].name, name) == 0)
-			return &p->chains[i];
-	return NULL;
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static const struct plan_set *set_named(const struct plan *p, const char *name)
+/* bsearch over an array of structs whose first member is the name */
+static long find_named(const void *base, size_t n, size_t size, const char *name, bool sorted)
 {
-	for (size_t i = 0; i < p->nsets; i++)
-		if (strcmp(p->sets[i].name, name) == 0)
-			return &p->sets[i];
-	return NULL;
+	const char *key = name;
+	const void *hit;
+
+	if (!sorted) {
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(*(char *const *)((const char *)base + i * size), name) == 0)
+				return (long)i;
+		return -1;
+	}
+	hit = bsearch(&key, base, n, size, by_name);
+	return hit ? (long)(((const char *)hit - (const char *)base) / (long)size) : -1;
 }
 
 static bool same_rule(const struct plan_rule *a, const struct plan_rule *b)
@@ -35,7 +40,6 @@ static bool same_rule(const struct plan_rule *a, const struct plan_rule *b)
 	       a->port_hi == b->port_hi &&
 	       ((!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0));
 }
-
 
 /* every element of a is in b; both sorted (compile.c sorts every set) */
 static bool set_subset(const struct plan_set *a, const struct plan_set *b)
@@ -51,8 +55,30 @@ static bool set_subset(const struct plan_set *a, const struct plan_set *b)
 	return true;
 }
 
-static bool chain_lost_something(const struct plan *before, const struct plan_chain *old, const struct plan *after,
-				 const struct plan_chain *now)
+struct ctx {
+	const struct plan *before, *after;
+	signed char *lost; /* per set of `before`: -1 not known yet */
+	struct named { const char *name; size_t i; } *old; /* before's chains, by name */
+};
+
+/* Did set `name` of the old plan lose an element? Once per set: sets are
+ * shared by many pods. */
+static bool set_lost(struct ctx *c, const char *name)
+{
+	long i = find_named(c->before->sets, c->before->nsets, sizeof(*c->before->sets), name,
+			    c->before->sets_sorted);
+	long j;
+
+	if (i < 0)
+		return false;
+	if (c->lost[i] < 0) {
+		j = find_named(c->after->sets, c->after->nsets, sizeof(*c->after->sets), name, c->after->sets_sorted);
+		c->lost[i] = j < 0 || !set_subset(&c->before->sets[i], &c->after->sets[j]);
+	}
+	return c->lost[i];
+}
+
+static bool chain_lost_something(struct ctx *c, const struct plan_chain *old, const struct plan_chain *now)
 {
 	for (size_t i = 0; i < old->nrules; i++) {
 		const struct plan_rule *r = &old->rules[i];
@@ -60,51 +86,58 @@ static bool chain_lost_something(const struct plan *before, const struct plan_ch
 
 		for (size_t j = 0; j < now->nrules && !kept; j++)
 			kept = same_rule(r, &now->rules[j]);
-		if (!kept)
+		if (!kept || (r->dst_set && set_lost(c, r->dst_set)))
 			return true;
-		if (r->dst_set) {
-			const struct plan_set *a = set_named(before, r->dst_set), *b = set_named(after, r->dst_set);
-			if (a && (!b || !set_subset(a, b)))
-				return true;
-		}
 	}
-	return false;
-}
-
-static bool listed(char *const *names, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(names[i], name) == 0)
-			return true;
 	return false;
 }
 
 int plan_tightened_sources(const struct plan *before, const struct plan *after, char *const *existing,
 			   size_t nexisting, struct nf_cidr **out, size_t *nout)
 {
+	struct ctx c = {.before = before, .after = after};
+	char **ex = NULL, **hit = NULL;
 	struct nf_cidr *v = NULL;
-	size_t n = 0;
+	size_t n = 0, nhit = 0;
+	int r = -ENOMEM;
 
+	c.lost = malloc(before->nsets + 1);
+	c.old = calloc(before->nchains + 1, sizeof(*c.old));
+	ex = calloc(nexisting + 1, sizeof(*ex));
+	hit = calloc(after->nchains + 1, sizeof(*hit));
+	v = calloc(after->ndispatch + 1, sizeof(*v));
+	if (!c.lost || !c.old || !ex || !hit || !v)
+		goto out;
+	memset(c.lost, -1, before->nsets + 1);
+	for (size_t i = 0; i < before->nchains; i++)
+		c.old[i] = (struct named){.name = before->chains[i].name, .i = i};
+	qsort(c.old, before->nchains, sizeof(*c.old), by_name);
+	memcpy(ex, existing, nexisting * sizeof(*ex));
+	qsort(ex, nexisting, sizeof(*ex), by_name);
 	for (size_t i = 0; i < after->nchains; i++) {
-		const struct plan_chain *now = &after->chains[i], *old = chain_named(before, now->name);
-		bool tightened = old ? chain_lost_something(before, old, after, now)
-				     : listed(existing, nexisting, now->name); /* newly selected */
-		if (!tightened)
-			continue;
-		for (size_t j = 0; j < after->ndispatch; j++) {
-			void *grown;
-			if (strcmp(after->dispatch[j].chain, now->name) != 0)
-				continue;
-			grown = realloc(v, (n + 1) * sizeof(*v));
-			if (!grown) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = grown;
+		const struct plan_chain *now = &after->chains[i];
+		const char *key = now->name;
+		const struct named *old = bsearch(&key, c.old, before->nchains, sizeof(*c.old), by_name);
+		bool tightened = old ? chain_lost_something(&c, &before->chains[old->i], now)
+				     : bsearch(&key, ex, nexisting, sizeof(*ex), by_name) != NULL; /* newly selected */
+		if (tightened)
+			hit[nhit++] = now->name;
+	}
+	qsort(hit, nhit, sizeof(*hit), by_name);
+	for (size_t j = 0; nhit && j < after->ndispatch; j++) {
+		const char *key = after->dispatch[j].chain;
+		if (bsearch(&key, hit, nhit, sizeof(*hit), by_name))
 			v[n++] = after->dispatch[j].addr;
-		}
 	}
 	*out = v;
 	*nout = n;
-	return 0;
+	v = NULL;
+	r = 0;
+out:
+	free(v);
+	free(c.lost);
+	free(c.old);
+	free(ex);
+	free(hit);
+	return r;
 }
