@@ -61,9 +61,10 @@ struct builder {
 	/* every peer's canonical text, made once (peers are met once per
 	 * selected pod otherwise): open addressing on the peer's address */
 	struct pmemo {
-		const struct nf_peer *peer;
+		const void *peer;
 		char *key;
 		bool sets_done;
+		char n4[32], n6[32]; /* the set names made from key */
 	} *memo;
 	size_t nmemo; /* a power of two */
 };
@@ -125,9 +126,13 @@ static struct pmemo *memo_get(struct builder *b, const struct nf_policy *pol, co
 	struct pmemo *m = memo_slot(b, peer);
 
 	if (!m->key) {
+		unsigned long long h;
 		if (!(m->key = peer_key(pol, peer)))
 			return NULL;
 		m->peer = peer;
+		h = (unsigned long long)fnv1a64(m->key);
+		snprintf(m->n4, sizeof(m->n4), "sel_%016llx_4", h);
+		snprintf(m->n6, sizeof(m->n6), "sel_%016llx_6", h);
 	}
 	return m;
 }
@@ -139,7 +144,7 @@ static int builder_init(struct builder *b)
 
 	for (size_t i = 0; i < s->npolicies; i++)
 		for (size_t j = 0; j < s->policies[i].negress; j++)
-			npeers += s->policies[i].egress_rules[j].npeers + 2;
+			npeers += s->policies[i].egress_rules[j].npeers + 3;
 	for (b->nmemo = 16; b->nmemo < 2 * npeers; b->nmemo *= 2)
 		;
 	b->memo = calloc(b->nmemo, sizeof(*b->memo));
@@ -262,30 +267,27 @@ static int ensure_set(struct plan *p, const char *name, const char *comment, int
 }
 
 /* The two sets (v4, v6) of the pods a selector peer designates. */
+/* The two sets (v4, v6) of the pods a selector peer designates; the
+ * names are the memo's. */
 static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
-			 char **name4, char **name6)
+			 const char **name4, const char **name6)
 {
 	struct pmemo *m = memo_get(b, pol, peer);
-	unsigned long long h;
-	char n4[64], n6[64];
 	bool created;
 	int i4, i6, r;
 
 	if (!m)
 		return -ENOMEM;
-	h = (unsigned long long)fnv1a64(m->key);
-	snprintf(n4, sizeof(n4), "sel_%016llx_4", h);
-	snprintf(n6, sizeof(n6), "sel_%016llx_6", h);
-	if (!(*name4 = strdup(n4)) || !(*name6 = strdup(n6)))
-		return -ENOMEM;
+	*name4 = m->n4;
+	*name6 = m->n6;
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
-	if ((i4 = ensure_set(b->p, n4, m->key, AF_INET, false, &created)) < 0)
+	if ((i4 = ensure_set(b->p, m->n4, m->key, AF_INET, false, &created)) < 0)
 		return i4;
 	if (!created)
 		return 0;
-	if ((i6 = ensure_set(b->p, n6, m->key, AF_INET6, false, &created)) < 0)
+	if ((i6 = ensure_set(b->p, m->n6, m->key, AF_INET6, false, &created)) < 0)
 		return i6;
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
@@ -421,11 +423,10 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 /* All the ipBlocks of one rule, of one family, as ONE interval set: a
  * packet then costs one lookup however many blocks the rule lists (a
  * rule with 10,000 /32 peers was 10,000 rules). *name NULL: none. */
-static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int family, char **name)
+static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int family, const char **name)
 {
 	/* memo id: an address inside the rule, distinct per family */
 	struct pmemo *m = memo_slot(b, (const char *)rule + (family == AF_INET ? 1 : 2));
-	char n[64];
 	bool created;
 	int idx, r;
 
@@ -465,14 +466,14 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 		}
 		m->key = key;
 		m->peer = (const void *)((const char *)rule + (family == AF_INET ? 1 : 2));
+		snprintf(m->n4, sizeof(m->n4), "cidr_%016llx_%c", (unsigned long long)fnv1a64(m->key),
+			 family == AF_INET ? '4' : '6');
 	}
-	snprintf(n, sizeof(n), "cidr_%016llx_%c", (unsigned long long)fnv1a64(m->key), family == AF_INET ? '4' : '6');
-	if (!(*name = strdup(n)))
-		return -ENOMEM;
+	*name = m->n4;
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
-	if ((idx = ensure_set(b->p, n, m->key, family, true, &created)) < 0 || !created)
+	if ((idx = ensure_set(b->p, m->n4, m->key, family, true, &created)) < 0 || !created)
 		return idx < 0 ? idx : 0;
 	for (size_t i = 0; i < rule->npeers; i++) {
 		const struct nf_peer *peer = &rule->peers[i];
@@ -487,15 +488,22 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
 			       const struct nf_rule *rule, size_t idx)
 {
-	_cleanup_free_ char *comment = NULL;
+	struct pmemo *cm = memo_slot(b, (const char *)rule + 3); /* the comment, once per rule */
+	const char *comment;
 	size_t npeers = rule->has_to ? rule->npeers : 1, nports = rule->has_ports ? rule->nports : 1;
 	int r;
 
-	if (asprintf(&comment, "%s/%s egress[%zu]", pol->ns, pol->name, idx) < 0)
-		return -ENOMEM;
+	if (!cm->key) {
+		if (asprintf(&cm->key, "%s/%s egress[%zu]", pol->ns, pol->name, idx) < 0) {
+			cm->key = NULL;
+			return -ENOMEM;
+		}
+		cm->peer = (const char *)rule + 3;
+	}
+	comment = cm->key;
 	for (size_t i = 0; i < npeers; i++) {
 		const struct nf_peer *peer = rule->has_to ? &rule->peers[i] : NULL;
-		_cleanup_free_ char *s4 = NULL, *s6 = NULL;
+		const char *s4 = NULL, *s6 = NULL;
 
 		bool block = peer && peer->kind == NF_PEER_IPBLOCK;
 
@@ -526,7 +534,7 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 		}
 	}
 	for (int f = 0; f < 2 && rule->has_to; f++) {
-		_cleanup_free_ char *set = NULL;
+		const char *set = NULL;
 		int family = f ? AF_INET6 : AF_INET;
 
 		if ((r = ipblocks_set(b, rule, family, &set)) < 0)

@@ -31,13 +31,18 @@ struct collect {
 	int err;
 };
 
+static int host_cmp(const void *a, const void *b)
+{
+	return nf_cidr_cmp(a, b);
+}
+
+/* c->addrs is sorted (host addresses): a busy node dumps many entries */
 static bool src_matches(const struct collect *c, int family, const void *src)
 {
-	for (size_t i = 0; i < c->naddrs; i++)
-		if (c->addrs[i].family == family &&
-		    memcmp(c->addrs[i].addr, src, family == AF_INET ? 4 : 16) == 0)
-			return true;
-	return false;
+	struct nf_cidr key = {.family = family, .prefix = family == AF_INET ? 32 : 128};
+
+	memcpy(key.addr, src, family == AF_INET ? 4 : 16);
+	return bsearch(&key, c->addrs, c->naddrs, sizeof(*c->addrs), host_cmp) != NULL;
 }
 
 static const void *orig_src(const struct nlattr *orig, int *family)
@@ -115,7 +120,8 @@ static struct nlmsghdr *ct_header(char *buf, uint16_t type, uint16_t flags, uint
 int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_error *err)
 {
 	static char buf[1 << 16];
-	struct collect c = {.addrs = addrs, .naddrs = n};
+	struct collect c = {.naddrs = n};
+	struct nf_cidr *sorted = NULL;
 	struct mnl_socket *nl;
 	uint32_t seq = (uint32_t)time(NULL), portid;
 	struct nlmsghdr *nlh;
@@ -124,6 +130,14 @@ int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_err
 
 	if (n == 0)
 		return 0;
+	if (!(sorted = calloc(n, sizeof(*sorted))))
+		return nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "conntrack: out of memory");
+	for (size_t i = 0; i < n; i++) { /* as hosts, whatever prefix they carry */
+		sorted[i] = addrs[i];
+		sorted[i].prefix = addrs[i].family == AF_INET ? 32 : 128;
+	}
+	qsort(sorted, n, sizeof(*sorted), host_cmp);
+	c.addrs = sorted;
 	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
 	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
 		r = nf_error_set(err, errno, NF_ERR_KERNEL, "conntrack: netlink socket: %s", strerror(errno));
@@ -167,6 +181,7 @@ int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_err
 		}
 	}
 out:
+	free(sorted);
 	free(c.v);
 	if (nl)
 		mnl_socket_close(nl);
