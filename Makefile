@@ -132,8 +132,7 @@ bench-smoke: bench-build
 -include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d
 
 # enforce/nft.c test driver, for conformance/nft_apply_test.sh (root; it
-# makes its own network namespaces). Links only what nft.c needs.
-build/nft_plan_driver: tests/tools/nft_plan_driver.c build/enforce/nft.o build/enforce/plan.o \
-		build/netconf/error.o
+# makes its own network namespaces).
+build/nft_plan_driver: tests/tools/nft_plan_driver.c build/libnetfence.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
