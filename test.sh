@@ -9,5 +9,5 @@ make
 make lint
 make check
 make fuzz FUZZ_SECONDS=20
-make conformance
 make bench-smoke
+make conformance
