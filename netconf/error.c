@@ -98,3 +98,14 @@ const char *nf_json_error_hint(const char *jansson_text)
 {
 	return strstr(jansson_text, "unable to decode byte") ? " (the input is not valid UTF-8)" : "";
 }
+
+int nf_pathf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return n;
+}

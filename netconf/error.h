@@ -45,6 +45,9 @@ int nf_error_set(struct nf_error *err, int errnum, int code, const char *fmt, ..
 void nf_error_wrap(struct nf_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void nf_error_clear(struct nf_error *err);
+/* snprintf for JSON paths in messages ("spec.egress[0].to[1]"); a path
+ * cut short is still a useful message, so truncation is not an error. */
+int nf_pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Copies msg into out, escaping bytes that are not printable UTF-8 as \xNN,
  * so a message that quotes bad input can be printed and put in JSON. */
 void nf_error_printable(const char *msg, char *out, size_t len);

@@ -8,17 +8,6 @@
 
 #define PATH_MAX_LEN 1024
 
-static int pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int pathf(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	return n;
-}
 
 const char *nf_json_type_name(const json_t *v)
 {
@@ -308,7 +297,7 @@ int nf_labels_from_json(const json_t *obj, struct nf_labels *out, const char *fi
 				    field, nf_json_type_name(obj));
 	if (obj && json_is_object(obj)) {
 		json_object_foreach((json_t *)obj, key, val) {
-			pathf(path, sizeof(path), "%s[\"%.300s\"]", field, key);
+			nf_pathf(path, sizeof(path), "%s[\"%.300s\"]", field, key);
 			r = nf_label_key_validate(key, field, err);
 			if (r < 0)
 				goto fail;
@@ -476,7 +465,7 @@ static int expr_from_json(const json_t *obj, struct nf_sel_expr *out, const char
 	jop = json_object_get(obj, "operator");
 	jvals = json_object_get(obj, "values");
 
-	pathf(path, sizeof(path), "%s.key", field);
+	nf_pathf(path, sizeof(path), "%s.key", field);
 	if (!jkey || json_is_null(jkey))
 		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: required value", path);
 	if (!json_is_string(jkey))
@@ -486,7 +475,7 @@ static int expr_from_json(const json_t *obj, struct nf_sel_expr *out, const char
 	if (r < 0)
 		return r;
 
-	pathf(path, sizeof(path), "%s.operator", field);
+	nf_pathf(path, sizeof(path), "%s.operator", field);
 	if (!jop || json_is_null(jop))
 		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: required value", path);
 	if (!json_is_string(jop))
@@ -505,7 +494,7 @@ static int expr_from_json(const json_t *obj, struct nf_sel_expr *out, const char
 				    "%s: unsupported operator \"%.256s\": must be one of \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\"",
 				    path, opname);
 
-	pathf(path, sizeof(path), "%s.values", field);
+	nf_pathf(path, sizeof(path), "%s.values", field);
 	if (jvals && !json_is_null(jvals) && !json_is_array(jvals))
 		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: expected an array, got %s", path,
 				    nf_json_type_name(jvals));
@@ -531,7 +520,7 @@ static int expr_from_json(const json_t *obj, struct nf_sel_expr *out, const char
 	json_array_foreach(jvals, i, v) {
 		char vpath[PATH_MAX_LEN];
 
-		pathf(vpath, sizeof(vpath), "%s[%zu]", path, i);
+		nf_pathf(vpath, sizeof(vpath), "%s[%zu]", path, i);
 		if (!json_is_string(v)) {
 			r = nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: expected a string, got %s",
 					 vpath, nf_json_type_name(v));
@@ -594,12 +583,12 @@ int nf_selector_from_json(const json_t *obj, struct nf_selector *out, const char
 	ml = json_object_get(obj, "matchLabels");
 	me = json_object_get(obj, "matchExpressions");
 
-	pathf(path, sizeof(path), "%s.matchLabels", field);
+	nf_pathf(path, sizeof(path), "%s.matchLabels", field);
 	r = nf_labels_from_json(ml, &s.match_labels, path, err);
 	if (r < 0)
 		return r;
 
-	pathf(path, sizeof(path), "%s.matchExpressions", field);
+	nf_pathf(path, sizeof(path), "%s.matchExpressions", field);
 	if (me && !json_is_null(me) && !json_is_array(me)) {
 		r = nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: expected an array, got %s", path,
 				 nf_json_type_name(me));
@@ -617,7 +606,7 @@ int nf_selector_from_json(const json_t *obj, struct nf_selector *out, const char
 		struct nf_sel_expr e;
 		size_t j;
 
-		pathf(epath, sizeof(epath), "%s[%zu]", path, i);
+		nf_pathf(epath, sizeof(epath), "%s[%zu]", path, i);
 		r = expr_from_json(v, &e, epath, err);
 		if (r < 0)
 			goto fail;

@@ -10,17 +10,6 @@
 
 #define PATH_MAX_LEN 1024
 
-static int pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int pathf(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	return n;
-}
 
 /* A member that is absent or null is "not set", as Go's JSON decoder has it. */
 static const json_t *member(const json_t *obj, const char *key)
@@ -56,7 +45,7 @@ static int opt_string(const json_t *obj, const char *key, const char *prefix, co
 	if (!v)
 		return 0;
 	if (!json_is_string(v)) {
-		pathf(path, sizeof(path), "%s%s", prefix, key);
+		nf_pathf(path, sizeof(path), "%s%s", prefix, key);
 		return want_type(v, JSON_STRING, path, code, err);
 	}
 	*out = json_string_value(v);
@@ -146,17 +135,17 @@ static int ipblock_from_json(const json_t *obj, struct nf_ipblock *out, const ch
 	r = want_type(obj, JSON_OBJECT, field, NF_ERR_POLICY, err);
 	if (r < 0)
 		return r;
-	pathf(prefix, sizeof(prefix), "%s.", field);
+	nf_pathf(prefix, sizeof(prefix), "%s.", field);
 	r = req_string(obj, "cidr", prefix, &cidr, NF_ERR_POLICY, err);
 	if (r < 0)
 		return r;
-	pathf(path, sizeof(path), "%s.cidr", field);
+	nf_pathf(path, sizeof(path), "%s.cidr", field);
 	r = nf_cidr_parse(cidr, false, true, &b.cidr, path, err);
 	if (r < 0)
 		return r;
 
 	jexc = member(obj, "except");
-	pathf(path, sizeof(path), "%s.except", field);
+	nf_pathf(path, sizeof(path), "%s.except", field);
 	if (jexc) {
 		r = want_type(jexc, JSON_ARRAY, path, NF_ERR_POLICY, err);
 		if (r < 0)
@@ -171,7 +160,7 @@ static int ipblock_from_json(const json_t *obj, struct nf_ipblock *out, const ch
 		char epath[PATH_MAX_LEN];
 		struct nf_cidr c;
 
-		pathf(epath, sizeof(epath), "%s[%zu]", path, i);
+		nf_pathf(epath, sizeof(epath), "%s[%zu]", path, i);
 		r = want_type(v, JSON_STRING, epath, NF_ERR_POLICY, err);
 		if (r < 0)
 			goto fail;
@@ -218,7 +207,7 @@ static int peer_from_json(const json_t *obj, struct nf_peer *out, const char *fi
 				    field, ps ? "podSelector" : "namespaceSelector");
 	if (ipb) {
 		p.kind = NF_PEER_IPBLOCK;
-		pathf(path, sizeof(path), "%s.ipBlock", field);
+		nf_pathf(path, sizeof(path), "%s.ipBlock", field);
 		r = ipblock_from_json(ipb, &p.ipblock, path, err);
 		if (r < 0)
 			return r;
@@ -227,14 +216,14 @@ static int peer_from_json(const json_t *obj, struct nf_peer *out, const char *fi
 	}
 	p.kind = NF_PEER_SELECTOR;
 	if (ps) {
-		pathf(path, sizeof(path), "%s.podSelector", field);
+		nf_pathf(path, sizeof(path), "%s.podSelector", field);
 		r = nf_selector_from_json(ps, &p.pod_sel, path, err);
 		if (r < 0)
 			return r;
 		p.has_pod_sel = true;
 	}
 	if (ns) {
-		pathf(path, sizeof(path), "%s.namespaceSelector", field);
+		nf_pathf(path, sizeof(path), "%s.namespaceSelector", field);
 		r = nf_selector_from_json(ns, &p.ns_sel, path, err);
 		if (r < 0) {
 			peer_free(&p);
@@ -307,7 +296,7 @@ static int port_from_json(const json_t *obj, struct nf_port *out, const char *fi
 	r = want_type(obj, JSON_OBJECT, field, NF_ERR_POLICY, err);
 	if (r < 0)
 		return r;
-	pathf(prefix, sizeof(prefix), "%s.", field);
+	nf_pathf(prefix, sizeof(prefix), "%s.", field);
 	r = opt_string(obj, "protocol", prefix, &proto, NF_ERR_POLICY, err);
 	if (r < 0)
 		return r;
@@ -325,7 +314,7 @@ static int port_from_json(const json_t *obj, struct nf_port *out, const char *fi
 	}
 
 	jport = member(obj, "port");
-	pathf(path, sizeof(path), "%s.port", field);
+	nf_pathf(path, sizeof(path), "%s.port", field);
 	if (jport && json_is_string(jport)) {
 		const char *name = json_string_value(jport);
 		const char *why = port_name_problem(name);
@@ -345,7 +334,7 @@ static int port_from_json(const json_t *obj, struct nf_port *out, const char *fi
 	}
 
 	jend = member(obj, "endPort");
-	pathf(path, sizeof(path), "%s.endPort", field);
+	nf_pathf(path, sizeof(path), "%s.endPort", field);
 	if (jend) {
 		r = port_number(jend, path, &p.end_port, err);
 		if (r < 0)
@@ -390,10 +379,10 @@ static int rule_from_json(const json_t *obj, struct nf_rule *out, const char *fi
 		return r;
 	to = member(obj, "to");
 	ports = member(obj, "ports");
-	pathf(path, sizeof(path), "%s.to", field);
+	nf_pathf(path, sizeof(path), "%s.to", field);
 	if (to && (r = want_type(to, JSON_ARRAY, path, NF_ERR_POLICY, err)) < 0)
 		return r;
-	pathf(path, sizeof(path), "%s.ports", field);
+	nf_pathf(path, sizeof(path), "%s.ports", field);
 	if (ports && (r = want_type(ports, JSON_ARRAY, path, NF_ERR_POLICY, err)) < 0)
 		return r;
 
@@ -404,7 +393,7 @@ static int rule_from_json(const json_t *obj, struct nf_rule *out, const char *fi
 		rule.has_to = true;
 	}
 	json_array_foreach(to, i, v) {
-		pathf(path, sizeof(path), "%s.to[%zu]", field, i);
+		nf_pathf(path, sizeof(path), "%s.to[%zu]", field, i);
 		r = peer_from_json(v, &rule.peers[rule.npeers], path, err);
 		if (r < 0)
 			goto fail;
@@ -419,7 +408,7 @@ static int rule_from_json(const json_t *obj, struct nf_rule *out, const char *fi
 		rule.has_ports = true;
 	}
 	json_array_foreach(ports, i, v) {
-		pathf(path, sizeof(path), "%s.ports[%zu]", field, i);
+		nf_pathf(path, sizeof(path), "%s.ports[%zu]", field, i);
 		r = port_from_json(v, &rule.ports[rule.nports], path, err);
 		if (r < 0)
 			goto fail;
@@ -449,7 +438,7 @@ static int policy_types(const json_t *spec, bool *ingress, bool *egress, struct 
 		char path[64];
 		const char *t;
 
-		pathf(path, sizeof(path), "spec.policyTypes[%zu]", i);
+		nf_pathf(path, sizeof(path), "spec.policyTypes[%zu]", i);
 		r = want_type(v, JSON_STRING, path, NF_ERR_POLICY, err);
 		if (r < 0)
 			return r;
@@ -560,7 +549,7 @@ int nf_policy_from_json(const json_t *obj, const char *default_ns, struct nf_pol
 		}
 	}
 	json_array_foreach(egress, i, v) {
-		pathf(path, sizeof(path), "spec.egress[%zu]", i);
+		nf_pathf(path, sizeof(path), "spec.egress[%zu]", i);
 		r = rule_from_json(v, &p.egress_rules[p.negress], path, err);
 		if (r < 0)
 			goto fail;
@@ -713,7 +702,7 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 	json_array_foreach(ips, i, v) {
 		char path[32];
 
-		pathf(path, sizeof(path), "ips[%zu]", i);
+		nf_pathf(path, sizeof(path), "ips[%zu]", i);
 		if ((r = want_type(v, JSON_STRING, path, code, err)) < 0)
 			goto fail;
 		r = nf_cidr_parse(json_string_value(v), true, false, &p.addrs[p.naddrs], path, err);
@@ -841,12 +830,12 @@ static int container_port_from_json(const json_t *o, const char *field, struct n
 
 	if ((r = want_type(o, JSON_OBJECT, field, NF_ERR_POLICY, err)) < 0)
 		return r;
-	pathf(path, sizeof(path), "%s.containerPort", field);
+	nf_pathf(path, sizeof(path), "%s.containerPort", field);
 	if (!member(o, "containerPort"))
 		return nf_error_set(err, EINVAL, NF_ERR_POLICY, "%s: required value", path);
 	if ((r = port_number(member(o, "containerPort"), path, &out->port, err)) < 0)
 		return r;
-	pathf(path, sizeof(path), "%s.", field);
+	nf_pathf(path, sizeof(path), "%s.", field);
 	if ((r = opt_string(o, "protocol", path, &proto, NF_ERR_POLICY, err)) < 0 ||
 	    (r = opt_string(o, "name", path, &name, NF_ERR_POLICY, err)) < 0)
 		return r;
@@ -904,18 +893,18 @@ int nf_podspec_from_json(const json_t *obj, const char *default_ns, struct nf_po
 		char field[PATH_MAX_LEN];
 		size_t j;
 
-		pathf(field, sizeof(field), "spec.containers[%zu]", i);
+		nf_pathf(field, sizeof(field), "spec.containers[%zu]", i);
 		if ((r = want_type(c, JSON_OBJECT, field, NF_ERR_POLICY, err)) < 0)
 			goto fail;
 		ports = member(c, "ports");
-		pathf(field, sizeof(field), "spec.containers[%zu].ports", i);
+		nf_pathf(field, sizeof(field), "spec.containers[%zu].ports", i);
 		if (ports && (r = want_type(ports, JSON_ARRAY, field, NF_ERR_POLICY, err)) < 0)
 			goto fail;
 		json_array_foreach(ports, j, po) {
 			struct nf_container_port cp = {0};
 			void *grown;
 
-			pathf(field, sizeof(field), "spec.containers[%zu].ports[%zu]", i, j);
+			nf_pathf(field, sizeof(field), "spec.containers[%zu].ports[%zu]", i, j);
 			if ((r = container_port_from_json(po, field, &cp, err)) < 0)
 				goto fail;
 			for (size_t k = 0; cp.name && k < p.nports; k++) {
