@@ -162,6 +162,15 @@ for v in 0.3.1 0.4.0; do
 	fi
 	nfc_check "$v: DEL succeeds" nfc_pod_del "$pod"
 done
+# A DEL deletes kernel objects; the RCU wait of the socket's release is
+# left to a child (enforce/nlsock.h), which must exit by itself.
+left=""
+for i in $(seq 50); do
+	left=$(pgrep -f "^$NFC_ROOT/bin/netfence( |$)" | tr '\n' ' ')
+	[ -z "$left" ] && break
+	sleep 0.1
+done
+nfc_check "no netfence process lingers after the DELs (the RCU-wait child exits) [$left]" test -z "$left"
 
 echo "== label precedence"
 pod_labels() { # pod_labels K8S_NAME -> labels of the (first) pod so named, as JSON

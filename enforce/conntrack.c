@@ -3,6 +3,7 @@
  * socket, so the matching entries' original tuples are collected first,
  * then deleted one message each; an entry that expired in between
  * (ENOENT) is fine. */
+#include "nlsock.h"
 #include "plan.h"
 
 #include <arpa/inet.h>
@@ -184,6 +185,6 @@ out:
 	free(sorted);
 	free(c.v);
 	if (nl)
-		mnl_socket_close(nl);
+		nlsock_close(nl);
 	return r;
 }

@@ -13,6 +13,7 @@
  * of missing devices are skipped, and every apply rebuilds the whole table
  * so a stale as_<dev> does not outlive the next change.
  */
+#include "nlsock.h"
 #include "plan.h"
 
 #include <arpa/inet.h>
@@ -109,6 +110,7 @@ struct tx {
 	uint32_t *plan_set_ids; /* per plan set */
 	uint32_t map_id[2];     /* egress4, egress6 */
 	bool oom;
+	bool deletes; /* a DEL message: its commit leaves RCU work (nlsock.h) */
 	const struct plan *before; /* nft_apply_diff */
 	/* nft_remove_pod: what the messages are about */
 	const char *rm_chain, *rm_as;
@@ -185,6 +187,9 @@ static struct nlmsghdr *tx_hdr(struct tx *tx, uint16_t type, uint16_t family, ui
 {
 	uint32_t seq = tx_note(tx, kind, a, b);
 
+	if (type == NFT_MSG_DELTABLE || type == NFT_MSG_DELCHAIN || type == NFT_MSG_DELRULE ||
+	    type == NFT_MSG_DELSET || type == NFT_MSG_DELSETELEM)
+		tx->deletes = true;
 	return nftnl_nlmsg_build_hdr(tx->scratch, type, family, flags, seq);
 }
 
@@ -1325,6 +1330,8 @@ static int tx_talk(struct tx *tx, const struct plan *p, struct nf_error *err)
 	}
 
 	r = 0;
+	if (!nkerrs && tx->deletes)
+		nlsock_note_deletions();
 	if (nkerrs) {
 		const struct kerr *k = &kerrs[0];
 		char what[512] = "";
@@ -1358,7 +1365,7 @@ out:
 	free(kerrs);
 	free(buf);
 	free(iov);
-	mnl_socket_close(nl);
+	nlsock_close(nl);
 	return r;
 }
 
@@ -1810,7 +1817,7 @@ int nft_chain_exists(const char *name, struct nf_error *err)
 out:
 	if (c)
 		nftnl_chain_free(c);
-	mnl_socket_close(nl);
+	nlsock_close(nl);
 	return r;
 }
 
@@ -1853,7 +1860,7 @@ static int q_open(struct q *q, struct nf_error *err)
 static void q_close(struct q *q)
 {
 	if (q->nl)
-		mnl_socket_close(q->nl);
+		nlsock_close(q->nl);
 	free(q->req);
 	free(q->buf);
 }

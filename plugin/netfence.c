@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../enforce/link.h"
+#include "../enforce/nlsock.h"
 #include "../enforce/plan.h"
 #include "../enforce/txn.h"
 #include "../netconf/cni.h"
@@ -423,6 +424,7 @@ int main(int argc, char **argv)
 	struct nf_error err = {0};
 	int r = -EINVAL, idx = -1;
 
+	nlsock_defer_enable();
 	c.command = getenv("CNI_COMMAND");
 	if (!c.command) {
 		fprintf(stderr, "netfence: a CNI plugin; run by a container runtime with CNI_COMMAND set "
@@ -455,6 +457,7 @@ int main(int argc, char **argv)
 	nf_cni_conf_free(&c.conf);
 	nf_cni_args_free(&c.args);
 	free(c.stdin_buf);
+	nlsock_release_deferred();
 	return 0;
 fail:
 	if (!err.msg[0])
@@ -463,5 +466,6 @@ fail:
 	nf_cni_conf_free(&c.conf);
 	nf_cni_args_free(&c.args);
 	free(c.stdin_buf);
+	nlsock_release_deferred();
 	return 1;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../enforce/nlsock.h"
 #include "../enforce/plan.h"
 #include "../enforce/txn.h"
 #include "../netconf/cni.h"
@@ -884,6 +885,7 @@ int main(int argc, char **argv)
 		return fail(&err);
 	verb = argv[optind++];
 	o.verb = verb;
+	nlsock_defer_enable();
 	argc -= optind;
 	argv += optind;
 	if (!strcmp(verb, "apply"))
@@ -908,7 +910,8 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		if (!err.msg[0])
 			nf_error_set(&err, -r, 0, "%s: %s", verb, strerror(-r));
-		return fail(&err);
+		r = fail(&err);
 	}
+	nlsock_release_deferred();
 	return r;
 }

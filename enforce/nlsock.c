@@ -1,0 +1,104 @@
+/* enforce/nlsock.c: see nlsock.h. */
+#include "nlsock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define KEEP_MAX 8
+
+static bool enabled, deletions;
+static int kept[KEEP_MAX];
+static int nkept;
+
+void nlsock_defer_enable(void)
+{
+	enabled = true;
+}
+
+void nlsock_note_deletions(void)
+{
+	deletions = true;
+}
+
+void nlsock_close(struct mnl_socket *nl)
+{
+	if (!nl)
+		return;
+	if (enabled && deletions && nkept < KEEP_MAX) {
+		int fd = fcntl(mnl_socket_get_fd(nl), F_DUPFD_CLOEXEC, 3);
+
+		if (fd >= 0)
+			kept[nkept++] = fd;
+	}
+	mnl_socket_close(nl);
+}
+
+static int int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void close_all_but(int *keep, int n)
+{
+	unsigned lo = 0;
+
+	qsort(keep, (size_t)n, sizeof(*keep), int_cmp);
+	for (int i = 0; i < n; i++) {
+		if ((unsigned)keep[i] > lo)
+			close_range(lo, (unsigned)keep[i] - 1, 0);
+		lo = (unsigned)keep[i] + 1;
+	}
+	close_range(lo, ~0U, 0);
+}
+
+static void close_kept(void)
+{
+	for (int i = 0; i < nkept; i++)
+		close(kept[i]);
+	nkept = 0;
+}
+
+void nlsock_release_deferred(void)
+{
+	int p[2], keep[KEEP_MAX + 1];
+	pid_t pid;
+
+	if (nkept == 0)
+		return;
+	fflush(NULL);
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		close_kept();
+		return;
+	}
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		close_kept();
+		return;
+	}
+	if (pid == 0) {
+		char c;
+
+		for (int i = 0; i < nkept; i++)
+			keep[i] = kept[i];
+		keep[nkept] = p[0];
+		close_all_but(keep, nkept + 1);
+		/* EOF once the parent has closed its copies (then its own
+		 * close did not release them: this process still holds them) */
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close_kept();
+		_exit(0);
+	}
+	close(p[0]);
+	close_kept();
+	close(p[1]);
+}
