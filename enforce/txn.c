@@ -53,7 +53,7 @@ void txn_end(struct txn *t)
 
 /* The kernel holds `before`; make it hold `after` and save s. */
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
-			const struct plan *after, struct nf_error *err)
+			const struct plan *after, bool pods_only, struct nf_error *err)
 {
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
@@ -76,7 +76,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	}
 	if (r < 0)
 		return r; /* the marker stays: the next change re-programs */
-	if ((r = nf_state_save(path, s, err)) < 0) {
+	if ((r = pods_only ? nf_state_save_pods(path, s, err) : nf_state_save(path, s, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
 			if (nft_apply(before, &ignored) == 0)
@@ -103,7 +103,7 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 
 	if ((r = plan_compile(s, &after, err)) < 0)
 		return r;
-	r = commit_plans(t, path, s, &t->before, &after, err);
+	r = commit_plans(t, path, s, &t->before, &after, false, err);
 	plan_free(&after);
 	return r;
 }
@@ -137,7 +137,7 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 	int r;
 
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
-		r = commit_plans(t, path, s, &before, &after, err);
+		r = commit_plans(t, path, s, &before, &after, true, err);
 	plan_free(&before);
 	plan_free(&after);
 	return r;
@@ -155,7 +155,7 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 		return 0;
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_remove_pod(s, container_id, ifname);
-		r = commit_plans(t, path, s, &before, &after, err);
+		r = commit_plans(t, path, s, &before, &after, true, err);
 	}
 	plan_free(&before);
 	plan_free(&after);

@@ -34,7 +34,9 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 /* ADD and DEL change the state by one pod: begin without compiling, and
  * compile once, deriving the other plan (plan_without_pod).
  * txn_commit_add: s already holds `pod`. txn_commit_del: s still holds
- * the attachment; it is removed from s before the state is saved. */
+ * the attachment; it is removed from s before the state is saved.
+ * Nothing but the pods may have changed in s since it was loaded: the
+ * state file is saved with only its "pods" replaced (nf_state_save_pods). */
 int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
 		   struct nf_error *err);

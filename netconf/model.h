@@ -229,6 +229,11 @@ struct nf_state {
 	struct nf_pod *pods;
 	size_t npodspecs;
 	struct nf_podspec *podspecs;
+	/* nf_state_load: the file's text, and where the value of its
+	 * top-level "pods" lies in it ([pods_at, pods_end), both 0 when
+	 * unknown), for nf_state_save_pods */
+	char *raw;
+	size_t raw_len, pods_at, pods_end;
 };
 
 void nf_state_free(struct nf_state *s); /* frees members, not s */

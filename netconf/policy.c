@@ -782,6 +782,7 @@ void nf_state_free(struct nf_state *s)
 	for (size_t i = 0; i < s->npodspecs; i++)
 		nf_podspec_free(&s->podspecs[i]);
 	free(s->podspecs);
+	free(s->raw);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <libgen.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -174,6 +175,78 @@ json_t *nf_state_to_json(const struct nf_state *s)
 	return root;
 }
 
+/* ---- finding a top-level value in JSON text jansson has accepted ---- */
+
+static size_t skip_ws(const char *t, size_t n, size_t i)
+{
+	while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* t[i] is the opening quote; returns the index after the closing one */
+static size_t skip_string(const char *t, size_t n, size_t i)
+{
+	for (i++; i < n && t[i] != '"'; i++)
+		if (t[i] == '\\')
+			i++;
+	return i + 1;
+}
+
+static size_t skip_value(const char *t, size_t n, size_t i)
+{
+	int depth = 0;
+
+	if (i < n && t[i] == '"')
+		return skip_string(t, n, i);
+	if (i < n && t[i] != '{' && t[i] != '[') { /* number, true, false, null */
+		while (i < n && !strchr(",}] \t\n\r", t[i]))
+			i++;
+		return i;
+	}
+	for (; i < n; i++) {
+		if (t[i] == '"') {
+			i = skip_string(t, n, i) - 1;
+		} else if (t[i] == '{' || t[i] == '[') {
+			depth++;
+		} else if (t[i] == '}' || t[i] == ']') {
+			if (--depth == 0)
+				return i + 1;
+		}
+	}
+	return n;
+}
+
+/* [*at, *end): the value of the top-level member `key` of the object t */
+static bool top_level_span(const char *t, size_t n, const char *key, size_t *at, size_t *end)
+{
+	size_t i = skip_ws(t, n, 0), klen = strlen(key);
+
+	if (i >= n || t[i] != '{')
+		return false;
+	for (i = skip_ws(t, n, i + 1); i < n && t[i] == '"';) {
+		size_t k = i + 1, v;
+
+		i = skip_string(t, n, i);
+		i = skip_ws(t, n, i);
+		if (i >= n || t[i] != ':')
+			return false;
+		v = skip_ws(t, n, i + 1);
+		i = skip_value(t, n, v);
+		if (i > n)
+			return false;
+		if (i - 1 >= k && k + klen + 1 <= n && !memcmp(t + k, key, klen) && t[k + klen] == '"') {
+			*at = v;
+			*end = i;
+			return true;
+		}
+		i = skip_ws(t, n, i);
+		if (i < n && t[i] == ',')
+			i = skip_ws(t, n, i + 1);
+	}
+	return false;
+}
+
 int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 {
 	json_error_t jerr;
@@ -225,50 +298,50 @@ int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 		}
 		close(fd);
 		root = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &jerr);
-		free(buf);
+		if (!root) {
+			free(buf);
+			return nf_error_set(err, EINVAL, NF_ERR_STATE,
+					    "state file \"%s\" is corrupt: line %d column %d: %s%s", path,
+					    jerr.line, jerr.column, jerr.text, nf_json_error_hint(jerr.text));
+		}
+		r = nf_state_from_json(root, out, err);
+		json_decref(root);
+		if (r < 0) {
+			free(buf);
+			nf_error_wrap(err, "state file \"%s\"", path);
+			return r;
+		}
+		out->raw = buf;
+		out->raw_len = got;
+		if (!top_level_span(buf, got, "pods", &out->pods_at, &out->pods_end))
+			out->pods_at = out->pods_end = 0;
 	}
-	if (!root)
-		return nf_error_set(err, EINVAL, NF_ERR_STATE,
-				    "state file \"%s\" is corrupt: line %d column %d: %s%s", path, jerr.line,
-				    jerr.column, jerr.text, nf_json_error_hint(jerr.text));
-	r = nf_state_from_json(root, out, err);
-	json_decref(root);
-	if (r < 0)
-		nf_error_wrap(err, "state file \"%s\"", path);
-	return r;
+	return 0;
 }
 
-int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err)
+/* Writes text (len bytes, ending with a newline) to a new file next to
+ * path, fsyncs it and renames it over path. */
+static int write_state(const char *path, const char *text, size_t len, struct nf_error *err)
 {
 	_cleanup_free_ char *tmp = NULL, *dircopy = strdup(path);
-	json_t *root;
-	int fd, r, dfd;
+	size_t done = 0;
+	int fd, r = 0, dfd;
 
 	if (!dircopy || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return -ENOMEM;
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return nf_error_set(err, errno, CNI_ERR_IO, "writing state file \"%s\": %s", tmp, strerror(errno));
-	root = nf_state_to_json(s);
-	{
-		/* one buffer, one write loop: json_dumpfd writes token by token */
-		char *text = json_dumps(root, JSON_COMPACT);
-		size_t len = text ? strlen(text) : 0, done = 0;
-		r = text ? 0 : -ENOMEM;
-		if (text)
-			text[len++] = '\n'; /* replaces the terminating NUL */
-		while (r == 0 && done < len) {
-			ssize_t n = write(fd, text + done, len - done);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				r = n < 0 ? -errno : -EIO;
-			else
-				done += (size_t)n;
-		}
-		free(text);
+	/* one buffer, one write loop: json_dumpfd writes token by token */
+	while (r == 0 && done < len) {
+		ssize_t n = write(fd, text + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
 	}
-	json_decref(root);
 	if (r == 0 && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
@@ -286,6 +359,59 @@ int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *e
 		close(dfd);
 	}
 	return 0;
+}
+
+int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	json_t *root = nf_state_to_json(s);
+	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	size_t len = text ? strlen(text) : 0;
+	int r;
+
+	if (text)
+		text[len++] = '\n'; /* replaces the terminating NUL */
+	r = text ? write_state(path, text, len, err)
+		 : nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	free(text);
+	json_decref(root);
+	return r;
+}
+
+int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	json_t *pods;
+	char *arr, *text;
+	size_t alen, len;
+	int r;
+
+	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
+		return nf_state_save(path, s, err);
+	pods = json_array();
+	for (size_t i = 0; pods && i < s->npods; i++)
+		json_array_append_new(pods, nf_pod_to_json(&s->pods[i]));
+	arr = pods ? json_dumps(pods, JSON_COMPACT) : NULL;
+	json_decref(pods);
+	if (!arr)
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	alen = strlen(arr);
+	/* the loaded text without its trailing white space, then a newline */
+	len = s->raw_len;
+	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
+		len--;
+	len = s->pods_at + alen + (len - s->pods_end);
+	text = malloc(len + 1);
+	if (!text) {
+		free(arr);
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	}
+	memcpy(text, s->raw, s->pods_at);
+	memcpy(text + s->pods_at, arr, alen);
+	memcpy(text + s->pods_at + alen, s->raw + s->pods_end, len - s->pods_at - alen);
+	text[len++] = '\n';
+	r = write_state(path, text, len, err);
+	free(text);
+	free(arr);
+	return r;
 }
 
 /* ---- mutation ---- */

@@ -22,6 +22,11 @@ int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error
 json_t *nf_state_to_json(const struct nf_state *s);
 /* Writes a new file (0600) next to path, fsyncs it and renames it over path. */
 int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err);
+/* nf_state_save for a state of which only the pods changed since
+ * nf_state_load (a CNI ADD or DEL): the loaded text with just the "pods"
+ * array replaced, instead of serializing every policy again. Falls back to
+ * nf_state_save when the state was not loaded from a file. */
+int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err);
 
 enum nf_put_result {
 	NF_PUT_CREATED,

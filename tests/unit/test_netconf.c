@@ -12,8 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../netconf/model.h"
+#include "../../netconf/state.h"
 
 /* JSON with ' for " so that test objects stay readable. */
 static json_t *J(const char *text)
@@ -1041,6 +1044,84 @@ static void test_state_namespace_labels(void **state)
 	nf_labels_free(&l);
 }
 
+/* nf_state_save_pods replaces just the "pods" value of the loaded text:
+ * found at the top level, whatever the layout, key order and strings that
+ * look like it; the result reads back as the whole state would. */
+static void test_state_save_pods(void **state)
+{
+	static const char text[] =
+		"{ \"apiVersion\": \"netfence.dev/v1\",\n"
+		"  \"kind\" : \"NetfenceNodeState\",\n"
+		"  \"networkPolicies\": [ {\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
+		" \"metadata\": {\"name\": \"p\", \"namespace\": \"default\", \"annotations\": {\"pods\": \"]}\\\\\\\"\", \"x\": \"pods\", \"y\": \"[{\\\"pods\\\": [\"}},"
+		" \"spec\": {\"podSelector\": {}, \"policyTypes\": [\"Egress\"]}} ],\n"
+		"  \"pods\" :\n [ {\"containerID\": \"c1\", \"ifname\": \"eth0\", \"namespace\": \"default\", \"name\": \"a\","
+		" \"labels\": {\"k\": \"v\"}, \"hostVeth\": \"veth1\", \"ips\": [\"10.0.0.1/24\"]} ] ,\n"
+		"  \"registeredPods\": [], \"namespaces\": [] }\n\n";
+	char dir[] = "/tmp/nf-test-state-XXXXXX", path[64], raw[4096];
+	struct nf_error err = { 0 };
+	struct nf_state s = { 0 }, back = { 0 }, empty = { 0 };
+	struct nf_pod pod;
+	json_t *j, *want, *got;
+	FILE *f;
+	size_t n;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	chmod(path, 0600);
+	if (nf_state_load(path, &s, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(s.npods, 1);
+	assert_int_equal(s.npolicies, 1);
+	assert_true(s.pods_end > s.pods_at);
+	assert_int_equal(s.raw[s.pods_at], '[');
+	assert_int_equal(s.raw[s.pods_end - 1], ']');
+
+	/* one pod in, the loaded one out */
+	j = J("{'containerID': 'c2', 'ifname': 'eth0', 'namespace': 'default', 'name': 'b',"
+	      " 'labels': {'app': 'b'}, 'hostVeth': 'veth2', 'ips': ['10.0.0.2/24', 'fd00::2/64']}");
+	assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+	json_decref(j);
+	assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+	assert_true(nf_state_remove_pod(&s, "c1", "eth0"));
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(raw, 1, sizeof(raw) - 1, f);
+	fclose(f);
+	raw[n] = '\0';
+	assert_true(n > 0 && raw[n - 1] == '\n' && raw[n - 2] == '}'); /* one newline at the end */
+	assert_non_null(strstr(raw, "\"]}\\\\\\\"\"")); /* the rest is the loaded text, byte for byte */
+	assert_int_equal(nf_state_load(path, &back, &err), 0);
+	want = nf_state_to_json(&s);
+	got = nf_state_to_json(&back);
+	assert_true(json_equal(want, got));
+	assert_int_equal(back.npods, 1);
+	assert_string_equal(back.pods[0].name, "b");
+	json_decref(want);
+	json_decref(got);
+	nf_state_free(&back);
+
+	/* a state that was never loaded from a file is saved whole */
+	snprintf(path, sizeof(path), "%s/new.json", dir);
+	assert_int_equal(nf_state_save_pods(path, &empty, &err), 0);
+	assert_int_equal(nf_state_load(path, &back, &err), 0);
+	assert_int_equal(back.npods, 0);
+	assert_true(back.pods_end > back.pods_at);
+	nf_state_free(&back);
+
+	nf_state_free(&s);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* v1 Pod registrations: labels and containerPorts, validated */
 static void test_podspec(void **state)
 {
@@ -1107,6 +1188,7 @@ int main(void)
 		cmocka_unit_test(test_pod_roundtrip),
 		cmocka_unit_test(test_pod_errors),
 		cmocka_unit_test(test_state_namespace_labels),
+		cmocka_unit_test(test_state_save_pods),
 		cmocka_unit_test(test_podspec),
 	};
 
