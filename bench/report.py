@@ -266,7 +266,9 @@ def main():
 
         def order(c):
             m = re.match(r"nf(\d+)", c)
-            return (0, 0) if c == "none" else ((1, int(m.group(1))) if m else (2, 0))
+            if c in ("none", "conntrack"):
+                return (0, c != "none")
+            return (1, int(m.group(1))) if m else (2, 0)
         with open(os.path.join(d, "dp.dat"), "w") as f:
             f.write("# config throughput_ratio conn_ratio\n")
             for c in sorted(dp, key=order):
@@ -278,7 +280,10 @@ def main():
                     c, f2(med([x[0] for x in v.values()])), f2(med(tr)), f2(min(tr) if tr else float("nan")),
                     med([x[1] for x in v.values()]), f2(med(cr)), f2(min(cr) if cr else float("nan"))))
                 f.write('"%s" %.4f %.4f\n' % (c, med(tr), med(cr)))
-        w("\n`nfN`: netfence with %s policies in the state and the dp pod selected by a policy with N "
+        w("\n`conntrack`: no policy, connection tracking on in the node netns (one `ct state "
+          "established,related accept` rule), as netfence (and any stateful filter or NAT) turns it on: "
+          "the share of the gap that is conntrack's own.")
+        w("`nfN`: netfence with %s policies in the state and the dp pod selected by a policy with N "
           "ipBlock /32 peers (the external host last); `linear1000`: no netfence, 1,000 `ip daddr X "
           "accept` rules in one forward chain (the match last, no conntrack shortcut).\n" %
           (cfg.get("policies", "").split() or ["?"])[-1])

@@ -133,9 +133,23 @@ delete table inet netfence
 table netdev netfence
 delete table netdev netfence
 table inet nfb_linear
-delete table inet nfb_linear"
+delete table inet nfb_linear
+table inet nfb_ct
+delete table inet nfb_ct"
 	echo "$reset" >"$NFB_DIR/dp/none.nft"
-	configs=(none)
+	# no policy, but connection tracking on in the node netns, as any
+	# stateful filter (netfence, the firewall plugin) or NAT turns it on:
+	# what conntrack alone costs
+	{
+		echo "$reset"
+		echo "table inet nfb_ct {"
+		echo "  chain forward {"
+		echo "    type filter hook forward priority filter; policy accept;"
+		echo "    ct state established,related accept"
+		echo "  }"
+		echo "}"
+	} >"$NFB_DIR/dp/conntrack.nft"
+	configs=(none conntrack)
 	for n in $PEERS; do
 		nfb_ctl apply -f "$NFB_DIR/gen/dp-$n.json" >/dev/null || nfb_die "apply dp-$n"
 		{
