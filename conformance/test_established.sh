@@ -36,11 +36,11 @@ YAML
 	nfc_ctl apply -f "$NFC_DIR/$name.yaml"
 }
 
-# flow_start ID proto port family: a long-lived flow foo -> web
+# flow_start ID proto port family [POD]: a long-lived flow foo -> POD (web)
 flow_start() {
-	local id=$1 proto=$2 port=$3 v=$4 d=$NFC_DIR/flow-$1
+	local id=$1 proto=$2 port=$3 v=$4 to=${5:-web} d=$NFC_DIR/flow-$1
 	mkdir -p "$d"
-	nfc_bg foo "flow-$id" python3 "$FLOW" client "$proto" "$(nfc_ip web "$v")" "$port" "$d"
+	nfc_bg foo "flow-$id" python3 "$FLOW" client "$proto" "$(nfc_ip "$to" "$v")" "$port" "$d"
 	for _ in $(seq 50); do [ -e "$d/connected" ] && return 0; sleep 0.1; done
 	return 1
 }
@@ -89,5 +89,52 @@ for v in 4 6; do
 	expect_flow t0-$v ok "IPv$v tcp/7000 after delete"
 	expect_flow u1-$v ok "IPv$v udp/7001 after delete"
 done
+for d in "$NFC_DIR"/flow-*; do touch "$d/stop"; done
+
+echo "== a DEL deletes the conntrack entries from and to the pod's addresses, and only those"
+# (so a pod that later gets the address inherits none of them). The cleanup
+# runs after the plugin returns (enforce/nlsock.h); the next ADD waits for it.
+nfc_pod_plain web2 default app:web2
+nfc_bg web2 flow-tcp2-7000 python3 "$FLOW" serve tcp 7000 "$NFC_DIR"
+sleep 0.5
+cat >"$NFC_DIR/foo-webs.yaml" <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: foo-webs, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: foo}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchExpressions: [{key: app, operator: In, values: [web, web2]}]}}]
+    ports: [{port: 7000, protocol: TCP}]
+YAML
+nfc_ctl apply -f "$NFC_DIR/foo-webs.yaml" >/dev/null
+ct_has() { # ADDR: an entry of the node netns mentions it (IPv6 written in full there)
+	local a
+	a=$(python3 -c 'import ipaddress, sys; print(ipaddress.ip_address(sys.argv[1]).exploded)' "$1")
+	nfc__nsexec "$NFC_NODE" cat /proc/net/nf_conntrack | grep -qE "(src|dst)=$a "
+}
+for v in 4 6; do
+	nfc_check "start tcp/7000 to web v$v" flow_start dw-$v tcp 7000 $v web
+	nfc_check "start tcp/7000 to web2 v$v" flow_start dw2-$v tcp 7000 $v web2
+	expect_flow dw-$v ok "IPv$v foo -> web"
+	expect_flow dw2-$v ok "IPv$v foo -> web2"
+done
+web4=$(nfc_ip web 4) web6=$(nfc_ip web 6) web2_4=$(nfc_ip web2 4) web2_6=$(nfc_ip web2 6)
+for a in "$web4" "$web6" "$web2_4" "$web2_6"; do nfc_check "conntrack has entries of $a" ct_has "$a"; done
+nfc_check "DEL web" nfc_pod_del web
+nfc_check "an ADD right after the DEL succeeds (it waits for the cleanup)" nfc_pod_plain web3 default app:web3
+gone=""
+for _ in $(seq 30); do
+	gone=1
+	for a in "$web4" "$web6"; do ct_has "$a" && gone=""; done
+	[ -n "$gone" ] && break
+	sleep 0.1
+done
+nfc_check "no conntrack entry from or to web's addresses remains" test -n "$gone"
+# foo lost the permission to reach web's addresses, not any other: its flows
+# to web2 keep their entries (checked before any packet could re-create one)
+for a in "$web2_4" "$web2_6"; do nfc_check "the entries of $a are untouched" ct_has "$a"; done
+for v in 4 6; do expect_flow dw2-$v ok "IPv$v foo -> web2 after web's DEL"; done
 for d in "$NFC_DIR"/flow-*; do touch "$d/stop"; done
 nfc_summary

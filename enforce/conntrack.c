@@ -1,5 +1,5 @@
-/* conntrack over ctnetlink (libmnl): delete the entries a set of source
- * addresses originated. A dump cannot be interleaved with deletes on one
+/* conntrack over ctnetlink (libmnl): delete the entries whose original
+ * source (or destination) is in a set of addresses. A dump cannot be interleaved with deletes on one
  * socket, so the matching entries' original tuples are collected first,
  * then deleted one message each; an entry that expired in between
  * (ENOENT) is fine. */
@@ -8,7 +8,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -25,8 +27,10 @@ struct victim {
 };
 
 struct collect {
-	const struct nf_cidr *addrs;
+	const struct nf_cidr *addrs; /* sources */
 	size_t naddrs;
+	const struct nf_cidr *dsts; /* destinations */
+	size_t ndsts;
 	size_t n;
 	struct victim *v;
 	int err;
@@ -37,34 +41,41 @@ static int host_cmp(const void *a, const void *b)
 	return nf_cidr_cmp(a, b);
 }
 
-/* c->addrs is sorted (host addresses): a busy node dumps many entries */
-static bool src_matches(const struct collect *c, int family, const void *src)
+/* the sets are sorted (host addresses): a busy node dumps many entries */
+static bool addr_in(const struct nf_cidr *set, size_t n, int family, const void *addr)
 {
 	struct nf_cidr key = {.family = family, .prefix = family == AF_INET ? 32 : 128};
 
-	memcpy(key.addr, src, family == AF_INET ? 4 : 16);
-	return bsearch(&key, c->addrs, c->naddrs, sizeof(*c->addrs), host_cmp) != NULL;
+	if (!addr || n == 0)
+		return false;
+	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);
+	return bsearch(&key, set, n, sizeof(*set), host_cmp) != NULL;
 }
 
-static const void *orig_src(const struct nlattr *orig, int *family)
+/* the original source and destination addresses */
+static void orig_addrs(const struct nlattr *orig, int *family, const void **src, const void **dst)
 {
 	const struct nlattr *ip, *a;
 
+	*src = *dst = NULL;
 	mnl_attr_for_each_nested(ip, orig) {
 		if (mnl_attr_get_type(ip) != CTA_TUPLE_IP)
 			continue;
 		mnl_attr_for_each_nested(a, ip) {
-			if (mnl_attr_get_type(a) == CTA_IP_V4_SRC && mnl_attr_get_payload_len(a) == 4) {
+			uint16_t t = mnl_attr_get_type(a), len = mnl_attr_get_payload_len(a);
+
+			if ((t == CTA_IP_V4_SRC || t == CTA_IP_V4_DST) && len == 4)
 				*family = AF_INET;
-				return mnl_attr_get_payload(a);
-			}
-			if (mnl_attr_get_type(a) == CTA_IP_V6_SRC && mnl_attr_get_payload_len(a) == 16) {
+			else if ((t == CTA_IP_V6_SRC || t == CTA_IP_V6_DST) && len == 16)
 				*family = AF_INET6;
-				return mnl_attr_get_payload(a);
-			}
+			else
+				continue;
+			if (t == CTA_IP_V4_SRC || t == CTA_IP_V6_SRC)
+				*src = mnl_attr_get_payload(a);
+			else
+				*dst = mnl_attr_get_payload(a);
 		}
 	}
-	return NULL;
 }
 
 static int collect_cb(const struct nlmsghdr *nlh, void *data)
@@ -72,7 +83,7 @@ static int collect_cb(const struct nlmsghdr *nlh, void *data)
 	struct collect *c = data;
 	const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
 	const struct nlattr *a, *orig = NULL, *zone = NULL;
-	const void *src;
+	const void *src, *dst;
 	struct victim *v;
 	int family = 0;
 
@@ -82,8 +93,10 @@ static int collect_cb(const struct nlmsghdr *nlh, void *data)
 		else if (mnl_attr_get_type(a) == CTA_ZONE && mnl_attr_get_payload_len(a) == 2)
 			zone = a;
 	}
-	if (!orig || !(src = orig_src(orig, &family)) || !src_matches(c, family, src) ||
-	    mnl_attr_get_payload_len(orig) > sizeof(v->tuple))
+	if (!orig || mnl_attr_get_payload_len(orig) > sizeof(v->tuple))
+		return MNL_CB_OK;
+	orig_addrs(orig, &family, &src, &dst);
+	if (!addr_in(c->addrs, c->naddrs, family, src) && !addr_in(c->dsts, c->ndsts, family, dst))
 		return MNL_CB_OK;
 	v = realloc(c->v, (c->n + 1) * sizeof(*c->v));
 	if (!v) {
@@ -118,27 +131,46 @@ static struct nlmsghdr *ct_header(char *buf, uint16_t type, uint16_t flags, uint
 	return nlh;
 }
 
+/* a sorted copy, as hosts whatever prefix they carry */
+static struct nf_cidr *hosts_sorted(const struct nf_cidr *addrs, size_t n)
+{
+	struct nf_cidr *sorted = calloc(n + 1, sizeof(*sorted));
+
+	if (!sorted)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		sorted[i] = addrs[i];
+		sorted[i].prefix = addrs[i].family == AF_INET ? 32 : 128;
+	}
+	qsort(sorted, n, sizeof(*sorted), host_cmp);
+	return sorted;
+}
+
 int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_error *err)
 {
+	return conntrack_flush(addrs, n, NULL, 0, err);
+}
+
+int conntrack_flush(const struct nf_cidr *srcs, size_t nsrcs, const struct nf_cidr *dsts, size_t ndsts,
+		    struct nf_error *err)
+{
 	static char buf[1 << 16];
-	struct collect c = {.naddrs = n};
-	struct nf_cidr *sorted = NULL;
-	struct mnl_socket *nl;
+	struct collect c = {.naddrs = nsrcs, .ndsts = ndsts};
+	struct nf_cidr *sorted = NULL, *sorted_dsts = NULL;
+	struct mnl_socket *nl = NULL;
 	uint32_t seq = (uint32_t)time(NULL), portid;
 	struct nlmsghdr *nlh;
 	ssize_t len;
 	int r = 0;
 
-	if (n == 0)
+	if (nsrcs == 0 && ndsts == 0)
 		return 0;
-	if (!(sorted = calloc(n, sizeof(*sorted))))
-		return nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "conntrack: out of memory");
-	for (size_t i = 0; i < n; i++) { /* as hosts, whatever prefix they carry */
-		sorted[i] = addrs[i];
-		sorted[i].prefix = addrs[i].family == AF_INET ? 32 : 128;
+	if (!(sorted = hosts_sorted(srcs, nsrcs)) || !(sorted_dsts = hosts_sorted(dsts, ndsts))) {
+		r = nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "conntrack: out of memory");
+		goto out;
 	}
-	qsort(sorted, n, sizeof(*sorted), host_cmp);
 	c.addrs = sorted;
+	c.dsts = sorted_dsts;
 	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
 	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
 		r = nf_error_set(err, errno, NF_ERR_KERNEL, "conntrack: netlink socket: %s", strerror(errno));
@@ -183,8 +215,19 @@ int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_err
 	}
 out:
 	free(sorted);
+	free(sorted_dsts);
 	free(c.v);
 	if (nl)
 		nlsock_close(nl);
 	return r;
+}
+
+void conntrack_flush_addrs_work(void *arg)
+{
+	const struct conntrack_addrs *a = arg;
+	struct nf_error err = {0};
+
+	if (conntrack_flush(a->addrs, a->n, a->addrs, a->n, &err) < 0)
+		syslog(LOG_WARNING | LOG_DAEMON,
+		       "netfence: conntrack entries of a deleted pod's addresses may remain: %s", err.msg);
 }

@@ -10,10 +10,45 @@
 #include <unistd.h>
 
 #define KEEP_MAX 8
+#define WORK_MAX 4
+
+struct work {
+	void (*fn)(void *arg);
+	void *arg;
+	int hold_fd;
+};
 
 static bool enabled, deletions;
 static int kept[KEEP_MAX];
 static int nkept;
+static struct work works[WORK_MAX];
+static int nworks;
+
+static void run_work(struct work *w)
+{
+	w->fn(w->arg);
+	free(w->arg);
+	if (w->hold_fd >= 0)
+		close(w->hold_fd);
+}
+
+void nlsock_defer_work(void (*fn)(void *arg), void *arg, int hold_fd)
+{
+	struct work w = { fn, arg, hold_fd };
+
+	if (!enabled || nworks == WORK_MAX) {
+		run_work(&w);
+		return;
+	}
+	works[nworks++] = w;
+}
+
+static void run_works(void)
+{
+	for (int i = 0; i < nworks; i++)
+		run_work(&works[i]);
+	nworks = 0;
+}
 
 void nlsock_defer_enable(void)
 {
@@ -67,13 +102,14 @@ static void close_kept(void)
 
 void nlsock_release_deferred(void)
 {
-	int p[2], keep[KEEP_MAX + 1];
+	int p[2], keep[KEEP_MAX + WORK_MAX + 1], nkeep = 0;
 	pid_t pid;
 
-	if (nkept == 0)
+	if (nkept == 0 && nworks == 0)
 		return;
 	fflush(NULL);
 	if (pipe2(p, O_CLOEXEC) < 0) {
+		run_works();
 		close_kept();
 		return;
 	}
@@ -81,6 +117,7 @@ void nlsock_release_deferred(void)
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
+		run_works();
 		close_kept();
 		return;
 	}
@@ -88,9 +125,13 @@ void nlsock_release_deferred(void)
 		char c;
 
 		for (int i = 0; i < nkept; i++)
-			keep[i] = kept[i];
-		keep[nkept] = p[0];
-		close_all_but(keep, nkept + 1);
+			keep[nkeep++] = kept[i];
+		for (int i = 0; i < nworks; i++)
+			if (works[i].hold_fd >= 0)
+				keep[nkeep++] = works[i].hold_fd;
+		keep[nkeep++] = p[0];
+		close_all_but(keep, nkeep);
+		run_works();
 		/* EOF once the parent has closed its copies (then its own
 		 * close did not release them: this process still holds them) */
 		while (read(p[0], &c, 1) < 0 && errno == EINTR)
@@ -100,5 +141,11 @@ void nlsock_release_deferred(void)
 	}
 	close(p[0]);
 	close_kept();
+	for (int i = 0; i < nworks; i++) {
+		free(works[i].arg);
+		if (works[i].hold_fd >= 0)
+			close(works[i].hold_fd);
+	}
+	nworks = 0;
 	close(p[1]);
 }

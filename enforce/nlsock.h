@@ -14,7 +14,11 @@
  * done, hands them to a forked child that closes every other descriptor
  * first (stdout, so the runtime sees EOF; the state lock, so the next
  * caller is not held up), waits for the parent to let go, then closes them
- * and pays the grace period off the caller's clock. */
+ * and pays the grace period off the caller's clock.
+ *
+ * The same child can run work that must happen but need not delay the
+ * caller (nlsock_defer_work): a CNI DEL's conntrack cleanup, a walk of the
+ * whole conntrack hash (10 ms here, 262,144 buckets). */
 #ifndef NETFENCE_NLSOCK_H
 #define NETFENCE_NLSOCK_H
 
@@ -30,7 +34,15 @@ void nlsock_note_deletions(void);
  * deletion was committed. */
 void nlsock_close(struct mnl_socket *nl);
 
-/* Releases the kept sockets in a child process (or here, if fork fails). */
+/* Runs fn(arg) in the child of nlsock_release_deferred(), before it
+ * releases the sockets, and keeps hold_fd (a lock the child holds for as
+ * long as fn runs; -1 for none) open until fn returns; then free(arg).
+ * Without deferral, when the work cannot be queued, or if fork fails, all of
+ * that happens in this process, at once or at release. */
+void nlsock_defer_work(void (*fn)(void *arg), void *arg, int hold_fd);
+
+/* Releases the kept sockets and runs the deferred work in a child process
+ * (or here, if fork fails). */
 void nlsock_release_deferred(void);
 
 #endif

@@ -1,10 +1,43 @@
 #include "txn.h"
+#include "nlsock.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+static int open_ct_lock(const char *path, int how)
+{
+	_cleanup_free_ char *name = NULL;
+	int fd;
+
+	if (asprintf(&name, "%s.conntrack", path) < 0)
+		return -ENOMEM;
+	fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, how) < 0) {
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+	}
+	return fd;
+}
+
+int txn_conntrack_barrier(const char *path, struct nf_error *err)
+{
+	int fd = open_ct_lock(path, LOCK_EX);
+
+	if (fd < 0)
+		return nf_error_set(err, -fd, CNI_ERR_IO, "waiting for \"%s.conntrack\": %s", path,
+				    strerror(-fd));
+	close(fd);
+	return 0;
+}
 
 static int begin(struct txn *t, const char *path, const struct nf_state *s)
 {
@@ -48,6 +81,7 @@ void txn_end(struct txn *t)
 		free(t->existing[i]);
 	free(t->existing);
 	free(t->dirty);
+	free(t->gone);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -85,6 +119,18 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		return r;
 	}
 	unlink(t->dirty);
+	if (t->gone) { /* a DEL: see txn.h */
+		int held = open_ct_lock(path, LOCK_SH);
+
+		if (held >= 0) {
+			nlsock_defer_work(conntrack_flush_addrs_work, t->gone, held);
+		} else { /* no lock for an ADD to wait on: clean up now */
+			conntrack_flush_addrs_work(t->gone);
+			free(t->gone);
+		}
+		t->gone = NULL;
+		return 0;
+	}
 	if (changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
@@ -153,6 +199,11 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	*removed = pod != NULL;
 	if (!pod)
 		return 0;
+	t->gone = malloc(sizeof(*t->gone) + (pod->naddrs + 1) * sizeof(t->gone->addrs[0]));
+	if (!t->gone)
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
+	t->gone->n = pod->naddrs;
+	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_remove_pod(s, container_id, ifname);
 		r = commit_plans(t, path, s, &before, &after, true, err);

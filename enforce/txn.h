@@ -9,6 +9,12 @@
  * established flows are judged again (see tighten.c); if that fails the
  * change stands and `warning` says so.
  *
+ * A DEL's conntrack cleanup (the entries from and to the pod's addresses,
+ * so a reused address never inherits them) walks the whole conntrack table:
+ * it runs in the child that outlives the plugin (nlsock.h), holding
+ * "<state>.conntrack" shared; txn_conntrack_barrier() (every ADD) waits
+ * for those children.
+ *
  * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
  * state file (between nft_apply and the rename of the new state). A
  * transaction that finds it (its predecessor died there) re-programs the
@@ -25,6 +31,7 @@ struct txn {
 	char *dirty;     /* path of the marker */
 	size_t nexisting;
 	char **existing; /* chain names of the attachments in the state at txn_begin */
+	struct conntrack_addrs *gone; /* DEL: the pod's addresses */
 	char warning[NF_ERRMSG_MAX];
 };
 
@@ -43,5 +50,9 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
 		   const char *ifname, bool *removed, struct nf_error *err);
 void txn_end(struct txn *t);
+
+/* Waits until no DEL's conntrack cleanup is running (see above). Call with
+ * the state lock held. */
+int txn_conntrack_barrier(const char *path, struct nf_error *err);
 
 #endif
