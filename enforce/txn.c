@@ -131,7 +131,10 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		t->gone = NULL;
 		return 0;
 	}
-	if (changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
+	/* pods_only and not a DEL: an ADD of a new attachment, which only
+	 * gives permissions (its addresses join peer sets; its own chain is
+	 * new, it has no flows yet): nothing to re-judge */
+	if (changed && !pods_only && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
 			snprintf(t->warning, sizeof(t->warning),
