@@ -122,16 +122,45 @@ for v in 4 6; do
 done
 web4=$(nfc_ip web 4) web6=$(nfc_ip web 6) web2_4=$(nfc_ip web2 4) web2_6=$(nfc_ip web2 6)
 for a in "$web4" "$web6" "$web2_4" "$web2_6"; do nfc_check "conntrack has entries of $a" ct_has "$a"; done
-nfc_check "DEL web" nfc_pod_del web
-nfc_check "an ADD right after the DEL succeeds (it waits for the cleanup)" nfc_pod_plain web3 default app:web3
-gone=""
+# netfence's part of web's DEL, then at once an ADD of a pod with web's
+# addresses (as if host-local handed them out again): it must return only
+# once they are clean
+nfconf() { jq -cn --arg s "$NFC_DIR/state.json" --argjson pr "${1:-null}" \
+	'{cniVersion: "1.0.0", name: "nfc", type: "netfence", stateFile: $s} + (if $pr == null then {} else {prevResult: $pr} end)'; }
+web_cid=$(jq -r '.pods[] | select(.name == "web") | .containerID' "$NFC_DIR/state.json")
+reuse_pr=$(jq -cn --arg a "$web4/16" --arg b "$web6/64" '{cniVersion: "1.0.0",
+	interfaces: [{name: "nfcghost0"}, {name: "eth0", sandbox: "/var/run/netns/ghost"}],
+	ips: [{interface: 1, address: $a}, {interface: 1, address: $b}]}')
+nfconf | nfc_netfence CNI_COMMAND=DEL CNI_CONTAINERID="$web_cid" CNI_NETNS= CNI_IFNAME=eth0 >/dev/null
+nfconf "$reuse_pr" | nfc_netfence CNI_COMMAND=ADD CNI_CONTAINERID=reuse1 CNI_NETNS=/var/run/netns/ghost \
+	CNI_IFNAME=eth0 "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=reuse" >"$NFC_DIR/reuse.out"
+nfc_check "ADD of a pod with web's addresses right after web's DEL" jq -e '.ips | length == 2' "$NFC_DIR/reuse.out"
+gone=1
+for a in "$web4" "$web6"; do ct_has "$a" && gone=""; done
+nfc_check "when that ADD returns, no conntrack entry from or to those addresses remains" test -n "$gone"
+nfconf | nfc_netfence CNI_COMMAND=DEL CNI_CONTAINERID=reuse1 CNI_NETNS= CNI_IFNAME=eth0 >/dev/null
+# The same, with the cleanup's lock held by this script for a second: the
+# ADD must return after it is released, and remove the file (a cleanup
+# that died leaves it).
+sleep 0.5
+lockf=$NFC_DIR/state.json.conntrack-$web4
+flock -x "$lockf" -c "touch '$NFC_DIR/locked'; sleep 1; touch '$NFC_DIR/released'" &
+holder=$!
+for _ in $(seq 50); do [ -e "$NFC_DIR/locked" ] && break; sleep 0.1; done
+nfconf "$reuse_pr" | nfc_netfence CNI_COMMAND=ADD CNI_CONTAINERID=reuse2 CNI_NETNS=/var/run/netns/ghost \
+	CNI_IFNAME=eth0 "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=reuse" >/dev/null
+nfc_check "an ADD of an address whose cleanup holds its lock returns after the lock is released" \
+	test -e "$NFC_DIR/released"
+wait "$holder"
+nfc_check_not "... and removes the lock file" test -e "$lockf"
+nfconf | nfc_netfence CNI_COMMAND=DEL CNI_CONTAINERID=reuse2 CNI_NETNS= CNI_IFNAME=eth0 >/dev/null
+nfc_check "the rest of web's DEL (cnitool)" nfc_pod_del web
+left=1
 for _ in $(seq 30); do
-	gone=1
-	for a in "$web4" "$web6"; do ct_has "$a" && gone=""; done
-	[ -n "$gone" ] && break
+	ls "$NFC_DIR" | grep -q 'state.json.conntrack' || { left=""; break; }
 	sleep 0.1
 done
-nfc_check "no conntrack entry from or to web's addresses remains" test -n "$gone"
+nfc_check "no conntrack lock file is left behind" test -z "$left"
 # foo lost the permission to reach web's addresses, not any other: its flows
 # to web2 keep their entries (checked before any packet could re-create one)
 for a in "$web2_4" "$web2_6"; do nfc_check "the entries of $a are untouched" ct_has "$a"; done

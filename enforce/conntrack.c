@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -220,14 +219,4 @@ out:
 	if (nl)
 		nlsock_close(nl);
 	return r;
-}
-
-void conntrack_flush_addrs_work(void *arg)
-{
-	const struct conntrack_addrs *a = arg;
-	struct nf_error err = {0};
-
-	if (conntrack_flush(a->addrs, a->n, a->addrs, a->n, &err) < 0)
-		syslog(LOG_WARNING | LOG_DAEMON,
-		       "netfence: conntrack entries of a deleted pod's addresses may remain: %s", err.msg);
 }

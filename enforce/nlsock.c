@@ -15,7 +15,8 @@
 struct work {
 	void (*fn)(void *arg);
 	void *arg;
-	int hold_fd;
+	int nfds;
+	int fds[NLSOCK_HOLD_MAX];
 };
 
 static bool enabled, deletions;
@@ -24,18 +25,32 @@ static int nkept;
 static struct work works[WORK_MAX];
 static int nworks;
 
+static void close_fds(struct work *w)
+{
+	for (int i = 0; i < w->nfds; i++)
+		close(w->fds[i]);
+	w->nfds = 0;
+}
+
 static void run_work(struct work *w)
 {
 	w->fn(w->arg);
 	free(w->arg);
-	if (w->hold_fd >= 0)
-		close(w->hold_fd);
+	close_fds(w);
 }
 
-void nlsock_defer_work(void (*fn)(void *arg), void *arg, int hold_fd)
+void nlsock_defer_work(void (*fn)(void *arg), void *arg, const int *hold_fds, int nfds)
 {
-	struct work w = { fn, arg, hold_fd };
+	struct work w = { .fn = fn, .arg = arg };
 
+	for (int i = 0; i < nfds; i++) {
+		if (hold_fds[i] < 0)
+			continue;
+		if (w.nfds == NLSOCK_HOLD_MAX)
+			close(hold_fds[i]); /* a caller's bug: the lock is not held */
+		else
+			w.fds[w.nfds++] = hold_fds[i];
+	}
 	if (!enabled || nworks == WORK_MAX) {
 		run_work(&w);
 		return;
@@ -102,7 +117,7 @@ static void close_kept(void)
 
 void nlsock_release_deferred(void)
 {
-	int p[2], keep[KEEP_MAX + WORK_MAX + 1], nkeep = 0;
+	int p[2], keep[KEEP_MAX + WORK_MAX * NLSOCK_HOLD_MAX + 1], nkeep = 0;
 	pid_t pid;
 
 	if (nkept == 0 && nworks == 0)
@@ -127,8 +142,8 @@ void nlsock_release_deferred(void)
 		for (int i = 0; i < nkept; i++)
 			keep[nkeep++] = kept[i];
 		for (int i = 0; i < nworks; i++)
-			if (works[i].hold_fd >= 0)
-				keep[nkeep++] = works[i].hold_fd;
+			for (int j = 0; j < works[i].nfds; j++)
+				keep[nkeep++] = works[i].fds[j];
 		keep[nkeep++] = p[0];
 		close_all_but(keep, nkeep);
 		run_works();
@@ -143,8 +158,7 @@ void nlsock_release_deferred(void)
 	close_kept();
 	for (int i = 0; i < nworks; i++) {
 		free(works[i].arg);
-		if (works[i].hold_fd >= 0)
-			close(works[i].hold_fd);
+		close_fds(&works[i]);
 	}
 	nworks = 0;
 	close(p[1]);

@@ -122,14 +122,6 @@ int conntrack_flush(const struct nf_cidr *srcs, size_t nsrcs, const struct nf_ci
 		    struct nf_error *err);
 int conntrack_flush_sources(const struct nf_cidr *addrs, size_t n, struct nf_error *err);
 
-/* Work for nlsock_defer_work (arg: a malloc'ed struct conntrack_addrs):
- * conntrack_flush of the entries from or to the addresses; a failure goes
- * to syslog, there is no caller left to tell. */
-struct conntrack_addrs {
-	size_t n;
-	struct nf_cidr addrs[];
-};
-void conntrack_flush_addrs_work(void *arg);
 
 /* render.c: plan -> nft text, deterministic (golden tests). Caller frees. */
 char *plan_render(const struct plan *p);

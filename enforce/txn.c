@@ -5,37 +5,113 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
-static int open_ct_lock(const char *path, int how)
-{
-	_cleanup_free_ char *name = NULL;
-	int fd;
+/* ---- a DEL's conntrack cleanup (txn.h) ---- */
 
-	if (asprintf(&name, "%s.conntrack", path) < 0)
-		return -ENOMEM;
-	fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	while (flock(fd, how) < 0) {
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return -e;
-		}
-	}
-	return fd;
+#define CT_LOCK_PATH_MAX 4200
+
+struct del_cleanup {
+	size_t naddrs;
+	struct nf_cidr addrs[NLSOCK_HOLD_MAX];
+	char paths[NLSOCK_HOLD_MAX][CT_LOCK_PATH_MAX];
+};
+
+static int ct_lock_path(const char *path, const struct nf_cidr *a, char *out)
+{
+	char text[INET6_ADDRSTRLEN];
+
+	if (!inet_ntop(a->family, a->addr, text, sizeof(text)))
+		return -EAFNOSUPPORT;
+	if (snprintf(out, CT_LOCK_PATH_MAX, "%s.conntrack-%s", path, text) >= CT_LOCK_PATH_MAX)
+		return -ENAMETOOLONG;
+	return 0;
 }
 
-int txn_conntrack_barrier(const char *path, struct nf_error *err)
+/* Opens and locks name, which must still be the file of that name once
+ * locked (a finished cleanup unlinks its file while holding it). */
+static int lock_ct_file(const char *name, int flags, int how)
 {
-	int fd = open_ct_lock(path, LOCK_EX);
+	for (;;) {
+		struct stat a, b;
+		int fd = open(name, flags | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
 
-	if (fd < 0)
-		return nf_error_set(err, -fd, CNI_ERR_IO, "waiting for \"%s.conntrack\": %s", path,
-				    strerror(-fd));
-	close(fd);
+		if (fd < 0)
+			return -errno;
+		while (flock(fd, how) < 0) {
+			if (errno != EINTR) {
+				int e = errno;
+				close(fd);
+				return -e;
+			}
+		}
+		if (fstat(fd, &a) == 0 && stat(name, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			return fd;
+		close(fd);
+		if (!(flags & O_CREAT))
+			return -ENOENT; /* cleaned up and removed while we waited */
+	}
+}
+
+static void del_cleanup_work(void *arg)
+{
+	struct del_cleanup *c = arg;
+	struct nf_error err = {0};
+
+	if (conntrack_flush(c->addrs, c->naddrs, c->addrs, c->naddrs, &err) < 0)
+		syslog(LOG_WARNING | LOG_DAEMON,
+		       "netfence: conntrack entries of a deleted pod's addresses may remain: %s", err.msg);
+	for (size_t i = 0; i < c->naddrs; i++)
+		unlink(c->paths[i]); /* still held: an ADD that opened it waits */
+}
+
+/* Called with the state lock held, after the DEL is saved. */
+static void del_cleanup_start(const char *path, struct del_cleanup *c)
+{
+	int fds[NLSOCK_HOLD_MAX];
+	size_t n = 0;
+
+	for (; n < c->naddrs; n++) {
+		if (ct_lock_path(path, &c->addrs[n], c->paths[n]) < 0 ||
+		    (fds[n] = lock_ct_file(c->paths[n], O_CREAT, LOCK_EX)) < 0)
+			break;
+	}
+	if (n == c->naddrs) {
+		nlsock_defer_work(del_cleanup_work, c, fds, (int)n);
+		return;
+	}
+	/* no lock for an ADD to wait on: clean up now */
+	c->naddrs = n;
+	del_cleanup_work(c);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	free(c);
+}
+
+int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t naddrs, struct nf_error *err)
+{
+	char name[CT_LOCK_PATH_MAX];
+
+	for (size_t i = 0; i < naddrs; i++) {
+		int fd;
+
+		if (ct_lock_path(path, &addrs[i], name) < 0)
+			continue;
+		fd = lock_ct_file(name, 0, LOCK_SH);
+		if (fd == -ENOENT)
+			continue;
+		if (fd < 0)
+			return nf_error_set(err, -fd, CNI_ERR_IO, "waiting for \"%s\": %s", name, strerror(-fd));
+		/* whoever locked it is done; a file left by a cleanup that died
+		 * goes now (new ones are only made under the state lock) */
+		unlink(name);
+		close(fd);
+	}
 	return 0;
 }
 
@@ -120,14 +196,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	}
 	unlink(t->dirty);
 	if (t->gone) { /* a DEL: see txn.h */
-		int held = open_ct_lock(path, LOCK_SH);
-
-		if (held >= 0) {
-			nlsock_defer_work(conntrack_flush_addrs_work, t->gone, held);
-		} else { /* no lock for an ADD to wait on: clean up now */
-			conntrack_flush_addrs_work(t->gone);
-			free(t->gone);
-		}
+		del_cleanup_start(path, t->gone);
 		t->gone = NULL;
 		return 0;
 	}
@@ -202,11 +271,13 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	*removed = pod != NULL;
 	if (!pod)
 		return 0;
-	t->gone = malloc(sizeof(*t->gone) + (pod->naddrs + 1) * sizeof(t->gone->addrs[0]));
+	t->gone = calloc(1, sizeof(*t->gone));
 	if (!t->gone)
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
-	t->gone->n = pod->naddrs;
-	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
+	/* beyond NLSOCK_HOLD_MAX addresses (never seen: one per family) the
+	 * cleanup runs at once for the rest (del_cleanup_start) */
+	t->gone->naddrs = pod->naddrs < NLSOCK_HOLD_MAX ? pod->naddrs : NLSOCK_HOLD_MAX;
+	memcpy(t->gone->addrs, pod->addrs, t->gone->naddrs * sizeof(t->gone->addrs[0]));
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_remove_pod(s, container_id, ifname);
 		r = commit_plans(t, path, s, &before, &after, true, err);

@@ -11,9 +11,10 @@
  *
  * A DEL's conntrack cleanup (the entries from and to the pod's addresses,
  * so a reused address never inherits them) walks the whole conntrack table:
- * it runs in the child that outlives the plugin (nlsock.h), holding
- * "<state>.conntrack" shared; txn_conntrack_barrier() (every ADD) waits
- * for those children.
+ * it runs in the child that outlives the plugin (nlsock.h), holding a lock
+ * file per address, "<state>.conntrack-<address>", which it removes once
+ * the address is clean. txn_conntrack_barrier() (every ADD) waits on the
+ * files of the pod's own addresses, if any.
  *
  * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
  * state file (between nft_apply and the rename of the new state). A
@@ -31,7 +32,7 @@ struct txn {
 	char *dirty;     /* path of the marker */
 	size_t nexisting;
 	char **existing; /* chain names of the attachments in the state at txn_begin */
-	struct conntrack_addrs *gone; /* DEL: the pod's addresses */
+	struct del_cleanup *gone; /* DEL: the pod's addresses */
 	char warning[NF_ERRMSG_MAX];
 };
 
@@ -51,8 +52,8 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 		   const char *ifname, bool *removed, struct nf_error *err);
 void txn_end(struct txn *t);
 
-/* Waits until no DEL's conntrack cleanup is running (see above). Call with
- * the state lock held. */
-int txn_conntrack_barrier(const char *path, struct nf_error *err);
+/* Waits until no DEL's conntrack cleanup of one of addrs is running (see
+ * above). Call with the state lock held. */
+int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t naddrs, struct nf_error *err);
 
 #endif

@@ -147,9 +147,9 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 		goto out;
 	}
 
-	/* the barrier: a DEL's conntrack cleanup may still run (txn.h) */
+	/* a DEL of one of these addresses may still be cleaning conntrack up (txn.h) */
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0 ||
-	    (r = txn_conntrack_barrier(c->conf.state_file, err)) < 0 ||
+	    (r = txn_conntrack_barrier(c->conf.state_file, pod.addrs, pod.naddrs, err)) < 0 ||
 	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0)
 		goto out;
 	/* a re-ADD replaces a record: not a pod added, compile both plans */
