@@ -1,0 +1,54 @@
+#!/bin/bash
+# bench/plugin_alone.sh: the plugin's own ADD and DEL, without libcni.
+#
+#   sudo bench/plugin_alone.sh [PODS [POLICIES [ROUNDS]]]     (100 100 30)
+#
+# Builds the bench topology (bench/lib.sh), attaches PODS pods through
+# cnitool, applies POLICIES policies (bench/gen.py), attaches the measured
+# pod, then runs ROUNDS x (DEL, ADD) of bin/netfence directly with that
+# pod's prevResult, 50 ms apart (so that one call's left-overs, such as
+# the RCU grace period a DEL's child waits out, do not land on the next),
+# each timed by bench/nfb_time. Prints the median and p90 of each. Used to
+# find where the plugin spends its time (see docs/performance.md); the
+# figures of record are bench/run.sh's, against a baseline.
+# NFB_BIN_DIR=DIR measures DIR/netfence instead of bin/.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
+pods=${1:-100} policies=${2:-100} rounds=${3:-30}
+nfb_setup
+python3 bench/gen.py "$NFB_DIR/gen" --sizes "$policies" --peers 10 >/dev/null || nfb_die "gen.py"
+nfb__netns_add "$NFB_PFX-m-nf"
+nfb_in m-nf ip link set lo up
+nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
+nfb_pods_grow "$pods"
+nfb_ctl apply -f "$NFB_DIR/gen/policies-$policies.json" >/dev/null || nfb_die "apply policies"
+args=$(nfb_pod_args ns0 bench-nf app:bench)
+# shellcheck disable=SC2046
+nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$args" "$NFB_CNITOOL" add nfb-nf "/var/run/netns/$NFB_PFX-m-nf" \
+	>"$NFB_DIR/res.json" || nfb_die "cnitool add of the measured pod"
+jq -nc --slurpfile r "$NFB_DIR/res.json" --arg s "$NFB_DIR/state/state.json" \
+	'{cniVersion: "1.0.0", name: "nfb-nf", type: "netfence", stateFile: $s, prevResult: $r[0]}' >"$NFB_DIR/conf.json"
+cid=$(jq -r '.pods[] | select(.name == "bench-nf") | .containerID' "$NFB_DIR/state/state.json")
+[ -n "$cid" ] || nfb_die "the measured pod has no record"
+# shellcheck disable=SC2016
+nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" CNI_IFNAME=eth0 \
+	CNI_PATH=/nonexistent CNI_ARGS="$args" bash -c '
+	for ((i = 0; i < $1; i++)); do
+		for c in DEL ADD; do
+			sleep 0.05
+			CNI_COMMAND=$c "$2" -o "$3" -l "$c" -- "$4" <"$5" >/dev/null 2>>"$6" || echo "$c failed" >&2
+		done
+	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/t.tsv" "$NFB_PLUGIN" "$NFB_DIR/conf.json" "$NFB_DIR/log/alone.err"
+[ -s "$NFB_DIR/log/alone.err" ] && nfb_die "plugin calls failed: $(tail -3 "$NFB_DIR/log/alone.err")"
+echo "plugin alone, $pods pods x $policies policies, $rounds rounds (ms):"
+python3 - "$NFB_DIR/t.tsv" <<'PY'
+import collections, statistics, sys
+d = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split("\t")
+    d[f[0]].append(float(f[1]))
+for k in ("ADD", "DEL"):
+    v = sorted(d[k])
+    print("  %s median %.2f p90 %.2f" % (k, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.9))]))
+PY
