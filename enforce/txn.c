@@ -98,7 +98,7 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 	char name[CT_LOCK_PATH_MAX];
 
 	for (size_t i = 0; i < naddrs; i++) {
-		int fd;
+		int fd, r;
 
 		if (ct_lock_path(path, &addrs[i], name) < 0)
 			continue;
@@ -107,8 +107,15 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 			continue;
 		if (fd < 0)
 			return nf_error_set(err, -fd, CNI_ERR_IO, "waiting for \"%s\": %s", name, strerror(-fd));
-		/* whoever locked it is done; a file left by a cleanup that died
-		 * goes now (new ones are only made under the state lock) */
+		/* A cleanup that finished removed its file before letting go:
+		 * this one died first (new files are only made under the state
+		 * lock, which we hold). Do its work, then remove the file. */
+		if ((r = conntrack_flush(&addrs[i], 1, &addrs[i], 1, err)) < 0) {
+			close(fd);
+			nf_error_wrap(err, "cleaning up conntrack after a deleted pod with the address of \"%s\"",
+				      name);
+			return r;
+		}
 		unlink(name);
 		close(fd);
 	}

@@ -14,7 +14,8 @@
  * it runs in the child that outlives the plugin (nlsock.h), holding a lock
  * file per address, "<state>.conntrack-<address>", which it removes once
  * the address is clean. txn_conntrack_barrier() (every ADD) waits on the
- * files of the pod's own addresses, if any.
+ * files of the pod's own addresses, if any, and does the cleanup itself
+ * for a file a dead cleanup left.
  *
  * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
  * state file (between nft_apply and the rename of the new state). A
