@@ -1,6 +1,6 @@
 /* conntrack over ctnetlink (libmnl): delete the entries whose original
- * source (or destination) is in a set of addresses. A dump cannot be interleaved with deletes on one
- * socket, so the matching entries' original tuples are collected first,
+ * source (or destination) is in a set of addresses. A dump cannot be
+ * interleaved with deletes on one socket, so the matching entries' original tuples are collected first,
  * then deleted one message each; an entry that expired in between
  * (ENOENT) is fine. */
 #include "nlsock.h"

@@ -1,12 +1,12 @@
 #include "txn.h"
 #include "nlsock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <string.h>
-#include <arpa/inet.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -17,9 +17,10 @@
 #define CT_LOCK_PATH_MAX 4200
 
 struct del_cleanup {
-	size_t naddrs;
-	struct nf_cidr addrs[NLSOCK_HOLD_MAX];
+	size_t nlocks; /* paths[0..nlocks) are held (and removed when clean) */
 	char paths[NLSOCK_HOLD_MAX][CT_LOCK_PATH_MAX];
+	size_t naddrs;
+	struct nf_cidr addrs[];
 };
 
 static int ct_lock_path(const char *path, const struct nf_cidr *a, char *out)
@@ -66,7 +67,7 @@ static void del_cleanup_work(void *arg)
 	if (conntrack_flush(c->addrs, c->naddrs, c->addrs, c->naddrs, &err) < 0)
 		syslog(LOG_WARNING | LOG_DAEMON,
 		       "netfence: conntrack entries of a deleted pod's addresses may remain: %s", err.msg);
-	for (size_t i = 0; i < c->naddrs; i++)
+	for (size_t i = 0; i < c->nlocks; i++)
 		unlink(c->paths[i]); /* still held: an ADD that opened it waits */
 }
 
@@ -74,21 +75,21 @@ static void del_cleanup_work(void *arg)
 static void del_cleanup_start(const char *path, struct del_cleanup *c)
 {
 	int fds[NLSOCK_HOLD_MAX];
-	size_t n = 0;
 
-	for (; n < c->naddrs; n++) {
-		if (ct_lock_path(path, &c->addrs[n], c->paths[n]) < 0 ||
-		    (fds[n] = lock_ct_file(c->paths[n], O_CREAT, LOCK_EX)) < 0)
+	/* one lock per address (a pod has one per family; more than
+	 * NLSOCK_HOLD_MAX is never seen, and then everything happens now) */
+	for (c->nlocks = 0; c->naddrs <= NLSOCK_HOLD_MAX && c->nlocks < c->naddrs; c->nlocks++) {
+		if (ct_lock_path(path, &c->addrs[c->nlocks], c->paths[c->nlocks]) < 0 ||
+		    (fds[c->nlocks] = lock_ct_file(c->paths[c->nlocks], O_CREAT, LOCK_EX)) < 0)
 			break;
 	}
-	if (n == c->naddrs) {
-		nlsock_defer_work(del_cleanup_work, c, fds, (int)n);
+	if (c->nlocks == c->naddrs) {
+		nlsock_defer_work(del_cleanup_work, c, fds, (int)c->nlocks);
 		return;
 	}
-	/* no lock for an ADD to wait on: clean up now */
-	c->naddrs = n;
+	/* no lock for an ADD to wait on: clean up every address now */
 	del_cleanup_work(c);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < c->nlocks; i++)
 		close(fds[i]);
 	free(c);
 }
@@ -168,9 +169,18 @@ void txn_end(struct txn *t)
 	memset(t, 0, sizeof(*t));
 }
 
+enum commit_kind {
+	COMMIT_ANY, /* anything changed: save it all, re-judge tightened flows */
+	COMMIT_ADD, /* a new attachment: save the pods; it only gives permissions
+		     * (its addresses join peer sets, its chain is new and has no
+		     * flows yet), nothing to re-judge */
+	COMMIT_DEL, /* an attachment gone: save the pods; clean up conntrack
+		     * for its addresses (t->gone) */
+};
+
 /* The kernel holds `before`; make it hold `after` and save s. */
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
-			const struct plan *after, bool pods_only, struct nf_error *err)
+			const struct plan *after, enum commit_kind kind, struct nf_error *err)
 {
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
@@ -193,7 +203,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	}
 	if (r < 0)
 		return r; /* the marker stays: the next change re-programs */
-	if ((r = pods_only ? nf_state_save_pods(path, s, err) : nf_state_save(path, s, err)) < 0) {
+	if ((r = kind == COMMIT_ANY ? nf_state_save(path, s, err) : nf_state_save_pods(path, s, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
 			if (nft_apply(before, &ignored) == 0)
@@ -202,15 +212,12 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		return r;
 	}
 	unlink(t->dirty);
-	if (t->gone) { /* a DEL: see txn.h */
+	if (kind == COMMIT_DEL) { /* see txn.h */
 		del_cleanup_start(path, t->gone);
 		t->gone = NULL;
 		return 0;
 	}
-	/* pods_only and not a DEL: an ADD of a new attachment, which only
-	 * gives permissions (its addresses join peer sets; its own chain is
-	 * new, it has no flows yet): nothing to re-judge */
-	if (changed && !pods_only && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
+	if (kind == COMMIT_ANY && changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
 			snprintf(t->warning, sizeof(t->warning),
@@ -228,7 +235,7 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
 
 	if ((r = plan_compile(s, &after, err)) < 0)
 		return r;
-	r = commit_plans(t, path, s, &t->before, &after, false, err);
+	r = commit_plans(t, path, s, &t->before, &after, COMMIT_ANY, err);
 	plan_free(&after);
 	return r;
 }
@@ -262,7 +269,7 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 	int r;
 
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
-		r = commit_plans(t, path, s, &before, &after, true, err);
+		r = commit_plans(t, path, s, &before, &after, COMMIT_ADD, err);
 	plan_free(&before);
 	plan_free(&after);
 	return r;
@@ -278,16 +285,14 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	*removed = pod != NULL;
 	if (!pod)
 		return 0;
-	t->gone = calloc(1, sizeof(*t->gone));
+	t->gone = calloc(1, sizeof(*t->gone) + pod->naddrs * sizeof(t->gone->addrs[0]));
 	if (!t->gone)
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
-	/* beyond NLSOCK_HOLD_MAX addresses (never seen: one per family) the
-	 * cleanup runs at once for the rest (del_cleanup_start) */
-	t->gone->naddrs = pod->naddrs < NLSOCK_HOLD_MAX ? pod->naddrs : NLSOCK_HOLD_MAX;
-	memcpy(t->gone->addrs, pod->addrs, t->gone->naddrs * sizeof(t->gone->addrs[0]));
+	t->gone->naddrs = pod->naddrs;
+	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_remove_pod(s, container_id, ifname);
-		r = commit_plans(t, path, s, &before, &after, true, err);
+		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, err);
 	}
 	plan_free(&before);
 	plan_free(&after);
