@@ -57,6 +57,16 @@ static int parse_port(const char *s)
 	return (int)v;
 }
 
+/* "tcp" -> 1, "udp" -> 0, anything else: usage */
+static int parse_tcp(const char *s)
+{
+	if (strcmp(s, "tcp") == 0)
+		return 1;
+	if (strcmp(s, "udp") != 0)
+		usage();
+	return 0;
+}
+
 /* Parse a numeric address into ss; returns the family or -1. */
 static int parse_addr(const char *s, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -120,13 +130,7 @@ static int serve(int argc, char **argv)
 	}
 	if (argc - i != 2)
 		usage();
-	int tcp;
-	if (strcmp(argv[i], "tcp") == 0)
-		tcp = 1;
-	else if (strcmp(argv[i], "udp") == 0)
-		tcp = 0;
-	else
-		usage();
+	int tcp = parse_tcp(argv[i]);
 	int port = parse_port(argv[i + 1]);
 
 	if (logpath) {
@@ -334,13 +338,7 @@ static int do_connect(int argc, char **argv)
 	}
 	if (argc - i != 4)
 		usage();
-	int tcp;
-	if (strcmp(argv[i], "tcp") == 0)
-		tcp = 1;
-	else if (strcmp(argv[i], "udp") == 0)
-		tcp = 0;
-	else
-		usage();
+	int tcp = parse_tcp(argv[i]);
 	int port = parse_port(argv[i + 2]);
 	char *end;
 	long timeout = strtol(argv[i + 3], &end, 10);
