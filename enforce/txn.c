@@ -171,6 +171,7 @@ void txn_end(struct txn *t)
 
 enum commit_kind {
 	COMMIT_ANY, /* anything changed: save it all, re-judge tightened flows */
+	COMMIT_PODS, /* only pods changed, in any way: save the pods, re-judge */
 	COMMIT_ADD, /* a new attachment: save the pods; it only gives permissions
 		     * (its addresses join peer sets, its chain is new and has no
 		     * flows yet), nothing to re-judge */
@@ -217,7 +218,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		t->gone = NULL;
 		return 0;
 	}
-	if (kind == COMMIT_ANY && changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
+	if ((kind == COMMIT_ANY || kind == COMMIT_PODS) && changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
 			snprintf(t->warning, sizeof(t->warning),
@@ -228,16 +229,27 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	return 0;
 }
 
-int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+static int commit(struct txn *t, const char *path, const struct nf_state *s, enum commit_kind kind,
+		  struct nf_error *err)
 {
 	struct plan after = {0};
 	int r;
 
 	if ((r = plan_compile(s, &after, err)) < 0)
 		return r;
-	r = commit_plans(t, path, s, &t->before, &after, COMMIT_ANY, err);
+	r = commit_plans(t, path, s, &t->before, &after, kind, err);
 	plan_free(&after);
 	return r;
+}
+
+int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	return commit(t, path, s, COMMIT_ANY, err);
+}
+
+int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	return commit(t, path, s, COMMIT_PODS, err);
 }
 
 /* The plan of s without pod: derived, or compiled from a view of s

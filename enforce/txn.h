@@ -39,6 +39,10 @@ struct txn {
 
 int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
+/* txn_commit when only the pods changed since nf_state_load (a re-ADD):
+ * saves just the pods (nf_state_save_pods), so the state may come from
+ * nf_state_load_fast. */
+int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 
 /* ADD and DEL change the state by one pod: begin without compiling, and
  * compile once, deriving the other plan (plan_without_pod).

@@ -234,9 +234,13 @@ struct nf_state {
 	 * unknown), for nf_state_save_pods */
 	char *raw;
 	size_t raw_len, pods_at, pods_end;
+	/* loaded from the model cache (state.h): policies, namespaces and
+	 * podspecs live in this arena, read only, without their ->obj */
+	void *frozen;
 };
 
 void nf_state_free(struct nf_state *s); /* frees members, not s */
+void nf_state_arena_free(void *arena); /* cache.c */
 
 /* Fills out with a copy of the labels of namespace `ns`: its Namespace
  * object's, or just kubernetes.io/metadata.name=<ns> when no object declares

@@ -770,18 +770,22 @@ void nf_state_free(struct nf_state *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->npolicies; i++)
-		nf_policy_free(&s->policies[i]);
-	free(s->policies);
-	for (size_t i = 0; i < s->nnamespaces; i++)
-		nf_namespace_free(&s->namespaces[i]);
-	free(s->namespaces);
+	if (s->frozen) {
+		nf_state_arena_free(s->frozen);
+	} else {
+		for (size_t i = 0; i < s->npolicies; i++)
+			nf_policy_free(&s->policies[i]);
+		free(s->policies);
+		for (size_t i = 0; i < s->nnamespaces; i++)
+			nf_namespace_free(&s->namespaces[i]);
+		free(s->namespaces);
+		for (size_t i = 0; i < s->npodspecs; i++)
+			nf_podspec_free(&s->podspecs[i]);
+		free(s->podspecs);
+	}
 	for (size_t i = 0; i < s->npods; i++)
 		nf_pod_free(&s->pods[i]);
 	free(s->pods);
-	for (size_t i = 0; i < s->npodspecs; i++)
-		nf_podspec_free(&s->podspecs[i]);
-	free(s->podspecs);
 	free(s->raw);
 	memset(s, 0, sizeof(*s));
 }

@@ -247,21 +247,20 @@ static bool top_level_span(const char *t, size_t n, const char *key, size_t *at,
 	return false;
 }
 
-int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
+/* The text of the state file: 0 and *buf (NUL-terminated), or 1 when there
+ * is no file (an empty state), or an error. */
+static int read_state(const char *path, char **buf, size_t *len, struct nf_error *err)
 {
-	json_error_t jerr;
-	json_t *root;
 	struct stat st;
-	int fd, r;
+	size_t size, got = 0;
+	int fd;
 
 	/* The state decides what pods may send: never read one that someone
 	 * else could have written, or that a symlink points to. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		if (errno == ENOENT) {
-			memset(out, 0, sizeof(*out));
-			return 0;
-		}
+		if (errno == ENOENT)
+			return 1;
 		if (errno == ELOOP)
 			return nf_error_set(err, errno, NF_ERR_STATE,
 					    "state file \"%s\" is a symbolic link: refusing it", path);
@@ -281,41 +280,80 @@ int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 	}
 	/* one read, not json_loadfd: jansson reads a descriptor a byte per
 	 * read(2), a syscall per byte of a state that can be megabytes */
-	{
-		size_t size = (size_t)st.st_size, got = 0;
-		char *buf = malloc(size + 1);
-		if (!buf) {
-			close(fd);
-			return nf_error_set(err, ENOMEM, NF_ERR_STATE, "state file \"%s\": out of memory", path);
-		}
-		while (got < size) {
-			ssize_t n = read(fd, buf + got, size - got);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			got += (size_t)n;
-		}
+	size = (size_t)st.st_size;
+	if (!(*buf = malloc(size + 1))) {
 		close(fd);
-		root = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &jerr);
-		if (!root) {
-			free(buf);
-			return nf_error_set(err, EINVAL, NF_ERR_STATE,
-					    "state file \"%s\" is corrupt: line %d column %d: %s%s", path,
-					    jerr.line, jerr.column, jerr.text, nf_json_error_hint(jerr.text));
-		}
-		r = nf_state_from_json(root, out, err);
-		json_decref(root);
-		if (r < 0) {
-			free(buf);
-			nf_error_wrap(err, "state file \"%s\"", path);
-			return r;
-		}
-		out->raw = buf;
-		out->raw_len = got;
-		if (!top_level_span(buf, got, "pods", &out->pods_at, &out->pods_end))
-			out->pods_at = out->pods_end = 0;
+		return nf_error_set(err, ENOMEM, NF_ERR_STATE, "state file \"%s\": out of memory", path);
 	}
+	while (got < size) {
+		ssize_t n = read(fd, *buf + got, size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	(*buf)[got] = '\0';
+	*len = got;
+	return 0;
+}
+
+/* text -> out; takes buf */
+static int parse_state(const char *path, char *buf, size_t len, struct nf_state *out, struct nf_error *err)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	int r;
+
+	if (!root) {
+		free(buf);
+		return nf_error_set(err, EINVAL, NF_ERR_STATE, "state file \"%s\" is corrupt: line %d column %d: %s%s",
+				    path, jerr.line, jerr.column, jerr.text, nf_json_error_hint(jerr.text));
+	}
+	r = nf_state_from_json(root, out, err);
+	json_decref(root);
+	if (r < 0) {
+		free(buf);
+		nf_error_wrap(err, "state file \"%s\"", path);
+		return r;
+	}
+	out->raw = buf;
+	out->raw_len = len;
+	if (!top_level_span(buf, len, "pods", &out->pods_at, &out->pods_end))
+		out->pods_at = out->pods_end = 0;
+	return 0;
+}
+
+int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r = read_state(path, &buf, &len, err);
+
+	memset(out, 0, sizeof(*out));
+	if (r != 0)
+		return r > 0 ? 0 : r;
+	return parse_state(path, buf, len, out, err);
+}
+
+int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r = read_state(path, &buf, &len, err);
+
+	memset(out, 0, sizeof(*out));
+	if (r != 0)
+		return r > 0 ? 0 : r;
+	if (nf_state_cache_load(path, buf, len, out) == 0) {
+		out->raw = buf;
+		out->raw_len = len;
+		return 0;
+	}
+	if ((r = parse_state(path, buf, len, out, err)) < 0)
+		return r;
+	nf_state_cache_write(path, out, out->raw, out->raw_len, out->pods_at, out->pods_end);
 	return 0;
 }
 
@@ -363,15 +401,23 @@ static int write_state(const char *path, const char *text, size_t len, struct nf
 
 int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err)
 {
-	json_t *root = nf_state_to_json(s);
-	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	size_t len = text ? strlen(text) : 0;
+	json_t *root;
+	char *text;
+	size_t len, at, end;
 	int r;
 
+	if (s->frozen) /* a bug, not an input: its objects were never loaded */
+		return nf_error_set(err, EINVAL, CNI_ERR_IO,
+				    "writing state file \"%s\": the state was loaded without its objects", path);
+	root = nf_state_to_json(s);
+	text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	len = text ? strlen(text) : 0;
 	if (text)
 		text[len++] = '\n'; /* replaces the terminating NUL */
 	r = text ? write_state(path, text, len, err)
 		 : nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	if (r == 0 && top_level_span(text, len, "pods", &at, &end))
+		nf_state_cache_write(path, s, text, len, at, end);
 	free(text);
 	json_decref(root);
 	return r;
@@ -409,6 +455,8 @@ int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_err
 	memcpy(text + s->pods_at + alen, s->raw + s->pods_end, len - s->pods_at - alen);
 	text[len++] = '\n';
 	r = write_state(path, text, len, err);
+	if (r == 0)
+		nf_state_cache_write(path, s, text, len, s->pods_at, s->pods_at + alen);
 	free(text);
 	free(arr);
 	return r;

@@ -19,8 +19,27 @@ void nf_state_unlock(struct nf_state_lock *lock);
  * (code NF_ERR_STATE) naming the path and what is wrong. */
 int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err);
 int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error *err);
+/* nf_state_load for the CNI calls, which need the model but not the stored
+ * objects: from the model cache "<path>.model" (cache.c) when it was made
+ * from the very text the state file holds, else parsed (and the cache
+ * written for the next call). A state loaded from the cache has no ->obj
+ * (s->frozen is set): save it only with nf_state_save_pods. Same errors as
+ * nf_state_load. */
+int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *err);
+
+/* The model cache (cache.c). Writers call nf_state_cache_write after the
+ * rename of a new state text (failures only remove the cache). */
+void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
+			  size_t pods_at, size_t pods_end);
+/* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
+int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
+/* the cache's bytes for s made from text, and back (unit tests, fuzzing) */
+int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
+			  size_t pods_end, char **out, size_t *outlen);
+int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
 json_t *nf_state_to_json(const struct nf_state *s);
-/* Writes a new file (0600) next to path, fsyncs it and renames it over path. */
+/* Writes a new file (0600) next to path, fsyncs it and renames it over path.
+ * Refuses a state loaded from the model cache (it has no objects to save). */
 int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err);
 /* nf_state_save for a state of which only the pods changed since
  * nf_state_load (a CNI ADD or DEL): the loaded text with just the "pods"

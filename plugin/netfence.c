@@ -150,7 +150,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	/* a DEL of one of these addresses may still be cleaning conntrack up (txn.h) */
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0 ||
 	    (r = txn_conntrack_barrier(c->conf.state_file, pod.addrs, pod.naddrs, err)) < 0 ||
-	    (r = nf_state_load(c->conf.state_file, &st, err)) < 0)
+	    (r = nf_state_load_fast(c->conf.state_file, &st, err)) < 0)
 		goto out;
 	/* a re-ADD replaces a record: not a pod added, compile both plans */
 	replacing = nf_state_find_pod(&st, c->container_id, c->ifname) != NULL;
@@ -186,7 +186,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 	if ((r = nf_state_put_pod(&st, &pod)) < 0)
 		goto out;
 	/* put_pod took pod's members: find the record it made */
-	if ((r = replacing ? txn_commit(&t, c->conf.state_file, &st, err)
+	if ((r = replacing ? txn_commit_pods(&t, c->conf.state_file, &st, err)
 			   : txn_commit_add(&t, c->conf.state_file, &st,
 					    nf_state_find_pod(&st, c->container_id, c->ifname), err)) < 0)
 		goto out;
@@ -264,7 +264,7 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
 		return r;
-	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0) {
+	if ((r = nf_state_load_fast(c->conf.state_file, &st, err)) < 0) {
 		r = del_without_state(c, err);
 		goto out;
 	}
@@ -293,7 +293,7 @@ static int cmd_check(struct ctx *c, struct nf_error *err)
 		return nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG, "prevResult: missing (CHECK needs it)");
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
 		return r;
-	if ((r = nf_state_load(c->conf.state_file, &s, err)) < 0)
+	if ((r = nf_state_load_fast(c->conf.state_file, &s, err)) < 0)
 		goto out;
 	pod = nf_state_find_pod(&s, c->container_id, c->ifname);
 	if (!pod) {

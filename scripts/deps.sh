@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages netfence needs to build, test and demo.
 set -eu
-PKGS="build-essential pkg-config libjansson-dev libmnl-dev libnftnl-dev libyaml-dev libcmocka-dev
+PKGS="build-essential pkg-config libjansson-dev libmnl-dev libnftnl-dev libyaml-dev libxxhash-dev libcmocka-dev
       nftables iproute2 containernetworking-plugins golang-go golang-github-appc-cni-dev
       busybox-static dnsmasq-base jq valgrind clang libclang-rt-14-dev python3 python3-yaml
       containerd runc iperf3 gnuplot-nox iptables time"

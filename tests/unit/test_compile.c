@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <endian.h>
 #include <sys/socket.h>
+#include <xxhash.h>
 
 #include "../../enforce/plan.h"
 #include "../../netconf/manifest.h"
@@ -548,6 +550,104 @@ static void test_plan_without_pod(void **state)
 	}
 }
 
+/* The model cache (netconf/cache.c): the state decoded from its bytes
+ * compiles to the same plan and encodes to the same bytes; any other text,
+ * any truncation, any corrupted byte (even with the checksum fixed up) is
+ * refused or decodes to some state, never a crash or a leak (ASan). */
+static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
+{
+	struct nf_state d = {0};
+	struct nf_error err = {0};
+	struct plan p1 = {0}, p2 = {0};
+	char *buf = NULL, *buf2 = NULL, *a, *b, *other;
+	size_t blen = 0, blen2 = 0;
+
+	assert_int_equal(nf_state_cache_encode(s, text, len, 0, len, &buf, &blen), 0);
+	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
+	assert_non_null(d.frozen);
+	assert_int_equal(d.npolicies, s->npolicies);
+	assert_int_equal(d.npods, s->npods);
+	for (size_t i = 0; i < s->npods; i++) {
+		json_t *x = nf_pod_to_json(&s->pods[i]), *y = nf_pod_to_json(&d.pods[i]);
+		assert_true(json_equal(x, y));
+		json_decref(x);
+		json_decref(y);
+	}
+	assert_int_equal(plan_compile(s, &p1, &err), 0);
+	assert_int_equal(plan_compile(&d, &p2, &err), 0);
+	a = plan_render(&p1);
+	b = plan_render(&p2);
+	assert_string_equal(a, b);
+	/* every field made it: the decoded state encodes to the same bytes */
+	assert_int_equal(nf_state_cache_encode(&d, text, len, 0, len, &buf2, &blen2), 0);
+	assert_int_equal(blen2, blen);
+	assert_memory_equal(buf2, buf, blen);
+	free(a);
+	free(b);
+	free(buf2);
+	plan_free(&p1);
+	plan_free(&p2);
+	nf_state_free(&d);
+
+	/* another text, even by one byte, or shorter: a miss */
+	other = strndup(text, len);
+	other[len / 2] ^= 1;
+	assert_int_equal(nf_state_cache_decode(buf, blen, other, len, &d), -EINVAL);
+	assert_int_equal(nf_state_cache_decode(buf, blen, text, len - 1, &d), -EINVAL);
+	free(other);
+	for (size_t n = 0; n < blen; n++)
+		assert_int_equal(nf_state_cache_decode(buf, n, text, len, &d), -EINVAL);
+	/* a flipped byte: the checksum catches it; with the checksum made to
+	 * match, the decoder's own checks must hold (every 3rd byte, 3 ways) */
+	for (size_t i = 72; i < blen; i += 3) {
+		static const uint8_t flips[] = {0x01, 0x80, 0xff};
+		for (size_t f = 0; f < sizeof(flips); f++) {
+			uint64_t h;
+			buf[i] ^= flips[f];
+			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), -EINVAL);
+			h = htole64(XXH3_64bits(buf + 72, blen - 72));
+			memcpy(buf + 64, &h, 8);
+			if (nf_state_cache_decode(buf, blen, text, len, &d) == 0)
+				nf_state_free(&d);
+			buf[i] ^= flips[f];
+			h = htole64(XXH3_64bits(buf + 72, blen - 72));
+			memcpy(buf + 64, &h, 8);
+		}
+	}
+	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
+	nf_state_free(&d);
+	free(buf);
+}
+
+static void test_model_cache(void **state)
+{
+	static const char *const manifests[] = {
+		"testdata/foo-deny-external-egress.yaml", "testdata/foo-deny-external-egress-incluster.yaml",
+		"testdata/internal-cidr-except.yaml", "testdata/backend-limited-external.yaml",
+		"testdata/db-internal-only.yaml", "testdata/payment-service-gateway.yaml",
+	};
+	char path[1024];
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+
+	/* the NP-14 state file: named ports, ranges, ipBlocks, registrations */
+	snprintf(path, sizeof(path), "%s/testdata/state/np14-state.json", SRCDIR);
+	if (nf_state_load(path, &s, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(s.npodspecs > 0);
+	cache_roundtrip(&s, s.raw, s.raw_len);
+	nf_state_free(&s);
+	/* every pattern at once */
+	add_manifest(&s, "testdata/namespaces.yaml");
+	for (size_t m = 0; m < sizeof(manifests) / sizeof(manifests[0]); m++)
+		add_manifest(&s, manifests[m]);
+	add_pods(&s, "testdata/pods-np14.json");
+	add_pods(&s, "testdata/pods-patterns.json");
+	s.pods[0].network = strdup("net1"); /* the test pods have none */
+	cache_roundtrip(&s, "any text", 8);
+	nf_state_free(&s);
+}
+
 /* Two blocks of one rule whose pieces nest: the union keeps the outer
  * prefixes only (an interval set refuses overlaps) and covers both. */
 static void test_ipblock_union(void **state)
@@ -593,6 +693,7 @@ int main(void)
 		cmocka_unit_test(test_state_seed),
 		cmocka_unit_test(test_plan_without_pod),
 		cmocka_unit_test(test_ipblock_union),
+		cmocka_unit_test(test_model_cache),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }

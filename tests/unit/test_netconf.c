@@ -1117,7 +1117,128 @@ static void test_state_save_pods(void **state)
 
 	nf_state_free(&s);
 	unlink(path);
+	snprintf(path, sizeof(path), "%s/new.json.model", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state.json.model", dir);
+	unlink(path);
 	snprintf(path, sizeof(path), "%s/state.json", dir);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void write_text(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+/* nf_state_load_fast: the model cache is used for exactly the text it was
+ * made from; a state loaded from it saves its pods like a parsed one, and
+ * refuses a whole save; another text, or a cache that is a symlink or
+ * writable by others, is parsed instead (and the cache made again). */
+static void test_state_model_cache(void **state)
+{
+	static const char text[] =
+		"{\"apiVersion\": \"netfence.dev/v1\", \"kind\": \"NetfenceNodeState\",\n"
+		" \"networkPolicies\": [{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
+		" \"metadata\": {\"name\": \"p\", \"namespace\": \"default\"},"
+		" \"spec\": {\"podSelector\": {\"matchLabels\": {\"k\": \"v\"}}, \"policyTypes\": [\"Egress\"],"
+		" \"egress\": [{\"to\": [{\"ipBlock\": {\"cidr\": \"10.0.0.0/8\", \"except\": [\"10.1.0.0/16\"]}}],"
+		" \"ports\": [{\"port\": 53, \"protocol\": \"UDP\"}]}]}}],\n"
+		" \"pods\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"namespace\": \"default\", \"name\": \"a\","
+		" \"labels\": {\"k\": \"v\"}, \"hostVeth\": \"veth1\", \"ips\": [\"10.0.0.1/24\"]}]}\n";
+	char dir[] = "/tmp/nf-test-cache-XXXXXX", path[64], cpath[80], other[80];
+	struct nf_error err = {0};
+	struct nf_state s = {0}, t = {0};
+	struct nf_pod pod;
+	json_t *j;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	snprintf(other, sizeof(other), "%s/copy.model", dir);
+	write_text(path, text, 0600);
+
+	/* no cache yet: parsed, and the cache made */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	assert_non_null(s.policies[0].obj);
+	nf_state_free(&s);
+	assert_int_equal(access(cpath, F_OK), 0);
+	/* now from the cache */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_int_equal(s.npolicies, 1);
+	assert_null(s.policies[0].obj);
+	assert_int_equal(s.policies[0].egress_rules[0].peers[0].ipblock.except[0].prefix, 16);
+	assert_int_equal(s.npods, 1);
+	assert_string_equal(s.pods[0].host_veth, "veth1");
+	/* a whole save needs the objects: refused, nothing written */
+	assert_true(nf_state_save(path, &s, &err) < 0);
+	/* pods are saved as from a parsed state; the cache follows */
+	j = json_loads("{\"containerID\": \"c2\", \"ifname\": \"eth0\", \"namespace\": \"default\", \"name\": \"b\","
+		       " \"labels\": {}, \"ips\": [\"fd00::2/64\"]}", 0, NULL);
+	assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+	json_decref(j);
+	assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	assert_int_equal(nf_state_load(path, &t, &err), 0);
+	assert_int_equal(t.npods, 2);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_int_equal(s.npods, 2);
+	{
+		json_t *a = nf_state_to_json(&t), *b;
+		/* the objects are not in s: compare the pods */
+		b = json_object_get(a, "pods");
+		for (size_t i = 0; i < 2; i++) {
+			json_t *x = nf_pod_to_json(&s.pods[i]);
+			assert_true(json_equal(x, json_array_get(b, i)));
+			json_decref(x);
+		}
+		json_decref(a);
+	}
+	nf_state_free(&s);
+	nf_state_free(&t);
+
+	/* the same state, written differently: another text, parsed */
+	assert_int_equal(rename(cpath, other), 0);
+	assert_int_equal(nf_state_load_fast(path, &t, &err), 0); /* makes the cache again */
+	assert_null(t.frozen);
+	assert_int_equal(unlink(cpath), 0);
+	assert_int_equal(link(other, cpath), 0);
+	write_text(path, text, 0600); /* the first text, not the one the cache was made from */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	assert_int_equal(s.npods, 1);
+	nf_state_free(&s);
+	nf_state_free(&t);
+	/* a cache others could write, or a symlink to a good one: not used */
+	assert_int_equal(rename(cpath, other), 0);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0); /* a good cache again */
+	nf_state_free(&s);
+	assert_int_equal(chmod(cpath, 0666), 0);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	nf_state_free(&s);
+	assert_int_equal(rename(cpath, other), 0);
+	assert_int_equal(chmod(other, 0600), 0);
+	assert_int_equal(symlink(other, cpath), 0);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	nf_state_free(&s);
+	/* (that parse replaced the symlink with a cache of its own) */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	nf_state_free(&s);
+
+	unlink(other);
+	unlink(cpath);
 	unlink(path);
 	assert_int_equal(rmdir(dir), 0);
 }
@@ -1189,6 +1310,7 @@ int main(void)
 		cmocka_unit_test(test_pod_errors),
 		cmocka_unit_test(test_state_namespace_labels),
 		cmocka_unit_test(test_state_save_pods),
+		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_podspec),
 	};
 

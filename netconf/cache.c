@@ -1,0 +1,625 @@
+/* The model cache, "<state>.model": the parsed node state in a binary form,
+ * so a CNI call does not parse and validate every policy's JSON again (at
+ * 1,000 policies that was most of an ADD: docs/performance.md).
+ *
+ * It is derived data, never the truth: it holds a hash of the state text it
+ * was made from (XXH3-128) and is used only for a file with exactly that
+ * text; anything else (another text, a torn or truncated cache, a checksum
+ * that does not match, another format version, a file someone else could
+ * have written) is a miss, and the caller parses the JSON as before. Every
+ * writer of the state writes it after its rename, without fsync: losing it
+ * costs one parse.
+ *
+ * File: header, then the body: u32 counts and records, little endian,
+ * strings as u32 length (0xffffffff: NULL) and bytes. Policies, namespaces
+ * and pod registrations are decoded into one arena (nf_state.frozen) and
+ * read only; pods into the heap, as nf_state_load makes them, since ADD and
+ * DEL change them. The stored JSON objects (->obj) are not kept: a state
+ * loaded from the cache can only be saved with nf_state_save_pods. */
+#include "state.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define CACHE_MAGIC "NFMODEL"
+#define CACHE_VERSION 1u
+#define NIL_LEN 0xffffffffu
+
+struct cache_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t reserved;
+	uint64_t text_hash[2]; /* XXH3-128 of the state text: low, high */
+	uint64_t text_len;
+	uint64_t pods_at, pods_end; /* the span of "pods" in that text */
+	uint64_t body_len;
+	uint64_t body_hash; /* XXH3-64 of the body */
+};
+
+/* ---- arena: the frozen part of a state, freed at once ---- */
+
+struct chunk {
+	struct chunk *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+static void *arena_alloc(struct chunk **a, size_t size)
+{
+	struct chunk *c = *a;
+	size_t align = _Alignof(max_align_t);
+
+	size = (size + align - 1) & ~(align - 1);
+	if (!size)
+		size = align;
+	if (!c || c->size - c->used < size) {
+		size_t cap = size > 65536 ? size : 65536;
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->size = cap;
+		c->used = 0;
+		c->next = *a;
+		*a = c;
+	}
+	c->used += size;
+	return (char *)c->data + c->used - size;
+}
+
+void nf_state_arena_free(void *arena)
+{
+	for (struct chunk *c = arena, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+}
+
+/* ---- writing ---- */
+
+struct wbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void put(struct wbuf *w, const void *src, size_t n)
+{
+	if (w->oom || n == 0)
+		return;
+	if (w->cap - w->len < n) {
+		size_t cap = w->cap ? w->cap : 65536;
+		char *q;
+		while (cap - w->len < n)
+			cap *= 2;
+		if (!(q = realloc(w->p, cap))) {
+			w->oom = true;
+			return;
+		}
+		w->p = q;
+		w->cap = cap;
+	}
+	memcpy(w->p + w->len, src, n);
+	w->len += n;
+}
+
+static void put_u8(struct wbuf *w, unsigned v)
+{
+	uint8_t b = (uint8_t)v;
+	put(w, &b, 1);
+}
+
+static void put_u16(struct wbuf *w, unsigned v)
+{
+	uint16_t b = htole16((uint16_t)v);
+	put(w, &b, 2);
+}
+
+static void put_u32(struct wbuf *w, size_t v)
+{
+	uint32_t b = htole32((uint32_t)v);
+	if (v > UINT32_MAX - 1)
+		w->oom = true; /* never: a state is at most 256 MiB */
+	put(w, &b, 4);
+}
+
+static void put_str(struct wbuf *w, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	uint32_t b = htole32(s ? (uint32_t)n : NIL_LEN);
+
+	put(w, &b, 4);
+	put(w, s, n);
+}
+
+static void put_cidr(struct wbuf *w, const struct nf_cidr *c)
+{
+	put_u8(w, c->family == AF_INET6 ? 6 : 4);
+	put(w, c->addr, 16);
+	put_u8(w, c->prefix);
+}
+
+static void put_labels(struct wbuf *w, const struct nf_labels *l)
+{
+	put_u32(w, l->n);
+	for (size_t i = 0; i < l->n; i++) {
+		put_str(w, l->v[i].key);
+		put_str(w, l->v[i].value);
+	}
+}
+
+static void put_selector(struct wbuf *w, const struct nf_selector *s)
+{
+	put_labels(w, &s->match_labels);
+	put_u32(w, s->nexprs);
+	for (size_t i = 0; i < s->nexprs; i++) {
+		put_str(w, s->exprs[i].key);
+		put_u8(w, s->exprs[i].op);
+		put_u32(w, s->exprs[i].nvalues);
+		for (size_t j = 0; j < s->exprs[i].nvalues; j++)
+			put_str(w, s->exprs[i].values[j]);
+	}
+}
+
+static void put_policy(struct wbuf *w, const struct nf_policy *p)
+{
+	put_str(w, p->ns);
+	put_str(w, p->name);
+	put_selector(w, &p->pod_sel);
+	put_u8(w, p->egress);
+	put_u8(w, p->ingress);
+	put_u32(w, p->negress);
+	for (size_t i = 0; i < p->negress; i++) {
+		const struct nf_rule *r = &p->egress_rules[i];
+		put_u8(w, r->has_to);
+		put_u32(w, r->npeers);
+		for (size_t j = 0; j < r->npeers; j++) {
+			const struct nf_peer *pe = &r->peers[j];
+			put_u8(w, pe->kind);
+			put_u8(w, pe->has_pod_sel);
+			put_u8(w, pe->has_ns_sel);
+			if (pe->has_pod_sel)
+				put_selector(w, &pe->pod_sel);
+			if (pe->has_ns_sel)
+				put_selector(w, &pe->ns_sel);
+			if (pe->kind == NF_PEER_IPBLOCK) {
+				put_cidr(w, &pe->ipblock.cidr);
+				put_u32(w, pe->ipblock.nexcept);
+				for (size_t k = 0; k < pe->ipblock.nexcept; k++)
+					put_cidr(w, &pe->ipblock.except[k]);
+			}
+		}
+		put_u8(w, r->has_ports);
+		put_u32(w, r->nports);
+		for (size_t j = 0; j < r->nports; j++) {
+			const struct nf_port *po = &r->ports[j];
+			put_u8(w, po->proto);
+			put_u8(w, po->has_port);
+			put_u16(w, po->port);
+			put_u16(w, po->end_port);
+			put_str(w, po->name);
+		}
+	}
+}
+
+static void put_pod(struct wbuf *w, const struct nf_pod *p)
+{
+	put_str(w, p->container_id);
+	put_str(w, p->ifname);
+	put_str(w, p->ns);
+	put_str(w, p->name);
+	put_labels(w, &p->labels);
+	put_str(w, p->host_veth);
+	put_str(w, p->network);
+	put_u32(w, p->naddrs);
+	for (size_t i = 0; i < p->naddrs; i++)
+		put_cidr(w, &p->addrs[i]);
+}
+
+static void put_state(struct wbuf *w, const struct nf_state *s)
+{
+	put_u32(w, s->npolicies);
+	for (size_t i = 0; i < s->npolicies; i++)
+		put_policy(w, &s->policies[i]);
+	put_u32(w, s->nnamespaces);
+	for (size_t i = 0; i < s->nnamespaces; i++) {
+		put_str(w, s->namespaces[i].name);
+		put_labels(w, &s->namespaces[i].labels);
+	}
+	put_u32(w, s->npodspecs);
+	for (size_t i = 0; i < s->npodspecs; i++) {
+		const struct nf_podspec *p = &s->podspecs[i];
+		put_str(w, p->ns);
+		put_str(w, p->name);
+		put_labels(w, &p->labels);
+		put_u32(w, p->nports);
+		for (size_t j = 0; j < p->nports; j++) {
+			put_str(w, p->ports[j].name);
+			put_u16(w, p->ports[j].port);
+			put_u8(w, p->ports[j].proto);
+		}
+	}
+	put_u32(w, s->npods);
+	for (size_t i = 0; i < s->npods; i++)
+		put_pod(w, &s->pods[i]);
+}
+
+static char *cache_path(const char *path)
+{
+	char *p;
+	return asprintf(&p, "%s.model", path) < 0 ? NULL : p;
+}
+
+int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
+			  size_t pods_end, char **out, size_t *outlen)
+{
+	struct wbuf w = {0};
+	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
+	struct cache_header *hp;
+	XXH128_hash_t th = XXH3_128bits(text, len);
+
+	put(&w, &h, sizeof(h));
+	put_state(&w, s);
+	if (w.oom) {
+		free(w.p);
+		return -ENOMEM;
+	}
+	hp = (struct cache_header *)w.p;
+	hp->text_hash[0] = htole64(th.low64);
+	hp->text_hash[1] = htole64(th.high64);
+	hp->text_len = htole64(len);
+	hp->pods_at = htole64(pods_at);
+	hp->pods_end = htole64(pods_end);
+	hp->body_len = htole64(w.len - sizeof(h));
+	hp->body_hash = htole64(XXH3_64bits(w.p + sizeof(h), w.len - sizeof(h)));
+	*out = w.p;
+	*outlen = w.len;
+	return 0;
+}
+
+void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
+			  size_t pods_at, size_t pods_end)
+{
+	_cleanup_free_ char *cpath = cache_path(path), *tmp = NULL, *buf = NULL;
+	size_t blen = 0, done = 0;
+	int fd;
+
+	if (!cpath || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
+		tmp = NULL;
+		return;
+	}
+	/* a stale cache is harmless (its hash names another text), but a
+	 * failed write should not leave an old one for nothing */
+	if (pods_end <= pods_at || pods_end > len || nf_state_cache_encode(s, text, len, pods_at, pods_end, &buf, &blen) < 0) {
+		unlink(cpath);
+		return;
+	}
+	/* the name matches nf_state_lock's clean-up of dead writers' files */
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		unlink(cpath);
+		return;
+	}
+	while (done < blen) {
+		ssize_t n = write(fd, buf + done, blen - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	if (close(fd) < 0 || done < blen || rename(tmp, cpath) < 0) {
+		unlink(tmp);
+		unlink(cpath);
+	}
+}
+
+/* ---- reading ---- */
+
+struct rbuf {
+	const uint8_t *p, *end;
+	bool bad;
+	struct chunk **arena; /* NULL: allocate on the heap (pods) */
+};
+
+static const void *take(struct rbuf *r, size_t n)
+{
+	const void *at = r->p;
+	if (r->bad || (size_t)(r->end - r->p) < n) {
+		r->bad = true;
+		return NULL;
+	}
+	r->p += n;
+	return at;
+}
+
+static unsigned get_u8(struct rbuf *r)
+{
+	const uint8_t *b = take(r, 1);
+	return b ? *b : 0;
+}
+
+static unsigned get_u16(struct rbuf *r)
+{
+	uint16_t v = 0;
+	const void *b = take(r, 2);
+	if (b)
+		memcpy(&v, b, 2);
+	return le16toh(v);
+}
+
+/* A count of items of at least `min` bytes each: never more than the bytes
+ * left could hold, so a corrupt count cannot ask for a huge allocation. */
+static size_t get_count(struct rbuf *r, size_t min)
+{
+	uint32_t v = 0;
+	const void *b = take(r, 4);
+	if (b)
+		memcpy(&v, b, 4);
+	v = le32toh(v);
+	if (!r->bad && v > (size_t)(r->end - r->p) / min)
+		r->bad = true;
+	return r->bad ? 0 : v;
+}
+
+static void *alloc(struct rbuf *r, size_t n)
+{
+	void *p;
+	if (r->bad)
+		return NULL;
+	p = r->arena ? arena_alloc(r->arena, n) : calloc(1, n ? n : 1);
+	if (!p)
+		r->bad = true;
+	else if (r->arena)
+		memset(p, 0, n);
+	return p;
+}
+
+static char *get_str(struct rbuf *r)
+{
+	uint32_t n = 0;
+	const void *b = take(r, 4), *s;
+	char *out;
+
+	if (b)
+		memcpy(&n, b, 4);
+	n = le32toh(n);
+	if (r->bad || n == NIL_LEN || !(s = take(r, n)))
+		return NULL;
+	if (memchr(s, 0, n)) {
+		r->bad = true;
+		return NULL;
+	}
+	if ((out = alloc(r, (size_t)n + 1))) {
+		memcpy(out, s, n);
+		out[n] = '\0';
+	}
+	return out;
+}
+
+/* a string that must be there */
+static char *get_str1(struct rbuf *r)
+{
+	char *s = get_str(r);
+	if (!s)
+		r->bad = true;
+	return s;
+}
+
+static void get_cidr(struct rbuf *r, struct nf_cidr *c)
+{
+	unsigned fam = get_u8(r);
+	const void *a = take(r, 16);
+
+	c->family = fam == 6 ? AF_INET6 : AF_INET;
+	if (a)
+		memcpy(c->addr, a, 16);
+	c->prefix = (uint8_t)get_u8(r);
+	if ((fam != 4 && fam != 6) || c->prefix > (fam == 4 ? 32 : 128))
+		r->bad = true;
+}
+
+#define GET_ARRAY(r, arr, n, min)                                        \
+	do {                                                             \
+		(n) = get_count((r), (min));                             \
+		(arr) = (n) ? alloc((r), (n) * sizeof(*(arr))) : NULL;  \
+		if (!(arr))                                              \
+			(n) = 0;                                         \
+	} while (0)
+
+static void get_labels(struct rbuf *r, struct nf_labels *l)
+{
+	GET_ARRAY(r, l->v, l->n, 8);
+	for (size_t i = 0; i < l->n && !r->bad; i++) {
+		l->v[i].key = get_str1(r);
+		l->v[i].value = get_str1(r);
+	}
+}
+
+static void get_selector(struct rbuf *r, struct nf_selector *s)
+{
+	get_labels(r, &s->match_labels);
+	GET_ARRAY(r, s->exprs, s->nexprs, 9);
+	for (size_t i = 0; i < s->nexprs && !r->bad; i++) {
+		struct nf_sel_expr *e = &s->exprs[i];
+		e->key = get_str1(r);
+		e->op = get_u8(r);
+		if (e->op > NF_SEL_DOES_NOT_EXIST)
+			r->bad = true;
+		GET_ARRAY(r, e->values, e->nvalues, 4);
+		for (size_t j = 0; j < e->nvalues && !r->bad; j++)
+			e->values[j] = get_str1(r);
+	}
+}
+
+static void get_policy(struct rbuf *r, struct nf_policy *p)
+{
+	p->ns = get_str1(r);
+	p->name = get_str1(r);
+	get_selector(r, &p->pod_sel);
+	p->egress = get_u8(r);
+	p->ingress = get_u8(r);
+	GET_ARRAY(r, p->egress_rules, p->negress, 10);
+	for (size_t i = 0; i < p->negress && !r->bad; i++) {
+		struct nf_rule *ru = &p->egress_rules[i];
+		ru->has_to = get_u8(r);
+		GET_ARRAY(r, ru->peers, ru->npeers, 3);
+		for (size_t j = 0; j < ru->npeers && !r->bad; j++) {
+			struct nf_peer *pe = &ru->peers[j];
+			pe->kind = get_u8(r);
+			pe->has_pod_sel = get_u8(r);
+			pe->has_ns_sel = get_u8(r);
+			if (pe->kind > NF_PEER_IPBLOCK)
+				r->bad = true;
+			if (pe->has_pod_sel)
+				get_selector(r, &pe->pod_sel);
+			if (pe->has_ns_sel)
+				get_selector(r, &pe->ns_sel);
+			if (pe->kind == NF_PEER_IPBLOCK) {
+				get_cidr(r, &pe->ipblock.cidr);
+				GET_ARRAY(r, pe->ipblock.except, pe->ipblock.nexcept, 18);
+				for (size_t k = 0; k < pe->ipblock.nexcept; k++)
+					get_cidr(r, &pe->ipblock.except[k]);
+			}
+		}
+		ru->has_ports = get_u8(r);
+		GET_ARRAY(r, ru->ports, ru->nports, 10);
+		for (size_t j = 0; j < ru->nports && !r->bad; j++) {
+			struct nf_port *po = &ru->ports[j];
+			po->proto = (uint8_t)get_u8(r);
+			po->has_port = get_u8(r);
+			po->port = (uint16_t)get_u16(r);
+			po->end_port = (uint16_t)get_u16(r);
+			po->name = get_str(r);
+		}
+	}
+}
+
+static void get_pod(struct rbuf *r, struct nf_pod *p)
+{
+	/* NULL where nf_pod_from_json allows it, and only there */
+	p->container_id = get_str1(r);
+	p->ifname = get_str1(r);
+	p->ns = get_str1(r);
+	p->name = get_str(r);
+	get_labels(r, &p->labels);
+	p->host_veth = get_str(r);
+	p->network = get_str(r);
+	GET_ARRAY(r, p->addrs, p->naddrs, 18);
+	for (size_t i = 0; i < p->naddrs; i++)
+		get_cidr(r, &p->addrs[i]);
+}
+
+int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+{
+	struct chunk *arena = NULL;
+	struct cache_header h;
+	struct rbuf r;
+	struct nf_state s = {0};
+	XXH128_hash_t th;
+
+	memset(out, 0, sizeof(*out));
+	if (blen < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, buf, sizeof(h));
+	if (memcmp(h.magic, CACHE_MAGIC, sizeof(h.magic)) != 0 || le32toh(h.version) != CACHE_VERSION ||
+	    le64toh(h.text_len) != len || le64toh(h.body_len) != blen - sizeof(h))
+		return -EINVAL;
+	th = XXH3_128bits(text, len);
+	if (le64toh(h.text_hash[0]) != th.low64 || le64toh(h.text_hash[1]) != th.high64 ||
+	    le64toh(h.body_hash) != XXH3_64bits(buf + sizeof(h), blen - sizeof(h)))
+		return -EINVAL;
+	s.pods_at = le64toh(h.pods_at);
+	s.pods_end = le64toh(h.pods_end);
+	if (s.pods_end <= s.pods_at || s.pods_end > len)
+		return -EINVAL;
+
+	r = (struct rbuf){.p = (const uint8_t *)buf + sizeof(h), .end = (const uint8_t *)buf + blen, .arena = &arena};
+	GET_ARRAY(&r, s.policies, s.npolicies, 20);
+	for (size_t i = 0; i < s.npolicies && !r.bad; i++)
+		get_policy(&r, &s.policies[i]);
+	GET_ARRAY(&r, s.namespaces, s.nnamespaces, 8);
+	for (size_t i = 0; i < s.nnamespaces && !r.bad; i++) {
+		s.namespaces[i].name = get_str1(&r);
+		get_labels(&r, &s.namespaces[i].labels);
+	}
+	GET_ARRAY(&r, s.podspecs, s.npodspecs, 16);
+	for (size_t i = 0; i < s.npodspecs && !r.bad; i++) {
+		struct nf_podspec *p = &s.podspecs[i];
+		p->ns = get_str1(&r);
+		p->name = get_str1(&r);
+		get_labels(&r, &p->labels);
+		GET_ARRAY(&r, p->ports, p->nports, 7);
+		for (size_t j = 0; j < p->nports && !r.bad; j++) {
+			p->ports[j].name = get_str(&r);
+			p->ports[j].port = (uint16_t)get_u16(&r);
+			p->ports[j].proto = (uint8_t)get_u8(&r);
+		}
+	}
+	/* the pods on the heap: ADD and DEL replace and remove them */
+	r.arena = NULL;
+	s.npods = get_count(&r, 24);
+	if (!r.bad && !(s.pods = calloc(s.npods + 1, sizeof(*s.pods))))
+		r.bad = true;
+	for (size_t i = 0; i < s.npods && !r.bad; i++)
+		get_pod(&r, &s.pods[i]);
+	if (!s.pods)
+		s.npods = 0;
+	if (r.bad || r.p != r.end) {
+		s.frozen = arena;
+		nf_state_free(&s);
+		return -EINVAL;
+	}
+	s.frozen = arena;
+	*out = s;
+	return 0;
+}
+
+/* The cache of path, if it is a regular file of ours that nobody else could
+ * have written (the same rule as the state file's). */
+static int read_cache(const char *path, char **buf, size_t *len)
+{
+	_cleanup_free_ char *cpath = cache_path(path);
+	struct stat st;
+	size_t got = 0;
+	int fd;
+
+	if (!cpath)
+		return -ENOMEM;
+	if ((fd = open(cpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
+	    st.st_size > (off_t)(1u << 30) || !(*buf = malloc((size_t)st.st_size + 1))) {
+		close(fd);
+		return -EINVAL;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, *buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	*len = got;
+	return 0;
+}
+
+int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out)
+{
+	char *buf = NULL;
+	size_t blen = 0;
+	int r = read_cache(path, &buf, &blen);
+
+	if (r == 0)
+		r = nf_state_cache_decode(buf, blen, text, len, out);
+	free(buf);
+	return r;
+}
