@@ -67,6 +67,15 @@ struct builder {
 		char n4[32], n6[32]; /* the set names made from key */
 	} *memo;
 	size_t nmemo; /* a power of two */
+	/* pods with the same namespace and labels ("twins": the replicas of a
+	 * workload) have the same chain rules: compiled once, then copied */
+	struct twin {
+		const struct nf_pod *pod; /* the first of them; NULL: free slot */
+		uint64_t hash;
+		bool selected;
+		size_t chain; /* its chain in the plan, when selected */
+	} *twins;
+	size_t ntwins; /* a power of two */
 };
 
 /* Appends item, growing the array geometrically: its capacity is the next
@@ -151,6 +160,12 @@ static int builder_init(struct builder *b)
 	if (!b->memo)
 		return -ENOMEM;
 
+	for (b->ntwins = 16; b->ntwins < 2 * s->npods; b->ntwins *= 2)
+		;
+	b->twins = calloc(b->ntwins, sizeof(*b->twins));
+	if (!b->twins)
+		return -ENOMEM;
+
 	b->nsl = calloc(s->npods + 1, sizeof(*b->nsl));
 	b->own = calloc(s->npods + 1, sizeof(*b->own));
 	if (!b->nsl || !b->own)
@@ -170,6 +185,7 @@ static int builder_init(struct builder *b)
 
 static void builder_fini(struct builder *b)
 {
+	free(b->twins);
 	for (size_t i = 0; b->memo && i < b->nmemo; i++)
 		free(b->memo[i].key);
 	free(b->memo);
@@ -559,7 +575,64 @@ static void chain_free(struct plan_chain *c)
 	free(c->comment);
 }
 
-static int compile_pod(struct builder *b, const struct nf_pod *pod)
+static uint64_t twin_hash(const struct nf_pod *pod)
+{
+	uint64_t h = fnv1a64(pod->ns);
+
+	for (size_t i = 0; i < pod->labels.n; i++)
+		h = (h ^ fnv1a64(pod->labels.v[i].key)) * 0x100000001b3ULL ^ fnv1a64(pod->labels.v[i].value);
+	return h;
+}
+
+static bool same_labels(const struct nf_labels *a, const struct nf_labels *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) /* both sorted by key */
+		if (strcmp(a->v[i].key, b->v[i].key) != 0 || strcmp(a->v[i].value, b->v[i].value) != 0)
+			return false;
+	return true;
+}
+
+/* The pod's twin entry; *fresh: made now (pod is the first of its kind). */
+static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *fresh)
+{
+	uint64_t h = twin_hash(pod);
+	size_t i = h & (b->ntwins - 1);
+
+	for (; b->twins[i].pod; i = (i + 1) & (b->ntwins - 1)) {
+		const struct nf_pod *q = b->twins[i].pod;
+		if (b->twins[i].hash == h && strcmp(q->ns, pod->ns) == 0 && same_labels(&q->labels, &pod->labels)) {
+			*fresh = false;
+			return &b->twins[i];
+		}
+	}
+	b->twins[i].pod = pod;
+	b->twins[i].hash = h;
+	*fresh = true;
+	return &b->twins[i];
+}
+
+static int copy_rules(struct plan_chain *ch, const struct plan_chain *from)
+{
+	ch->rules = calloc(from->nrules + 1, sizeof(*ch->rules));
+	if (!ch->rules)
+		return -ENOMEM;
+	for (size_t i = 0; i < from->nrules; i++) {
+		struct plan_rule *r = &ch->rules[ch->nrules];
+		*r = from->rules[i];
+		r->dst_set = from->rules[i].dst_set ? strdup(from->rules[i].dst_set) : NULL;
+		r->comment = strdup(from->rules[i].comment);
+		ch->nrules++;
+		if ((from->rules[i].dst_set && !r->dst_set) || !r->comment)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* twin: the pod's entry; its chain is compiled (and its index noted) for
+ * the first pod of the kind, copied for the others. */
+static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin, bool first)
 {
 	struct plan_chain ch = {0};
 	struct plan_antispoof as = {0};
@@ -569,7 +642,9 @@ static int compile_pod(struct builder *b, const struct nf_pod *pod)
 		ch.comment = NULL;
 		goto fail;
 	}
-	for (size_t i = 0; i < b->s->npolicies; i++) {
+	if (!first && (r = copy_rules(&ch, &b->p->chains[twin->chain])) < 0)
+		goto fail;
+	for (size_t i = 0; first && i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
 		if (!pol->egress || strcmp(pol->ns, pod->ns) != 0 || !nf_selector_matches(&pol->pod_sel, &pod->labels))
 			continue;
@@ -609,6 +684,8 @@ static int compile_pod(struct builder *b, const struct nf_pod *pod)
 		r = -ENOMEM;
 		goto fail;
 	}
+	if (first)
+		twin->chain = b->p->nchains - 1;
 	return 0;
 fail:
 	free(as.chain);
@@ -672,9 +749,14 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
 	}
 	for (size_t i = 0; i < s->npods; i++) {
-		if (!plan_pod_is_selected(s, &s->pods[i]))
+		bool first;
+		struct twin *t = twin_of(&b, &s->pods[i], &first);
+
+		if (first)
+			t->selected = plan_pod_is_selected(s, &s->pods[i]);
+		if (!t->selected)
 			continue;
-		if ((r = compile_pod(&b, &s->pods[i])) < 0) {
+		if ((r = compile_pod(&b, &s->pods[i], t, first)) < 0) {
 			builder_fini(&b);
 			plan_free(&p);
 			return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules of pod %s/%s: %s",

@@ -550,6 +550,72 @@ static void test_plan_without_pod(void **state)
 	}
 }
 
+/* Pods with the same namespace and labels get their chain rules copied
+ * from the first one's: exactly what compiling them would give. */
+static void test_twins(void **state)
+{
+	static const char twin[] = "[{\"containerID\": \"c-foo2\", \"ifname\": \"eth0\", \"namespace\": \"default\","
+				   " \"name\": \"foo2\", \"labels\": {\"app\": \"foo\"}, \"hostVeth\": \"vethfoo2\","
+				   " \"ips\": [\"10.244.0.12/24\"]}]";
+	/* the seed's policy, its in-cluster variant, and named ports (rules
+	 * that depend on the destination pods) */
+	static const char *const manifests[] = {
+		"testdata/foo-deny-external-egress.yaml", "testdata/foo-deny-external-egress-incluster.yaml", NULL,
+	};
+	for (size_t m = 0; m < sizeof(manifests) / sizeof(manifests[0]); m++) {
+		struct nf_state s = {0};
+		struct nf_error err = {0};
+		struct plan with = {0}, alone = {0};
+		const struct plan_chain *a, *b, *c;
+		json_t *arr = json_loads(twin, 0, NULL);
+		struct nf_pod pod = {0};
+
+		assert_int_equal(nf_pod_from_json(json_array_get(arr, 0), &pod, &err), 0);
+		json_decref(arr);
+		assert_true(nf_state_put_pod(&s, &pod) >= 0); /* first: foo2 is compiled */
+		if (!manifests[m]) {
+			add_podspec(&s, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\","
+					"\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"n\","
+					"\"ports\":[{\"name\":\"http\",\"containerPort\":80}]}]}}");
+			add_json_policy(&s, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+					    "\"metadata\":{\"name\":\"np\"},\"spec\":{\"podSelector\":{\"matchLabels\":"
+					    "{\"app\":\"foo\"}},\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":"
+					    "[{\"port\":\"http\"}]},{\"to\":[{\"podSelector\":{}}]}]}}");
+		}
+		build(&s, manifests[m], &with);
+		a = chain_of(&with, &s, "foo2");
+		b = chain_of(&with, &s, "foo");
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_true(a->nrules > 0);
+		assert_int_equal(a->nrules, b->nrules);
+		for (size_t i = 0; i < a->nrules; i++) {
+			const struct plan_rule *x = &a->rules[i], *y = &b->rules[i];
+			assert_int_equal(x->family, y->family);
+			assert_int_equal(x->l4proto, y->l4proto);
+			assert_int_equal(x->port_lo, y->port_lo);
+			assert_int_equal(x->port_hi, y->port_hi);
+			assert_string_equal(x->dst_set ? x->dst_set : "-", y->dst_set ? y->dst_set : "-");
+			assert_string_equal(x->comment, y->comment);
+		}
+		/* foo alone compiles to the rules foo got as foo2's twin */
+		assert_true(nf_state_remove_pod(&s, "c-foo2", "eth0"));
+		assert_int_equal(plan_compile(&s, &alone, &err), 0);
+		c = chain_of(&alone, &s, "foo");
+		assert_non_null(c);
+		assert_int_equal(c->nrules, b->nrules);
+		for (size_t i = 0; i < c->nrules; i++) {
+			assert_string_equal(c->rules[i].comment, b->rules[i].comment);
+			assert_string_equal(c->rules[i].dst_set ? c->rules[i].dst_set : "-",
+					    b->rules[i].dst_set ? b->rules[i].dst_set : "-");
+			assert_int_equal(c->rules[i].port_lo, b->rules[i].port_lo);
+		}
+		plan_free(&with);
+		plan_free(&alone);
+		nf_state_free(&s);
+	}
+}
+
 /* The model cache (netconf/cache.c): the state decoded from its bytes
  * compiles to the same plan and encodes to the same bytes; any other text,
  * any truncation, any corrupted byte (even with the checksum fixed up) is
@@ -694,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_plan_without_pod),
 		cmocka_unit_test(test_ipblock_union),
 		cmocka_unit_test(test_model_cache),
+		cmocka_unit_test(test_twins),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
