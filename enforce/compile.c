@@ -50,6 +50,60 @@ bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod)
 	return false;
 }
 
+/* An open-addressing index of array positions by a 64-bit hash; the
+ * caller compares the candidates with the same hash. */
+struct hidx {
+	struct hslot {
+		uint64_t h;
+		size_t i; /* position + 1; 0: free */
+	} *v;
+	size_t n, used; /* n: 0 or a power of two */
+};
+
+static void hidx_free(struct hidx *x)
+{
+	free(x->v);
+	memset(x, 0, sizeof(*x));
+}
+
+static void hidx_clear(struct hidx *x)
+{
+	if (x->v)
+		memset(x->v, 0, x->n * sizeof(*x->v));
+	x->used = 0;
+}
+
+/* The position of an entry with hash h for which eq(ctx, position) holds, or -1. */
+static long hidx_find(const struct hidx *x, uint64_t h, bool (*eq)(const void *ctx, size_t i), const void *ctx)
+{
+	for (size_t j = x->n ? h & (x->n - 1) : 0; x->n && x->v[j].i; j = (j + 1) & (x->n - 1))
+		if (x->v[j].h == h && eq(ctx, x->v[j].i - 1))
+			return (long)(x->v[j].i - 1);
+	return -1;
+}
+
+static int hidx_add(struct hidx *x, uint64_t h, size_t i)
+{
+	size_t j;
+
+	if (2 * (x->used + 1) > x->n) { /* at most half full */
+		struct hidx y = {.n = x->n ? 2 * x->n : 64};
+		if (!(y.v = calloc(y.n, sizeof(*y.v))))
+			return -ENOMEM;
+		for (size_t k = 0; k < x->n; k++)
+			if (x->v[k].i && hidx_add(&y, x->v[k].h, x->v[k].i - 1) < 0)
+				return -ENOMEM; /* never: y has room */
+		free(x->v);
+		*x = y;
+	}
+	for (j = h & (x->n - 1); x->v[j].i; j = (j + 1) & (x->n - 1))
+		;
+	x->v[j].h = h;
+	x->v[j].i = i + 1;
+	x->used++;
+	return 0;
+}
+
 struct builder {
 	const struct nf_state *s;
 	struct plan *p;
@@ -58,15 +112,25 @@ struct builder {
 	 * compile: selectors ask for them pods x peers times */
 	const struct nf_labels **nsl;
 	struct nf_labels *own; /* for namespaces no object declares */
-	/* every peer's canonical text, made once (peers are met once per
-	 * selected pod otherwise): open addressing on the peer's address */
+	/* the set names of every peer (and of every rule's ipBlocks), made
+	 * once per compile: a growing open-addressing table of pointers on the
+	 * id's address, to entries that never move (names handed out stay
+	 * valid); only what selected pods' rules use gets an entry */
 	struct pmemo {
-		const void *peer;
-		char *key;
+		const void *id;
+		const char *key; /* the model's (nf_peer.key, nf_rule.blocks) */
 		bool sets_done;
-		char n4[32], n6[32]; /* the set names made from key */
-	} *memo;
-	size_t nmemo; /* a power of two */
+		char n4[24], n6[24]; /* the set names made from key */
+	} **memo;
+	size_t nmemo, nused; /* nmemo: a power of two */
+	struct memo_block {
+		struct memo_block *next;
+		size_t used;
+		struct pmemo e[64];
+	} *blocks;
+	/* hash indexes: the plan's sets by name, and the rules of the chain
+	 * being compiled (a union: a rule already there is not added again) */
+	struct hidx sets_by_name, chain_rules;
 	/* pods with the same namespace and labels ("twins": the replicas of a
 	 * workload) have the same chain rules: compiled once, then copied */
 	struct twin {
@@ -117,45 +181,82 @@ static bool peer_ns_matches(const struct builder *b, const struct nf_policy *pol
 	return nf_selector_matches(&peer->ns_sel, b->nsl[q - b->s->pods]);
 }
 
-static char *peer_key(const struct nf_policy *pol, const struct nf_peer *peer);
-
-/* The memo slot of an id (a peer's address; NULL: any destination). */
-static struct pmemo *memo_slot(struct builder *b, const void *id)
+/* "<prefix>_<16 hex digits of h>_<family>" into out (24 bytes; prefix at
+ * most 5 characters): snprintf's cost showed in the profile */
+static void set_name(char *out, const char *prefix, uint64_t h, char family)
 {
-	size_t i = ((uintptr_t)id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(prefix);
 
-	while (b->memo[i].key && (const void *)b->memo[i].peer != id)
-		i = (i + 1) & (b->nmemo - 1);
-	return &b->memo[i];
+	memcpy(out, prefix, n);
+	out[n++] = '_';
+	for (int i = 60; i >= 0; i -= 4)
+		out[n++] = hex[(h >> i) & 15];
+	out[n++] = '_';
+	out[n++] = family;
+	out[n] = '\0';
 }
 
-/* The memo entry of a peer, with its key. */
-static struct pmemo *memo_get(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer)
+/* The memo entry of id (a peer's or a rule's address, NULL: any
+ * destination), made with key and the set names (prefix) if new; NULL when
+ * out of memory. */
+static struct pmemo *memo_get(struct builder *b, const void *id, const char *key, const char *prefix)
 {
-	struct pmemo *m = memo_slot(b, peer);
+	size_t i = ((uintptr_t)id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
+	struct pmemo *m;
 
-	if (!m->key) {
-		unsigned long long h;
-		if (!(m->key = peer_key(pol, peer)))
+	for (; b->memo[i]; i = (i + 1) & (b->nmemo - 1))
+		if (b->memo[i]->id == id)
+			return b->memo[i];
+	if (2 * (b->nused + 1) > b->nmemo) { /* keep it at most half full */
+		struct pmemo **old = b->memo, **t = calloc(2 * b->nmemo, sizeof(*t));
+		if (!t)
 			return NULL;
-		m->peer = peer;
-		h = (unsigned long long)fnv1a64(m->key);
-		snprintf(m->n4, sizeof(m->n4), "sel_%016llx_4", h);
-		snprintf(m->n6, sizeof(m->n6), "sel_%016llx_6", h);
+		b->memo = t;
+		b->nmemo *= 2;
+		for (size_t k = 0; k < b->nmemo / 2; k++) {
+			size_t j;
+			if (!old[k])
+				continue;
+			for (j = ((uintptr_t)old[k]->id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1); t[j];
+			     j = (j + 1) & (b->nmemo - 1))
+				;
+			t[j] = old[k];
+		}
+		free(old);
+		for (i = ((uintptr_t)id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1); b->memo[i]; i = (i + 1) & (b->nmemo - 1))
+			;
 	}
+	if (!b->blocks || b->blocks->used == NF_ARRAY_SIZE(b->blocks->e)) {
+		struct memo_block *blk = malloc(sizeof(*blk));
+		if (!blk)
+			return NULL;
+		blk->next = b->blocks;
+		blk->used = 0;
+		b->blocks = blk;
+	}
+	m = &b->blocks->e[b->blocks->used++];
+	m->id = id;
+	m->key = key;
+	m->sets_done = false;
+	set_name(m->n4, prefix, fnv1a64(key), '4');
+	set_name(m->n6, prefix, fnv1a64(key), '6');
+	b->memo[i] = m;
+	b->nused++;
 	return m;
+}
+
+/* The memo entry of a peer (NULL: any destination). */
+static struct pmemo *peer_memo(struct builder *b, const struct nf_peer *peer)
+{
+	return memo_get(b, peer, peer ? peer->key : "any destination", "sel");
 }
 
 static int builder_init(struct builder *b)
 {
 	const struct nf_state *s = b->s;
-	size_t npeers = 1;
 
-	for (size_t i = 0; i < s->npolicies; i++)
-		for (size_t j = 0; j < s->policies[i].negress; j++)
-			npeers += s->policies[i].egress_rules[j].npeers + 3;
-	for (b->nmemo = 16; b->nmemo < 2 * npeers; b->nmemo *= 2)
-		;
+	b->nmemo = 256;
 	b->memo = calloc(b->nmemo, sizeof(*b->memo));
 	if (!b->memo)
 		return -ENOMEM;
@@ -186,9 +287,13 @@ static int builder_init(struct builder *b)
 static void builder_fini(struct builder *b)
 {
 	free(b->twins);
-	for (size_t i = 0; b->memo && i < b->nmemo; i++)
-		free(b->memo[i].key);
 	free(b->memo);
+	hidx_free(&b->sets_by_name);
+	hidx_free(&b->chain_rules);
+	for (struct memo_block *n; b->blocks; b->blocks = n) {
+		n = b->blocks->next;
+		free(b->blocks);
+	}
 	for (size_t i = 0; b->own && i < b->s->npods; i++)
 		nf_labels_free(&b->own[i]);
 	free(b->own);
@@ -223,52 +328,31 @@ static bool peer_has_pod(const struct builder *b, const struct nf_policy *pol, c
 	       (!peer->has_pod_sel || nf_selector_matches(&peer->pod_sel, &q->labels));
 }
 
-/* Canonical text of what a peer designates: names its sets, so peers that
- * mean the same share them. */
-static char *peer_key(const struct nf_policy *pol, const struct nf_peer *peer)
-{
-	_cleanup_free_ char *pods = NULL, *nss = NULL;
-	char *key = NULL, buf[INET6_ADDRSTRLEN + 8];
-	size_t len = 0;
-	FILE *f;
-	int r;
+struct set_query {
+	const struct plan *p;
+	const char *name;
+};
 
-	if (!peer)
-		return strdup("any destination");
-	if (peer->kind == NF_PEER_IPBLOCK) {
-		if (!(f = open_memstream(&key, &len)))
-			return NULL;
-		nf_cidr_format(&peer->ipblock.cidr, buf, sizeof(buf));
-		fprintf(f, "ipBlock %s", buf);
-		for (size_t i = 0; i < peer->ipblock.nexcept; i++) {
-			nf_cidr_format(&peer->ipblock.except[i], buf, sizeof(buf));
-			fprintf(f, "%s%s", i ? "," : " except ", buf);
-		}
-		fclose(f);
-		return key;
-	}
-	pods = peer->has_pod_sel ? nf_selector_format(&peer->pod_sel) : strdup("");
-	nss = peer->has_ns_sel ? nf_selector_format(&peer->ns_sel) : NULL;
-	if (!pods || (peer->has_ns_sel && !nss))
-		return NULL;
-	if (peer->has_ns_sel)
-		r = asprintf(&key, "namespaces(%s) pods(%s)", nss, pods);
-	else
-		r = asprintf(&key, "namespace %s pods(%s)", pol->ns, pods);
-	return r < 0 ? NULL : key;
+static bool set_named(const void *ctx, size_t i)
+{
+	const struct set_query *q = ctx;
+	return strcmp(q->p->sets[i].name, q->name) == 0;
 }
 
 /* The index of set `name`, created empty (with comment, family, interval)
  * when the plan does not have it yet. *created tells which. */
-static int ensure_set(struct plan *p, const char *name, const char *comment, int family, bool interval,
+static int ensure_set(struct builder *b, const char *name, const char *comment, int family, bool interval,
 		      bool *created)
 {
+	struct plan *p = b->p;
 	struct plan_set set = {0};
+	struct set_query q = {p, name};
+	uint64_t h = fnv1a64(name);
+	long i = hidx_find(&b->sets_by_name, h, set_named, &q);
 
 	*created = false;
-	for (size_t i = 0; i < p->nsets; i++)
-		if (strcmp(p->sets[i].name, name) == 0)
-			return (int)i;
+	if (i >= 0)
+		return (int)i;
 	set.name = strdup(name);
 	set.comment = strdup(comment);
 	set.family = family;
@@ -278,6 +362,8 @@ static int ensure_set(struct plan *p, const char *name, const char *comment, int
 		free(set.comment);
 		return -ENOMEM;
 	}
+	if (hidx_add(&b->sets_by_name, h, p->nsets - 1) < 0)
+		return -ENOMEM; /* the set stays in the plan, which the caller frees */
 	*created = true;
 	return (int)p->nsets - 1;
 }
@@ -288,7 +374,7 @@ static int ensure_set(struct plan *p, const char *name, const char *comment, int
 static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
 			 const char **name4, const char **name6)
 {
-	struct pmemo *m = memo_get(b, pol, peer);
+	struct pmemo *m = peer_memo(b, peer);
 	bool created;
 	int i4, i6, r;
 
@@ -299,11 +385,11 @@ static int selector_sets(struct builder *b, const struct nf_policy *pol, const s
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
-	if ((i4 = ensure_set(b->p, m->n4, m->key, AF_INET, false, &created)) < 0)
+	if ((i4 = ensure_set(b, m->n4, m->key, AF_INET, false, &created)) < 0)
 		return i4;
 	if (!created)
 		return 0;
-	if ((i6 = ensure_set(b->p, m->n6, m->key, AF_INET6, false, &created)) < 0)
+	if ((i6 = ensure_set(b, m->n6, m->key, AF_INET6, false, &created)) < 0)
 		return i6;
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
@@ -354,10 +440,31 @@ static bool rule_eq(const struct plan_rule *a, const struct plan_rule *b)
 	       ((!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0));
 }
 
-static int add_rule(struct plan_chain *ch, int family, const char *set, const struct nf_port *port,
+static uint64_t rule_hash(const struct plan_rule *r)
+{
+	uint64_t h = r->dst_set ? fnv1a64(r->dst_set) : 0;
+	return (h ^ ((uint64_t)r->family << 48 | (uint64_t)r->l4proto << 32 | (uint64_t)r->port_lo << 16 | r->port_hi)) *
+	       0x9e3779b97f4a7c15ULL;
+}
+
+struct rule_query {
+	const struct plan_chain *ch;
+	const struct plan_rule *r;
+};
+
+static bool rule_at(const void *ctx, size_t i)
+{
+	const struct rule_query *q = ctx;
+	return rule_eq(&q->ch->rules[i], q->r);
+}
+
+/* Adds a rule to ch, the chain being compiled, unless it has it already. */
+static int add_rule(struct builder *b, struct plan_chain *ch, int family, const char *set, const struct nf_port *port,
 		    const char *comment)
 {
-	struct plan_rule r = {.family = family};
+	struct plan_rule r = {.family = family, .dst_set = (char *)set};
+	struct rule_query q = {ch, &r};
+	uint64_t h;
 
 	if (port) {
 		r.l4proto = port->proto;
@@ -366,20 +473,17 @@ static int add_rule(struct plan_chain *ch, int family, const char *set, const st
 			r.port_hi = port->end_port ? port->end_port : port->port;
 		}
 	}
-	if (set && !(r.dst_set = strdup(set)))
-		return -ENOMEM;
-	for (size_t i = 0; i < ch->nrules; i++) {
-		if (rule_eq(&ch->rules[i], &r)) { /* a union: the first rule already allows it */
-			free(r.dst_set);
-			return 0;
-		}
-	}
-	if (!(r.comment = strdup(comment)) || PUSH(ch->rules, ch->nrules, r) < 0) {
+	h = rule_hash(&r);
+	if (hidx_find(&b->chain_rules, h, rule_at, &q) >= 0)
+		return 0; /* a union: the first rule already allows it */
+	r.dst_set = NULL;
+	if ((set && !(r.dst_set = strdup(set))) || !(r.comment = strdup(comment)) ||
+	    PUSH(ch->rules, ch->nrules, r) < 0) {
 		free(r.dst_set);
 		free(r.comment);
 		return -ENOMEM;
 	}
-	return 0;
+	return hidx_add(&b->chain_rules, h, ch->nrules - 1);
 }
 
 /* A named port resolves against the containerPorts of each destination
@@ -389,7 +493,7 @@ static int add_rule(struct plan_chain *ch, int family, const char *set, const st
 static int compile_named_port(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
 			      const struct nf_peer *peer, const struct nf_port *port, const char *comment)
 {
-	struct pmemo *m = memo_get(b, pol, peer);
+	struct pmemo *m = peer_memo(b, peer);
 	const char *key = m ? m->key : NULL;
 	int r;
 
@@ -417,9 +521,9 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 			}
 			for (int f = 0; f < 2; f++) {
 				snprintf(n, sizeof(n), "np_%016llx_%c", (unsigned long long)fnv1a64(skey), f ? '6' : '4');
-				if ((idx[f] = ensure_set(b->p, n, skey, f ? AF_INET6 : AF_INET, false, &created)) < 0)
+				if ((idx[f] = ensure_set(b, n, skey, f ? AF_INET6 : AF_INET, false, &created)) < 0)
 					return idx[f];
-				if ((r = add_rule(ch, f ? AF_INET6 : AF_INET, n, &num, comment)) < 0)
+				if ((r = add_rule(b, ch, f ? AF_INET6 : AF_INET, n, &num, comment)) < 0)
 					return r;
 			}
 			for (size_t k = 0; k < q->naddrs; k++) {
@@ -441,55 +545,22 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
  * rule with 10,000 /32 peers was 10,000 rules). *name NULL: none. */
 static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int family, const char **name)
 {
-	/* memo id: an address inside the rule, distinct per family */
-	struct pmemo *m = memo_slot(b, (const char *)rule + (family == AF_INET ? 1 : 2));
+	const char *key = rule->blocks[family == AF_INET6];
+	struct pmemo *m;
 	bool created;
 	int idx, r;
 
 	*name = NULL;
-	if (!m->key) {
-		char *key = NULL;
-		bool any = false;
-
-		for (size_t i = 0; i < rule->npeers && !any; i++)
-			any = rule->peers[i].kind == NF_PEER_IPBLOCK && rule->peers[i].ipblock.cidr.family == family;
-		if (!any) /* most rules: nothing to build, and nothing to remember */
-			return 0;
-		size_t len = 0;
-		FILE *f = open_memstream(&key, &len);
-		size_t nb = 0;
-
-		if (!f)
-			return -ENOMEM;
-		for (size_t i = 0; i < rule->npeers; i++) {
-			const struct nf_peer *peer = &rule->peers[i];
-			_cleanup_free_ char *k = NULL;
-			if (peer->kind != NF_PEER_IPBLOCK || peer->ipblock.cidr.family != family)
-				continue;
-			if (!(k = peer_key(NULL, peer))) {
-				fclose(f);
-				free(key);
-				return -ENOMEM;
-			}
-			fprintf(f, "%s%s", nb++ ? " | " : "", k);
-		}
-		fclose(f);
-		if (!key)
-			return -ENOMEM;
-		if (nb == 0) {
-			free(key);
-			return 0;
-		}
-		m->key = key;
-		m->peer = (const void *)((const char *)rule + (family == AF_INET ? 1 : 2));
-		snprintf(m->n4, sizeof(m->n4), "cidr_%016llx_%c", (unsigned long long)fnv1a64(m->key),
-			 family == AF_INET ? '4' : '6');
-	}
-	*name = m->n4;
+	if (!key) /* most rules: no block of this family */
+		return 0;
+	/* memo id: an address inside the rule, distinct per family */
+	if (!(m = memo_get(b, (const char *)rule + (family == AF_INET ? 1 : 2), key, "cidr")))
+		return -ENOMEM;
+	*name = family == AF_INET ? m->n4 : m->n6;
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
-	if ((idx = ensure_set(b->p, m->n4, m->key, family, true, &created)) < 0 || !created)
+	if ((idx = ensure_set(b, *name, m->key, family, true, &created)) < 0 || !created)
 		return idx < 0 ? idx : 0;
 	for (size_t i = 0; i < rule->npeers; i++) {
 		const struct nf_peer *peer = &rule->peers[i];
@@ -504,19 +575,10 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const struct nf_policy *pol,
 			       const struct nf_rule *rule, size_t idx)
 {
-	struct pmemo *cm = memo_slot(b, (const char *)rule + 3); /* the comment, once per rule */
-	const char *comment;
+	const char *comment = rule->id;
 	size_t npeers = rule->has_to ? rule->npeers : 1, nports = rule->has_ports ? rule->nports : 1;
 	int r;
 
-	if (!cm->key) {
-		if (asprintf(&cm->key, "%s/%s egress[%zu]", pol->ns, pol->name, idx) < 0) {
-			cm->key = NULL;
-			return -ENOMEM;
-		}
-		cm->peer = (const char *)rule + 3;
-	}
-	comment = cm->key;
 	for (size_t i = 0; i < npeers; i++) {
 		const struct nf_peer *peer = rule->has_to ? &rule->peers[i] : NULL;
 		const char *s4 = NULL, *s6 = NULL;
@@ -537,13 +599,13 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 			else if (block)
 				r = 0; /* below, all the rule's blocks at once */
 			else if (!peer)
-				r = add_rule(ch, 0, NULL, port, comment);
+				r = add_rule(b, ch, 0, NULL, port, comment);
 			else {
 				r = 0;
 				if (s4)
-					r = add_rule(ch, AF_INET, s4, port, comment);
+					r = add_rule(b, ch, AF_INET, s4, port, comment);
 				if (r == 0 && s6)
-					r = add_rule(ch, AF_INET6, s6, port, comment);
+					r = add_rule(b, ch, AF_INET6, s6, port, comment);
 			}
 			if (r < 0)
 				return r;
@@ -557,7 +619,7 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 			return r;
 		for (size_t j = 0; set && j < nports; j++) {
 			const struct nf_port *port = rule->has_ports ? &rule->ports[j] : NULL;
-			if ((!port || !port->name) && (r = add_rule(ch, family, set, port, comment)) < 0)
+			if ((!port || !port->name) && (r = add_rule(b, ch, family, set, port, comment)) < 0)
 				return r;
 		}
 	}
@@ -644,6 +706,7 @@ static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin 
 	}
 	if (!first && (r = copy_rules(&ch, &b->p->chains[twin->chain])) < 0)
 		goto fail;
+	hidx_clear(&b->chain_rules);
 	for (size_t i = 0; first && i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
 		if (!pol->egress || strcmp(pol->ns, pod->ns) != 0 || !nf_selector_matches(&pol->pod_sel, &pod->labels))

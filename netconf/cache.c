@@ -30,7 +30,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 1u
+#define CACHE_VERSION 2u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -195,6 +195,7 @@ static void put_policy(struct wbuf *w, const struct nf_policy *p)
 				for (size_t k = 0; k < pe->ipblock.nexcept; k++)
 					put_cidr(w, &pe->ipblock.except[k]);
 			}
+			put_str(w, pe->key);
 		}
 		put_u8(w, r->has_ports);
 		put_u32(w, r->nports);
@@ -206,6 +207,9 @@ static void put_policy(struct wbuf *w, const struct nf_policy *p)
 			put_u16(w, po->end_port);
 			put_str(w, po->name);
 		}
+		put_str(w, r->id);
+		put_str(w, r->blocks[0]);
+		put_str(w, r->blocks[1]);
 	}
 }
 
@@ -225,6 +229,12 @@ static void put_pod(struct wbuf *w, const struct nf_pod *p)
 
 static void put_state(struct wbuf *w, const struct nf_state *s)
 {
+	/* frozen parts never change: their bytes are those of the cache they
+	 * came from (an ADD or DEL re-encodes only the pods) */
+	if (s->frozen_enc) {
+		put(w, s->frozen_enc, s->frozen_enc_len);
+		goto pods;
+	}
 	put_u32(w, s->npolicies);
 	for (size_t i = 0; i < s->npolicies; i++)
 		put_policy(w, &s->policies[i]);
@@ -246,6 +256,7 @@ static void put_state(struct wbuf *w, const struct nf_state *s)
 			put_u8(w, p->ports[j].proto);
 		}
 	}
+pods:
 	put_u32(w, s->npods);
 	for (size_t i = 0; i < s->npods; i++)
 		put_pod(w, &s->pods[i]);
@@ -465,11 +476,11 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 	get_selector(r, &p->pod_sel);
 	p->egress = get_u8(r);
 	p->ingress = get_u8(r);
-	GET_ARRAY(r, p->egress_rules, p->negress, 10);
+	GET_ARRAY(r, p->egress_rules, p->negress, 22);
 	for (size_t i = 0; i < p->negress && !r->bad; i++) {
 		struct nf_rule *ru = &p->egress_rules[i];
 		ru->has_to = get_u8(r);
-		GET_ARRAY(r, ru->peers, ru->npeers, 3);
+		GET_ARRAY(r, ru->peers, ru->npeers, 7);
 		for (size_t j = 0; j < ru->npeers && !r->bad; j++) {
 			struct nf_peer *pe = &ru->peers[j];
 			pe->kind = get_u8(r);
@@ -487,6 +498,7 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 				for (size_t k = 0; k < pe->ipblock.nexcept; k++)
 					get_cidr(r, &pe->ipblock.except[k]);
 			}
+			pe->key = get_str1(r);
 		}
 		ru->has_ports = get_u8(r);
 		GET_ARRAY(r, ru->ports, ru->nports, 10);
@@ -498,6 +510,9 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 			po->end_port = (uint16_t)get_u16(r);
 			po->name = get_str(r);
 		}
+		ru->id = get_str1(r);
+		ru->blocks[0] = get_str(r);
+		ru->blocks[1] = get_str(r);
 	}
 }
 
@@ -564,6 +579,7 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	}
 	/* the pods on the heap: ADD and DEL replace and remove them */
 	r.arena = NULL;
+	s.frozen_enc_len = (size_t)(r.p - ((const uint8_t *)buf + sizeof(h)));
 	s.npods = get_count(&r, 24);
 	if (!r.bad && !(s.pods = calloc(s.npods + 1, sizeof(*s.pods))))
 		r.bad = true;
@@ -577,6 +593,12 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 		return -EINVAL;
 	}
 	s.frozen = arena;
+	s.frozen_enc = malloc(s.frozen_enc_len + 1);
+	if (!s.frozen_enc) {
+		nf_state_free(&s);
+		return -ENOMEM;
+	}
+	memcpy(s.frozen_enc, buf + sizeof(h), s.frozen_enc_len);
 	*out = s;
 	return 0;
 }

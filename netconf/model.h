@@ -117,6 +117,12 @@ struct nf_peer {
 	struct nf_selector pod_sel; /* valid when has_pod_sel */
 	struct nf_selector ns_sel;  /* valid when has_ns_sel */
 	struct nf_ipblock ipblock;  /* valid when kind == NF_PEER_IPBLOCK */
+	/* Canonical text of what the peer designates, stable across key
+	 * order: "namespace default pods(app=web)", "namespaces(team=a)
+	 * pods()", "ipBlock 10.0.0.0/8 except 10.1.0.0/16". Peers that mean the
+	 * same share it (compile names their address sets after it). Made by
+	 * nf_policy_from_json, once, not by every compile. */
+	char *key;
 };
 
 #define NF_PROTO_TCP 6
@@ -138,6 +144,11 @@ struct nf_rule {
 	bool has_ports;  /* false: "ports" absent or empty: any port */
 	size_t nports;
 	struct nf_port *ports;
+	/* made by nf_policy_from_json: "<ns>/<policy> egress[<i>]", and the
+	 * keys of its ipBlock peers of each family joined by " | " ([0] IPv4,
+	 * [1] IPv6; NULL: none), which name the rule's one interval set */
+	char *id;
+	char *blocks[2];
 };
 
 struct nf_policy {
@@ -235,8 +246,11 @@ struct nf_state {
 	char *raw;
 	size_t raw_len, pods_at, pods_end;
 	/* loaded from the model cache (state.h): policies, namespaces and
-	 * podspecs live in this arena, read only, without their ->obj */
+	 * podspecs live in this arena, read only, without their ->obj; and
+	 * their encoded bytes, which the next cache reuses as they are */
 	void *frozen;
+	char *frozen_enc;
+	size_t frozen_enc_len;
 };
 
 void nf_state_free(struct nf_state *s); /* frees members, not s */

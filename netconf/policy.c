@@ -96,6 +96,7 @@ static void peer_free(struct nf_peer *p)
 	nf_selector_free(&p->pod_sel);
 	nf_selector_free(&p->ns_sel);
 	free(p->ipblock.except);
+	free(p->key);
 }
 
 static void rule_free(struct nf_rule *r)
@@ -106,6 +107,72 @@ static void rule_free(struct nf_rule *r)
 	for (size_t i = 0; i < r->nports; i++)
 		free(r->ports[i].name);
 	free(r->ports);
+	free(r->id);
+	free(r->blocks[0]);
+	free(r->blocks[1]);
+}
+
+static char *peer_key(const char *ns, const struct nf_peer *peer)
+{
+	_cleanup_free_ char *pods = NULL, *nss = NULL;
+	char *key = NULL, buf[INET6_ADDRSTRLEN + 8];
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	if (peer->kind == NF_PEER_IPBLOCK) {
+		if (!(f = open_memstream(&key, &len)))
+			return NULL;
+		nf_cidr_format(&peer->ipblock.cidr, buf, sizeof(buf));
+		fprintf(f, "ipBlock %s", buf);
+		for (size_t i = 0; i < peer->ipblock.nexcept; i++) {
+			nf_cidr_format(&peer->ipblock.except[i], buf, sizeof(buf));
+			fprintf(f, "%s%s", i ? "," : " except ", buf);
+		}
+		fclose(f);
+		return key;
+	}
+	pods = peer->has_pod_sel ? nf_selector_format(&peer->pod_sel) : strdup("");
+	nss = peer->has_ns_sel ? nf_selector_format(&peer->ns_sel) : NULL;
+	if (!pods || (peer->has_ns_sel && !nss))
+		return NULL;
+	if (peer->has_ns_sel)
+		r = asprintf(&key, "namespaces(%s) pods(%s)", nss, pods);
+	else
+		r = asprintf(&key, "namespace %s pods(%s)", ns, pods);
+	return r < 0 ? NULL : key;
+}
+
+/* The keys of a parsed policy's rules and peers (struct nf_rule, nf_peer). */
+static int make_keys(struct nf_policy *p)
+{
+	for (size_t i = 0; i < p->negress; i++) {
+		struct nf_rule *ru = &p->egress_rules[i];
+		if (asprintf(&ru->id, "%s/%s egress[%zu]", p->ns, p->name, i) < 0) {
+			ru->id = NULL;
+			return -ENOMEM;
+		}
+		for (size_t j = 0; j < ru->npeers; j++) {
+			struct nf_peer *pe = &ru->peers[j];
+			int f;
+			if (!(pe->key = peer_key(p->ns, pe)))
+				return -ENOMEM;
+			if (pe->kind != NF_PEER_IPBLOCK)
+				continue;
+			f = pe->ipblock.cidr.family == AF_INET6;
+			if (!ru->blocks[f]) {
+				if (!(ru->blocks[f] = strdup(pe->key)))
+					return -ENOMEM;
+			} else {
+				char *joined;
+				if (asprintf(&joined, "%s | %s", ru->blocks[f], pe->key) < 0)
+					return -ENOMEM;
+				free(ru->blocks[f]);
+				ru->blocks[f] = joined;
+			}
+		}
+	}
+	return 0;
 }
 
 void nf_policy_free(struct nf_policy *p)
@@ -559,7 +626,7 @@ int nf_policy_from_json(const json_t *obj, const char *default_ns, struct nf_pol
 	p.name = strdup(name);
 	p.ns = strdup(ns);
 	p.obj = stored_obj(obj, ns);
-	if (!p.name || !p.ns || !p.obj) {
+	if (!p.name || !p.ns || !p.obj || make_keys(&p) < 0) {
 		r = nf_error_set(err, ENOMEM, NF_ERR_POLICY, "NetworkPolicy: out of memory");
 		goto fail;
 	}
@@ -772,6 +839,7 @@ void nf_state_free(struct nf_state *s)
 		return;
 	if (s->frozen) {
 		nf_state_arena_free(s->frozen);
+		free(s->frozen_enc);
 	} else {
 		for (size_t i = 0; i < s->npolicies; i++)
 			nf_policy_free(&s->policies[i]);

@@ -1192,6 +1192,9 @@ static void test_state_model_cache(void **state)
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_non_null(s.frozen);
 	assert_int_equal(s.npods, 2);
+	assert_int_equal(s.npolicies, 1); /* the frozen part, carried over */
+	assert_int_equal(s.policies[0].egress_rules[0].peers[0].ipblock.except[0].prefix, 16);
+	assert_string_equal(s.policies[0].egress_rules[0].id, "default/p egress[0]");
 	{
 		json_t *a = nf_state_to_json(&t), *b;
 		/* the objects are not in s: compare the pods */
