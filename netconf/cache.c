@@ -30,7 +30,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 2u
+#define CACHE_VERSION 3u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -227,7 +227,15 @@ static void put_pod(struct wbuf *w, const struct nf_pod *p)
 		put_cidr(w, &p->addrs[i]);
 }
 
-static void put_state(struct wbuf *w, const struct nf_state *s)
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+	uint64_t b = htole64(v);
+	put(w, &b, 8);
+}
+
+/* spans: where each pod's record lies in the text the cache is made for
+ * (NULL: unknown) */
+static void put_state(struct wbuf *w, const struct nf_state *s, size_t (*spans)[2])
 {
 	/* frozen parts never change: their bytes are those of the cache they
 	 * came from (an ADD or DEL re-encodes only the pods) */
@@ -258,8 +266,11 @@ static void put_state(struct wbuf *w, const struct nf_state *s)
 	}
 pods:
 	put_u32(w, s->npods);
-	for (size_t i = 0; i < s->npods; i++)
+	for (size_t i = 0; i < s->npods; i++) {
 		put_pod(w, &s->pods[i]);
+		put_u64(w, spans ? spans[i][0] : 0);
+		put_u64(w, spans ? spans[i][1] - spans[i][0] : 0);
+	}
 }
 
 static char *cache_path(const char *path)
@@ -276,8 +287,15 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	struct cache_header *hp;
 	XXH128_hash_t th = XXH3_128bits(text, len);
 
+	size_t (*spans)[2] = s->npods ? calloc(s->npods, sizeof(*spans)) : NULL;
+
+	if (spans && nf_json_array_spans(text, pods_at, pods_end, spans, s->npods) != s->npods) {
+		free(spans);
+		spans = NULL;
+	}
 	put(&w, &h, sizeof(h));
-	put_state(&w, s);
+	put_state(&w, s, spans);
+	free(spans);
 	if (w.oom) {
 		free(w.p);
 		return -ENOMEM;
@@ -363,6 +381,15 @@ static unsigned get_u16(struct rbuf *r)
 	if (b)
 		memcpy(&v, b, 2);
 	return le16toh(v);
+}
+
+static uint64_t get_u64(struct rbuf *r)
+{
+	uint64_t v = 0;
+	const void *b = take(r, 8);
+	if (b)
+		memcpy(&v, b, 8);
+	return le64toh(v);
 }
 
 /* A count of items of at least `min` bytes each: never more than the bytes
@@ -556,6 +583,10 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 		return -EINVAL;
 
 	r = (struct rbuf){.p = (const uint8_t *)buf + sizeof(h), .end = (const uint8_t *)buf + blen, .arena = &arena};
+	/* the arena exists even for a state without policies: s.frozen says
+	 * where the state came from */
+	if (!arena_alloc(&arena, 1))
+		return -ENOMEM;
 	GET_ARRAY(&r, s.policies, s.npolicies, 20);
 	for (size_t i = 0; i < s.npolicies && !r.bad; i++)
 		get_policy(&r, &s.policies[i]);
@@ -580,11 +611,17 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	/* the pods on the heap: ADD and DEL replace and remove them */
 	r.arena = NULL;
 	s.frozen_enc_len = (size_t)(r.p - ((const uint8_t *)buf + sizeof(h)));
-	s.npods = get_count(&r, 24);
+	s.npods = get_count(&r, 40);
 	if (!r.bad && !(s.pods = calloc(s.npods + 1, sizeof(*s.pods))))
 		r.bad = true;
-	for (size_t i = 0; i < s.npods && !r.bad; i++)
-		get_pod(&r, &s.pods[i]);
+	for (size_t i = 0; i < s.npods && !r.bad; i++) {
+		struct nf_pod *p = &s.pods[i];
+		get_pod(&r, p);
+		p->raw_at = get_u64(&r);
+		p->raw_len = get_u64(&r);
+		if (p->raw_len > len || p->raw_at > len - p->raw_len)
+			r.bad = true;
+	}
 	if (!s.pods)
 		s.npods = 0;
 	if (r.bad || r.p != r.end) {

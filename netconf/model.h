@@ -194,6 +194,9 @@ struct nf_pod {
 	char *network;    /* the CNI network (conflist name) it was attached by */
 	size_t naddrs;
 	struct nf_cidr *addrs; /* the pod's addresses, with their prefix */
+	/* where its JSON record lies in nf_state.raw, when it was loaded
+	 * from there and not changed since (raw_len 0: made anew) */
+	size_t raw_at, raw_len;
 };
 
 void nf_pod_free(struct nf_pod *p);

@@ -217,6 +217,40 @@ static size_t skip_value(const char *t, size_t n, size_t i)
 	return n;
 }
 
+size_t nf_json_array_spans(const char *t, size_t at, size_t end, size_t (*spans)[2], size_t n)
+{
+	size_t i = skip_ws(t, end, at), k = 0;
+
+	if (i >= end || t[i] != '[')
+		return 0;
+	for (i = skip_ws(t, end, i + 1); i < end && t[i] != ']';) {
+		size_t v = i;
+		i = skip_value(t, end, i);
+		if (k < n) {
+			spans[k][0] = v;
+			spans[k][1] = i;
+		}
+		k++;
+		i = skip_ws(t, end, i);
+		if (i < end && t[i] == ',')
+			i = skip_ws(t, end, i + 1);
+	}
+	return k;
+}
+
+/* Notes in each pod where its record lies in s->raw (see nf_pod.raw_at). */
+static void note_pod_spans(struct nf_state *s)
+{
+	size_t (*spans)[2] = s->npods ? calloc(s->npods, sizeof(*spans)) : NULL;
+
+	if (spans && nf_json_array_spans(s->raw, s->pods_at, s->pods_end, spans, s->npods) == s->npods)
+		for (size_t i = 0; i < s->npods; i++) {
+			s->pods[i].raw_at = spans[i][0];
+			s->pods[i].raw_len = spans[i][1] - spans[i][0];
+		}
+	free(spans);
+}
+
 /* [*at, *end): the value of the top-level member `key` of the object t */
 static bool top_level_span(const char *t, size_t n, const char *key, size_t *at, size_t *end)
 {
@@ -322,6 +356,8 @@ static int parse_state(const char *path, char *buf, size_t len, struct nf_state 
 	out->raw_len = len;
 	if (!top_level_span(buf, len, "pods", &out->pods_at, &out->pods_end))
 		out->pods_at = out->pods_end = 0;
+	else
+		note_pod_spans(out);
 	return 0;
 }
 
@@ -423,23 +459,49 @@ int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *e
 	return r;
 }
 
+/* The "pods" array's text: each record as loaded if it has not changed
+ * (most of them: an ADD or DEL changes one), else made anew. */
+static char *pods_text(const struct nf_state *s, size_t *len)
+{
+	char *text = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&text, &n);
+	bool ok = f != NULL;
+
+	if (!f)
+		return NULL;
+	fputc('[', f);
+	for (size_t i = 0; ok && i < s->npods; i++) {
+		const struct nf_pod *p = &s->pods[i];
+		if (i)
+			fputc(',', f);
+		if (p->raw_len && s->raw && p->raw_at + p->raw_len <= s->raw_len) {
+			fwrite(s->raw + p->raw_at, 1, p->raw_len, f);
+		} else {
+			json_t *j = nf_pod_to_json(p);
+			ok = j && json_dumpf(j, f, JSON_COMPACT) == 0;
+			json_decref(j);
+		}
+	}
+	fputc(']', f);
+	if (fclose(f) != 0 || !ok) {
+		free(text);
+		return NULL;
+	}
+	*len = n;
+	return text;
+}
+
 int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err)
 {
-	json_t *pods;
 	char *arr, *text;
-	size_t alen, len;
+	size_t alen = 0, len;
 	int r;
 
 	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
 		return nf_state_save(path, s, err);
-	pods = json_array();
-	for (size_t i = 0; pods && i < s->npods; i++)
-		json_array_append_new(pods, nf_pod_to_json(&s->pods[i]));
-	arr = pods ? json_dumps(pods, JSON_COMPACT) : NULL;
-	json_decref(pods);
-	if (!arr)
+	if (!(arr = pods_text(s, &alen)))
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
-	alen = strlen(arr);
 	/* the loaded text without its trailing white space, then a newline */
 	len = s->raw_len;
 	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
@@ -608,6 +670,7 @@ int nf_state_put_podspec(struct nf_state *s, struct nf_podspec *p)
 				return -ENOMEM;
 			nf_labels_free(&a->labels);
 			a->labels = l;
+			a->raw_len = 0; /* its record changed */
 		}
 	}
 	memset(p, 0, sizeof(*p));

@@ -27,6 +27,11 @@ int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error
  * nf_state_load. */
 int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *err);
 
+/* The elements of the JSON array text[at, end) (already accepted by a JSON
+ * parser): fills at most n spans [start, end) and returns how many there
+ * are (more than n: only n filled). */
+size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spans)[2], size_t n);
+
 /* The model cache (cache.c). Writers call nf_state_cache_write after the
  * rename of a new state text (failures only remove the cache). */
 void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,

@@ -1136,6 +1136,88 @@ static void write_text(const char *path, const char *text, mode_t mode)
 	assert_int_equal(chmod(path, mode), 0);
 }
 
+/* nf_state_save_pods copies the records of unchanged pods as they are in
+ * the loaded text (parsed or from the model cache), writes changed ones
+ * anew, and a relabel by a Pod registration counts as a change. */
+static void test_state_pod_records(void **state)
+{
+	static const char rec1[] = "{\"containerID\":  \"c1\", \"ifname\": \"eth0\", \"name\": \"a\", \"labels\": {\"k\": \"v\"}}";
+	static const char rec2[] = "{ \"containerID\": \"c2\", \"ifname\": \"eth0\", \"name\": \"b\" }";
+	char dir[] = "/tmp/nf-test-recs-XXXXXX", path[64], cpath[80], text[1024], *got;
+	struct nf_error err = {0};
+	struct nf_state s = {0}, t = {0};
+	struct nf_pod pod;
+	struct nf_podspec spec = {0};
+	json_t *j;
+	size_t n;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	snprintf(text, sizeof(text), "{\"pods\": [ %s ,\n %s ], \"networkPolicies\": []}\n", rec1, rec2);
+	write_text(path, text, 0600);
+
+	/* parsed: one pod added; both records stay byte for byte */
+	assert_int_equal(nf_state_load(path, &s, &err), 0);
+	assert_int_equal(s.pods[0].raw_len, strlen(rec1));
+	j = json_loads("{\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}", 0, NULL);
+	assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+	json_decref(j);
+	assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	assert_non_null(strstr(text, rec1));
+	assert_non_null(strstr(text, rec2));
+	assert_non_null(strstr(text, "\"containerID\":\"c3\""));
+
+	/* from the cache: c1 removed, c2 and c3 kept as they are */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_true(nf_state_remove_pod(&s, "c1", "eth0"));
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	f = fopen(path, "r");
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	assert_null(strstr(text, "\"c1\""));
+	assert_non_null(strstr(text, rec2));
+	assert_int_equal(nf_state_load(path, &t, &err), 0);
+	assert_int_equal(t.npods, 2);
+	assert_string_equal(t.pods[0].name, "b");
+	assert_string_equal(t.pods[1].name, "c");
+
+	/* a registration relabels b: its record counts as changed (and is
+	 * written anew by any save) */
+	assert_true(t.pods[0].raw_len > 0);
+	j = json_loads("{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"b\", \"labels\": {\"app\": \"x\"}}}",
+		       0, NULL);
+	assert_int_equal(nf_podspec_from_json(j, "default", &spec, &err), 0);
+	json_decref(j);
+	assert_true(nf_state_put_podspec(&t, &spec) >= 0);
+	nf_podspec_free(&spec);
+	assert_int_equal(t.pods[0].raw_len, 0);
+	assert_true(t.pods[1].raw_len > 0);
+	assert_int_equal(nf_state_save(path, &t, &err), 0);
+	nf_state_free(&t);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	got = nf_labels_format(&s.pods[0].labels);
+	assert_string_equal(got, "app=x");
+	free(got);
+	nf_state_free(&s);
+
+	unlink(cpath);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* nf_state_load_fast: the model cache is used for exactly the text it was
  * made from; a state loaded from it saves its pods like a parsed one, and
  * refuses a whole save; another text, or a cache that is a symlink or
@@ -1314,6 +1396,7 @@ int main(void)
 		cmocka_unit_test(test_state_namespace_labels),
 		cmocka_unit_test(test_state_save_pods),
 		cmocka_unit_test(test_state_model_cache),
+		cmocka_unit_test(test_state_pod_records),
 		cmocka_unit_test(test_podspec),
 	};
 
