@@ -302,10 +302,12 @@ def main():
         total = rows[0]
         w("| function | Ir | Ir % | syscalls | syscall time % |")
         w("|---|---:|---:|---:|---:|")
-        keys = ["cmd_add", "cmd_del", "nf_state_load", "nf_state_from_json", "txn_begin", "plan_compile",
-                "txn_commit", "plan_render", "nft_apply", "nft_apply_diff", "plan_tightened_sources",
-                "conntrack_flush_sources", "nf_state_save", "peer_key", "ensure_set", "add_rule",
-                "set_add_elem", "nf_selector_format", "nf_selector_matches", "nf_policy_from_json"]
+        keys = ["cmd_add", "cmd_del", "nf_state_load", "nf_state_load_fast", "nf_state_cache_decode",
+                "nf_state_from_json", "txn_begin", "txn_begin_pod", "plan_pod_delta", "plan_compile",
+                "txn_commit", "txn_commit_add", "txn_commit_del", "plan_render", "nft_apply", "nft_apply_diff",
+                "nft_apply_delta", "plan_tightened_sources", "conntrack_flush_sources", "nf_state_save",
+                "nf_state_save_pods", "nf_state_cache_encode", "ensure_set", "add_rule", "set_add_elem",
+                "nf_selector_matches", "nf_policy_from_json"]
         seen = {}
         for r in rows[1:]:
             if r[4] in keys and r[4] not in seen:

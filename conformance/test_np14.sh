@@ -165,11 +165,14 @@ nfc_expect_allow foo tcp "$NFC_EXT6" 80 "external"
 echo "== DEL leaves no trace"
 nfc_ctl apply -f "$SEED" >/dev/null 2>&1
 nfc_pod_plain foo2 default app:foo
+# foo2's ADD and foo's DEL change one pod's share only (plan_pod_delta)
+nfc_check "kernel ruleset == netfencectl show after an ADD of a second selected pod" nfc_kernel_matches_plan
 veth=$(cat "$NFC_DIR/pods/foo.veth")
 ip4=$(nfc_ip foo 4)
 ip6=$(nfc_ip foo 6)
 nfc_check "foo's veth is guarded while it runs" sh -c "ip netns exec $NFC_NODE nft list ruleset | grep -qF 'device \"$veth\"'"
 nfc_pod_del foo
+nfc_check "kernel ruleset == netfencectl show after the DEL" nfc_kernel_matches_plan
 rs=$(nfc_in node nft list ruleset)
 nfc_check "foo2 is still filtered" grep -q "table inet netfence" <<<"$rs"
 nfc_check_not "no trace of foo's veth $veth" grep -qF "$veth" <<<"$rs"

@@ -119,6 +119,8 @@ struct builder {
 	struct pmemo {
 		const void *id;
 		const char *key; /* the model's (nf_peer.key, nf_rule.blocks) */
+		const struct nf_policy *pol; /* of a selector peer's entry */
+		const struct nf_peer *peer;
 		bool sets_done;
 		char n4[24], n6[24]; /* the set names made from key */
 	} **memo;
@@ -131,6 +133,9 @@ struct builder {
 	/* hash indexes: the plan's sets by name, and the rules of the chain
 	 * being compiled (a union: a rule already there is not added again) */
 	struct hidx sets_by_name, chain_rules;
+	/* plan_pod_delta: the one pod whose addresses peer sets are filled
+	 * with (NULL: every pod of the state) */
+	const struct nf_pod *only;
 	/* pods with the same namespace and labels ("twins": the replicas of a
 	 * workload) have the same chain rules: compiled once, then copied */
 	struct twin {
@@ -204,6 +209,7 @@ static struct pmemo *memo_get(struct builder *b, const void *id, const char *key
 {
 	size_t i = ((uintptr_t)id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
 	struct pmemo *m;
+	uint64_t h;
 
 	for (; b->memo[i]; i = (i + 1) & (b->nmemo - 1))
 		if (b->memo[i]->id == id)
@@ -238,9 +244,12 @@ static struct pmemo *memo_get(struct builder *b, const void *id, const char *key
 	m = &b->blocks->e[b->blocks->used++];
 	m->id = id;
 	m->key = key;
+	m->pol = NULL;
+	m->peer = NULL;
 	m->sets_done = false;
-	set_name(m->n4, prefix, fnv1a64(key), '4');
-	set_name(m->n6, prefix, fnv1a64(key), '6');
+	h = fnv1a64(key);
+	set_name(m->n4, prefix, h, '4');
+	set_name(m->n6, prefix, h, '6');
 	b->memo[i] = m;
 	b->nused++;
 	return m;
@@ -371,12 +380,15 @@ static int ensure_set(struct builder *b, const char *name, const char *comment, 
 /* The two sets (v4, v6) of the pods a selector peer designates. */
 /* The two sets (v4, v6) of the pods a selector peer designates; the
  * names are the memo's. */
+static int fill_selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer, int i4,
+			      int i6);
+
 static int selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer,
 			 const char **name4, const char **name6)
 {
 	struct pmemo *m = peer_memo(b, peer);
 	bool created;
-	int i4, i6, r;
+	int i4, i6;
 
 	if (!m)
 		return -ENOMEM;
@@ -385,19 +397,32 @@ static int selector_sets(struct builder *b, const struct nf_policy *pol, const s
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
+	m->pol = pol;
+	m->peer = peer;
 	if ((i4 = ensure_set(b, m->n4, m->key, AF_INET, false, &created)) < 0)
 		return i4;
 	if (!created)
 		return 0;
 	if ((i6 = ensure_set(b, m->n6, m->key, AF_INET6, false, &created)) < 0)
 		return i6;
+	return fill_selector_sets(b, pol, peer, i4, i6);
+}
+
+/* The addresses of the pods a selector peer designates into the sets i4
+ * and i6 (-1: not that family; b->only: of that pod only). */
+static int fill_selector_sets(struct builder *b, const struct nf_policy *pol, const struct nf_peer *peer, int i4,
+			      int i6)
+{
+	int r;
+
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
-		if (!peer_has_pod(b, pol, peer, q))
+		if ((b->only && q != b->only) || !peer_has_pod(b, pol, peer, q))
 			continue;
 		for (size_t j = 0; j < q->naddrs; j++) {
 			struct nf_cidr hst = host_of(&q->addrs[j]);
-			if ((r = set_add_elem(&b->p->sets[hst.family == AF_INET ? i4 : i6], &hst)) < 0)
+			int idx = hst.family == AF_INET ? i4 : i6;
+			if (idx >= 0 && (r = set_add_elem(&b->p->sets[idx], &hst)) < 0)
 				return r;
 		}
 	}
@@ -850,4 +875,301 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		}
 	*out = p;
 	return 0;
+}
+
+/* ---- one pod's share (plan.h: plan_pod_delta) ---- */
+
+/* A set name and a policy whose rules make it. */
+struct name_pol {
+	uint64_t h;
+	const char *name;
+	size_t pol;
+};
+
+static int cmp_name_pol(const void *a, const void *b)
+{
+	const struct name_pol *x = a, *y = b;
+	return x->h < y->h ? -1 : x->h > y->h;
+}
+
+struct delta {
+	struct builder *b;
+	const struct nf_pod *pod;
+	struct name_pol *np; /* sorted by hash */
+	size_t nnp;
+	signed char *selects_other; /* per policy: -1 unknown, 0, 1 */
+};
+
+/* Does policy i select a pod other than d->pod? (Its chain then uses the
+ * sets of the policy's rules without d->pod.) The first pod of each
+ * (namespace, labels) kind stands for its kind. */
+static bool selects_other(struct delta *d, size_t i)
+{
+	const struct nf_policy *pol = &d->b->s->policies[i];
+
+	if (d->selects_other[i] < 0) {
+		d->selects_other[i] = 0;
+		for (size_t k = 0; pol->egress && k < d->b->ntwins && !d->selects_other[i]; k++) {
+			const struct nf_pod *q = d->b->twins[k].pod;
+			d->selects_other[i] = q && strcmp(q->ns, pol->ns) == 0 &&
+					      nf_selector_matches(&pol->pod_sel, &q->labels);
+		}
+	}
+	return d->selects_other[i];
+}
+
+/* Is set `name` in the plan of the state without d->pod? */
+static bool used_by_others(struct delta *d, const char *name)
+{
+	struct name_pol key = {.h = fnv1a64(name)};
+	size_t lo = 0, hi = d->nnp;
+
+	while (lo < hi) { /* the first entry with hash >= key.h */
+		size_t mid = (lo + hi) / 2;
+		if (d->np[mid].h < key.h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < d->nnp && d->np[lo].h == key.h; lo++)
+		if (strcmp(d->np[lo].name, name) == 0 && selects_other(d, d->np[lo].pol))
+			return true;
+	return false;
+}
+
+/* Every set name the egress rules make, with its policy; the memo makes
+ * the names. */
+static int index_set_names(struct delta *d)
+{
+	struct builder *b = d->b;
+	size_t cap = 0;
+
+	for (size_t i = 0; i < b->s->npolicies; i++) {
+		const struct nf_policy *pol = &b->s->policies[i];
+		for (size_t j = 0; pol->egress && j < pol->negress; j++) {
+			const struct nf_rule *ru = &pol->egress_rules[j];
+			for (size_t k = 0; k < ru->npeers; k++) {
+				const struct nf_peer *pe = &ru->peers[k];
+				struct pmemo *m;
+				const char *names[2];
+				size_t nn = 0;
+
+				if (pe->kind == NF_PEER_IPBLOCK)
+					continue;
+				if (!(m = peer_memo(b, pe)))
+					return -ENOMEM;
+				names[nn++] = m->n4;
+				names[nn++] = m->n6;
+				for (size_t f = 0; f < nn; f++) {
+					if (d->nnp == cap) {
+						struct name_pol *q = realloc(d->np, (cap = cap ? 2 * cap : 256) * sizeof(*q));
+						if (!q)
+							return -ENOMEM;
+						d->np = q;
+					}
+					d->np[d->nnp++] = (struct name_pol){fnv1a64(names[f]), names[f], i};
+				}
+			}
+			for (int f = 0; f < 2; f++) {
+				struct pmemo *m;
+				if (!ru->blocks[f])
+					continue;
+				if (!(m = memo_get(b, (const char *)ru + (f ? 2 : 1), ru->blocks[f], "cidr")))
+					return -ENOMEM;
+				if (d->nnp == cap) {
+					struct name_pol *q = realloc(d->np, (cap = cap ? 2 * cap : 256) * sizeof(*q));
+					if (!q)
+						return -ENOMEM;
+					d->np = q;
+				}
+				d->np[d->nnp++] = (struct name_pol){fnv1a64(f ? m->n6 : m->n4), f ? m->n6 : m->n4, i};
+			}
+		}
+	}
+	if (d->nnp > 1)
+		qsort(d->np, d->nnp, sizeof(*d->np), cmp_name_pol);
+	return 0;
+}
+
+static bool is_pod_addr(const struct nf_pod *pod, const struct nf_cidr *h)
+{
+	for (size_t i = 0; i < pod->naddrs; i++) {
+		struct nf_cidr a = host_of(&pod->addrs[i]);
+		if (nf_cidr_cmp(&a, h) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The pod's addresses of family into set i of the plan being built. */
+static int add_pod_addrs(struct builder *b, size_t i, const struct nf_pod *pod)
+{
+	for (size_t k = 0; k < pod->naddrs; k++) {
+		struct nf_cidr h = host_of(&pod->addrs[k]);
+		int r;
+		if (h.family == b->p->sets[i].family && (r = set_add_elem(&b->p->sets[i], &h)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int copy_set(struct plan *to, const struct plan_set *s, bool elems)
+{
+	struct plan_set c = {.family = s->family, .interval = s->interval};
+
+	c.name = strdup(s->name);
+	c.comment = strdup(s->comment);
+	if (elems && s->n && (c.elems = malloc(s->n * sizeof(*c.elems))))
+		memcpy(c.elems, s->elems, s->n * sizeof(*c.elems));
+	c.n = elems ? s->n : 0;
+	if (!c.name || !c.comment || (c.n && !c.elems) || PUSH(to->sets, to->nsets, c) < 0) {
+		free(c.name);
+		free(c.comment);
+		free(c.elems);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void sort_plan(struct plan *p)
+{
+	if (p->nsets > 1)
+		qsort(p->sets, p->nsets, sizeof(*p->sets), cmp_set_name);
+	p->sets_sorted = true;
+	for (size_t i = 0; i < p->nsets; i++)
+		if (p->sets[i].n > 1)
+			qsort(p->sets[i].elems, p->sets[i].n, sizeof(struct nf_cidr), cmp_cidr);
+}
+
+static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
+{
+	struct builder *b = d->b;
+	const struct nf_pod *pod = d->pod;
+	struct twin t = {.pod = pod};
+	size_t nown;
+	int r;
+
+	/* the kinds of the other pods (selects_other) */
+	for (size_t i = 0; i < b->s->npods; i++) {
+		bool first;
+		if (&b->s->pods[i] != pod)
+			twin_of(b, &b->s->pods[i], &first);
+	}
+	/* the tables exist while some pod is selected: an ADD that makes the
+	 * first selected pod creates them, the DEL of the last one deletes
+	 * them; both are whole programs, not changes */
+	if (plan_pod_is_selected(b->s, pod)) {
+		bool others = false;
+		for (size_t k = 0; k < b->ntwins && !others; k++)
+			others = b->twins[k].pod && plan_pod_is_selected(b->s, b->twins[k].pod);
+		if (!others)
+			return -EAGAIN;
+	}
+	if ((r = index_set_names(d)) < 0)
+		return r;
+	/* 1. its chain (peer sets with its own addresses only, for now) */
+	b->only = pod;
+	if (plan_pod_is_selected(b->s, pod) && (r = compile_pod(b, pod, &t, true)) < 0)
+		return r;
+	nown = b->p->nsets;
+	/* 2. the peer sets of other pods' rules that take its addresses */
+	for (size_t i = 0; i < b->s->npolicies; i++) {
+		const struct nf_policy *pol = &b->s->policies[i];
+		for (size_t j = 0; pol->egress && j < pol->negress; j++) {
+			const struct nf_rule *ru = &pol->egress_rules[j];
+			for (size_t k = 0; ru->has_to && k < ru->npeers; k++) {
+				const struct nf_peer *pe = &ru->peers[k];
+				struct pmemo *m;
+				const char *names[2];
+				bool created;
+				int idx;
+
+				if (pe->kind == NF_PEER_IPBLOCK || !peer_has_pod(b, pol, pe, pod))
+					continue;
+				if (!(m = peer_memo(b, pe)))
+					return -ENOMEM;
+				names[0] = m->n4;
+				names[1] = m->n6;
+				for (int f = 0; f < 2; f++) {
+					if (!used_by_others(d, names[f]))
+						continue; /* no chain uses it, with or without the pod */
+					if ((idx = ensure_set(b, names[f], m->key, f ? AF_INET6 : AF_INET, false,
+							      &created)) < 0)
+						return idx;
+					if (created && (r = add_pod_addrs(b, (size_t)idx, pod)) < 0)
+						return r;
+				}
+			}
+		}
+	}
+	/* 3. split: a set other chains use holds just its addresses (and is
+	 * empty without it); a set only its chain uses is new, and whole */
+	for (size_t i = 0; i < b->p->nsets; i++) {
+		struct plan_set *set = &b->p->sets[i];
+		bool others = i >= nown || used_by_others(d, set->name);
+
+		if (others) {
+			size_t u = 0;
+			if (set->interval) /* ipBlocks: no pod in it */
+				u = 0;
+			else
+				for (size_t k = 0; k < set->n; k++)
+					if (is_pod_addr(pod, &set->elems[k]))
+						set->elems[u++] = set->elems[k];
+			set->n = u;
+			if ((r = copy_set(without, set, false)) < 0)
+				return r;
+		} else if (!set->interval) {
+			/* whole: every pod the peer designates */
+			const struct pmemo *m = NULL;
+			for (struct memo_block *blk = b->blocks; blk && !m; blk = blk->next)
+				for (size_t e = 0; e < blk->used && !m; e++)
+					if (blk->e[e].peer && (strcmp(blk->e[e].n4, set->name) == 0 ||
+							       strcmp(blk->e[e].n6, set->name) == 0))
+						m = &blk->e[e];
+			if (!m)
+				return -EAGAIN; /* not a selector set: never */
+			set->n = 0;
+			b->only = NULL;
+			r = set->family == AF_INET ? fill_selector_sets(b, m->pol, m->peer, (int)i, -1)
+						   : fill_selector_sets(b, m->pol, m->peer, -1, (int)i);
+			b->only = pod;
+			if (r < 0)
+				return r;
+		}
+	}
+	/* the pod's share: all of that plan; without it, the sets alone */
+	*with = *b->p;
+	memset(b->p, 0, sizeof(*b->p));
+	sort_plan(with);
+	sort_plan(without);
+	return 0;
+}
+
+int plan_pod_delta(const struct nf_state *s, const struct nf_pod *pod, struct plan *without, struct plan *with)
+{
+	struct plan p = {0};
+	struct builder b = {.s = s, .p = &p};
+	struct delta d = {.b = &b, .pod = pod};
+	int r;
+
+	memset(without, 0, sizeof(*without));
+	memset(with, 0, sizeof(*with));
+	if (!plan_pod_separable(s, pod))
+		return -EAGAIN;
+	if ((r = builder_init(&b)) == 0 && !(d.selects_other = malloc(s->npolicies + 1)))
+		r = -ENOMEM;
+	if (r == 0) {
+		memset(d.selects_other, -1, s->npolicies + 1);
+		r = pod_delta(&d, without, with);
+	}
+	builder_fini(&b);
+	free(d.np);
+	free(d.selects_other);
+	plan_free(&p);
+	if (r < 0) {
+		plan_free(without);
+		plan_free(with);
+	}
+	return r;
 }

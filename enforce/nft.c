@@ -1735,15 +1735,13 @@ out:
 	return r;
 }
 
-int nft_apply_diff(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
+static int apply_changes(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
 {
 	struct tx tx;
 	size_t n = 0;
 	int r;
 
 	*changed = true;
-	if (plan_is_empty(before) || plan_is_empty(after))
-		return nft_apply(after, err);
 	if ((r = plan_check(after, err)) < 0)
 		return r;
 	r = tx_init(&tx, after);
@@ -1757,6 +1755,19 @@ int nft_apply_diff(const struct plan *before, const struct plan *after, bool *ch
 	r = n ? tx_talk(&tx, after, err) : 0;
 	tx_fini(&tx);
 	return r;
+}
+
+int nft_apply_diff(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
+{
+	*changed = true;
+	if (plan_is_empty(before) || plan_is_empty(after))
+		return nft_apply(after, err);
+	return apply_changes(before, after, changed, err);
+}
+
+int nft_apply_delta(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
+{
+	return apply_changes(before, after, changed, err);
 }
 
 int nft_delete_all(struct nf_error *err)

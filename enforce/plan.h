@@ -108,6 +108,23 @@ bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
 int plan_without_pod(const struct plan *with, const struct nf_state *s, const struct nf_pod *pod,
 		     struct plan *out);
 
+/* Can one pod's share of the plan be told apart from the others'? Not
+ * when a policy uses named ports (a pod's containerPorts then change other
+ * pods' chains) or another record claims its address or veth (a stale
+ * attachment: which one wins depends on them all). */
+bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod);
+
+/* compile.c: one pod's share of the plan of s (a state that holds it),
+ * without compiling the other pods, for an ADD or DEL to send just that:
+ * `with` holds its chain, dispatch entries and anti-spoofing chain, the
+ * sets only its chain uses (whole), and every other set its addresses are
+ * in (with only those addresses); `without` holds those other sets, empty.
+ * The kernel goes from plan(s without pod) to plan(s) by the changes from
+ * `without` to `with` (nft_apply_delta), and back the other way. -EAGAIN
+ * when the share cannot be told apart (plan_pod_separable), or when the
+ * pod is the only one selected (the tables come or go with it): compile. */
+int plan_pod_delta(const struct nf_state *s, const struct nf_pod *pod, struct plan *without, struct plan *with);
+
 /* tighten.c: the source addresses of the pods that lost a permission from
  * `before` to `after`: a rule or a peer address gone, or newly selected
  * while attached (`existing`: chain names of the attachments that existed
@@ -135,6 +152,12 @@ int nft_apply(const struct plan *p, struct nf_error *err);
  * the differences, in one transaction; the full nft_apply when either plan
  * is empty. *changed: whether anything differed (nothing is sent if not). */
 int nft_apply_diff(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err);
+/* The changes from `before` to `after` alone, object by object, in one
+ * transaction: for the partial plans of plan_pod_delta, which name only
+ * what one pod changes (objects in neither are left alone). The tables
+ * must exist: the kernel refuses the transaction otherwise, and nothing
+ * changes. */
+int nft_apply_delta(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err);
 /* Deletes both netfence tables if present (one transaction). */
 int nft_delete_all(struct nf_error *err);
 /* 1 if chain `name` exists in table inet netfence, 0 if not, <0 on error */

@@ -32,8 +32,7 @@ static bool pod_has(const struct nf_pod *pod, const struct nf_cidr *c)
 	return false;
 }
 
-/* Can the pod's share of the plan be told apart from the others'? */
-static bool separable(const struct nf_state *s, const struct nf_pod *pod)
+bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod)
 {
 	for (size_t i = 0; i < s->npolicies; i++)
 		for (size_t j = 0; j < s->policies[i].negress; j++)
@@ -69,7 +68,7 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 	_cleanup_free_ char *chain = NULL;
 	int r = -ENOMEM;
 
-	if (!separable(s, pod))
+	if (!plan_pod_separable(s, pod))
 		return -EAGAIN;
 	if (!(chain = plan_pod_chain_name(pod)))
 		return -ENOMEM;

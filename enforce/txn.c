@@ -123,7 +123,9 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 	return 0;
 }
 
-static int begin(struct txn *t, const char *path, const struct nf_state *s)
+/* existing: note the chains of the attachments (for the tightening check
+ * of a change other than one pod added or deleted) */
+static int begin(struct txn *t, const char *path, const struct nf_state *s, bool existing)
 {
 	memset(t, 0, sizeof(*t));
 	if (asprintf(&t->dirty, "%s.dirty", path) < 0) {
@@ -131,6 +133,8 @@ static int begin(struct txn *t, const char *path, const struct nf_state *s)
 		return -ENOMEM;
 	}
 	t->force = access(t->dirty, F_OK) == 0;
+	if (!existing)
+		return 0;
 	t->existing = calloc(s->npods + 1, sizeof(char *));
 	if (!t->existing)
 		return -ENOMEM;
@@ -144,7 +148,7 @@ static int begin(struct txn *t, const char *path, const struct nf_state *s)
 
 int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
 {
-	int r = begin(t, path, s);
+	int r = begin(t, path, s, true);
 
 	if (r < 0)
 		return nf_error_set(err, -r, CNI_ERR_IO, "out of memory");
@@ -153,7 +157,7 @@ int txn_begin(struct txn *t, const char *path, const struct nf_state *s, struct 
 
 int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err)
 {
-	int r = begin(t, path, s);
+	int r = begin(t, path, s, false);
 
 	return r < 0 ? nf_error_set(err, -r, CNI_ERR_IO, "out of memory") : 0;
 }
@@ -274,12 +278,65 @@ static int plan_minus(const struct plan *with, const struct nf_state *s, const s
 	return r;
 }
 
+/* ADD and DEL: send only what the pod changes (plan_pod_delta), without
+ * compiling the node. -EAGAIN (nothing changed, nothing saved) when that
+ * cannot be done: the share cannot be told apart, a predecessor died
+ * mid-change, or the kernel refused the changes (it does not hold what
+ * the state says, e.g. no tables yet); then the caller compiles. For a DEL
+ * (!adding) s still holds the pod and loses it here, once the kernel has
+ * changed. */
+static int commit_delta(struct txn *t, const char *path, struct nf_state *s, const struct nf_pod *pod, bool adding,
+			struct nf_error *err)
+{
+	struct plan without = {0}, with = {0};
+	const struct plan *before = adding ? &without : &with, *after = adding ? &with : &without;
+	bool changed = false;
+	int r, fd;
+
+	if (t->force)
+		return -EAGAIN;
+	if ((r = plan_pod_delta(s, pod, &without, &with)) < 0)
+		return r == -EAGAIN ? r : nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
+	fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
+		goto out;
+	}
+	close(fd);
+	if ((r = nft_apply_delta(before, after, &changed, err)) < 0) {
+		nf_error_clear(err);
+		unlink(t->dirty); /* the kernel did not change */
+		r = -EAGAIN;
+		goto out;
+	}
+	if (!adding)
+		nf_state_remove_pod(s, t->gone_cid, t->gone_ifname);
+	if ((r = nf_state_save_pods(path, s, err)) < 0) {
+		struct nf_error ignored = {0};
+		bool back;
+		if (!changed || nft_apply_delta(after, before, &back, &ignored) == 0)
+			unlink(t->dirty);
+		goto out;
+	}
+	unlink(t->dirty);
+	if (!adding) { /* see txn.h */
+		del_cleanup_start(path, t->gone);
+		t->gone = NULL;
+	}
+out:
+	plan_free(&without);
+	plan_free(&with);
+	return r;
+}
+
 int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
 		   struct nf_error *err)
 {
 	struct plan after = {0}, before = {0};
-	int r;
+	int r = commit_delta(t, path, (struct nf_state *)s, pod, true, err);
 
+	if (r != -EAGAIN)
+		return r;
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
 		r = commit_plans(t, path, s, &before, &after, COMMIT_ADD, err);
 	plan_free(&before);
@@ -302,6 +359,10 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
 	t->gone->naddrs = pod->naddrs;
 	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
+	t->gone_cid = container_id;
+	t->gone_ifname = ifname;
+	if ((r = commit_delta(t, path, s, pod, false, err)) != -EAGAIN)
+		return r;
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_remove_pod(s, container_id, ifname);
 		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, err);

@@ -34,6 +34,7 @@ struct txn {
 	size_t nexisting;
 	char **existing; /* chain names of the attachments in the state at txn_begin */
 	struct del_cleanup *gone; /* DEL: the pod's addresses */
+	const char *gone_cid, *gone_ifname; /* DEL: the attachment */
 	char warning[NF_ERRMSG_MAX];
 };
 

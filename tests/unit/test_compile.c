@@ -550,6 +550,356 @@ static void test_plan_without_pod(void **state)
 	}
 }
 
+/* ---- plan_pod_delta, checked against whole compiles ---- */
+
+static char *dup0(const char *x)
+{
+	return x ? strdup(x) : NULL;
+}
+
+static long chain_idx(const struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->nchains; i++)
+		if (strcmp(p->chains[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+static long set_idx(const struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->nsets; i++)
+		if (strcmp(p->sets[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+static long as_idx(const struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->nantispoof; i++)
+		if (strcmp(p->antispoof[i].chain, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+static bool has_elem(const struct nf_cidr *v, size_t n, const struct nf_cidr *c)
+{
+	for (size_t i = 0; i < n; i++)
+		if (nf_cidr_cmp(&v[i], c) == 0)
+			return true;
+	return false;
+}
+
+static void drop_chain(struct plan *p, long i)
+{
+	struct plan one = {.nchains = 1};
+
+	one.chains = malloc(sizeof(*one.chains));
+	*one.chains = p->chains[i];
+	plan_free(&one);
+	memmove(&p->chains[i], &p->chains[i + 1], (p->nchains - (size_t)i - 1) * sizeof(*p->chains));
+	p->nchains--;
+}
+
+/* adds a copy of c to p, replacing p's chain of that name */
+static void put_chain(struct plan *p, const struct plan_chain *c)
+{
+	struct plan_chain n = {.name = dup0(c->name), .comment = dup0(c->comment), .nrules = c->nrules};
+	long i = chain_idx(p, c->name);
+
+	n.rules = calloc(c->nrules + 1, sizeof(*n.rules));
+	for (size_t k = 0; k < c->nrules; k++) {
+		n.rules[k] = c->rules[k];
+		n.rules[k].dst_set = dup0(c->rules[k].dst_set);
+		n.rules[k].comment = dup0(c->rules[k].comment);
+	}
+	if (i >= 0)
+		drop_chain(p, i);
+	p->chains = realloc(p->chains, (p->nchains + 1) * sizeof(*p->chains));
+	p->chains[p->nchains++] = n;
+}
+
+/* What build_diff (nft.c) does to the kernel, done to a plan: base becomes
+ * base + (to - from), object by object. */
+static void patch(struct plan *base, const struct plan *from, const struct plan *to)
+{
+	/* chains and anti-spoofing chains */
+	for (size_t i = 0; i < from->nchains; i++)
+		if (chain_idx(to, from->chains[i].name) < 0) {
+			long j = chain_idx(base, from->chains[i].name);
+			assert_true(j >= 0);
+			drop_chain(base, j);
+		}
+	for (size_t i = 0; i < to->nchains; i++)
+		put_chain(base, &to->chains[i]);
+	for (size_t i = 0; i < from->nantispoof; i++)
+		if (as_idx(to, from->antispoof[i].chain) < 0) {
+			long j = as_idx(base, from->antispoof[i].chain);
+			assert_true(j >= 0);
+			free(base->antispoof[j].chain);
+			free(base->antispoof[j].dev);
+			free(base->antispoof[j].addrs);
+			memmove(&base->antispoof[j], &base->antispoof[j + 1],
+				(base->nantispoof - (size_t)j - 1) * sizeof(*base->antispoof));
+			base->nantispoof--;
+		}
+	for (size_t i = 0; i < to->nantispoof; i++) {
+		const struct plan_antispoof *a = &to->antispoof[i];
+		struct plan_antispoof n = {.chain = dup0(a->chain), .dev = dup0(a->dev), .naddrs = a->naddrs};
+		assert_true(as_idx(base, a->chain) < 0 || as_idx(from, a->chain) >= 0);
+		n.addrs = calloc(a->naddrs + 1, sizeof(*n.addrs));
+		memcpy(n.addrs, a->addrs, a->naddrs * sizeof(*n.addrs));
+		if (as_idx(base, a->chain) >= 0) {
+			long j = as_idx(base, a->chain);
+			free(base->antispoof[j].chain);
+			free(base->antispoof[j].dev);
+			free(base->antispoof[j].addrs);
+			base->antispoof[j] = n;
+		} else {
+			base->antispoof = realloc(base->antispoof, (base->nantispoof + 1) * sizeof(*base->antispoof));
+			base->antispoof[base->nantispoof++] = n;
+		}
+	}
+	/* sets: new ones whole; changed ones by their elements; gone ones */
+	for (size_t i = 0; i < to->nsets; i++) {
+		const struct plan_set *t = &to->sets[i];
+		long f = set_idx(from, t->name), j = set_idx(base, t->name);
+		if (f < 0) {
+			struct plan_set n = *t;
+			assert_true(j < 0); /* a new set must not be there yet */
+			n.name = dup0(t->name);
+			n.comment = dup0(t->comment);
+			n.elems = calloc(t->n + 1, sizeof(*n.elems));
+			memcpy(n.elems, t->elems, t->n * sizeof(*n.elems));
+			base->sets = realloc(base->sets, (base->nsets + 1) * sizeof(*base->sets));
+			base->sets[base->nsets++] = n;
+			continue;
+		}
+		assert_true(j >= 0); /* a changed set must be there */
+		{
+			const struct plan_set *o = &from->sets[f];
+			struct plan_set *b = &base->sets[j];
+			struct nf_cidr *v = calloc(b->n + t->n + 1, sizeof(*v));
+			size_t n = 0;
+			for (size_t k = 0; k < b->n; k++)
+				if (!has_elem(o->elems, o->n, &b->elems[k]) || has_elem(t->elems, t->n, &b->elems[k]))
+					v[n++] = b->elems[k];
+			for (size_t k = 0; k < t->n; k++)
+				if (!has_elem(o->elems, o->n, &t->elems[k]) && !has_elem(v, n, &t->elems[k]))
+					v[n++] = t->elems[k];
+			free(b->elems);
+			b->elems = v;
+			b->n = n;
+		}
+	}
+	for (size_t i = 0; i < from->nsets; i++)
+		if (set_idx(to, from->sets[i].name) < 0) {
+			long j = set_idx(base, from->sets[i].name);
+			assert_true(j >= 0);
+			free(base->sets[j].name);
+			free(base->sets[j].comment);
+			free(base->sets[j].elems);
+			memmove(&base->sets[j], &base->sets[j + 1], (base->nsets - (size_t)j - 1) * sizeof(*base->sets));
+			base->nsets--;
+		}
+	/* dispatch entries */
+	for (size_t i = 0; i < from->ndispatch; i++) {
+		bool kept = false;
+		for (size_t k = 0; k < to->ndispatch; k++)
+			kept |= nf_cidr_cmp(&to->dispatch[k].addr, &from->dispatch[i].addr) == 0;
+		for (size_t k = 0; !kept && k < base->ndispatch; k++)
+			if (nf_cidr_cmp(&base->dispatch[k].addr, &from->dispatch[i].addr) == 0) {
+				free(base->dispatch[k].chain);
+				memmove(&base->dispatch[k], &base->dispatch[k + 1],
+					(base->ndispatch - k - 1) * sizeof(*base->dispatch));
+				base->ndispatch--;
+				break;
+			}
+	}
+	for (size_t i = 0; i < to->ndispatch; i++) {
+		base->dispatch = realloc(base->dispatch, (base->ndispatch + 1) * sizeof(*base->dispatch));
+		base->dispatch[base->ndispatch] = to->dispatch[i];
+		base->dispatch[base->ndispatch++].chain = dup0(to->dispatch[i].chain);
+	}
+}
+
+static int by_chain(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_chain *)a)->name, ((const struct plan_chain *)b)->name);
+}
+
+static int by_as(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_antispoof *)a)->chain, ((const struct plan_antispoof *)b)->chain);
+}
+
+static int by_addr(const void *a, const void *b)
+{
+	return nf_cidr_cmp(&((const struct plan_dispatch *)a)->addr, &((const struct plan_dispatch *)b)->addr);
+}
+
+static int by_set(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_set *)a)->name, ((const struct plan_set *)b)->name);
+}
+
+static int by_cidr(const void *a, const void *b)
+{
+	return nf_cidr_cmp(a, b);
+}
+
+/* the plan in one order, whatever the order things were added in */
+static char *canonical(struct plan *p)
+{
+	if (p->nchains)
+		qsort(p->chains, p->nchains, sizeof(*p->chains), by_chain);
+	if (p->nantispoof)
+		qsort(p->antispoof, p->nantispoof, sizeof(*p->antispoof), by_as);
+	if (p->ndispatch)
+		qsort(p->dispatch, p->ndispatch, sizeof(*p->dispatch), by_addr);
+	if (p->nsets)
+		qsort(p->sets, p->nsets, sizeof(*p->sets), by_set);
+	for (size_t i = 0; i < p->nsets; i++)
+		if (p->sets[i].n)
+			qsort(p->sets[i].elems, p->sets[i].n, sizeof(struct nf_cidr), by_cidr);
+	p->sets_sorted = true;
+	return plan_render(p);
+}
+
+/* For every pod of s: plan(s without it) + (without -> with) == plan(s),
+ * and plan(s) + (with -> without) == plan(s without it). Returns how many
+ * pods could be checked (-EAGAIN ones are not). */
+static size_t check_deltas(struct nf_state *s)
+{
+	size_t checked = 0;
+
+	for (size_t i = 0; i < s->npods; i++) {
+		struct nf_state v = *s;
+		struct nf_error err = {0};
+		struct plan full = {0}, less = {0}, with = {0}, without = {0};
+		char *want, *got;
+		int r = plan_pod_delta(s, &s->pods[i], &without, &with);
+
+		if (r == -EAGAIN)
+			continue;
+		assert_int_equal(r, 0);
+		checked++;
+		/* the state without pod i: a view on s's pods */
+		v.pods = calloc(s->npods, sizeof(*v.pods));
+		v.npods = 0;
+		for (size_t k = 0; k < s->npods; k++)
+			if (k != i)
+				v.pods[v.npods++] = s->pods[k];
+		assert_int_equal(plan_compile(s, &full, &err), 0);
+		assert_int_equal(plan_compile(&v, &less, &err), 0);
+		free(v.pods);
+
+		patch(&less, &without, &with); /* ADD */
+		want = canonical(&full);
+		got = canonical(&less);
+		if (strcmp(want, got) != 0)
+			fail_msg("ADD of %s/%s:\n--- compiled\n%s--- patched\n%s", s->pods[i].ns, s->pods[i].name, want, got);
+		free(got);
+		plan_free(&less);
+		memset(&v, 0, sizeof(v));
+		v = *s;
+		v.pods = calloc(s->npods, sizeof(*v.pods));
+		v.npods = 0;
+		for (size_t k = 0; k < s->npods; k++)
+			if (k != i)
+				v.pods[v.npods++] = s->pods[k];
+		assert_int_equal(plan_compile(&v, &less, &err), 0);
+		free(v.pods);
+		patch(&full, &with, &without); /* DEL */
+		free(want);
+		want = canonical(&less);
+		got = canonical(&full);
+		if (strcmp(want, got) != 0)
+			fail_msg("DEL of %s/%s:\n--- compiled\n%s--- patched\n%s", s->pods[i].ns, s->pods[i].name, want, got);
+		free(want);
+		free(got);
+		plan_free(&full);
+		plan_free(&less);
+		plan_free(&with);
+		plan_free(&without);
+	}
+	return checked;
+}
+
+static void test_pod_delta(void **state)
+{
+	static const char *const manifests[] = {
+		"testdata/foo-deny-external-egress.yaml", "testdata/foo-deny-external-egress-incluster.yaml",
+		"testdata/internal-cidr-except.yaml", "testdata/backend-limited-external.yaml",
+		"testdata/db-internal-only.yaml", "testdata/payment-service-gateway.yaml",
+	};
+	static const char extra[] =
+		"[{\"containerID\": \"c-foo2\", \"ifname\": \"eth0\", \"namespace\": \"default\", \"name\": \"foo2\","
+		" \"labels\": {\"app\": \"foo\"}, \"hostVeth\": \"vethfoo2\", \"ips\": [\"10.244.0.12/24\", \"fd00:10:244::12/64\"]},"
+		" {\"containerID\": \"c-dns2\", \"ifname\": \"eth0\", \"namespace\": \"kube-system\", \"name\": \"kube-dns-2\","
+		" \"labels\": {\"k8s-app\": \"kube-dns\"}, \"hostVeth\": \"vethdns2\", \"ips\": [\"10.244.0.14/24\"]},"
+		" {\"containerID\": \"c-x\", \"ifname\": \"eth0\", \"namespace\": \"team\", \"name\": \"x\","
+		" \"labels\": {\"app\": \"foo\"}, \"hostVeth\": \"vethx\", \"ips\": [\"fd00:10:244::15/64\"]}]";
+	size_t total = 0;
+
+	/* each manifest alone, then all at once; with twins, a second DNS
+	 * pod, and a pod of another namespace with foo's labels */
+	for (size_t m = 0; m <= 2 * sizeof(manifests) / sizeof(manifests[0]) + 1; m++) {
+		/* the second round without foo's twin: then only a pod of another
+		 * namespace has foo's labels */
+		bool twin = m <= sizeof(manifests) / sizeof(manifests[0]);
+		size_t mm = twin ? m : m - sizeof(manifests) / sizeof(manifests[0]) - 1;
+		struct nf_state s = {0};
+		struct nf_error err = {0};
+		json_t *arr = json_loads(extra, 0, NULL), *item;
+		size_t i;
+
+		add_manifest(&s, "testdata/namespaces.yaml");
+		for (size_t k = 0; k < sizeof(manifests) / sizeof(manifests[0]); k++)
+			if (k == mm || mm == sizeof(manifests) / sizeof(manifests[0]))
+				add_manifest(&s, manifests[k]);
+		add_pods(&s, "testdata/pods-np14.json");
+		add_pods(&s, "testdata/pods-patterns.json");
+		json_array_foreach(arr, i, item) {
+			struct nf_pod pod = {0};
+			assert_int_equal(nf_pod_from_json(item, &pod, &err), 0);
+			if (!twin && strcmp(pod.name, "foo2") == 0)
+				nf_pod_free(&pod);
+			else
+				assert_true(nf_state_put_pod(&s, &pod) >= 0);
+		}
+		json_decref(arr);
+		total += check_deltas(&s);
+		nf_state_free(&s);
+	}
+	/* every pod of every state but the sole selected ones (9 of 133) */
+	assert_int_equal(total, 124);
+	/* the only selected pod: its ADD creates the tables, its DEL deletes
+	 * them; not a change of one pod's share */
+	{
+		struct nf_state s = {0};
+		struct plan a = {0}, b = {0};
+		add_manifest(&s, "testdata/namespaces.yaml");
+		add_manifest(&s, "testdata/foo-deny-external-egress.yaml");
+		add_pods(&s, "testdata/pods-np14.json");
+		assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-foo", "eth0"), &a, &b), -EAGAIN);
+		assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-web", "eth0"), &a, &b), 0);
+		plan_free(&a);
+		plan_free(&b);
+		nf_state_free(&s);
+	}
+	/* named ports: not separable */
+	{
+		struct nf_state s = {0};
+		struct plan a = {0}, b = {0};
+		add_pods(&s, "testdata/pods-np14.json");
+		add_json_policy(&s, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+				    "\"metadata\":{\"name\":\"np\"},\"spec\":{\"podSelector\":{},"
+				    "\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":[{\"port\":\"http\"}]}]}}");
+		assert_int_equal(plan_pod_delta(&s, &s.pods[0], &a, &b), -EAGAIN);
+		nf_state_free(&s);
+	}
+}
+
 /* Pods with the same namespace and labels get their chain rules copied
  * from the first one's: exactly what compiling them would give. */
 static void test_twins(void **state)
@@ -769,6 +1119,7 @@ int main(void)
 		cmocka_unit_test(test_ipblock_union),
 		cmocka_unit_test(test_model_cache),
 		cmocka_unit_test(test_twins),
+		cmocka_unit_test(test_pod_delta),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
