@@ -7,9 +7,9 @@
 # veths, nftables and iptables rules all live in the node netns, the IPAM,
 # CNI cache and netfence state files in $NFB_DIR. Addresses used (the
 # private topology of conformance/lib.sh):
-#   netfence network  nfb-nf    bridge nfbr0  10.244.0.0/22 (bridge + host-local + netfence)
-#   baseline network  nfb-base  bridge nfbr1  10.244.8.0/24 (bridge + host-local)
-#   firewall network  nfb-fw    bridge nfbr2  10.244.9.0/24 (bridge + host-local + firewall)
+#   netfence network  nfb-nf    bridge nfbr0  10.244.0.0/22, .0.2-.3.199 (bridge + host-local + netfence)
+#   baseline network  nfb-base  bridge nfbr0  10.244.0.0/22, .3.200-.3.219 (bridge + host-local)
+#   firewall network  nfb-fw    bridge nfbr0  10.244.0.0/22, .3.220-.3.239 (bridge + host-local + firewall)
 #   external host     203.0.113.80 (node side 203.0.113.1)
 # No traffic is ever sent anywhere else (the ipBlock peers 10.200.0.0/16,
 # 10.1xx.0.0/16 and 172.16.0.0/16 are rule contents only).
@@ -90,8 +90,8 @@ nfb_cni_env() {
 	echo NETCONFPATH="$NFB_DIR/net.d" CNI_PATH="$NFB_DIR/$bin" CNI_CACHE_DIR="$NFB_DIR/cache" CNI_IFNAME=eth0
 }
 
-nfb__conflist() {
-	local net=$1 br=$2 subnet=$3 extra=$4
+nfb__conflist() { # NET BRIDGE SUBNET FIRST LAST EXTRA
+	local net=$1 br=$2 subnet=$3 first=$4 last=$5 extra=$6
 	cat >"$NFB_DIR/net.d/$net.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -99,7 +99,7 @@ nfb__conflist() {
   "plugins": [
     {
       "type": "bridge", "bridge": "$br", "isGateway": true, "ipMasq": false,
-      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]],
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet", "rangeStart": "$first", "rangeEnd": "$last"}]],
                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$NFB_DIR/ipam"}
     }$extra
   ]
@@ -141,10 +141,14 @@ nfb_setup() {
 		"$NFB_DIR/log/callgrind.out.%p" "$NFB_PLUGIN" >"$NFB_DIR/bin-prof/netfence"
 	chmod +x "$NFB_DIR/bin-mem/netfence" "$NFB_DIR/bin-prof/netfence"
 
-	nfb__conflist nfb-nf nfbr0 10.244.0.0/22 ",
+	# The three variants share one bridge and subnet (disjoint address
+	# ranges: one gateway address, as the bridge plugin requires), so the
+	# baseline's pod joins the same populated bridge as netfence's and the
+	# difference between them is netfence's alone.
+	nfb__conflist nfb-nf nfbr0 10.244.0.0/22 10.244.0.2 10.244.3.199 ",
     {\"type\": \"netfence\", \"stateFile\": \"$NFB_DIR/state/state.json\"}"
-	nfb__conflist nfb-base nfbr1 10.244.8.0/24 ""
-	nfb__conflist nfb-fw nfbr2 10.244.9.0/24 ",
+	nfb__conflist nfb-base nfbr0 10.244.0.0/22 10.244.3.200 10.244.3.219 ""
+	nfb__conflist nfb-fw nfbr0 10.244.0.0/22 10.244.3.220 10.244.3.239 ",
     {\"type\": \"firewall\", \"backend\": \"iptables\"}"
 
 	nfb__netns_add "$NFB_NODE"
