@@ -937,6 +937,19 @@ static bool used_by_others(struct delta *d, const char *name)
 	return false;
 }
 
+static int np_push(struct delta *d, size_t *cap, const char *name, size_t pol)
+{
+	if (d->nnp == *cap) {
+		struct name_pol *q = realloc(d->np, (*cap ? 2 * *cap : 256) * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		d->np = q;
+		*cap = *cap ? 2 * *cap : 256;
+	}
+	d->np[d->nnp++] = (struct name_pol){fnv1a64(name), name, pol};
+	return 0;
+}
+
 /* Every set name the egress rules make, with its policy; the memo makes
  * the names. */
 static int index_set_names(struct delta *d)
@@ -960,29 +973,17 @@ static int index_set_names(struct delta *d)
 					return -ENOMEM;
 				names[nn++] = m->n4;
 				names[nn++] = m->n6;
-				for (size_t f = 0; f < nn; f++) {
-					if (d->nnp == cap) {
-						struct name_pol *q = realloc(d->np, (cap = cap ? 2 * cap : 256) * sizeof(*q));
-						if (!q)
-							return -ENOMEM;
-						d->np = q;
-					}
-					d->np[d->nnp++] = (struct name_pol){fnv1a64(names[f]), names[f], i};
-				}
+				for (size_t f = 0; f < nn; f++)
+					if (np_push(d, &cap, names[f], i) < 0)
+						return -ENOMEM;
 			}
 			for (int f = 0; f < 2; f++) {
 				struct pmemo *m;
 				if (!ru->blocks[f])
 					continue;
-				if (!(m = memo_get(b, (const char *)ru + (f ? 2 : 1), ru->blocks[f], "cidr")))
+				if (!(m = memo_get(b, (const char *)ru + (f ? 2 : 1), ru->blocks[f], "cidr")) ||
+				    np_push(d, &cap, f ? m->n6 : m->n4, i) < 0)
 					return -ENOMEM;
-				if (d->nnp == cap) {
-					struct name_pol *q = realloc(d->np, (cap = cap ? 2 * cap : 256) * sizeof(*q));
-					if (!q)
-						return -ENOMEM;
-					d->np = q;
-				}
-				d->np[d->nnp++] = (struct name_pol){fnv1a64(f ? m->n6 : m->n4), f ? m->n6 : m->n4, i};
 			}
 		}
 	}

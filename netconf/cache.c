@@ -646,7 +646,6 @@ static int read_cache(const char *path, char **buf, size_t *len)
 {
 	_cleanup_free_ char *cpath = cache_path(path);
 	struct stat st;
-	size_t got = 0;
 	int fd;
 
 	if (!cpath)
@@ -658,16 +657,8 @@ static int read_cache(const char *path, char **buf, size_t *len)
 		close(fd);
 		return -EINVAL;
 	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, *buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	*len = nf_read_upto(fd, *buf, (size_t)st.st_size);
 	close(fd);
-	*len = got;
 	return 0;
 }
 

@@ -281,6 +281,21 @@ static bool top_level_span(const char *t, size_t n, const char *key, size_t *at,
 	return false;
 }
 
+size_t nf_read_upto(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t n = read(fd, buf + got, size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
 /* The text of the state file: 0 and *buf (NUL-terminated), or 1 when there
  * is no file (an empty state), or an error. */
 static int read_state(const char *path, char **buf, size_t *len, struct nf_error *err)
@@ -319,14 +334,7 @@ static int read_state(const char *path, char **buf, size_t *len, struct nf_error
 		close(fd);
 		return nf_error_set(err, ENOMEM, NF_ERR_STATE, "state file \"%s\": out of memory", path);
 	}
-	while (got < size) {
-		ssize_t n = read(fd, *buf + got, size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	got = nf_read_upto(fd, *buf, size);
 	close(fd);
 	(*buf)[got] = '\0';
 	*len = got;
@@ -361,7 +369,7 @@ static int parse_state(const char *path, char *buf, size_t len, struct nf_state 
 	return 0;
 }
 
-int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
+static int load(const char *path, bool cached, struct nf_state *out, struct nf_error *err)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -370,18 +378,8 @@ int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
 	memset(out, 0, sizeof(*out));
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	return parse_state(path, buf, len, out, err);
-}
-
-int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *err)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	int r = read_state(path, &buf, &len, err);
-
-	memset(out, 0, sizeof(*out));
-	if (r != 0)
-		return r > 0 ? 0 : r;
+	if (!cached)
+		return parse_state(path, buf, len, out, err);
 	if (nf_state_cache_load(path, buf, len, out) == 0) {
 		out->raw = buf;
 		out->raw_len = len;
@@ -391,6 +389,16 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
 		return r;
 	nf_state_cache_write(path, out, out->raw, out->raw_len, out->pods_at, out->pods_end);
 	return 0;
+}
+
+int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err)
+{
+	return load(path, false, out, err);
+}
+
+int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *err)
+{
+	return load(path, true, out, err);
 }
 
 /* Writes text (len bytes, ending with a newline) to a new file next to

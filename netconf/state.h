@@ -27,6 +27,10 @@ int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error
  * nf_state_load. */
 int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *err);
 
+/* Reads up to size bytes of fd into buf (retrying on EINTR); returns how
+ * many it got (fewer at end of file or on an error). */
+size_t nf_read_upto(int fd, char *buf, size_t size);
+
 /* The elements of the JSON array text[at, end) (already accepted by a JSON
  * parser): fills at most n spans [start, end) and returns how many there
  * are (more than n: only n filled). */
