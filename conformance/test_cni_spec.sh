@@ -255,6 +255,13 @@ rc=$?
 echo "   $(tr '\n' ' ' <<<"$out" | head -c 200)"
 nfc_check "CHECK fails once table inet netfence is gone" test $rc != 0
 nfc_check "... saying what is missing" grep -q "table inet netfence is missing" <<<"$out"
+# an ADD of a second pod like foo sends only its own share (plan_pod_delta);
+# the kernel refuses it without the tables, so the ADD programs it all
+nfc_check "ADD of a pod like foo with the tables gone succeeds" nfc_pod d2 default app:foo
+nfc_check "... and the kernel holds what the state says again" nfc_kernel_matches_plan
+nfc_check "... CHECK of foo succeeds without a sync" nfc_cni check foo
+nfc_pod_del d2
+nfc_in node nft delete table inet netfence
 nfc_check "netfencectl sync" nfc_ctl sync
 nfc_check "CHECK succeeds again after sync" nfc_cni check foo
 nfc_expect_deny foo tcp "$NFC_EXT4" 80 "external (after sync)"
