@@ -313,6 +313,22 @@ nfc_pod_del plain
 nfc_ruleset >"$D/rs.after"
 nfc_check "its DEL leaves the kernel alone too" diff -u "$D/rs.before" "$D/rs.after"
 
+echo "== the model cache follows the state file, also when it is edited by hand"
+nfc_check "the model cache is next to the state" test -s "$STATE.model"
+cp "$STATE" "$D/state.unedited"
+# DNS on 5353 instead of 53, written in place (same file, same mode)
+jq -c '(.networkPolicies[] | select(.metadata.name == "foo-deny-external-egress") | .spec.egress[0].ports[].port) |= 5353' \
+	"$D/state.unedited" >"$D/state.edited" && cat "$D/state.edited" >"$STATE"
+nfc_check "ADD of a pod like foo after the edit" nfc_pod e1 default app:foo
+e1_chain=$(nfc_in node nft list table inet netfence | awk '/chain pod_/ {c = $2} /comment "default\/e1"/ {print c; exit}')
+nfc_check "its chain has the edited port (the cache of the old text was not used) [$e1_chain]" \
+	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence '$e1_chain' | grep -q 'dport 5353'"
+nfc_check_not "... and not the old one" \
+	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence '$e1_chain' | grep -q 'dport 53 '"
+nfc_pod_del e1
+cat "$D/state.unedited" >"$STATE"
+nfc_check "netfencectl sync after putting the text back" nfc_ctl sync
+
 echo "== the state becomes corrupt while foo runs: ADD fails closed, DEL still removes foo's rules"
 foo_veth=$(cat "$NFC_DIR/pods/foo.veth")
 foo_ip4=$(nfc_ip foo 4)
