@@ -1,0 +1,56 @@
+#!/bin/bash
+# bench/kvethdel.sh: what a veth's deletion (the bridge plugin's DEL) costs
+# with netdev ingress chains around, as netfence's anti-spoofing chains are
+# (docs/performance.md, "What is left").
+#
+#   sudo bench/kvethdel.sh [VETHS [REPS]]      (300 10)
+#
+# In a scratch network namespace of its own, the median time of
+# `ip link del` of a fresh veth, REPS times each:
+#   plain      VETHS other veths, no nftables
+#   chains     the same veths, each with a netdev ingress chain (table netdev)
+#   unhooked   a veth whose own ingress chain was deleted just before (what
+#              a netfence DEL followed by bridge's DEL does), chains as above
+# Removes the namespace on exit.
+set -eu
+n=${1:-300} reps=${2:-10}
+[ "$(id -u)" = 0 ] || { echo "kvethdel: must run as root" >&2; exit 2; }
+ns=nfkd-$$
+tmp=$(mktemp -d)
+cleanup() {
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+for ((i = 0; i < n; i++)); do
+	ip -n "$ns" link add "v$i" type veth peer name "p$i"
+	ip -n "$ns" link set "v$i" up
+done
+del_ms() { # MODE: the median ms of REPS deletions
+	local mode=$1 k s e
+	for ((k = 1; k <= reps; k++)); do
+		ip -n "$ns" link add "x$k" type veth peer name "y$k"
+		ip -n "$ns" link set "x$k" up
+		if [ "$mode" = unhooked ]; then
+			ip netns exec "$ns" nft add chain netdev kd "cx$k" "{ type filter hook ingress device x$k priority -500; }"
+			ip netns exec "$ns" nft delete chain netdev kd "cx$k"
+		fi
+		s=$(date +%s%N)
+		ip -n "$ns" link del "x$k"
+		e=$(date +%s%N)
+		echo $(((e - s) / 1000))
+	done | sort -n | awk '{v[NR] = $1} END {printf "%.2f", v[int((NR + 1) / 2)] / 1000}'
+}
+plain=$(del_ms plain)
+{
+	echo "table netdev kd {"
+	for ((i = 0; i < n; i++)); do
+		echo "  chain c$i { type filter hook ingress device v$i priority -500; ip saddr 10.0.0.1 accept; }"
+	done
+	echo "}"
+} >"$tmp/chains.nft"
+ip netns exec "$ns" nft -f "$tmp/chains.nft"
+chains=$(del_ms chains)
+unhooked=$(del_ms unhooked)
+echo "veths=$n: ip link del median ${plain} ms plain, ${chains} ms with their ingress chains, ${unhooked} ms right after the deleted veth's own chain was deleted (median of $reps)"
