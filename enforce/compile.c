@@ -826,6 +826,31 @@ static void dedup_stale(struct plan *p)
 	p->nantispoof = j;
 }
 
+/* Sets by name (nft.c finds a rule's set by bisection); elements in one
+ * order whatever the order pods attached in, without duplicates, and an
+ * interval set's nested prefixes (blocks of one rule may nest) reduced to
+ * the outer one. */
+static void sort_sets(struct plan *p)
+{
+	if (p->nsets > 1)
+		qsort(p->sets, p->nsets, sizeof(*p->sets), cmp_set_name);
+	p->sets_sorted = true;
+	for (size_t i = 0; i < p->nsets; i++)
+		if (p->sets[i].n > 1) {
+			struct plan_set *set = &p->sets[i];
+			size_t u = 1;
+			qsort(set->elems, set->n, sizeof(struct nf_cidr), cmp_cidr);
+			for (size_t k = 1; k < set->n; k++) {
+				if (cmp_cidr(&set->elems[k], &set->elems[u - 1]) == 0)
+					continue;
+				if (set->interval && nf_cidr_contains(&set->elems[u - 1], &set->elems[k]))
+					continue;
+				set->elems[u++] = set->elems[k];
+			}
+			set->n = u;
+		}
+}
+
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err)
 {
 	struct plan p = {0};
@@ -853,26 +878,7 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 	}
 	builder_fini(&b);
 	dedup_stale(&p);
-	/* by name: nft.c finds a rule's set by bisection */
-	if (p.nsets > 1)
-		qsort(p.sets, p.nsets, sizeof(*p.sets), cmp_set_name);
-	p.sets_sorted = true;
-	/* Deterministic element order, whatever the order pods attached in. */
-	for (size_t i = 0; i < p.nsets; i++)
-		if (p.sets[i].n > 1) {
-			struct plan_set *set = &p.sets[i];
-			size_t u = 1;
-			qsort(set->elems, set->n, sizeof(struct nf_cidr), cmp_cidr);
-			for (size_t k = 1; k < set->n; k++) {
-				if (cmp_cidr(&set->elems[k], &set->elems[u - 1]) == 0)
-					continue;
-				/* blocks of one rule may nest: keep the outer prefix */
-				if (set->interval && nf_cidr_contains(&set->elems[u - 1], &set->elems[k]))
-					continue;
-				set->elems[u++] = set->elems[k];
-			}
-			set->n = u;
-		}
+	sort_sets(&p);
 	*out = p;
 	return 0;
 }
@@ -1032,16 +1038,6 @@ static int copy_set(struct plan *to, const struct plan_set *s, bool elems)
 	return 0;
 }
 
-static void sort_plan(struct plan *p)
-{
-	if (p->nsets > 1)
-		qsort(p->sets, p->nsets, sizeof(*p->sets), cmp_set_name);
-	p->sets_sorted = true;
-	for (size_t i = 0; i < p->nsets; i++)
-		if (p->sets[i].n > 1)
-			qsort(p->sets[i].elems, p->sets[i].n, sizeof(struct nf_cidr), cmp_cidr);
-}
-
 static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 {
 	struct builder *b = d->b;
@@ -1142,8 +1138,8 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 	/* the pod's share: all of that plan; without it, the sets alone */
 	*with = *b->p;
 	memset(b->p, 0, sizeof(*b->p));
-	sort_plan(with);
-	sort_plan(without);
+	sort_sets(with);
+	sort_sets(without);
 	return 0;
 }
 

@@ -647,7 +647,8 @@ static void patch(struct plan *base, const struct plan *from, const struct plan 
 		struct plan_antispoof n = {.chain = dup0(a->chain), .dev = dup0(a->dev), .naddrs = a->naddrs};
 		assert_true(as_idx(base, a->chain) < 0 || as_idx(from, a->chain) >= 0);
 		n.addrs = calloc(a->naddrs + 1, sizeof(*n.addrs));
-		memcpy(n.addrs, a->addrs, a->naddrs * sizeof(*n.addrs));
+		if (a->naddrs)
+			memcpy(n.addrs, a->addrs, a->naddrs * sizeof(*n.addrs));
 		if (as_idx(base, a->chain) >= 0) {
 			long j = as_idx(base, a->chain);
 			free(base->antispoof[j].chain);
@@ -669,7 +670,8 @@ static void patch(struct plan *base, const struct plan *from, const struct plan 
 			n.name = dup0(t->name);
 			n.comment = dup0(t->comment);
 			n.elems = calloc(t->n + 1, sizeof(*n.elems));
-			memcpy(n.elems, t->elems, t->n * sizeof(*n.elems));
+			if (t->n)
+				memcpy(n.elems, t->elems, t->n * sizeof(*n.elems));
 			base->sets = realloc(base->sets, (base->nsets + 1) * sizeof(*base->sets));
 			base->sets[base->nsets++] = n;
 			continue;
@@ -796,8 +798,10 @@ static size_t check_deltas(struct nf_state *s)
 		patch(&less, &without, &with); /* ADD */
 		want = canonical(&full);
 		got = canonical(&less);
-		if (strcmp(want, got) != 0)
-			fail_msg("ADD of %s/%s:\n--- compiled\n%s--- patched\n%s", s->pods[i].ns, s->pods[i].name, want, got);
+		if (strcmp(want, got) != 0) {
+			fprintf(stderr, "--- compiled\n%s--- patched\n%s", want, got);
+			fail_msg("ADD of %s/%s: the patched plan differs (above)", s->pods[i].ns, s->pods[i].name);
+		}
 		free(got);
 		plan_free(&less);
 		memset(&v, 0, sizeof(v));
@@ -813,8 +817,10 @@ static size_t check_deltas(struct nf_state *s)
 		free(want);
 		want = canonical(&less);
 		got = canonical(&full);
-		if (strcmp(want, got) != 0)
-			fail_msg("DEL of %s/%s:\n--- compiled\n%s--- patched\n%s", s->pods[i].ns, s->pods[i].name, want, got);
+		if (strcmp(want, got) != 0) {
+			fprintf(stderr, "--- compiled\n%s--- patched\n%s", want, got);
+			fail_msg("DEL of %s/%s: the patched plan differs (above)", s->pods[i].ns, s->pods[i].name);
+		}
 		free(want);
 		free(got);
 		plan_free(&full);
@@ -823,6 +829,149 @@ static size_t check_deltas(struct nf_state *s)
 		plan_free(&without);
 	}
 	return checked;
+}
+
+/* ---- random states for plan_pod_delta ---- */
+
+static uint32_t rnd_state;
+
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state = rnd_state * 1103515245u + 12345u;
+	return (rnd_state >> 16) % n;
+}
+
+static const char *rnd_selector(bool allow_empty)
+{
+	static const char *const sels[] = {
+		"{}",
+		"{\"matchLabels\":{\"app\":\"a\"}}",
+		"{\"matchLabels\":{\"app\":\"b\"}}",
+		"{\"matchLabels\":{\"app\":\"a\",\"tier\":\"x\"}}",
+		"{\"matchExpressions\":[{\"key\":\"app\",\"operator\":\"In\",\"values\":[\"b\",\"c\"]}]}",
+		"{\"matchExpressions\":[{\"key\":\"app\",\"operator\":\"NotIn\",\"values\":[\"a\"]}]}",
+		"{\"matchExpressions\":[{\"key\":\"tier\",\"operator\":\"Exists\"}]}",
+		"{\"matchExpressions\":[{\"key\":\"tier\",\"operator\":\"DoesNotExist\"}]}",
+	};
+	return sels[allow_empty ? rnd(NF_ARRAY_SIZE(sels)) : 1 + rnd(NF_ARRAY_SIZE(sels) - 1)];
+}
+
+static void rnd_peer(FILE *f)
+{
+	static const char *const nssels[] = {
+		"{}", "{\"matchLabels\":{\"team\":\"a\"}}", "{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"ns1\"}}",
+	};
+	switch (rnd(5)) {
+	case 0:
+		fprintf(f, "{\"podSelector\":%s}", rnd_selector(true));
+		break;
+	case 1:
+		fprintf(f, "{\"namespaceSelector\":%s}", nssels[rnd(NF_ARRAY_SIZE(nssels))]);
+		break;
+	case 2:
+		fprintf(f, "{\"namespaceSelector\":%s,\"podSelector\":%s}", nssels[rnd(NF_ARRAY_SIZE(nssels))],
+			rnd_selector(true));
+		break;
+	case 3:
+		fprintf(f, "{\"ipBlock\":{\"cidr\":\"10.0.0.0/16\",\"except\":[\"10.0.%u.0/24\"]}}", rnd(3));
+		break;
+	default:
+		fprintf(f, "{\"ipBlock\":{\"cidr\":\"fd00:%x::/32\"}}", rnd(3));
+	}
+}
+
+/* A state of 3 namespaces, 5 policies and 12 pods drawn from small sets
+ * of labels, selectors, peers and ports, so that pods share kinds, sets
+ * and peers in many ways (seeded: the same states every run). */
+static void rnd_fill(struct nf_state *s)
+{
+	static const char *const ports[] = {
+		"", ",\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]",
+		",\"ports\":[{\"port\":80},{\"port\":8080}]", ",\"ports\":[{\"port\":8000,\"endPort\":8100}]",
+	};
+	struct nf_error err = {0};
+
+	for (int n = 0; n < 3; n++) {
+		char doc[256];
+		struct nf_namespace ns = {0};
+		json_t *j;
+		snprintf(doc, sizeof(doc), "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"ns%d\","
+			 "\"labels\":{\"team\":\"%s\"}}}", n, n == 2 ? "b" : "a");
+		j = json_loads(doc, 0, NULL);
+		assert_int_equal(nf_namespace_from_json(j, &ns, &err), 0);
+		json_decref(j);
+		assert_true(nf_state_put_namespace(s, &ns) >= 0);
+	}
+	for (int k = 0; k < 5; k++) {
+		char *doc = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&doc, &len);
+		uint32_t nrules = rnd(3);
+
+		fprintf(f, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":"
+			   "{\"name\":\"p%d\",\"namespace\":\"ns%u\"},\"spec\":{\"podSelector\":%s,"
+			   "\"policyTypes\":[\"Egress\"],\"egress\":[", k, rnd(3), rnd_selector(true));
+		for (uint32_t r = 0; r < nrules; r++) {
+			uint32_t npeers = rnd(3);
+			fprintf(f, "%s{", r ? "," : "");
+			if (npeers) {
+				fprintf(f, "\"to\":[");
+				for (uint32_t p = 0; p < npeers; p++) {
+					if (p)
+						fputc(',', f);
+					rnd_peer(f);
+				}
+				fputc(']', f);
+			} else {
+				fprintf(f, "\"to\":[]");
+			}
+			fprintf(f, "%s}", ports[rnd(NF_ARRAY_SIZE(ports))]);
+		}
+		fprintf(f, "]}}");
+		fclose(f);
+		add_json_policy(s, doc);
+		free(doc);
+	}
+	for (int i = 0; i < 12; i++) {
+		static const char *const apps[] = {"a", "b", "c"};
+		char doc[512], ips[96];
+		struct nf_pod pod = {0};
+		json_t *j;
+		uint32_t fam = rnd(3); /* 0: v4, 1: v6, 2: both */
+
+		if (fam == 0)
+			snprintf(ips, sizeof(ips), "\"10.0.1.%d/24\"", 10 + i);
+		else if (fam == 1)
+			snprintf(ips, sizeof(ips), "\"fd00:1::%x/64\"", 16 + i);
+		else
+			snprintf(ips, sizeof(ips), "\"10.0.1.%d/24\",\"fd00:1::%x/64\"", 10 + i, 16 + i);
+		snprintf(doc, sizeof(doc),
+			 "{\"containerID\":\"c%d\",\"ifname\":\"eth0\",\"namespace\":\"ns%u\",\"name\":\"q%d\","
+			 "\"labels\":{\"app\":\"%s\"%s},\"hostVeth\":\"veth%d\",\"ips\":[%s]}",
+			 i, rnd(3), i, apps[rnd(3)], rnd(2) ? ",\"tier\":\"x\"" : "", i, ips);
+		j = json_loads(doc, 0, NULL);
+		if (!j)
+			fail_msg("bad pod doc: %s", doc);
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_true(nf_state_put_pod(s, &pod) >= 0);
+	}
+}
+
+/* check_deltas on 300 random states. */
+static void test_pod_delta_random(void **state)
+{
+	size_t checked = 0;
+
+	rnd_state = 20261126;
+	for (int k = 0; k < 300; k++) {
+		struct nf_state s = {0};
+		rnd_fill(&s);
+		checked += check_deltas(&s);
+		nf_state_free(&s);
+	}
+	/* most pods are not the only selected one */
+	assert_true(checked > 300 * 12 / 2);
 }
 
 static void test_pod_delta(void **state)
@@ -1120,6 +1269,7 @@ int main(void)
 		cmocka_unit_test(test_model_cache),
 		cmocka_unit_test(test_twins),
 		cmocka_unit_test(test_pod_delta),
+		cmocka_unit_test(test_pod_delta_random),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
