@@ -316,37 +316,18 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
 			  size_t pods_at, size_t pods_end)
 {
-	_cleanup_free_ char *cpath = cache_path(path), *tmp = NULL, *buf = NULL;
-	size_t blen = 0, done = 0;
-	int fd;
+	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
+	size_t blen = 0;
 
-	if (!cpath || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-		tmp = NULL;
+	if (!cpath)
 		return;
-	}
-	/* a stale cache is harmless (its hash names another text), but a
-	 * failed write should not leave an old one for nothing */
-	if (pods_end <= pods_at || pods_end > len || nf_state_cache_encode(s, text, len, pods_at, pods_end, &buf, &blen) < 0) {
+	/* no fsync: a lost or torn cache is a miss. A stale one is harmless
+	 * too (its hash names another text), but a failed write should not
+	 * leave an old one for nothing. */
+	if (pods_end <= pods_at || pods_end > len ||
+	    nf_state_cache_encode(s, text, len, pods_at, pods_end, &buf, &blen) < 0 ||
+	    nf_replace_file(path, cpath, buf, blen, false) < 0)
 		unlink(cpath);
-		return;
-	}
-	/* the name matches nf_state_lock's clean-up of dead writers' files */
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		unlink(cpath);
-		return;
-	}
-	while (done < blen) {
-		ssize_t n = write(fd, buf + done, blen - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	if (close(fd) < 0 || done < blen || rename(tmp, cpath) < 0) {
-		unlink(tmp);
-		unlink(cpath);
-	}
 }
 
 /* ---- reading ---- */

@@ -401,19 +401,18 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
 	return load(path, true, out, err);
 }
 
-/* Writes text (len bytes, ending with a newline) to a new file next to
- * path, fsyncs it and renames it over path. */
-static int write_state(const char *path, const char *text, size_t len, struct nf_error *err)
+int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
 {
 	_cleanup_free_ char *tmp = NULL, *dircopy = strdup(path);
 	size_t done = 0;
 	int fd, r = 0, dfd;
 
-	if (!dircopy || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return nf_error_set(err, errno, CNI_ERR_IO, "writing state file \"%s\": %s", tmp, strerror(errno));
+	if (!dircopy || asprintf(&tmp, "%s.tmp.XXXXXX", state) < 0) {
+		tmp = NULL;
+		return -ENOMEM;
+	}
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
+		return -errno;
 	/* one buffer, one write loop: json_dumpfd writes token by token */
 	while (r == 0 && done < len) {
 		ssize_t n = write(fd, text + done, len - done);
@@ -424,7 +423,7 @@ static int write_state(const char *path, const char *text, size_t len, struct nf
 		else
 			done += (size_t)n;
 	}
-	if (r == 0 && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
+	if (r == 0 && (fchmod(fd, 0600) < 0 || (durable && fsync(fd) < 0)))
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
@@ -432,14 +431,24 @@ static int write_state(const char *path, const char *text, size_t len, struct nf
 		r = -errno;
 	if (r < 0) {
 		unlink(tmp);
-		return nf_error_set(err, -r, CNI_ERR_IO, "writing state file \"%s\": %s", path, strerror(-r));
+		return r;
 	}
 	/* make the rename itself durable */
-	dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
+	if (durable && (dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		fsync(dfd);
 		close(dfd);
 	}
+	return 0;
+}
+
+/* Writes text (len bytes, ending with a newline) to a new file next to
+ * path, fsyncs it and renames it over path. */
+static int write_state(const char *path, const char *text, size_t len, struct nf_error *err)
+{
+	int r = nf_replace_file(path, path, text, len, true);
+
+	if (r < 0)
+		return nf_error_set(err, -r, CNI_ERR_IO, "writing state file \"%s\": %s", path, strerror(-r));
 	return 0;
 }
 

@@ -31,6 +31,12 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
  * many it got (fewer at end of file or on an error). */
 size_t nf_read_upto(int fd, char *buf, size_t size);
 
+/* Replaces path with a new file (0600) holding text: written next to it
+ * under the name "<state>.tmp.XXXXXX" (which nf_state_lock removes if its
+ * writer died), then renamed over it; durable: fsync the file and the
+ * directory. 0 or -errno (nothing replaced). */
+int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable);
+
 /* The elements of the JSON array text[at, end) (already accepted by a JSON
  * parser): fills at most n spans [start, end) and returns how many there
  * are (more than n: only n filled). */
