@@ -14,15 +14,9 @@
 # chains before it commits. Removes the namespace on exit.
 set -eu
 chains=${1:-500} rules=${2:-150} reps=${3:-10}
-[ "$(id -u)" = 0 ] || { echo "kvalidate: must run as root" >&2; exit 2; }
-ns=nfkv-$$
-tmp=$(mktemp -d)
-cleanup() {
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$ns"
+# shellcheck source=bench/scratch.sh
+. "$(dirname "$0")/scratch.sh"
+scratch_setup nfkv
 {
 	echo "table inet kv {"
 	echo "  set peers { type ipv4_addr; }"
@@ -53,7 +47,7 @@ ms() { # median ms of REPS runs of: nft add element inet kv SET "{ ELEM }"
 		ip netns exec "$ns" nft add element inet kv "$set" "{ $(printf "$fmt" "$k") }"
 		e=$(date +%s%N)
 		echo $(((e - s) / 1000))
-	done | sort -n | awk '{v[NR] = $1} END {printf "%.2f", v[int((NR + 1) / 2)] / 1000}'
+	done | median_ms
 }
 jump=$(ms dispatch "10.250.0.%d : jump spare")
 plain=$(ms peers "10.251.0.%d")

@@ -14,15 +14,9 @@
 # Removes the namespace on exit.
 set -eu
 n=${1:-300} reps=${2:-10}
-[ "$(id -u)" = 0 ] || { echo "kvethdel: must run as root" >&2; exit 2; }
-ns=nfkd-$$
-tmp=$(mktemp -d)
-cleanup() {
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$ns"
+# shellcheck source=bench/scratch.sh
+. "$(dirname "$0")/scratch.sh"
+scratch_setup nfkd
 for ((i = 0; i < n; i++)); do
 	ip -n "$ns" link add "v$i" type veth peer name "p$i"
 	ip -n "$ns" link set "v$i" up
@@ -40,7 +34,7 @@ del_ms() { # MODE: the median ms of REPS deletions
 		ip -n "$ns" link del "x$k"
 		e=$(date +%s%N)
 		echo $(((e - s) / 1000))
-	done | sort -n | awk '{v[NR] = $1} END {printf "%.2f", v[int((NR + 1) / 2)] / 1000}'
+	done | median_ms
 }
 plain=$(del_ms plain)
 {
