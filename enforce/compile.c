@@ -1020,19 +1020,16 @@ static int add_pod_addrs(struct builder *b, size_t i, const struct nf_pod *pod)
 	return 0;
 }
 
-static int copy_set(struct plan *to, const struct plan_set *s, bool elems)
+/* An empty copy of set s (name, comment, family, kind) into to. */
+static int copy_set_empty(struct plan *to, const struct plan_set *s)
 {
 	struct plan_set c = {.family = s->family, .interval = s->interval};
 
 	c.name = strdup(s->name);
 	c.comment = strdup(s->comment);
-	if (elems && s->n && (c.elems = malloc(s->n * sizeof(*c.elems))))
-		memcpy(c.elems, s->elems, s->n * sizeof(*c.elems));
-	c.n = elems ? s->n : 0;
-	if (!c.name || !c.comment || (c.n && !c.elems) || PUSH(to->sets, to->nsets, c) < 0) {
+	if (!c.name || !c.comment || PUSH(to->sets, to->nsets, c) < 0) {
 		free(c.name);
 		free(c.comment);
-		free(c.elems);
 		return -ENOMEM;
 	}
 	return 0;
@@ -1043,6 +1040,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 	struct builder *b = d->b;
 	const struct nf_pod *pod = d->pod;
 	struct twin t = {.pod = pod};
+	bool selected = plan_pod_is_selected(b->s, pod);
 	size_t nown;
 	int r;
 
@@ -1055,7 +1053,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 	/* the tables exist while some pod is selected: an ADD that makes the
 	 * first selected pod creates them, the DEL of the last one deletes
 	 * them; both are whole programs, not changes */
-	if (plan_pod_is_selected(b->s, pod)) {
+	if (selected) {
 		bool others = false;
 		for (size_t k = 0; k < b->ntwins && !others; k++)
 			others = b->twins[k].pod && plan_pod_is_selected(b->s, b->twins[k].pod);
@@ -1066,7 +1064,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 		return r;
 	/* 1. its chain (peer sets with its own addresses only, for now) */
 	b->only = pod;
-	if (plan_pod_is_selected(b->s, pod) && (r = compile_pod(b, pod, &t, true)) < 0)
+	if (selected && (r = compile_pod(b, pod, &t, true)) < 0)
 		return r;
 	nown = b->p->nsets;
 	/* 2. the peer sets of other pods' rules that take its addresses */
@@ -1114,7 +1112,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 					if (is_pod_addr(pod, &set->elems[k]))
 						set->elems[u++] = set->elems[k];
 			set->n = u;
-			if ((r = copy_set(without, set, false)) < 0)
+			if ((r = copy_set_empty(without, set)) < 0)
 				return r;
 		} else if (!set->interval) {
 			/* whole: every pod the peer designates */
