@@ -183,6 +183,17 @@ enum commit_kind {
 		     * for its addresses (t->gone) */
 };
 
+/* "<state>.dirty": the kernel may get ahead of the state file (txn.h). */
+static int mark_dirty(struct txn *t, struct nf_error *err)
+{
+	int fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
+	close(fd);
+	return 0;
+}
+
 /* The kernel holds `before`; make it hold `after` and save s. */
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
 			const struct plan *after, enum commit_kind kind, struct nf_error *err)
@@ -190,12 +201,10 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
 	bool changed = false;
-	int r, fd;
+	int r;
 
-	fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
-	close(fd);
+	if ((r = mark_dirty(t, err)) < 0)
+		return r;
 	if (t->force) {
 		changed = true;
 		r = nft_apply(after, err);
@@ -282,43 +291,44 @@ static int plan_minus(const struct plan *with, const struct nf_state *s, const s
  * compiling the node. -EAGAIN (nothing changed, nothing saved) when that
  * cannot be done: the share cannot be told apart, a predecessor died
  * mid-change, or the kernel refused the changes (it does not hold what
- * the state says, e.g. no tables yet); then the caller compiles. For a DEL
- * (!adding) s still holds the pod and loses it here, once the kernel has
- * changed. */
-static int commit_delta(struct txn *t, const char *path, struct nf_state *s, const struct nf_pod *pod, bool adding,
-			struct nf_error *err)
+ * the state says, e.g. no tables yet); then the caller compiles. s holds
+ * the pod; del_from: NULL for an ADD, for a DEL the same state, which
+ * loses the pod here once the kernel has changed. */
+static int commit_delta(struct txn *t, const char *path, const struct nf_state *s, struct nf_state *del_from,
+			const struct nf_pod *pod, struct nf_error *err)
 {
+	bool adding = del_from == NULL;
 	struct plan without = {0}, with = {0};
 	const struct plan *before = adding ? &without : &with, *after = adding ? &with : &without;
-	bool changed = false;
-	int r, fd;
+	bool kernel, changed = false;
+	int r;
 
 	if (t->force)
 		return -EAGAIN;
 	if ((r = plan_pod_delta(s, pod, &without, &with)) < 0)
 		return r == -EAGAIN ? r : nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
-	fd = open(t->dirty, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		r = nf_error_set(err, errno, CNI_ERR_IO, "creating \"%s\": %s", t->dirty, strerror(errno));
+	/* a pod no policy selects and no peer set takes: nothing for the
+	 * kernel, no marker */
+	kernel = !plan_is_empty(&with) || with.nsets > 0;
+	if (kernel && (r = mark_dirty(t, err)) < 0)
 		goto out;
-	}
-	close(fd);
-	if ((r = nft_apply_delta(before, after, &changed, err)) < 0) {
+	if (kernel && (r = nft_apply_delta(before, after, &changed, err)) < 0) {
 		nf_error_clear(err);
 		unlink(t->dirty); /* the kernel did not change */
 		r = -EAGAIN;
 		goto out;
 	}
-	if (!adding)
-		nf_state_remove_pod(s, t->gone_cid, t->gone_ifname);
+	if (del_from)
+		nf_state_remove_pod(del_from, t->gone_cid, t->gone_ifname);
 	if ((r = nf_state_save_pods(path, s, err)) < 0) {
 		struct nf_error ignored = {0};
 		bool back;
-		if (!changed || nft_apply_delta(after, before, &back, &ignored) == 0)
+		if (kernel && (!changed || nft_apply_delta(after, before, &back, &ignored) == 0))
 			unlink(t->dirty);
 		goto out;
 	}
-	unlink(t->dirty);
+	if (kernel)
+		unlink(t->dirty);
 	if (!adding) { /* see txn.h */
 		del_cleanup_start(path, t->gone);
 		t->gone = NULL;
@@ -333,7 +343,7 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 		   struct nf_error *err)
 {
 	struct plan after = {0}, before = {0};
-	int r = commit_delta(t, path, (struct nf_state *)s, pod, true, err);
+	int r = commit_delta(t, path, s, NULL, pod, err);
 
 	if (r != -EAGAIN)
 		return r;
@@ -361,7 +371,7 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
 	t->gone_cid = container_id;
 	t->gone_ifname = ifname;
-	if ((r = commit_delta(t, path, s, pod, false, err)) != -EAGAIN)
+	if ((r = commit_delta(t, path, s, s, pod, err)) != -EAGAIN)
 		return r;
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_remove_pod(s, container_id, ifname);
