@@ -339,9 +339,14 @@ expect_lines "the rest untouched: sets, pod_bbbb, as_nfv2" \
 allow "p1 (its rules removed) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
 deny "p2 -> 10.1.0.10:80/tcp (pod_bbbb still denies)" p2 tcp 10.1.0.10 80
 check "remove pod_aaaa again (idempotent)" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
-check "remove by addresses only (no chain name)" driver remove - - 10.1.0.6
+node nft add element inet netfence egress4 '{ 10.1.0.78 : jump pod_bbbb }'
+check "remove by addresses only (no chain name), another address still jumps to the chain" \
+	driver remove - - 10.1.0.6
 check_fails "  ... then pod_bbbb lost its dispatch entry" pod_bbbb 'map "egress4": 10.1.0.6 does not jump to "pod_bbbb"'
-expect_lines "  ... its chain stays" "chain pod_bbbb {"
+expect_lines "  ... its chain stays (10.1.0.78 still jumps to it)" "chain pod_bbbb {" \
+	"elements = { 10.1.0.78 : jump pod_bbbb }"
+check "remove the last address that jumps to it" driver remove - - 10.1.0.78
+expect_no_line "  ... the chain went with it (the last pod of its kind)" 'pod_bbbb|10\.1\.0\.78'
 check "apply1" driver apply1
 node nft add rule inet netfence pod_bbbb jump pod_aaaa
 out=$(driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5 2>&1)

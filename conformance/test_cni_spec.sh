@@ -266,7 +266,7 @@ nfc_check "netfencectl sync" nfc_ctl sync
 nfc_check "CHECK succeeds again after sync" nfc_cni check foo
 nfc_expect_deny foo tcp "$NFC_EXT4" 80 "external (after sync)"
 # someone alters foo's rules: CHECK must notice each kind of change
-foo_chain=$(nfc_in node nft list table inet netfence | grep -o 'chain pod_[0-9a-f]*' | head -1 | cut -d' ' -f2)
+foo_chain=$(nfc_in node nft list table inet netfence | awk '/chain kind_/ {c = $2} /comment "default {app=foo}"/ {print c; exit}')
 tamper() { # DESC WANT nft-command...
 	local desc=$1 want=$2
 	shift 2
@@ -319,8 +319,9 @@ cp "$STATE" "$D/state.unedited"
 # DNS on 5353 instead of 53, written in place (same file, same mode)
 jq -c '(.networkPolicies[] | select(.metadata.name == "foo-deny-external-egress") | .spec.egress[0].ports[].port) |= 5353' \
 	"$D/state.unedited" >"$D/state.edited" && cat "$D/state.edited" >"$STATE"
-nfc_check "ADD of a pod like foo after the edit" nfc_pod e1 default app:foo
-e1_chain=$(nfc_in node nft list table inet netfence | awk '/chain pod_/ {c = $2} /comment "default\/e1"/ {print c; exit}')
+# (labels of its own: a new kind, whose chain the ADD compiles and sends)
+nfc_check "ADD of a pod of a new kind selected like foo, after the edit" nfc_pod e1 default app:foo,e:one
+e1_chain=$(nfc_in node nft list table inet netfence | awk '/chain kind_/ {c = $2} /comment "default {app=foo,e=one}"/ {print c; exit}')
 nfc_check "its chain has the edited port (the cache of the old text was not used) [$e1_chain]" \
 	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence '$e1_chain' | grep -q 'dport 5353'"
 nfc_check_not "... and not the old one" \
@@ -333,6 +334,12 @@ echo "== the state becomes corrupt while foo runs: ADD fails closed, DEL still r
 foo_veth=$(cat "$NFC_DIR/pods/foo.veth")
 foo_ip4=$(nfc_ip foo 4)
 nfc_check "foo's veth is guarded" sh -c "ip netns exec $NFC_NODE nft list ruleset | grep -qF '\"$foo_veth\"'"
+# two pods of one kind of their own (selected like foo)
+nfc_check "f2, a pod of a kind of its own, attached" nfc_pod f2 default app:foo,t:two
+nfc_check "f3, of the same kind, attached" nfc_pod f3 default app:foo,t:two
+f2_ip4=$(nfc_ip f2 4)
+f3_ip4=$(nfc_ip f3 4)
+two_chain=$(nfc_in node nft list table inet netfence | awk '/chain kind_/ {c = $2} /comment "default {app=foo,t=two}"/ {print c; exit}')
 cp "$STATE" "$D/state.good"
 printf '{"pods": [ truncated' >"$STATE"
 nfc_check_not "ADD of another pod fails closed" nfc_pod late default app:foo
@@ -342,6 +349,16 @@ rm -f "$NFC_DIR/pods/foo.attached"
 rs=$(nfc_ruleset)
 nfc_check_not "no trace of foo's veth" grep -qF "$foo_veth" <<<"$rs"
 nfc_check_not "no trace of foo's address" grep -qwF "$foo_ip4" <<<"$rs"
+nfc_check "DEL of f2 succeeds too" nfc_cni del f2
+rm -f "$NFC_DIR/pods/f2.attached"
+nfc_check "f3 still jumps to the chain of their kind, which stays [$two_chain]" \
+	sh -c "ip netns exec $NFC_NODE nft list map inet netfence egress4 | grep -qF '$f3_ip4 : jump $two_chain'"
+nfc_check_not "... f2's entry is gone" grep -qwF "$f2_ip4" <<<"$(nfc_ruleset)"
+nfc_check "DEL of f3 succeeds" nfc_cni del f3
+rm -f "$NFC_DIR/pods/f3.attached"
+rs=$(nfc_ruleset)
+nfc_check_not "... and the chain of the kind goes with its last pod" grep -qF "$two_chain" <<<"$rs"
+nfc_check_not "... no trace of f3's address" grep -qwF "$f3_ip4" <<<"$rs"
 nfc_check "the corrupt state file is left for the operator" grep -q truncated "$STATE"
 cp "$D/state.good" "$STATE"
 chmod 600 "$STATE"

@@ -39,7 +39,9 @@ nfc_check "all $N parallel ADDs succeeded ($fails failed)" test "$fails" = 0
 count() { nfc_ctl get pods -A -o json | jq '.items | length'; }
 nfc_check "the state parses and holds $((N + 1)) pods" test "$(count)" = $((N + 1))
 rs=$(nfc_in node nft list table inet netfence)
-nfc_check "one pod chain per pod" test "$(grep -c 'chain pod_' <<<"$rs")" = $((N + 1))
+nfc_check "one chain for the kind (every pod is app=load)" test "$(grep -c 'chain kind_' <<<"$rs")" = 1
+nfc_check "every pod's address jumps to it" \
+	test "$(nfc_in node nft list map inet netfence egress4 | grep -o ': jump kind_' | wc -l)" = $((N + 1))
 nfc_check "one anti-spoofing chain per pod" \
 	test "$(nfc_in node nft list table netdev netfence | grep -c 'chain as_')" = $((N + 1))
 nfc_check "the kernel holds exactly what the state implies" nfc_kernel_matches_plan
@@ -71,7 +73,9 @@ nfc_check "no deleted pod is left in the state" \
 nfc_check "every policy of the churn is there" \
 	test "$(nfc_ctl get netpol -o json | jq '[.items[] | select(.metadata.name | startswith("load-extra-"))] | length')" = 15
 rs=$(nfc_in node nft list table inet netfence)
-nfc_check "one pod chain per pod" test "$(grep -c 'chain pod_' <<<"$rs")" = $((N + 1))
+nfc_check "one chain for the kind (every pod is app=load)" test "$(grep -c 'chain kind_' <<<"$rs")" = 1
+nfc_check "every pod's address jumps to it" \
+	test "$(nfc_in node nft list map inet netfence egress4 | grep -o ': jump kind_' | wc -l)" = $((N + 1))
 nfc_check "the kernel holds exactly what the state implies" nfc_kernel_matches_plan
 nfc_check "no temp file or marker is left next to the state" \
 	test -z "$(ls "$NFC_DIR" | grep -E '^state\.json\.(tmp|dirty)')"

@@ -26,18 +26,57 @@ static uint64_t fnv1a64(const char *s)
 	return h;
 }
 
-/* Chain names are derived from the attachment, not from ns/name, so a pod
- * re-created under the same name never collides with its predecessor. */
+static uint64_t fnv1a64_add(uint64_t h, const char *s)
+{
+	for (;; s++) { /* the NUL too: "a","bc" and "ab","c" differ */
+		h ^= (uint8_t)*s;
+		h *= 0x100000001b3ULL;
+		if (!*s)
+			return h;
+	}
+}
+
+/* The hash of a pod's kind: its namespace and labels (sorted by key). */
+static uint64_t kind_hash(const struct nf_pod *pod)
+{
+	uint64_t h = fnv1a64_add(0xcbf29ce484222325ULL, pod->ns);
+
+	for (size_t i = 0; i < pod->labels.n; i++)
+		h = fnv1a64_add(fnv1a64_add(h, pod->labels.v[i].key), pod->labels.v[i].value);
+	return h;
+}
+
+/* One chain per kind: pods with the same namespace and labels (the
+ * replicas of a workload) are selected by the same policies, so they share
+ * a chain; a pod coming or going then adds or removes map and set
+ * elements, and the kernel validates one chain per kind, not per pod. */
 char *plan_pod_chain_name(const struct nf_pod *pod)
 {
-	char *key = NULL, *name = NULL;
-	if (asprintf(&key, "%s/%s", pod->container_id ? pod->container_id : "",
-		     pod->ifname ? pod->ifname : "") < 0)
-		return NULL;
-	if (asprintf(&name, "pod_%016llx", (unsigned long long)fnv1a64(key)) < 0)
+	char *name = NULL;
+
+	if (asprintf(&name, "kind_%016llx", (unsigned long long)kind_hash(pod)) < 0)
 		name = NULL;
-	free(key);
 	return name;
+}
+
+/* "default {app=web,tier=db}": what the chain stands for (its comment). */
+static char *kind_comment(const struct nf_pod *pod)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "%s {", pod->ns);
+	for (size_t i = 0; i < pod->labels.n; i++)
+		fprintf(f, "%s%s=%s", i ? "," : "", pod->labels.v[i].key, pod->labels.v[i].value);
+	fputc('}', f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod)
@@ -137,7 +176,7 @@ struct builder {
 	 * with (NULL: every pod of the state) */
 	const struct nf_pod *only;
 	/* pods with the same namespace and labels ("twins": the replicas of a
-	 * workload) have the same chain rules: compiled once, then copied */
+	 * workload) share one chain, compiled for the first of them */
 	struct twin {
 		const struct nf_pod *pod; /* the first of them; NULL: free slot */
 		uint64_t hash;
@@ -662,15 +701,6 @@ static void chain_free(struct plan_chain *c)
 	free(c->comment);
 }
 
-static uint64_t twin_hash(const struct nf_pod *pod)
-{
-	uint64_t h = fnv1a64(pod->ns);
-
-	for (size_t i = 0; i < pod->labels.n; i++)
-		h = (h ^ fnv1a64(pod->labels.v[i].key)) * 0x100000001b3ULL ^ fnv1a64(pod->labels.v[i].value);
-	return h;
-}
-
 static bool same_labels(const struct nf_labels *a, const struct nf_labels *b)
 {
 	if (a->n != b->n)
@@ -684,7 +714,7 @@ static bool same_labels(const struct nf_labels *a, const struct nf_labels *b)
 /* The pod's twin entry; *fresh: made now (pod is the first of its kind). */
 static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *fresh)
 {
-	uint64_t h = twin_hash(pod);
+	uint64_t h = kind_hash(pod);
 	size_t i = h & (b->ntwins - 1);
 
 	for (; b->twins[i].pod; i = (i + 1) & (b->ntwins - 1)) {
@@ -700,39 +730,16 @@ static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *f
 	return &b->twins[i];
 }
 
-static int copy_rules(struct plan_chain *ch, const struct plan_chain *from)
-{
-	ch->rules = calloc(from->nrules + 1, sizeof(*ch->rules));
-	if (!ch->rules)
-		return -ENOMEM;
-	for (size_t i = 0; i < from->nrules; i++) {
-		struct plan_rule *r = &ch->rules[ch->nrules];
-		*r = from->rules[i];
-		r->dst_set = from->rules[i].dst_set ? strdup(from->rules[i].dst_set) : NULL;
-		r->comment = strdup(from->rules[i].comment);
-		ch->nrules++;
-		if ((from->rules[i].dst_set && !r->dst_set) || !r->comment)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-/* twin: the pod's entry; its chain is compiled (and its index noted) for
- * the first pod of the kind, copied for the others. */
-static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin, bool first)
+/* The chain of the pod's kind, compiled and appended to the plan. */
+static int compile_chain(struct builder *b, const struct nf_pod *pod)
 {
 	struct plan_chain ch = {0};
-	struct plan_antispoof as = {0};
 	int r = -ENOMEM;
 
-	if (!(ch.name = plan_pod_chain_name(pod)) || asprintf(&ch.comment, "%s/%s", pod->ns, pod->name) < 0) {
-		ch.comment = NULL;
-		goto fail;
-	}
-	if (!first && (r = copy_rules(&ch, &b->p->chains[twin->chain])) < 0)
+	if (!(ch.name = plan_pod_chain_name(pod)) || !(ch.comment = kind_comment(pod)))
 		goto fail;
 	hidx_clear(&b->chain_rules);
-	for (size_t i = 0; first && i < b->s->npolicies; i++) {
+	for (size_t i = 0; i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
 		if (!pol->egress || strcmp(pol->ns, pod->ns) != 0 || !nf_selector_matches(&pol->pod_sel, &pod->labels))
 			continue;
@@ -740,47 +747,58 @@ static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin 
 			if ((r = compile_egress_rule(b, &ch, pol, &pol->egress_rules[j], j)) < 0)
 				goto fail;
 	}
-	for (size_t i = 0; i < pod->naddrs; i++) {
-		struct plan_dispatch d = {.addr = host_of(&pod->addrs[i])};
-		if (!(d.chain = strdup(ch.name)) || PUSH(b->p->dispatch, b->p->ndispatch, d) < 0) {
-			free(d.chain);
-			r = -ENOMEM;
-			goto fail;
-		}
-	}
-	if (pod->host_veth && *pod->host_veth) {
-		if (asprintf(&as.chain, "as_%s", pod->host_veth) < 0) {
-			as.chain = NULL;
-			r = -ENOMEM;
-			goto fail;
-		}
-		as.dev = strdup(pod->host_veth);
-		as.addrs = calloc(pod->naddrs + 1, sizeof(*as.addrs));
-		if (!as.dev || !as.addrs) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		for (size_t i = 0; i < pod->naddrs; i++)
-			as.addrs[as.naddrs++] = host_of(&pod->addrs[i]);
-		if (PUSH(b->p->antispoof, b->p->nantispoof, as) < 0) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		memset(&as, 0, sizeof(as));
-	}
 	if (PUSH(b->p->chains, b->p->nchains, ch) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (first)
-		twin->chain = b->p->nchains - 1;
 	return 0;
 fail:
-	free(as.chain);
-	free(as.dev);
-	free(as.addrs);
 	chain_free(&ch);
 	return r;
+}
+
+/* The pod's own entries: its addresses -> `chain` in the dispatch maps,
+ * and the anti-spoofing chain of its host veth. */
+static int add_pod_entries(struct builder *b, const struct nf_pod *pod, const char *chain)
+{
+	struct plan_antispoof as = {0};
+
+	for (size_t i = 0; i < pod->naddrs; i++) {
+		struct plan_dispatch d = {.addr = host_of(&pod->addrs[i])};
+		if (!(d.chain = strdup(chain)) || PUSH(b->p->dispatch, b->p->ndispatch, d) < 0) {
+			free(d.chain);
+			return -ENOMEM;
+		}
+	}
+	if (!pod->host_veth || !*pod->host_veth)
+		return 0;
+	if (asprintf(&as.chain, "as_%s", pod->host_veth) < 0)
+		return -ENOMEM;
+	as.dev = strdup(pod->host_veth);
+	as.addrs = calloc(pod->naddrs + 1, sizeof(*as.addrs));
+	for (size_t i = 0; as.addrs && i < pod->naddrs; i++)
+		as.addrs[as.naddrs++] = host_of(&pod->addrs[i]);
+	if (!as.dev || !as.addrs || PUSH(b->p->antispoof, b->p->nantispoof, as) < 0) {
+		free(as.chain);
+		free(as.dev);
+		free(as.addrs);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* twin: the pod's entry; the chain of its kind is compiled (and its index
+ * noted) for the first pod of the kind; the others jump to it. */
+static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin, bool first)
+{
+	int r;
+
+	if (first) {
+		if ((r = compile_chain(b, pod)) < 0)
+			return r;
+		twin->chain = b->p->nchains - 1;
+	}
+	return add_pod_entries(b, pod, b->p->chains[twin->chain].name);
 }
 
 static int cmp_cidr(const void *a, const void *b)
@@ -1039,16 +1057,20 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 {
 	struct builder *b = d->b;
 	const struct nf_pod *pod = d->pod;
-	struct twin t = {.pod = pod};
-	bool selected = plan_pod_is_selected(b->s, pod);
+	bool selected = plan_pod_is_selected(b->s, pod), kin = false;
+	_cleanup_free_ char *chain = NULL;
 	size_t nown;
 	int r;
 
-	/* the kinds of the other pods (selects_other) */
+	/* the kinds of the other pods (selects_other); kin: one of them is of
+	 * the pod's kind (its chain is theirs, with or without the pod) */
 	for (size_t i = 0; i < b->s->npods; i++) {
+		const struct nf_pod *q = &b->s->pods[i];
 		bool first;
-		if (&b->s->pods[i] != pod)
-			twin_of(b, &b->s->pods[i], &first);
+		if (q == pod)
+			continue;
+		twin_of(b, q, &first);
+		kin = kin || (strcmp(q->ns, pod->ns) == 0 && same_labels(&q->labels, &pod->labels));
 	}
 	/* the tables exist while some pod is selected: an ADD that makes the
 	 * first selected pod creates them, the DEL of the last one deletes
@@ -1062,9 +1084,14 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 	}
 	if ((r = index_set_names(d)) < 0)
 		return r;
-	/* 1. its chain (peer sets with its own addresses only, for now) */
+	/* 1. the chain of its kind, unless other pods have it (peer sets
+	 * with its own addresses only, for now), and its entries */
 	b->only = pod;
-	if (selected && (r = compile_pod(b, pod, &t, true)) < 0)
+	if (selected && !(chain = plan_pod_chain_name(pod)))
+		return -ENOMEM;
+	if (selected && !kin && (r = compile_chain(b, pod)) < 0)
+		return r;
+	if (selected && (r = add_pod_entries(b, pod, chain)) < 0)
 		return r;
 	nown = b->p->nsets;
 	/* 2. the peer sets of other pods' rules that take its addresses */

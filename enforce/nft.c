@@ -88,8 +88,8 @@ enum obj_kind {
 	OBJ_ASFLUSH,    /* a: antispoof chain, flushed to be refilled */
 	/* nft_remove_pod (no plan: names in struct tx) */
 	OBJ_RMELEM,    /* a: AF_INET/AF_INET6, b: index in tx->rm_keys */
-	OBJ_RMRULES,   /* flushing tx->rm_chain */
-	OBJ_RMCHAIN,   /* tx->rm_chain */
+	OBJ_RMRULES,   /* flushing tx->rm_chains[a] */
+	OBJ_RMCHAIN,   /* tx->rm_chains[a] */
 	OBJ_RMASCHAIN, /* tx->rm_as */
 };
 
@@ -113,7 +113,8 @@ struct tx {
 	bool deletes; /* a DEL message: its commit leaves RCU work (nlsock.h) */
 	const struct plan *before; /* nft_apply_diff */
 	/* nft_remove_pod: what the messages are about */
-	const char *rm_chain, *rm_as;
+	char *const *rm_chains;
+	const char *rm_as;
 	const struct nf_cidr *rm_keys;
 };
 
@@ -1176,10 +1177,10 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		break;
 	}
 	case OBJ_RMRULES:
-		snprintf(buf, len, "flushing chain \"%s\"", tx->rm_chain);
+		snprintf(buf, len, "flushing chain \"%s\"", tx->rm_chains[o->a]);
 		break;
 	case OBJ_RMCHAIN:
-		snprintf(buf, len, "deleting chain \"%s\"", tx->rm_chain);
+		snprintf(buf, len, "deleting chain \"%s\"", tx->rm_chains[o->a]);
 		break;
 	case OBJ_RMASCHAIN:
 		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->rm_as, PLAN_TABLE);
@@ -2746,34 +2747,16 @@ static int check_table(struct q *q, uint16_t family, struct nf_error *err)
 	return 0;
 }
 
-/* The antispoof chain of the pod: the one whose addresses are the pod's
- * dispatch addresses. */
-static const struct plan_antispoof *find_antispoof(const struct plan *p, const char *chain)
+/* The antispoof chain of the pod: the one of its host veth. */
+static const struct plan_antispoof *find_antispoof(const struct plan *p, const char *dev)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; i < p->ndispatch; i++)
-		n += strcmp(p->dispatch[i].chain, chain) == 0;
-	for (size_t ai = 0; n && ai < p->nantispoof; ai++) {
-		const struct plan_antispoof *as = &p->antispoof[ai];
-		bool all = as->naddrs == n;
-
-		for (size_t k = 0; all && k < as->naddrs; k++) {
-			bool found = false;
-			for (size_t i = 0; i < p->ndispatch && !found; i++)
-				found = strcmp(p->dispatch[i].chain, chain) == 0 &&
-					p->dispatch[i].addr.family == as->addrs[k].family &&
-					memcmp(p->dispatch[i].addr.addr, as->addrs[k].addr,
-					       addr_len(as->addrs[k].family)) == 0;
-			all = found;
-		}
-		if (all)
-			return as;
-	}
+	for (size_t ai = 0; dev && ai < p->nantispoof; ai++)
+		if (strcmp(p->antispoof[ai].dev, dev) == 0)
+			return &p->antispoof[ai];
 	return NULL;
 }
 
-static int check_pod(struct q *q, const struct plan *p, size_t ci, struct nf_error *err)
+static int check_pod(struct q *q, const struct plan *p, size_t ci, const char *dev, struct nf_error *err)
 {
 	const struct plan_chain *pc = &p->chains[ci];
 	const struct plan_antispoof *as;
@@ -2817,7 +2800,7 @@ static int check_pod(struct q *q, const struct plan *p, size_t ci, struct nf_err
 			return r;
 	}
 
-	as = find_antispoof(p, pc->name);
+	as = find_antispoof(p, dev);
 	if (!as)
 		return 0;
 	if ((r = check_table(q, NFPROTO_NETDEV, err)) < 0)
@@ -2830,7 +2813,7 @@ static int check_pod(struct q *q, const struct plan *p, size_t ci, struct nf_err
 	return r;
 }
 
-int nft_check_pod(const struct plan *p, const char *chain, struct nf_error *err)
+int nft_check_pod(const struct plan *p, const char *chain, const char *dev, struct nf_error *err)
 {
 	struct q q;
 	size_t ci;
@@ -2846,7 +2829,7 @@ int nft_check_pod(const struct plan *p, const char *chain, struct nf_error *err)
 		return r;
 	r = q_open(&q, err);
 	if (r == 0)
-		r = check_pod(&q, p, ci, err);
+		r = check_pod(&q, p, ci, dev, err);
 	q_close(&q);
 	return r;
 }
@@ -2857,9 +2840,50 @@ int nft_check_pod(const struct plan *p, const char *chain, struct nf_error *err)
 struct rm {
 	struct nf_cidr *keys; /* map elements to delete (family says which map) */
 	size_t nkeys, cap;
-	bool chain; /* the pod chain exists */
-	bool as;    /* the antispoof chain exists */
+	/* chains to flush and delete: the one named, and those only the
+	 * deleted elements jumped to (the last pod of a kind) */
+	char **chains;
+	size_t nchains;
+	/* chains other elements jump to (they stay) */
+	char **kept;
+	size_t nkept;
+	bool as; /* the antispoof chain exists */
 };
+
+static void rm_free(struct rm *rm)
+{
+	for (size_t i = 0; i < rm->nchains; i++)
+		free(rm->chains[i]);
+	for (size_t i = 0; i < rm->nkept; i++)
+		free(rm->kept[i]);
+	free(rm->chains);
+	free(rm->kept);
+	free(rm->keys);
+}
+
+static bool in_names(char *const *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Adds name to *v unless it is there; -ENOMEM. */
+static int add_name(char ***v, size_t *n, const char *name)
+{
+	char **q;
+
+	if (in_names(*v, *n, name))
+		return 0;
+	if (!(q = realloc(*v, (*n + 1) * sizeof(*q))))
+		return -ENOMEM;
+	*v = q;
+	if (!(q[*n] = strdup(name)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
 
 static bool rm_wanted(struct nftnl_set_elem *e, int family, const char *chain,
 		      const struct nf_cidr *addrs, size_t naddrs)
@@ -2878,6 +2902,76 @@ static bool rm_wanted(struct nftnl_set_elem *e, int family, const char *chain,
 	return false;
 }
 
+/* The elements of one dispatch map: those to delete into rm->keys (and
+ * the chains they jump to into rm->chains), the chains of the others into
+ * rm->kept. */
+static int rm_scan_map(struct nftnl_set *s, int family, const char *chain, const struct nf_cidr *addrs,
+		       size_t naddrs, struct rm *rm)
+{
+	struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
+	struct nftnl_set_elem *e = NULL;
+	int r = it ? 0 : -ENOMEM;
+
+	while (r == 0 && (e = nftnl_set_elems_iter_next(it))) {
+		const char *to = nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)
+					 ? nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN)
+					 : NULL;
+		uint32_t klen;
+		struct nf_cidr *k;
+
+		if (!rm_wanted(e, family, chain, addrs, naddrs)) {
+			if (to)
+				r = add_name(&rm->kept, &rm->nkept, to);
+			continue;
+		}
+		if (to && (r = add_name(&rm->chains, &rm->nchains, to)) < 0)
+			break;
+		if (rm->nkeys == rm->cap) {
+			size_t cap = rm->cap ? rm->cap * 2 : 8;
+			struct nf_cidr *v = realloc(rm->keys, cap * sizeof(*v));
+			if (!v) {
+				r = -ENOMEM;
+				break;
+			}
+			rm->keys = v;
+			rm->cap = cap;
+		}
+		k = &rm->keys[rm->nkeys++];
+		*k = (struct nf_cidr){ .family = family, .prefix = (uint8_t)(addr_len(family) * 8) };
+		memcpy(k->addr, nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen), addr_len(family));
+	}
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+	return r;
+}
+
+/* Keeps in rm->chains those that exist and that no kept element jumps to. */
+static int rm_chains_to_delete(struct q *q, struct rm *rm)
+{
+	size_t j = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < rm->nchains; i++) {
+		struct nftnl_chain *c = NULL;
+		bool del = !in_names(rm->kept, rm->nkept, rm->chains[i]);
+
+		if (del && r == 0) {
+			int e = q_chain(q, NFPROTO_INET, rm->chains[i], &c);
+			if (c)
+				nftnl_chain_free(c);
+			if (e < 0 && e != -ENOENT)
+				r = e;
+			del = e == 0;
+		}
+		if (del)
+			rm->chains[j++] = rm->chains[i];
+		else
+			free(rm->chains[i]);
+	}
+	rm->nchains = j;
+	return r;
+}
+
 static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *as, struct rm *rm, struct nf_error *err)
 {
@@ -2886,10 +2980,9 @@ static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, 
 
 	if (r < 0 && r != -ENOENT)
 		goto fail;
+	if (r == 0 && chain && (r = add_name(&rm->chains, &rm->nchains, chain)) < 0)
+		goto fail;
 	for (int fi = 0; r == 0 && fi < 2; fi++) {
-		int family = fi ? AF_INET6 : AF_INET;
-		struct nftnl_set_elems_iter *it;
-		struct nftnl_set_elem *e;
 		struct nftnl_set *s;
 
 		r = q_set(q, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, true, &s);
@@ -2899,40 +2992,13 @@ static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, 
 		}
 		if (r < 0)
 			goto fail;
-		it = nftnl_set_elems_iter_create(s);
-		while (it && (e = nftnl_set_elems_iter_next(it))) {
-			uint32_t klen;
-			struct nf_cidr *k;
-
-			if (!rm_wanted(e, family, chain, addrs, naddrs))
-				continue;
-			if (rm->nkeys == rm->cap) {
-				size_t cap = rm->cap ? rm->cap * 2 : 8;
-				struct nf_cidr *v = realloc(rm->keys, cap * sizeof(*v));
-				if (!v)
-					break;
-				rm->keys = v;
-				rm->cap = cap;
-			}
-			k = &rm->keys[rm->nkeys++];
-			*k = (struct nf_cidr){ .family = family, .prefix = (uint8_t)(addr_len(family) * 8) };
-			memcpy(k->addr, nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen), addr_len(family));
-		}
-		r = it && !e ? 0 : -ENOMEM;
-		if (it)
-			nftnl_set_elems_iter_destroy(it);
+		r = rm_scan_map(s, fi ? AF_INET6 : AF_INET, chain, addrs, naddrs, rm);
 		nftnl_set_free(s);
 		if (r < 0)
 			goto fail;
 	}
-	if (r == 0 && chain) {
-		r = q_chain(q, NFPROTO_INET, chain, &c);
-		rm->chain = r == 0;
-		if (c)
-			nftnl_chain_free(c);
-		if (r < 0 && r != -ENOENT)
-			goto fail;
-	}
+	if (r == 0 && (r = rm_chains_to_delete(q, rm)) < 0)
+		goto fail;
 	if (as) {
 		r = q_table(q, NFPROTO_NETDEV);
 		if (r == 0) {
@@ -2950,7 +3016,7 @@ fail:
 			    strerror(-r));
 }
 
-static void rm_build(struct tx *tx, const struct rm *rm, const char *chain, const char *as)
+static void rm_build(struct tx *tx, const struct rm *rm, const char *as)
 {
 	nftnl_batch_begin(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
 	tx_next(tx);
@@ -2979,21 +3045,21 @@ static void rm_build(struct tx *tx, const struct rm *rm, const char *chain, cons
 		if (s)
 			nftnl_set_free(s);
 	}
-	if (rm->chain) {
+	for (size_t i = 0; i < rm->nchains && !tx->oom; i++) {
 		struct nftnl_rule *r = nftnl_rule_alloc();
 		struct nftnl_chain *c = nftnl_chain_alloc();
 
 		if (!r || !c || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
-		    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain) < 0 ||
+		    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, rm->chains[i]) < 0 ||
 		    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
-		    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain) < 0) {
+		    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, rm->chains[i]) < 0) {
 			tx->oom = true;
 		} else {
 			nftnl_rule_nlmsg_build_payload(
-				tx_hdr(tx, NFT_MSG_DELRULE, NFPROTO_INET, 0, OBJ_RMRULES, 0, 0), r);
+				tx_hdr(tx, NFT_MSG_DELRULE, NFPROTO_INET, 0, OBJ_RMRULES, i, 0), r);
 			tx_next(tx);
 			nftnl_chain_nlmsg_build_payload(
-				tx_hdr(tx, NFT_MSG_DELCHAIN, NFPROTO_INET, 0, OBJ_RMCHAIN, 0, 0), c);
+				tx_hdr(tx, NFT_MSG_DELCHAIN, NFPROTO_INET, 0, OBJ_RMCHAIN, i, 0), c);
 			tx_next(tx);
 		}
 		if (r)
@@ -3019,16 +3085,16 @@ static void rm_build(struct tx *tx, const struct rm *rm, const char *chain, cons
 	tx_next(tx);
 }
 
-static int rm_send(const struct rm *rm, const char *chain, const char *as, struct nf_error *err)
+static int rm_send(const struct rm *rm, const char *as, struct nf_error *err)
 {
 	struct tx tx;
 	int r = tx_init(&tx, NULL);
 
 	if (r == 0) {
-		tx.rm_chain = chain;
+		tx.rm_chains = rm->chains;
 		tx.rm_as = as;
 		tx.rm_keys = rm->keys;
-		rm_build(&tx, rm, chain, as);
+		rm_build(&tx, rm, as);
 		r = tx.oom ? -ENOMEM : tx_talk(&tx, NULL, err);
 	}
 	if (r == -ENOMEM)
@@ -3052,11 +3118,13 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 	 * (another DEL, an apply) can make a delete fail with ENOENT */
 	for (int round = 0; r == 0; round++) {
 		struct rm rm = { 0 };
+		bool left;
 
 		r = rm_find(&q, chain, addrs, naddrs, antispoof_chain, &rm, err);
-		if (r == 0 && (rm.nkeys || rm.chain || rm.as)) {
+		left = rm.nkeys || rm.nchains || rm.as;
+		if (r == 0 && left) {
 			if (round < 3) {
-				failed = rm_send(&rm, chain, antispoof_chain, err);
+				failed = rm_send(&rm, antispoof_chain, err);
 			} else if (failed < 0) {
 				r = failed; /* err says why */
 			} else {
@@ -3066,15 +3134,15 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 				r = nf_error_set(err, EAGAIN, NF_ERR_KERNEL,
 						 "removing pod chain \"%s\": still there after 3 attempts:%s%s%s%s%s%s%s",
 						 chain ? chain : "(none)",
-						 rm.chain ? " the chain" : "",
+						 rm.nchains ? " the chain" : "",
 						 rm.nkeys ? " map element " : "", a,
 						 rm.nkeys ? (rm.keys[0].family == AF_INET ? " of " PLAN_MAP_V4 : " of " PLAN_MAP_V6) : "",
 						 rm.as ? " chain \"" : "", rm.as ? antispoof_chain : "",
 						 rm.as ? "\" of table netdev " PLAN_TABLE : "");
 			}
 		}
-		free(rm.keys);
-		if (r < 0 || !(rm.nkeys || rm.chain || rm.as))
+		rm_free(&rm);
+		if (r < 0 || !left)
 			break;
 	}
 	q_close(&q);

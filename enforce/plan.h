@@ -6,7 +6,7 @@
  * Kernel layout (names are fixed here so render and nft agree):
  *
  *   table inet netfence
- *     map egress4 { ipv4_addr : verdict }    pod source address -> jump pod chain
+ *     map egress4 { ipv4_addr : verdict }    pod source address -> jump its kind's chain
  *     map egress6 { ipv6_addr : verdict }
  *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks)
  *     chain forward  hook forward priority filter, policy accept:
@@ -15,7 +15,8 @@
  *         ip saddr vmap @egress4
  *         ip6 saddr vmap @egress6
  *     chain input    hook input priority filter: same rules
- *     chain <plan_chain.name>: the pod's allow rules, then "counter drop"
+ *     chain <plan_chain.name>: one per kind of selected pod (namespace and
+ *         labels): the allow rules, then "counter drop"
  *
  *   table netdev netfence
  *     chain <plan_antispoof.chain> hook ingress device <dev> priority -500:
@@ -60,8 +61,8 @@ struct plan_rule {
 };
 
 struct plan_chain {
-	char *name;    /* "pod_<16 hex>" */
-	char *comment; /* "default/foo" */
+	char *name;    /* "kind_<16 hex>" (plan_pod_chain_name) */
+	char *comment; /* the kind: "default {app=foo,tier=web}" */
 	size_t nrules;
 	struct plan_rule *rules; /* allow rules; the chain ends in counter drop */
 };
@@ -97,7 +98,8 @@ bool plan_is_empty(const struct plan *p);
 
 /* compile.c: node state -> plan. Pure: no kernel, no I/O. */
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err);
-/* The name of the pod's chain (caller frees). */
+/* The name of the chain of the pod's kind (namespace and labels: pods of
+ * one kind share it), "kind_<16 hex>" (caller frees). */
 char *plan_pod_chain_name(const struct nf_pod *pod);
 /* Is this pod selected by any Egress policy? */
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
@@ -116,20 +118,23 @@ bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod);
 
 /* compile.c: one pod's share of the plan of s (a state that holds it),
  * without compiling the other pods, for an ADD or DEL to send just that:
- * `with` holds its chain, dispatch entries and anti-spoofing chain, the
- * sets only its chain uses (whole), and every other set its addresses are
- * in (with only those addresses); `without` holds those other sets, empty.
- * The kernel goes from plan(s without pod) to plan(s) by the changes from
- * `without` to `with` (nft_apply_delta), and back the other way. -EAGAIN
- * when the share cannot be told apart (plan_pod_separable), or when the
- * pod is the only one selected (the tables come or go with it): compile. */
+ * `with` holds its dispatch entries and anti-spoofing chain, the chain of
+ * its kind when no other pod has that kind (and then the sets only that
+ * chain uses, whole), and every other set its addresses are in (with only
+ * those addresses); `without` holds those other sets, empty. The kernel
+ * goes from plan(s without pod) to plan(s) by the changes from `without`
+ * to `with` (nft_apply_delta), and back the other way. -EAGAIN when the
+ * share cannot be told apart (plan_pod_separable), or when the pod is the
+ * only one selected (the tables come or go with it): compile. */
 int plan_pod_delta(const struct nf_state *s, const struct nf_pod *pod, struct plan *without, struct plan *with);
 
 /* tighten.c: the source addresses of the pods that lost a permission from
- * `before` to `after`: a rule or a peer address gone, or newly selected
- * while attached (`existing`: chain names of the attachments that existed
+ * `before` to `after`: the chain an address jumps to lost a rule or a peer
+ * address against the one it jumped to before (its kind's, or another
+ * kind's after a relabel), or the address is newly selected while its pod
+ * was attached (`existing`: the addresses of the attachments that existed
  * before). Caller frees *out. */
-int plan_tightened_sources(const struct plan *before, const struct plan *after, char *const *existing,
+int plan_tightened_sources(const struct plan *before, const struct plan *after, const struct nf_cidr *existing,
 			   size_t nexisting, struct nf_cidr **out, size_t *nout);
 
 /* conntrack.c: deletes the conntrack entries whose original source is one
@@ -163,28 +168,30 @@ int nft_delete_all(struct nf_error *err);
 /* 1 if chain `name` exists in table inet netfence, 0 if not, <0 on error */
 int nft_chain_exists(const char *name, struct nf_error *err);
 /* CNI CHECK: is one pod's part of the kernel's ruleset exactly what the
- * plan says? Compares, for the plan chain `chain`: the chain and its rules
- * (in order, with comments; not handles or counter values), the sets its
- * rules use (their elements), the entries of maps egress4/egress6 that lead
- * to it (the plan's addresses, each `jump chain`, and no other), the base
- * chains forward and input, and the pod's antispoof chain in table netdev
- * netfence (the plan_antispoof whose addresses are the pod's dispatch
- * addresses; none is checked if no such one): hook, device (which must
- * exist), rules. 0 if all match; else <0 and code NF_ERR_KERNEL with a
- * message that names the first difference (-ENOENT: something is missing,
- * -EEXIST: something is there that the plan does not have, -EINVAL: it
- * differs; others: nftables could not be asked). Read only. */
-int nft_check_pod(const struct plan *p, const char *chain, struct nf_error *err);
+ * plan says? Compares, for the plan chain `chain` (the pod's kind's): the
+ * chain and its rules (in order, with comments; not handles or counter
+ * values), the sets its rules use (their elements), the entries of maps
+ * egress4/egress6 that lead to it (the plan's addresses, each `jump
+ * chain`, and no other), the base chains forward and input, and the
+ * antispoof chain of host veth `dev` in table netdev netfence (none is
+ * checked if the plan has none for it, or dev is NULL): hook, device
+ * (which must exist), rules. 0 if all match; else <0 and code
+ * NF_ERR_KERNEL with a message that names the first difference (-ENOENT:
+ * something is missing, -EEXIST: something is there that the plan does
+ * not have, -EINVAL: it differs; others: nftables could not be asked).
+ * Read only. */
+int nft_check_pod(const struct plan *p, const char *chain, const char *dev, struct nf_error *err);
 /* Best-effort removal of one pod without a plan (DEL with an unusable state
- * file): the map egress4/egress6 elements that jump to `chain` and those of
- * `addrs` (only those that jump to `chain` unless chain is NULL: an
- * address another pod now has keeps its entry), the chain itself (flushed
- * and deleted), and `antispoof_chain` in table netdev netfence (NULL: none).
- * Sets are left alone (other pods may use them; the next nft_apply rebuilds
- * them). Missing objects or tables are not errors. Queries first, deletes
- * what it found in one transaction, and checks again (up to 3 rounds, for
- * concurrent changes). 0 when nothing of the pod is left, <0 with a message
- * naming what could not be deleted. */
+ * file): the map egress4/egress6 elements of `addrs` (or, when chain is
+ * not NULL, every element that jumps to `chain`, and `chain` itself), the
+ * chains those elements jumped to that no other element jumps to (the
+ * last pod of a kind), flushed and deleted, and `antispoof_chain` in table
+ * netdev netfence (NULL: none). Sets are left alone (other pods may use
+ * them; the next nft_apply rebuilds them). Missing objects or tables are
+ * not errors. Queries first, deletes what it found in one transaction,
+ * and checks again (up to 3 rounds, for concurrent changes). 0 when
+ * nothing of the pod is left, <0 with a message naming what could not be
+ * deleted. */
 int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *antispoof_chain, struct nf_error *err);
 

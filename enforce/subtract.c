@@ -3,9 +3,10 @@
  * ADD and DEL change the state by exactly one pod. Both plans are needed
  * (the kernel holds one, the diff goes to the other), and compiling twice
  * was half of the cost of an ADD. What one pod adds to a plan is local:
- * its chain, dispatch entries and anti-spoofing chain, its addresses in
- * the peer sets, and sets that only its rules use; other pods' chains do
- * not depend on it. Named ports break that (a pod's containerPorts can
+ * its dispatch entries and anti-spoofing chain, its addresses in the peer
+ * sets, and, when it is the only pod of its kind (namespace and labels),
+ * the kind's chain and the sets only that chain uses; other chains do not
+ * depend on it. Named ports break that (a pod's containerPorts can
  * add rules to other pods' chains), as do records that share the pod's
  * address or veth (stale attachments): then the caller compiles. */
 #include "plan.h"
@@ -66,6 +67,7 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 {
 	struct plan p = {.sets_sorted = with->sets_sorted};
 	_cleanup_free_ char *chain = NULL;
+	bool kin = false; /* another pod jumps to its kind's chain */
 	int r = -ENOMEM;
 
 	if (!plan_pod_separable(s, pod))
@@ -78,12 +80,20 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 	p.sets = calloc(with->nsets + 1, sizeof(*p.sets));
 	if (!p.chains || !p.dispatch || !p.antispoof || !p.sets)
 		goto fail;
+	for (size_t i = 0; i < with->ndispatch; i++) {
+		if (pod_has(pod, &with->dispatch[i].addr))
+			continue;
+		p.dispatch[p.ndispatch] = with->dispatch[i];
+		if (!(p.dispatch[p.ndispatch++].chain = strdup(with->dispatch[i].chain)))
+			goto fail;
+		kin = kin || strcmp(with->dispatch[i].chain, chain) == 0;
+	}
 	for (size_t i = 0; i < with->nchains; i++) {
 		const struct plan_chain *c = &with->chains[i];
 		struct plan_chain *d;
 
-		if (strcmp(c->name, chain) == 0)
-			continue;
+		if (!kin && strcmp(c->name, chain) == 0)
+			continue; /* the last pod of its kind */
 		d = &p.chains[p.nchains++];
 		if (!(d->name = strdup(c->name)) || !(d->comment = dup0(c->comment)) ||
 		    !(d->rules = calloc(c->nrules + 1, sizeof(*d->rules))))
@@ -97,13 +107,6 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 			    (c->rules[j].comment && !(d->rules[j].comment = strdup(c->rules[j].comment))))
 				goto fail;
 		}
-	}
-	for (size_t i = 0; i < with->ndispatch; i++) {
-		if (strcmp(with->dispatch[i].chain, chain) == 0)
-			continue;
-		p.dispatch[p.ndispatch] = with->dispatch[i];
-		if (!(p.dispatch[p.ndispatch++].chain = strdup(with->dispatch[i].chain)))
-			goto fail;
 	}
 	for (size_t i = 0; i < with->nantispoof; i++) {
 		const struct plan_antispoof *a = &with->antispoof[i];

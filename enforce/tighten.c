@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static int by_name(const void *a, const void *b)
 {
@@ -92,42 +93,89 @@ static bool chain_lost_something(struct ctx *c, const struct plan_chain *old, co
 	return false;
 }
 
-int plan_tightened_sources(const struct plan *before, const struct plan *after, char *const *existing,
+/* by family and address (dispatch addresses are hosts; an attachment's
+ * addresses carry their prefix length) */
+static int by_host(const void *a, const void *b)
+{
+	const struct nf_cidr *x = a, *y = b;
+
+	if (x->family != y->family)
+		return x->family < y->family ? -1 : 1;
+	return memcmp(x->addr, y->addr, x->family == AF_INET ? 4 : 16);
+}
+
+static int by_addr(const void *a, const void *b)
+{
+	return by_host(&((const struct plan_dispatch *)a)->addr, &((const struct plan_dispatch *)b)->addr);
+}
+
+static const struct plan_chain *chain_named(const struct named *v, size_t n, const struct plan *p, const char *name)
+{
+	const char *key = name;
+	const struct named *hit = bsearch(&key, v, n, sizeof(*v), by_name);
+
+	return hit ? &p->chains[hit->i] : NULL;
+}
+
+/* Per source address: the chain it jumps to now lost something against
+ * the chain it jumped to before (the same kind's, or another's when the
+ * pod was relabelled), or it was not selected before although attached. */
+int plan_tightened_sources(const struct plan *before, const struct plan *after, const struct nf_cidr *existing,
 			   size_t nexisting, struct nf_cidr **out, size_t *nout)
 {
 	struct ctx c = {.before = before, .after = after};
-	char **ex = NULL, **hit = NULL;
-	struct nf_cidr *v = NULL;
-	size_t n = 0, nhit = 0;
+	struct named *now = NULL;
+	struct nf_cidr *ex = NULL, *v = NULL;
+	struct plan_dispatch *old = NULL;
+	signed char *kept = NULL; /* per chain of `after` (same name before): -1 not known yet */
+	size_t n = 0;
 	int r = -ENOMEM;
 
 	c.lost = malloc(before->nsets + 1);
 	c.old = calloc(before->nchains + 1, sizeof(*c.old));
+	now = calloc(after->nchains + 1, sizeof(*now));
+	kept = malloc(after->nchains + 1);
 	ex = calloc(nexisting + 1, sizeof(*ex));
-	hit = calloc(after->nchains + 1, sizeof(*hit));
+	old = calloc(before->ndispatch + 1, sizeof(*old));
 	v = calloc(after->ndispatch + 1, sizeof(*v));
-	if (!c.lost || !c.old || !ex || !hit || !v)
+	if (!c.lost || !c.old || !now || !kept || !ex || !old || !v)
 		goto out;
 	memset(c.lost, -1, before->nsets + 1);
+	memset(kept, -1, after->nchains + 1);
 	for (size_t i = 0; i < before->nchains; i++)
 		c.old[i] = (struct named){.name = before->chains[i].name, .i = i};
 	qsort(c.old, before->nchains, sizeof(*c.old), by_name);
-	memcpy(ex, existing, nexisting * sizeof(*ex));
-	qsort(ex, nexisting, sizeof(*ex), by_name);
-	for (size_t i = 0; i < after->nchains; i++) {
-		const struct plan_chain *now = &after->chains[i];
-		const char *key = now->name;
-		const struct named *old = bsearch(&key, c.old, before->nchains, sizeof(*c.old), by_name);
-		bool tightened = old ? chain_lost_something(&c, &before->chains[old->i], now)
-				     : bsearch(&key, ex, nexisting, sizeof(*ex), by_name) != NULL; /* newly selected */
-		if (tightened)
-			hit[nhit++] = now->name;
+	for (size_t i = 0; i < after->nchains; i++)
+		now[i] = (struct named){.name = after->chains[i].name, .i = i};
+	qsort(now, after->nchains, sizeof(*now), by_name);
+	if (nexisting) {
+		memcpy(ex, existing, nexisting * sizeof(*ex));
+		qsort(ex, nexisting, sizeof(*ex), by_host);
 	}
-	qsort(hit, nhit, sizeof(*hit), by_name);
-	for (size_t j = 0; nhit && j < after->ndispatch; j++) {
-		const char *key = after->dispatch[j].chain;
-		if (bsearch(&key, hit, nhit, sizeof(*hit), by_name))
-			v[n++] = after->dispatch[j].addr;
+	if (before->ndispatch) {
+		memcpy(old, before->dispatch, before->ndispatch * sizeof(*old));
+		qsort(old, before->ndispatch, sizeof(*old), by_addr);
+	}
+	for (size_t j = 0; j < after->ndispatch; j++) {
+		const struct plan_dispatch *d = &after->dispatch[j];
+		const struct plan_dispatch *o = bsearch(d, old, before->ndispatch, sizeof(*old), by_addr);
+		const struct plan_chain *cn = chain_named(now, after->nchains, after, d->chain);
+		const struct plan_chain *co = o ? chain_named(c.old, before->nchains, before, o->chain) : NULL;
+		bool tightened;
+
+		if (!o) /* newly selected while attached */
+			tightened = bsearch(&d->addr, ex, nexisting, sizeof(*ex), by_host) != NULL;
+		else if (!cn || !co)
+			tightened = true; /* never: every dispatch entry has its chain */
+		else if (strcmp(co->name, cn->name) == 0) {
+			size_t k = (size_t)(cn - after->chains);
+			if (kept[k] < 0)
+				kept[k] = !chain_lost_something(&c, co, cn);
+			tightened = !kept[k];
+		} else
+			tightened = chain_lost_something(&c, co, cn);
+		if (tightened)
+			v[n++] = d->addr;
 	}
 	*out = v;
 	*nout = n;
@@ -137,7 +185,9 @@ out:
 	free(v);
 	free(c.lost);
 	free(c.old);
+	free(now);
+	free(kept);
 	free(ex);
-	free(hit);
+	free(old);
 	return r;
 }

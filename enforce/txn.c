@@ -123,10 +123,12 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 	return 0;
 }
 
-/* existing: note the chains of the attachments (for the tightening check
+/* existing: note the addresses of the attachments (for the tightening check
  * of a change other than one pod added or deleted) */
 static int begin(struct txn *t, const char *path, const struct nf_state *s, bool existing)
 {
+	size_t n = 0;
+
 	memset(t, 0, sizeof(*t));
 	if (asprintf(&t->dirty, "%s.dirty", path) < 0) {
 		t->dirty = NULL;
@@ -135,14 +137,14 @@ static int begin(struct txn *t, const char *path, const struct nf_state *s, bool
 	t->force = access(t->dirty, F_OK) == 0;
 	if (!existing)
 		return 0;
-	t->existing = calloc(s->npods + 1, sizeof(char *));
+	for (size_t i = 0; i < s->npods; i++)
+		n += s->pods[i].naddrs;
+	t->existing = calloc(n + 1, sizeof(*t->existing));
 	if (!t->existing)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->npods; i++) {
-		if (!(t->existing[t->nexisting] = plan_pod_chain_name(&s->pods[i])))
-			return -ENOMEM;
-		t->nexisting++;
-	}
+	for (size_t i = 0; i < s->npods; i++)
+		for (size_t k = 0; k < s->pods[i].naddrs; k++)
+			t->existing[t->nexisting++] = s->pods[i].addrs[k];
 	return 0;
 }
 
@@ -165,8 +167,6 @@ int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, str
 void txn_end(struct txn *t)
 {
 	plan_free(&t->before);
-	for (size_t i = 0; i < t->nexisting; i++)
-		free(t->existing[i]);
 	free(t->existing);
 	free(t->dirty);
 	free(t->gone);

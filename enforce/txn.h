@@ -32,7 +32,7 @@ struct txn {
 	bool force;      /* a predecessor died mid-change: re-program anyway */
 	char *dirty;     /* path of the marker */
 	size_t nexisting;
-	char **existing; /* chain names of the attachments in the state at txn_begin */
+	struct nf_cidr *existing; /* the addresses of the attachments in the state at txn_begin */
 	struct del_cleanup *gone; /* DEL: the pod's addresses */
 	const char *gone_cid, *gone_ifname; /* DEL: the attachment */
 	char warning[NF_ERRMSG_MAX];

@@ -217,24 +217,21 @@ out:
 
 /* The state file is unusable (corrupt, unreadable): ADD fails closed until
  * an operator repairs it, but DEL must still succeed and remove what it
- * can of this pod from the kernel: its chain (named after the attachment),
- * the map entries jumping to it, and the anti-spoofing chain of its host
- * veth, which the cached prevResult names. The state file is left as it
- * is, for the operator to look at. */
+ * can of this pod from the kernel: the map entries of its addresses and
+ * the chain of its kind if no other pod jumps to it, and the anti-spoofing
+ * chain of its host veth, which the cached prevResult names. The state
+ * file is left as it is, for the operator to look at. */
 static int del_without_state(struct ctx *c, struct nf_error *err)
 {
-	struct nf_pod key = {.container_id = (char *)c->container_id, .ifname = (char *)c->ifname};
 	struct nf_prev_result pr = {0};
 	struct nf_error kerr = {0};
-	_cleanup_free_ char *chain = plan_pod_chain_name(&key);
 	int r = 0;
 
 	fprintf(stderr, "netfence: DEL without the state (%s): removing what the kernel holds for this pod\n", err->msg);
-	if (!chain)
-		return -ENOMEM;
 	if (c->conf.prev_result && nf_prev_result_parse(c->conf.prev_result, c->ifname, &pr, &kerr) < 0)
 		memset(&pr, 0, sizeof(pr));
-	r = nft_remove_pod(chain, pr.addrs, pr.naddrs, NULL, &kerr);
+	if (pr.naddrs)
+		r = nft_remove_pod(NULL, pr.addrs, pr.naddrs, NULL, &kerr);
 	for (size_t i = 0; r == 0 && i < pr.nhost; i++) {
 		_cleanup_free_ char *as = NULL;
 		if (asprintf(&as, "as_%s", pr.host_ifaces[i]) < 0) {
@@ -310,7 +307,7 @@ static int cmd_check(struct ctx *c, struct nf_error *err)
 	}
 	if ((r = plan_compile(&s, &p, err)) < 0)
 		goto out;
-	if ((r = nft_check_pod(&p, chain, err)) < 0)
+	if ((r = nft_check_pod(&p, chain, pod->host_veth, err)) < 0)
 		nf_error_wrap(err, "pod %s/%s: its rules in the kernel are not what the state says "
 			      "(netfencectl sync restores them)", pod->ns, pod->name);
 out:

@@ -113,6 +113,21 @@ static void add_dispatch(struct plan *p, const char *addr, const char *chain)
 							      .chain = xstrdup(chain) };
 }
 
+/* The host veth of the pod whose address leads to chain (the plans here
+ * have one pod per chain), or NULL. */
+static const char *dev_of(const struct plan *p, const char *chain)
+{
+	for (size_t i = 0; i < p->ndispatch; i++) {
+		if (strcmp(p->dispatch[i].chain, chain) != 0)
+			continue;
+		for (size_t a = 0; a < p->nantispoof; a++)
+			for (size_t k = 0; k < p->antispoof[a].naddrs; k++)
+				if (nf_cidr_cmp(&p->antispoof[a].addrs[k], &p->dispatch[i].addr) == 0)
+					return p->antispoof[a].dev;
+	}
+	return NULL;
+}
+
 static void add_antispoof(struct plan *p, const char *dev, const char *const *addrs)
 {
 	struct plan_antispoof *a;
@@ -265,7 +280,7 @@ int main(int argc, char **argv)
 		}
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		r = nft_check_pod(&p, argv[3], &err);
+		r = nft_check_pod(&p, argv[3], dev_of(&p, argv[3]), &err);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (strncmp(argv[2], "big:", 4) == 0)
 			fprintf(stderr, "nft_check_pod: %.3f s\n",

@@ -431,15 +431,14 @@ static void test_named_ports(void **state)
 
 static size_t tightened(const struct plan *a, const struct plan *b, const struct nf_state *before)
 {
-	char *names[16] = {0};
+	struct nf_cidr addrs[64];
 	struct nf_cidr *v = NULL;
 	size_t n = 0, k = 0;
 
-	for (size_t i = 0; i < before->npods && k < 16; i++)
-		names[k++] = plan_pod_chain_name(&before->pods[i]);
-	assert_int_equal(plan_tightened_sources(a, b, names, k, &v, &n), 0);
-	for (size_t i = 0; i < k; i++)
-		free(names[i]);
+	for (size_t i = 0; i < before->npods; i++)
+		for (size_t j = 0; j < before->pods[i].naddrs && k < 64; j++)
+			addrs[k++] = before->pods[i].addrs[j];
+	assert_int_equal(plan_tightened_sources(a, b, addrs, k, &v, &n), 0);
 	free(v);
 	return n;
 }
@@ -476,6 +475,60 @@ static void test_tightened_sources(void **state)
 	plan_free(&p3);
 	nf_state_free(&s);
 	nf_state_free(&none);
+}
+
+static struct nf_state *relabel_state(const char *app)
+{
+	static const char *const open_all = "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+		"\"metadata\":{\"name\":\"open\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"foo\"}},"
+		"\"policyTypes\":[\"Egress\"],\"egress\":[{}]}}";
+	static const char *const dns_only = "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+		"\"metadata\":{\"name\":\"dns\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"bar\"}},"
+		"\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]}]}}";
+	struct nf_state *s = calloc(1, sizeof(*s));
+	struct nf_error err = {0};
+	struct nf_pod pod = {0};
+	char doc[512];
+	json_t *obj;
+
+	assert_non_null(s);
+	add_json_policy(s, open_all);
+	add_json_policy(s, dns_only);
+	snprintf(doc, sizeof(doc), "{\"containerID\": \"c-x\", \"ifname\": \"eth0\", \"namespace\": \"default\","
+		 " \"name\": \"x\", \"labels\": {\"app\": \"%s\"}, \"hostVeth\": \"vethx\","
+		 " \"ips\": [\"10.244.0.30/24\"]}", app);
+	obj = json_loads(doc, 0, NULL);
+	assert_non_null(obj);
+	assert_int_equal(nf_pod_from_json(obj, &pod, &err), 0);
+	json_decref(obj);
+	assert_true(nf_state_put_pod(s, &pod) >= 0);
+	return s;
+}
+
+/* A relabelled pod jumps to another kind's chain: judged against the
+ * chain it jumped to before (which the chain names alone cannot tell). */
+static void test_tightened_relabel(void **state)
+{
+	struct nf_state *foo = relabel_state("foo"), *bar = relabel_state("bar");
+	struct nf_error err = {0};
+	struct plan pf = {0}, pb = {0};
+
+	assert_int_equal(plan_compile(foo, &pf, &err), 0);
+	assert_int_equal(plan_compile(bar, &pb, &err), 0);
+	assert_string_not_equal(pf.dispatch[0].chain, pb.dispatch[0].chain);
+	assert_int_equal(tightened(&pf, &pb, foo), 1); /* open -> DNS only */
+	/* rules are compared as written, not by what they match: DNS only ->
+	 * open flushes too (harmless: the flows are re-judged and go on) */
+	assert_int_equal(tightened(&pb, &pf, bar), 1);
+	plan_free(&pb);
+	assert_int_equal(plan_compile(foo, &pb, &err), 0);
+	assert_int_equal(tightened(&pf, &pb, foo), 0); /* same kind, same rules */
+	plan_free(&pf);
+	plan_free(&pb);
+	nf_state_free(foo);
+	nf_state_free(bar);
+	free(foo);
+	free(bar);
 }
 
 /* The fuzzing seed state: loads, and uses every kind of rule. */
@@ -1086,6 +1139,19 @@ static void test_twins(void **state)
 		b = chain_of(&with, &s, "foo");
 		assert_non_null(a);
 		assert_non_null(b);
+		/* one chain for the kind: both pods' addresses jump to it */
+		assert_ptr_equal(a, b);
+		{
+			size_t n = 0, want = 0;
+			for (size_t i = 0; i < with.ndispatch; i++)
+				n += strcmp(with.dispatch[i].chain, a->name) == 0;
+			for (size_t i = 0; i < s.npods; i++)
+				if (strcmp(s.pods[i].ns, "default") == 0 && s.pods[i].labels.n == 1 &&
+				    strcmp(s.pods[i].labels.v[0].value, "foo") == 0)
+					want += s.pods[i].naddrs;
+			assert_int_equal(n, want);
+			assert_true(want >= 2);
+		}
 		assert_true(a->nrules > 0);
 		assert_int_equal(a->nrules, b->nrules);
 		for (size_t i = 0; i < a->nrules; i++) {
@@ -1264,6 +1330,7 @@ int main(void)
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
 		cmocka_unit_test(test_state_seed),
+		cmocka_unit_test(test_tightened_relabel),
 		cmocka_unit_test(test_plan_without_pod),
 		cmocka_unit_test(test_ipblock_union),
 		cmocka_unit_test(test_model_cache),
