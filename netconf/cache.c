@@ -7,8 +7,8 @@
  * text; anything else (another text, a torn or truncated cache, a checksum
  * that does not match, another format version, a file someone else could
  * have written) is a miss, and the caller parses the JSON as before. Every
- * writer of the state writes it after its rename, without fsync: losing it
- * costs one parse.
+ * writer of the state writes it after its rename, in place, without fsync:
+ * losing it costs one parse.
  *
  * File: header, then the body: u32 counts and records, little endian,
  * strings as u32 length (0xffffffff: NULL) and bytes. Policies, namespaces
@@ -313,6 +313,40 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	return 0;
 }
 
+/* Overwrites the cache file in place, if it is a regular file of ours
+ * that nobody else could have written (read_cache's rule) and has no
+ * other name. Every reader and writer of the cache holds the state lock,
+ * so none sees it half written; a crash can leave it torn, which the body
+ * checksum turns into a miss. A new file renamed over the old one costs
+ * more on ext4 (the rename flushes the new file's data, auto_da_alloc):
+ * 0.44 ms against 0.015 for 438 KB here. */
+static int write_in_place(const char *cpath, const char *buf, size_t len)
+{
+	struct stat st;
+	size_t done = 0;
+	int fd = open(cpath, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
+	    st.st_nlink != 1)
+		r = -EINVAL;
+	while (r == 0 && done < len) {
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
+	}
+	if (r == 0 && ftruncate(fd, (off_t)len) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
 void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
 			  size_t pods_at, size_t pods_end)
 {
@@ -326,7 +360,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const char
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
 	    nf_state_cache_encode(s, text, len, pods_at, pods_end, &buf, &blen) < 0 ||
-	    nf_replace_file(path, cpath, buf, blen, false) < 0)
+	    (write_in_place(cpath, buf, blen) < 0 && nf_replace_file(path, cpath, buf, blen, false) < 0))
 		unlink(cpath);
 }
 

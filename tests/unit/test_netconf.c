@@ -1290,6 +1290,33 @@ static void test_state_model_cache(void **state)
 	}
 	nf_state_free(&s);
 	nf_state_free(&t);
+	/* the cache is rewritten in place (same inode), also when it shrinks */
+	{
+		struct stat st1, st2;
+		assert_int_equal(stat(cpath, &st1), 0);
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_true(nf_state_remove_pod(&s, "c2", "eth0"));
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		nf_state_free(&s);
+		assert_int_equal(stat(cpath, &st2), 0);
+		assert_true(st1.st_ino == st2.st_ino);
+		assert_true(st2.st_size < st1.st_size);
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_non_null(s.frozen);
+		assert_int_equal(s.npods, 1);
+		assert_int_equal(s.npolicies, 1);
+		/* and grows back (the text the rest of this test expects) */
+		j = json_loads("{\"containerID\": \"c2\", \"ifname\": \"eth0\", \"namespace\": \"default\","
+			       " \"name\": \"b\", \"labels\": {}, \"ips\": [\"fd00::2/64\"]}", 0, NULL);
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		nf_state_free(&s);
+		assert_int_equal(stat(cpath, &st2), 0);
+		assert_true(st1.st_ino == st2.st_ino);
+		assert_int_equal(st2.st_size, st1.st_size);
+	}
 
 	/* the same state, written differently: another text, parsed */
 	assert_int_equal(rename(cpath, other), 0);
@@ -1303,6 +1330,13 @@ static void test_state_model_cache(void **state)
 	assert_int_equal(s.npods, 1);
 	nf_state_free(&s);
 	nf_state_free(&t);
+	{ /* the cache had another name: replaced, not written through it */
+		struct stat so, sc;
+		assert_int_equal(stat(other, &so), 0);
+		assert_int_equal(stat(cpath, &sc), 0);
+		assert_true(so.st_ino != sc.st_ino);
+		assert_int_equal(so.st_nlink, 1);
+	}
 	/* a cache others could write, or a symlink to a good one: not used */
 	assert_int_equal(rename(cpath, other), 0);
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0); /* a good cache again */
