@@ -603,6 +603,24 @@ nfc_summary() {
 	[ "$NFC_FAIL" = 0 ]
 }
 
+# A DEL leaves a child behind that cleans conntrack up a second later
+# (enforce/txn.h): wait for those of this test's plugin runs to exit (5 s at
+# most, then they are killed: this test started them).
+nfc__wait_deferred() {
+	local i d left
+	for i in $(seq 50); do
+		left=""
+		for d in /proc/[0-9]*; do
+			[ "${d#/proc/}" = $$ ] && continue
+			{ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -q "^$NFC_DIR/bin/netfence" && left="$left ${d#/proc/}"
+		done
+		[ -z "$left" ] && return 0
+		sleep 0.1
+	done
+	echo "nfc: cleanup: netfence children still running after 5 s, killed:$left" >&2
+	kill -KILL $left 2>/dev/null
+}
+
 nfc_cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -616,6 +634,7 @@ nfc_cleanup() {
 			rm -f "$NFC_DIR/pods/$name.attached"
 			nfc_cni del "$name" >/dev/null 2>&1 || echo "nfc: cleanup: cnitool del $name failed" >&2
 		done
+		nfc__wait_deferred
 		local ns
 		for ns in $(tac "$NFC_DIR/netns" 2>/dev/null); do
 			case $ns in nfc-$NFC_ID-*) ip netns del "$ns" 2>/dev/null ;; esac

@@ -170,4 +170,11 @@ nfc_check "no conntrack lock file is left behind" test -z "$left"
 for a in "$web2_4" "$web2_6"; do nfc_check "the entries of $a are untouched" ct_has "$a"; done
 for v in 4 6; do expect_flow dw2-$v ok "IPv$v foo -> web2 after web's DEL"; done
 for d in "$NFC_DIR"/flow-*; do touch "$d/stop"; done
+# a DEL no ADD follows: its child cleans up after the DEL returned
+sleep 1
+nfc_check "web2's DEL (cnitool)" nfc_pod_del web2
+web2_lock=$NFC_DIR/state.json.conntrack-$web2_4
+for _ in $(seq 50); do [ -e "$web2_lock" ] || break; sleep 0.1; done
+nfc_check_not "its cleanup ran and removed its file" test -e "$web2_lock"
+for a in "$web2_4" "$web2_6"; do nfc_check_not "... no entry of $a is left" ct_has "$a"; done
 nfc_summary

@@ -13,7 +13,7 @@
 #define WORK_MAX 4
 
 struct work {
-	void (*fn)(void *arg);
+	void (*fn)(void *arg, bool deferred);
 	void *arg;
 	int nfds;
 	int fds[NLSOCK_HOLD_MAX];
@@ -32,14 +32,14 @@ static void close_fds(struct work *w)
 	w->nfds = 0;
 }
 
-static void run_work(struct work *w)
+static void run_work(struct work *w, bool deferred)
 {
-	w->fn(w->arg);
+	w->fn(w->arg, deferred);
 	free(w->arg);
 	close_fds(w);
 }
 
-void nlsock_defer_work(void (*fn)(void *arg), void *arg, const int *hold_fds, int nfds)
+void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg, const int *hold_fds, int nfds)
 {
 	struct work w = { .fn = fn, .arg = arg };
 
@@ -52,16 +52,16 @@ void nlsock_defer_work(void (*fn)(void *arg), void *arg, const int *hold_fds, in
 			w.fds[w.nfds++] = hold_fds[i];
 	}
 	if (!enabled || nworks == WORK_MAX) {
-		run_work(&w);
+		run_work(&w, false);
 		return;
 	}
 	works[nworks++] = w;
 }
 
-static void run_works(void)
+static void run_works(bool deferred)
 {
 	for (int i = 0; i < nworks; i++)
-		run_work(&works[i]);
+		run_work(&works[i], deferred);
 	nworks = 0;
 }
 
@@ -124,7 +124,7 @@ void nlsock_release_deferred(void)
 		return;
 	fflush(NULL);
 	if (pipe2(p, O_CLOEXEC) < 0) {
-		run_works();
+		run_works(false);
 		close_kept();
 		return;
 	}
@@ -132,7 +132,7 @@ void nlsock_release_deferred(void)
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
-		run_works();
+		run_works(false);
 		close_kept();
 		return;
 	}
@@ -146,7 +146,7 @@ void nlsock_release_deferred(void)
 				keep[nkeep++] = works[i].fds[j];
 		keep[nkeep++] = p[0];
 		close_all_but(keep, nkeep);
-		run_works();
+		run_works(true);
 		/* EOF once the parent has closed its copies (then its own
 		 * close did not release them: this process still holds them) */
 		while (read(p[0], &c, 1) < 0 && errno == EINTR)

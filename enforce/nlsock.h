@@ -18,9 +18,12 @@
  *
  * The same child can run work that must happen but need not delay the
  * caller (nlsock_defer_work): a CNI DEL's conntrack cleanup, a walk of the
- * whole conntrack hash (10 ms here, 262,144 buckets). */
+ * whole conntrack hash (6-10 ms here, 262,144 buckets), which waits first
+ * for the rest of the runtime's DEL to be over (txn.h). */
 #ifndef NETFENCE_NLSOCK_H
 #define NETFENCE_NLSOCK_H
+
+#include <stdbool.h>
 
 struct mnl_socket;
 
@@ -36,13 +39,13 @@ void nlsock_close(struct mnl_socket *nl);
 
 #define NLSOCK_HOLD_MAX 4
 
-/* Runs fn(arg) in the child of nlsock_release_deferred(), before it
- * releases the sockets, keeping hold_fds (locks the child holds for as long
- * as fn runs; -1 entries are skipped) open until fn returns; then
+/* Runs fn(arg, deferred) in the child of nlsock_release_deferred(), before
+ * it releases the sockets, keeping hold_fds (locks the child holds for as
+ * long as fn runs; -1 entries are skipped) open until fn returns; then
  * free(arg) and close them. Without deferral, when the work cannot be
  * queued, or if fork fails, all of that happens in this process, at once or
- * at release. */
-void nlsock_defer_work(void (*fn)(void *arg), void *arg, const int *hold_fds, int nfds);
+ * at release, with deferred false (the work must not wait then). */
+void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg, const int *hold_fds, int nfds);
 
 /* Releases the kept sockets and runs the deferred work in a child process
  * (or here, if fork fails). */

@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- a DEL's conntrack cleanup (txn.h) ---- */
@@ -17,12 +18,11 @@
 #define CT_LOCK_PATH_MAX 4200
 
 struct del_cleanup {
-	size_t nlocks; /* paths[0..nlocks) are held (and removed when clean) */
+	size_t nfiles; /* paths[0..nfiles) were made for addrs[0..nfiles) */
 	char paths[NLSOCK_HOLD_MAX][CT_LOCK_PATH_MAX];
 	size_t naddrs;
 	struct nf_cidr addrs[];
 };
-
 static int ct_lock_path(const char *path, const struct nf_cidr *a, char *out)
 {
 	char text[INET6_ADDRSTRLEN];
@@ -59,38 +59,72 @@ static int lock_ct_file(const char *name, int flags, int how)
 	}
 }
 
-static void del_cleanup_work(void *arg)
+/* How long the deferred cleanup waits before it walks the conntrack hash:
+ * the runtime's DEL goes on with the next plugins (bridge deletes the
+ * veth, host-local frees the address), and a walk at the same time made
+ * that 9 ms slower on 2 CPUs (docs/performance.md). An ADD that gets one
+ * of the addresses meanwhile does the cleanup itself (the barrier). */
+#define DEL_CLEANUP_DELAY_MS 1000
+
+static void del_cleanup_work(void *arg, bool deferred)
 {
 	struct del_cleanup *c = arg;
 	struct nf_error err = {0};
+	struct nf_cidr todo[NLSOCK_HOLD_MAX];
+	int fds[NLSOCK_HOLD_MAX];
+	size_t held[NLSOCK_HOLD_MAX], n = 0;
+	int r;
 
-	if (conntrack_flush(c->addrs, c->naddrs, c->addrs, c->naddrs, &err) < 0)
+	if (deferred) {
+		struct timespec ts = {DEL_CLEANUP_DELAY_MS / 1000, (DEL_CLEANUP_DELAY_MS % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	if (c->nfiles < c->naddrs) { /* no file for an ADD to find: all of them */
+		r = conntrack_flush(c->addrs, c->naddrs, c->addrs, c->naddrs, &err);
+	} else {
+		/* the files no ADD has dealt with meanwhile, held while the
+		 * cleanup runs (an ADD of one of the addresses waits) */
+		for (size_t i = 0; i < c->nfiles; i++) {
+			int fd = lock_ct_file(c->paths[i], 0, LOCK_EX);
+			if (fd >= 0) {
+				fds[n] = fd;
+				held[n] = i;
+				todo[n++] = c->addrs[i];
+			}
+		}
+		r = n ? conntrack_flush(todo, n, todo, n, &err) : 0;
+	}
+	if (r < 0)
 		syslog(LOG_WARNING | LOG_DAEMON,
 		       "netfence: conntrack entries of a deleted pod's addresses may remain: %s", err.msg);
-	for (size_t i = 0; i < c->nlocks; i++)
-		unlink(c->paths[i]); /* still held: an ADD that opened it waits */
+	for (size_t k = 0; k < n; k++) {
+		unlink(c->paths[held[k]]); /* still held: an ADD that opened it waits */
+		close(fds[k]);
+	}
 }
 
-/* Called with the state lock held, after the DEL is saved. */
+/* Called with the state lock held, after the DEL is saved: one file per
+ * address tells an ADD of it that the cleanup is pending; a child does it
+ * after DEL_CLEANUP_DELAY_MS. */
 static void del_cleanup_start(const char *path, struct del_cleanup *c)
 {
-	int fds[NLSOCK_HOLD_MAX];
-
-	/* one lock per address (a pod has one per family; more than
-	 * NLSOCK_HOLD_MAX is never seen, and then everything happens now) */
-	for (c->nlocks = 0; c->naddrs <= NLSOCK_HOLD_MAX && c->nlocks < c->naddrs; c->nlocks++) {
-		if (ct_lock_path(path, &c->addrs[c->nlocks], c->paths[c->nlocks]) < 0 ||
-		    (fds[c->nlocks] = lock_ct_file(c->paths[c->nlocks], O_CREAT, LOCK_EX)) < 0)
+	/* (a pod has one address per family; more than NLSOCK_HOLD_MAX is
+	 * never seen, and then everything happens now) */
+	for (c->nfiles = 0; c->naddrs <= NLSOCK_HOLD_MAX && c->nfiles < c->naddrs; c->nfiles++) {
+		int fd;
+		if (ct_lock_path(path, &c->addrs[c->nfiles], c->paths[c->nfiles]) < 0 ||
+		    (fd = open(c->paths[c->nfiles], O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
 			break;
+		close(fd);
 	}
-	if (c->nlocks == c->naddrs) {
-		nlsock_defer_work(del_cleanup_work, c, fds, (int)c->nlocks);
+	if (c->nfiles == c->naddrs) {
+		nlsock_defer_work(del_cleanup_work, c, NULL, 0);
 		return;
 	}
-	/* no lock for an ADD to wait on: clean up every address now */
-	del_cleanup_work(c);
-	for (size_t i = 0; i < c->nlocks; i++)
-		close(fds[i]);
+	del_cleanup_work(c, false);
+	for (size_t i = 0; i < c->nfiles; i++)
+		unlink(c->paths[i]);
 	free(c);
 }
 
@@ -109,8 +143,10 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 		if (fd < 0)
 			return nf_error_set(err, -fd, CNI_ERR_IO, "waiting for \"%s\": %s", name, strerror(-fd));
 		/* A cleanup that finished removed its file before letting go:
-		 * this one died first (new files are only made under the state
-		 * lock, which we hold). Do its work, then remove the file. */
+		 * this one has not run yet (its child waits first) or died
+		 * (new files are only made under the state lock, which we
+		 * hold). Do its work, then remove the file; a child that comes
+		 * later finds it gone. */
 		if ((r = conntrack_flush(&addrs[i], 1, &addrs[i], 1, err)) < 0) {
 			close(fd);
 			nf_error_wrap(err, "cleaning up conntrack after a deleted pod with the address of \"%s\"",

@@ -10,12 +10,14 @@
  * change stands and `warning` says so.
  *
  * A DEL's conntrack cleanup (the entries from and to the pod's addresses,
- * so a reused address never inherits them) walks the whole conntrack table:
- * it runs in the child that outlives the plugin (nlsock.h), holding a lock
- * file per address, "<state>.conntrack-<address>", which it removes once
- * the address is clean. txn_conntrack_barrier() (every ADD) waits on the
- * files of the pod's own addresses, if any, and does the cleanup itself
- * for a file a dead cleanup left.
+ * so a reused address never inherits them) walks the whole conntrack table.
+ * The DEL leaves a file per address, "<state>.conntrack-<address>", and
+ * the walk to the child that outlives the plugin (nlsock.h), which waits a
+ * second first (so the runtime's DEL of the next plugins does not compete
+ * with it for the CPU), then locks the files still there, cleans, and
+ * removes them. txn_conntrack_barrier() (every ADD) waits on the files of
+ * the pod's own addresses, if any, and does the cleanup itself for a file
+ * no cleanup holds (not yet run, or dead).
  *
  * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
  * state file (between nft_apply and the rename of the new state). A
