@@ -604,20 +604,22 @@ nfc_summary() {
 }
 
 # A DEL leaves a child behind that cleans conntrack up a second later
-# (enforce/txn.h): wait for those of this test's plugin runs to exit (5 s at
-# most, then they are killed: this test started them).
+# (enforce/txn.h): wait for those of this test's plugin runs (their command
+# line names this test's dir: its bin/netfence, or a valgrind log in it) to
+# exit (10 s at most, then they are killed: this test started them).
 nfc__wait_deferred() {
-	local i d left
-	for i in $(seq 50); do
+	local i d c left
+	for i in $(seq 100); do
 		left=""
 		for d in /proc/[0-9]*; do
 			[ "${d#/proc/}" = $$ ] && continue
-			{ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -q "^$NFC_DIR/bin/netfence" && left="$left ${d#/proc/}"
+			c=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null)
+			case $c in *"$NFC_DIR/"*bin/netfence* | "$NFC_DIR/bin/netfence"*) left="$left ${d#/proc/}" ;; esac
 		done
 		[ -z "$left" ] && return 0
 		sleep 0.1
 	done
-	echo "nfc: cleanup: netfence children still running after 5 s, killed:$left" >&2
+	echo "nfc: cleanup: netfence children still running after 10 s, killed:$left" >&2
 	kill -KILL $left 2>/dev/null
 }
 
