@@ -5,7 +5,7 @@
 #
 #   lat_loop.sh OUT CELL ROUNDS MEMROUNDS PFX
 #
-# Each round ADDs the measured pod of every variant (base, nf, fw) in a
+# Each round ADDs the measured pod of every variant (base, nf, fw, tun) in a
 # random order, then DELs them in another random order; each cnitool call
 # is one line "CELL ADD|DEL VARIANT ROUND<TAB>ms<TAB>maxrss_kb<TAB>status"
 # in OUT (nfb_time). Then MEMROUNDS ADD+DEL of the nf pod with the plugin
@@ -22,8 +22,8 @@ cni() { # BIN CMD VARIANT LABEL
 }
 fails=0
 for ((r = 1; r <= rounds; r++)); do
-	for v in $(shuf -e base nf fw); do cni bin add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
-	for v in $(shuf -e base nf fw); do cni bin del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
+	for v in $(shuf -e base nf fw tun); do cni bin add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
+	for v in $(shuf -e base nf fw tun); do cni bin del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
 done
 for ((r = 1; r <= memrounds; r++)); do
 	cni bin-mem add nf "$cell MEMADD nf $r" || fails=$((fails + 1))

@@ -10,6 +10,8 @@
 #   netfence network  nfb-nf    bridge nfbr0  10.244.0.0/22, .0.2-.3.199 (bridge + host-local + netfence)
 #   baseline network  nfb-base  bridge nfbr0  10.244.0.0/22, .3.200-.3.219 (bridge + host-local)
 #   firewall network  nfb-fw    bridge nfbr0  10.244.0.0/22, .3.220-.3.239 (bridge + host-local + firewall)
+#   tuning network    nfb-tun   bridge nfbr0  10.244.0.0/22, .3.240-.3.250 (bridge + host-local + tuning,
+#                                                                           a trivial chained plugin)
 #   external host     203.0.113.80 (node side 203.0.113.1)
 # No traffic is ever sent anywhere else (the ipBlock peers 10.200.0.0/16,
 # 10.1xx.0.0/16 and 172.16.0.0/16 are rule contents only).
@@ -148,6 +150,8 @@ nfb_setup() {
 	nfb__conflist nfb-nf nfbr0 10.244.0.0/22 10.244.0.2 10.244.3.199 ",
     {\"type\": \"netfence\", \"stateFile\": \"$NFB_DIR/state/state.json\"}"
 	nfb__conflist nfb-base nfbr0 10.244.0.0/22 10.244.3.200 10.244.3.219 ""
+	nfb__conflist nfb-tun nfbr0 10.244.0.0/22 10.244.3.240 10.244.3.250 ",
+    {\"type\": \"tuning\"}"
 	nfb__conflist nfb-fw nfbr0 10.244.0.0/22 10.244.3.220 10.244.3.239 ",
     {\"type\": \"firewall\", \"backend\": \"iptables\"}"
 

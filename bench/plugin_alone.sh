@@ -8,6 +8,7 @@
 # pod, then runs ROUNDS x (DEL, ADD) of bin/netfence directly with that
 # pod's prevResult, 50 ms apart (so that one call's left-overs, such as
 # the RCU grace period a DEL's child waits out, do not land on the next),
+# each ADD once the DEL's deferred conntrack cleanup (about 1 s) is done,
 # each timed by bench/nfb_time. Prints the median and p90 of each. Used to
 # find where the plugin spends its time (see docs/performance.md); the
 # figures of record are bench/run.sh's, against a baseline.
@@ -37,9 +38,16 @@ nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" 
 	for ((i = 0; i < $1; i++)); do
 		for c in DEL ADD; do
 			sleep 0.05
+			# the ADD gets the address the DEL freed: let the DEL'"'"'s
+			# deferred conntrack cleanup finish first (else the ADD does it)
+			for ((w = 0; w < 50; w++)); do
+				compgen -G "$7.conntrack-*" >/dev/null || break
+				sleep 0.1
+			done
 			CNI_COMMAND=$c "$2" -o "$3" -l "$c" -- "$4" <"$5" >/dev/null 2>>"$6" || echo "$c failed" >&2
 		done
-	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/t.tsv" "$NFB_PLUGIN" "$NFB_DIR/conf.json" "$NFB_DIR/log/alone.err"
+	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/t.tsv" "$NFB_PLUGIN" "$NFB_DIR/conf.json" "$NFB_DIR/log/alone.err" \
+	"$NFB_DIR/state/state.json"
 [ -s "$NFB_DIR/log/alone.err" ] && nfb_die "plugin calls failed: $(tail -3 "$NFB_DIR/log/alone.err")"
 echo "plugin alone, $pods pods x $policies policies, $rounds rounds (ms):"
 python3 - "$NFB_DIR/t.tsv" <<'PY'

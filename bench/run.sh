@@ -8,7 +8,8 @@
 # invocation, interleaved with it (random order in each round). Phases:
 #   1. latency   ADD/DEL of a measured pod through cnitool on three networks
 #                of one node netns: bridge+host-local (base), + netfence (nf),
-#                + firewall (fw, iptables backend); at every (pods, policies)
+#                + firewall (fw, iptables backend), + tuning (tun, a trivial
+#                chained plugin: what any plugin costs); at every (pods, policies)
 #                cell; also the plugin's peak RSS and the ruleset size
 #   2. policy    netfencectl apply / delete: one policy selecting 100 pods
 #                (sel100), 1,000 policies at once (bulk), a policy selecting
@@ -71,7 +72,7 @@ dataplane_reps=$DP_REPS
 dataplane_secs=$DP_SECS
 EOF
 python3 bench/gen.py "$NFB_DIR/gen" --sizes "${SIZES// /,}" --peers "${PEERS// /,}" || nfb_die "gen.py"
-for v in base nf fw; do nfb__netns_add "$NFB_PFX-m-$v"; nfb_in "m-$v" ip link set lo up; done
+for v in base nf fw tun; do nfb__netns_add "$NFB_PFX-m-$v"; nfb_in "m-$v" ip link set lo up; done
 nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
 nfb_ctl apply -f "$NFB_DIR/gen/policies-$smin.json" >/dev/null || nfb_die "apply policies-$smin"
 
@@ -88,7 +89,7 @@ ruleset_stats() {
 }
 
 # ---- 1. latency ----------------------------------------------------------
-say "latency: pods {$PODS} x policies {$SIZES}, $ROUNDS rounds of ADD+DEL x {base, nf, fw}"
+say "latency: pods {$PODS} x policies {$SIZES}, $ROUNDS rounds of ADD+DEL x {base, nf, fw, tun}"
 printf 'pods\tpolicies\tbytes\trules\tsets\telements\tchains\n' >"$out/ruleset.tsv"
 for np in "${pods_a[@]}"; do
 	say "  attaching pods up to $np"
