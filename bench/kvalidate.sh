@@ -2,18 +2,21 @@
 # bench/kvalidate.sh: what one verdict-map element costs the kernel as the
 # table grows (docs/performance.md, "What is left").
 #
-#   sudo bench/kvalidate.sh [CHAINS [RULES [REPS]]]     (500 150 10)
+#   sudo bench/kvalidate.sh [CHAINS [RULES [REPS [ELEMS]]]]     (500 150 10 CHAINS)
 #
 # In a scratch network namespace of its own: a table like netfence's (a
-# base chain dispatching through a verdict map to CHAINS chains of RULES
-# rules each, every rule a set lookup and a port), then REPS times `nft add
-# element` of one `jump` entry into the map, and REPS times of one element
-# into a plain set, each timed around the whole nft command. The
+# base chain dispatching through a verdict map of ELEMS entries to CHAINS
+# chains of RULES rules each, every rule a set lookup and a port; entry i
+# jumps to chain i % CHAINS: ELEMS pods of CHAINS kinds), then REPS times
+# `nft add element` of one `jump` entry into the map, and REPS times of one
+# element into a plain set, each timed around the whole nft command. The
 # difference is what nf_tables' validation of the table costs: inserting a
 # jump verdict makes the kernel walk every chain reachable from the base
-# chains before it commits. Removes the namespace on exit.
+# chains (each once, however many entries jump to it) before it commits.
+# Removes the namespace on exit.
 set -eu
 chains=${1:-500} rules=${2:-150} reps=${3:-10}
+elems=${4:-$chains}
 # shellcheck source=bench/scratch.sh
 . "$(dirname "$0")/scratch.sh"
 scratch_setup nfkv
@@ -33,8 +36,8 @@ scratch_setup nfkv
 	echo "  chain spare { counter drop; }"
 	echo "}"
 	printf "add element inet kv dispatch { "
-	for ((i = 0; i < chains; i++)); do
-		printf "10.%d.%d.1 : jump c%d, " $((i / 250)) $((i % 250)) "$i"
+	for ((i = 0; i < elems; i++)); do
+		printf "10.%d.%d.1 : jump c%d, " $((i / 250)) $((i % 250)) $((i % chains))
 	done
 	echo "}"
 } >"$tmp/ruleset.nft"
@@ -51,4 +54,4 @@ ms() { # median ms of REPS runs of: nft add element inet kv SET "{ ELEM }"
 }
 jump=$(ms dispatch "10.250.0.%d : jump spare")
 plain=$(ms peers "10.251.0.%d")
-echo "chains=$chains rules=$rules: add one jump element ${jump} ms, one plain set element ${plain} ms (median of $reps nft commands)"
+echo "chains=$chains rules=$rules entries=$elems: add one jump element ${jump} ms, one plain set element ${plain} ms (median of $reps nft commands)"

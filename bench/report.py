@@ -169,7 +169,7 @@ def main():
                     cmd, pm, sm, f2(a[0]), "met" if a[0] < 3 else "**missed**",
                     " (tuning, a trivial plugin, adds %s ms in the same rounds)" % f2(t) if t is not None else ""))
             lo, hi = added.get((pods[0], sm, cmd)), added.get((pods[-1], sm, cmd))
-            if lo and hi:
+            if lo and hi and len(pods) > 1:
                 g = hi[0] - lo[0]
                 tl, th = tun_added.get((pods[0], sm, cmd)), tun_added.get((pods[-1], sm, cmd))
                 tg = " (tuning, a trivial plugin, in the same rounds: %s -> %s, %+.2f ms)" % (
@@ -177,7 +177,7 @@ def main():
                 w("- %s, %d -> %d pods at %d policies: +%s ms (target < 1 ms): %s%s" % (
                     cmd, pods[0], pods[-1], sm, f2(g), "met" if g < 1 else "**missed**", tg))
             lo, hi = added.get((pm, sizes[0], cmd)), added.get((pm, sizes[-1], cmd))
-            if lo and hi:
+            if lo and hi and len(sizes) > 1:
                 g = hi[0] - lo[0]
                 w("- %s, %d -> %d policies at %d pods: +%s ms (target < 1 ms): %s" % (
                     cmd, sizes[0], sizes[-1], pm, f2(g), "met" if g < 1 else "**missed**"))
