@@ -323,23 +323,15 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 static int write_in_place(const char *cpath, const char *buf, size_t len)
 {
 	struct stat st;
-	size_t done = 0;
-	int fd = open(cpath, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
+	int fd = open(cpath, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r;
 
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
 	    st.st_nlink != 1)
 		r = -EINVAL;
-	while (r == 0 && done < len) {
-		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			r = n < 0 ? -errno : -EIO;
-		else
-			done += (size_t)n;
-	}
+	else
+		r = nf_write_all(fd, buf, len);
 	if (r == 0 && ftruncate(fd, (off_t)len) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r == 0)

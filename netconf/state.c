@@ -296,6 +296,21 @@ size_t nf_read_upto(int fd, char *buf, size_t size)
 	return got;
 }
 
+int nf_write_all(int fd, const char *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 /* The text of the state file: 0 and *buf (NUL-terminated), or 1 when there
  * is no file (an empty state), or an error. */
 static int read_state(const char *path, char **buf, size_t *len, struct nf_error *err)
@@ -404,8 +419,7 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
 int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
 {
 	_cleanup_free_ char *tmp = NULL, *dircopy = strdup(path);
-	size_t done = 0;
-	int fd, r = 0, dfd;
+	int fd, r, dfd;
 
 	if (!dircopy || asprintf(&tmp, "%s.tmp.XXXXXX", state) < 0) {
 		tmp = NULL;
@@ -414,15 +428,7 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
 		return -errno;
 	/* one buffer, one write loop: json_dumpfd writes token by token */
-	while (r == 0 && done < len) {
-		ssize_t n = write(fd, text + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			r = n < 0 ? -errno : -EIO;
-		else
-			done += (size_t)n;
-	}
+	r = nf_write_all(fd, text, len);
 	if (r == 0 && (fchmod(fd, 0600) < 0 || (durable && fsync(fd) < 0)))
 		r = -errno;
 	if (close(fd) < 0 && r == 0)

@@ -30,6 +30,9 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
 /* Reads up to size bytes of fd into buf (retrying on EINTR); returns how
  * many it got (fewer at end of file or on an error). */
 size_t nf_read_upto(int fd, char *buf, size_t size);
+/* Writes all of buf at the start of fd (retrying on EINTR and short
+ * writes): 0, or -errno. */
+int nf_write_all(int fd, const char *buf, size_t len);
 
 /* Replaces path with a new file (0600) holding text: written next to it
  * under the name "<state>.tmp.XXXXXX" (which nf_state_lock removes if its
