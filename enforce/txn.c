@@ -23,6 +23,7 @@ struct del_cleanup {
 	size_t naddrs;
 	struct nf_cidr addrs[];
 };
+
 static int ct_lock_path(const char *path, const struct nf_cidr *a, char *out)
 {
 	char text[INET6_ADDRSTRLEN];
