@@ -903,24 +903,22 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 
 /* ---- one pod's share (plan.h: plan_pod_delta) ---- */
 
-/* A set name and a policy whose rules make it. */
+/* A set name and a policy whose rules make it; the entries of one name
+ * are chained from the first (a name can come from hundreds of policies:
+ * the same hash that many times would make the open addressing crawl). */
 struct name_pol {
 	uint64_t h;
 	const char *name;
 	size_t pol;
+	size_t next; /* the next entry of this name + 1; 0: none */
 };
-
-static int cmp_name_pol(const void *a, const void *b)
-{
-	const struct name_pol *x = a, *y = b;
-	return x->h < y->h ? -1 : x->h > y->h;
-}
 
 struct delta {
 	struct builder *b;
 	const struct nf_pod *pod;
-	struct name_pol *np; /* sorted by hash */
+	struct name_pol *np;
 	size_t nnp;
+	struct hidx by_name; /* the first entry of each name in np */
 	signed char *selects_other; /* per policy: -1 unknown, 0, 1 */
 };
 
@@ -942,21 +940,30 @@ static bool selects_other(struct delta *d, size_t i)
 	return d->selects_other[i];
 }
 
-/* Is set `name` in the plan of the state without d->pod? */
+struct name_q {
+	const struct delta *d;
+	const char *name;
+};
+
+static bool name_eq(const void *ctx, size_t i)
+{
+	const struct name_q *q = ctx;
+	return strcmp(q->d->np[i].name, q->name) == 0;
+}
+
+/* The first entry of set name `name` in d->np, or -1. */
+static long first_of(const struct delta *d, const char *name, uint64_t h)
+{
+	struct name_q q = {d, name};
+	return hidx_find(&d->by_name, h, name_eq, &q);
+}
+
+/* Is set `name` in the plan of the state without d->pod? (Some policy
+ * whose rules make it selects another pod.) */
 static bool used_by_others(struct delta *d, const char *name)
 {
-	struct name_pol key = {.h = fnv1a64(name)};
-	size_t lo = 0, hi = d->nnp;
-
-	while (lo < hi) { /* the first entry with hash >= key.h */
-		size_t mid = (lo + hi) / 2;
-		if (d->np[mid].h < key.h)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < d->nnp && d->np[lo].h == key.h; lo++)
-		if (strcmp(d->np[lo].name, name) == 0 && selects_other(d, d->np[lo].pol))
+	for (long i = first_of(d, name, fnv1a64(name)); i >= 0; i = (long)d->np[i].next - 1)
+		if (selects_other(d, d->np[i].pol))
 			return true;
 	return false;
 }
@@ -970,7 +977,14 @@ static int np_push(struct delta *d, size_t *cap, const char *name, size_t pol)
 		d->np = q;
 		*cap = *cap ? 2 * *cap : 256;
 	}
-	d->np[d->nnp++] = (struct name_pol){fnv1a64(name), name, pol};
+	uint64_t h = fnv1a64(name);
+	long first = first_of(d, name, h);
+
+	d->np[d->nnp] = (struct name_pol){h, name, pol, 0};
+	if (first < 0)
+		return hidx_add(&d->by_name, h, d->nnp++);
+	d->np[d->nnp].next = d->np[first].next; /* after the first: order does not matter */
+	d->np[first].next = ++d->nnp;
 	return 0;
 }
 
@@ -1011,8 +1025,6 @@ static int index_set_names(struct delta *d)
 			}
 		}
 	}
-	if (d->nnp > 1)
-		qsort(d->np, d->nnp, sizeof(*d->np), cmp_name_pol);
 	return 0;
 }
 
@@ -1187,6 +1199,7 @@ int plan_pod_delta(const struct nf_state *s, const struct nf_pod *pod, struct pl
 	}
 	builder_fini(&b);
 	free(d.np);
+	hidx_free(&d.by_name);
 	free(d.selects_other);
 	plan_free(&p);
 	if (r < 0) {
