@@ -15,8 +15,6 @@
 struct work {
 	void (*fn)(void *arg, bool deferred);
 	void *arg;
-	int nfds;
-	int fds[NLSOCK_HOLD_MAX];
 };
 
 static bool enabled, deletions;
@@ -25,32 +23,16 @@ static int nkept;
 static struct work works[WORK_MAX];
 static int nworks;
 
-static void close_fds(struct work *w)
-{
-	for (int i = 0; i < w->nfds; i++)
-		close(w->fds[i]);
-	w->nfds = 0;
-}
-
 static void run_work(struct work *w, bool deferred)
 {
 	w->fn(w->arg, deferred);
 	free(w->arg);
-	close_fds(w);
 }
 
-void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg, const int *hold_fds, int nfds)
+void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg)
 {
 	struct work w = { .fn = fn, .arg = arg };
 
-	for (int i = 0; i < nfds; i++) {
-		if (hold_fds[i] < 0)
-			continue;
-		if (w.nfds == NLSOCK_HOLD_MAX)
-			close(hold_fds[i]); /* a caller's bug: the lock is not held */
-		else
-			w.fds[w.nfds++] = hold_fds[i];
-	}
 	if (!enabled || nworks == WORK_MAX) {
 		run_work(&w, false);
 		return;
@@ -117,7 +99,7 @@ static void close_kept(void)
 
 void nlsock_release_deferred(void)
 {
-	int p[2], keep[KEEP_MAX + WORK_MAX * NLSOCK_HOLD_MAX + 1], nkeep = 0;
+	int p[2], keep[KEEP_MAX + 1], nkeep = 0;
 	pid_t pid;
 
 	if (nkept == 0 && nworks == 0)
@@ -141,9 +123,6 @@ void nlsock_release_deferred(void)
 
 		for (int i = 0; i < nkept; i++)
 			keep[nkeep++] = kept[i];
-		for (int i = 0; i < nworks; i++)
-			for (int j = 0; j < works[i].nfds; j++)
-				keep[nkeep++] = works[i].fds[j];
 		keep[nkeep++] = p[0];
 		close_all_but(keep, nkeep);
 		run_works(true);
@@ -156,10 +135,8 @@ void nlsock_release_deferred(void)
 	}
 	close(p[0]);
 	close_kept();
-	for (int i = 0; i < nworks; i++) {
+	for (int i = 0; i < nworks; i++)
 		free(works[i].arg);
-		close_fds(&works[i]);
-	}
 	nworks = 0;
 	close(p[1]);
 }

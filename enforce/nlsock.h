@@ -37,15 +37,11 @@ void nlsock_note_deletions(void);
  * deletion was committed. */
 void nlsock_close(struct mnl_socket *nl);
 
-#define NLSOCK_HOLD_MAX 4
-
 /* Runs fn(arg, deferred) in the child of nlsock_release_deferred(), before
- * it releases the sockets, keeping hold_fds (locks the child holds for as
- * long as fn runs; -1 entries are skipped) open until fn returns; then
- * free(arg) and close them. Without deferral, when the work cannot be
- * queued, or if fork fails, all of that happens in this process, at once or
- * at release, with deferred false (the work must not wait then). */
-void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg, const int *hold_fds, int nfds);
+ * it releases the sockets, then free(arg). Without deferral, when the work
+ * cannot be queued, or if fork fails, that happens in this process, at once
+ * or at release, with deferred false (the work must not wait then). */
+void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg);
 
 /* Releases the kept sockets and runs the deferred work in a child process
  * (or here, if fork fails). */

@@ -16,10 +16,11 @@
 /* ---- a DEL's conntrack cleanup (txn.h) ---- */
 
 #define CT_LOCK_PATH_MAX 4200
+#define CT_FILES_MAX 4 /* a pod has one address per family: more is never seen */
 
 struct del_cleanup {
 	size_t nfiles; /* paths[0..nfiles) were made for addrs[0..nfiles) */
-	char paths[NLSOCK_HOLD_MAX][CT_LOCK_PATH_MAX];
+	char paths[CT_FILES_MAX][CT_LOCK_PATH_MAX];
 	size_t naddrs;
 	struct nf_cidr addrs[];
 };
@@ -71,9 +72,9 @@ static void del_cleanup_work(void *arg, bool deferred)
 {
 	struct del_cleanup *c = arg;
 	struct nf_error err = {0};
-	struct nf_cidr todo[NLSOCK_HOLD_MAX];
-	int fds[NLSOCK_HOLD_MAX];
-	size_t held[NLSOCK_HOLD_MAX], n = 0;
+	struct nf_cidr todo[CT_FILES_MAX];
+	int fds[CT_FILES_MAX];
+	size_t held[CT_FILES_MAX], n = 0;
 	int r;
 
 	if (deferred) {
@@ -110,9 +111,8 @@ static void del_cleanup_work(void *arg, bool deferred)
  * after DEL_CLEANUP_DELAY_MS. */
 static void del_cleanup_start(const char *path, struct del_cleanup *c)
 {
-	/* (a pod has one address per family; more than NLSOCK_HOLD_MAX is
-	 * never seen, and then everything happens now) */
-	for (c->nfiles = 0; c->naddrs <= NLSOCK_HOLD_MAX && c->nfiles < c->naddrs; c->nfiles++) {
+	/* (more than CT_FILES_MAX addresses: everything happens now) */
+	for (c->nfiles = 0; c->naddrs <= CT_FILES_MAX && c->nfiles < c->naddrs; c->nfiles++) {
 		int fd;
 		if (ct_lock_path(path, &c->addrs[c->nfiles], c->paths[c->nfiles]) < 0 ||
 		    (fd = open(c->paths[c->nfiles], O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
@@ -120,7 +120,7 @@ static void del_cleanup_start(const char *path, struct del_cleanup *c)
 		close(fd);
 	}
 	if (c->nfiles == c->naddrs) {
-		nlsock_defer_work(del_cleanup_work, c, NULL, 0);
+		nlsock_defer_work(del_cleanup_work, c);
 		return;
 	}
 	del_cleanup_work(c, false);
