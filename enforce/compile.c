@@ -907,7 +907,6 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
  * are chained from the first (a name can come from hundreds of policies:
  * the same hash that many times would make the open addressing crawl). */
 struct name_pol {
-	uint64_t h;
 	const char *name;
 	size_t pol;
 	size_t next; /* the next entry of this name + 1; 0: none */
@@ -980,7 +979,7 @@ static int np_push(struct delta *d, size_t *cap, const char *name, size_t pol)
 	uint64_t h = fnv1a64(name);
 	long first = first_of(d, name, h);
 
-	d->np[d->nnp] = (struct name_pol){h, name, pol, 0};
+	d->np[d->nnp] = (struct name_pol){name, pol, 0};
 	if (first < 0)
 		return hidx_add(&d->by_name, h, d->nnp++);
 	d->np[d->nnp].next = d->np[first].next; /* after the first: order does not matter */
