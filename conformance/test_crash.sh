@@ -11,13 +11,23 @@ ROUNDS=${NFC_CRASH_ROUNDS:-60}
 nfc_setup_node
 STATE=$NFC_DIR/state.json
 # The runtime execs the plugin from CNI_PATH: put a killer in between. The
-# delay (ms) of the next run is read from a file; 0 = no kill.
+# delay (seconds, e.g. 0.002345) of the next run is read from a file; 0 = no
+# kill. A run that is not killed records how long it took (microseconds), so
+# the kill points can be drawn from the whole length of a real run on this
+# machine, however fast or slow it is.
 rm "$NFC_DIR/bin/netfence"
 cat >"$NFC_DIR/bin/netfence" <<EOF2
 #!/bin/bash
 d=\$(cat "$NFC_DIR/kill-after" 2>/dev/null || echo 0)
-[ "\$d" = 0 ] && exec "$NFC_ROOT/bin/netfence"
-timeout -s KILL "0.\$(printf %03d "\$d")" "$NFC_ROOT/bin/netfence"
+if [ "\$d" = 0 ]; then
+	t0=\${EPOCHREALTIME/./}
+	"$NFC_ROOT/bin/netfence"
+	rc=\$?
+	t1=\${EPOCHREALTIME/./}
+	[ \$rc = 0 ] && echo \$((t1 - t0)) >"$NFC_DIR/took.\$CNI_COMMAND"
+	exit \$rc
+fi
+timeout -s KILL "\$d" "$NFC_ROOT/bin/netfence"
 rc=\$?
 [ \$rc = 137 ] && echo "\$CNI_COMMAND" >>"$NFC_DIR/plugin-killed"
 exit \$rc
@@ -39,14 +49,29 @@ sed 's/port: 80/port: 81/' "$NFC_DIR/p1.yaml" >"$NFC_DIR/p2.yaml"
 nfc_ctl apply -f "$NFC_DIR/p1.yaml" >/dev/null
 nfc_pod base default app:foo || nfc_die "pod base"
 
+# How long each command takes here when nobody kills it (microseconds).
+nfc_pod calib default app:foo || nfc_die "pod calib"
+nfc_pod_del calib
+took_add=$(cat "$NFC_DIR/took.ADD") took_del=$(cat "$NFC_DIR/took.DEL")
+t0=${EPOCHREALTIME/./}
+nfc_ctl apply -f "$NFC_DIR/p1.yaml" >/dev/null
+took_apply=$((${EPOCHREALTIME/./} - t0))
+echo "   unkilled: ADD ${took_add} us, DEL ${took_del} us, apply ${took_apply} us"
+# A kill point: uniform from 0.2 ms to 1.5x the command's unkilled length, so
+# about two runs in three are killed somewhere along their whole length and
+# the rest complete (leaving pods for the DELs).
+kill_at() {
+	local us=$((200 + (RANDOM * 32768 + RANDOM) % ($1 * 3 / 2)))
+	printf '%d.%06d' $((us / 1000000)) $((us % 1000000))
+}
+
 retry_fail=0 torn=0 killed=0 adds=0 dels=0 applies=0
 live=()
 state_ok() { [ ! -e "$STATE" ] || jq -e '.pods and .networkPolicies' "$STATE" >/dev/null 2>&1; }
 for r in $(seq 1 "$ROUNDS"); do
-	delay=$((RANDOM % 25 + 1))
 	case $((RANDOM % 3)) in
 	0)
-		echo "$delay" >"$NFC_DIR/kill-after"
+		kill_at "$took_add" >"$NFC_DIR/kill-after"
 		if nfc_pod "c$r" default app:foo >/dev/null 2>&1; then
 			live+=("c$r")
 		else
@@ -58,9 +83,12 @@ for r in $(seq 1 "$ROUNDS"); do
 		adds=$((adds + 1))
 		;;
 	1)
+		# nothing to DEL: attach one (not killed) first, so every third
+		# round kills a DEL
+		[ ${#live[@]} -gt 0 ] || { nfc_pod "c$r" default app:foo >/dev/null 2>&1 && live+=("c$r"); }
 		if [ ${#live[@]} -gt 0 ]; then
 			victim=${live[0]}
-			echo "$delay" >"$NFC_DIR/kill-after"
+			kill_at "$took_del" >"$NFC_DIR/kill-after"
 			if ! nfc_cni del "$victim" >/dev/null 2>&1; then
 				# a runtime retries a failed DEL until it succeeds
 				echo 0 >"$NFC_DIR/kill-after"
@@ -73,7 +101,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		;;
 	2)
 		f=$NFC_DIR/p$((RANDOM % 2 + 1)).yaml
-		nfc__nsexec "$NFC_NODE" env NETFENCE_STATE="$STATE" timeout -s KILL "0.$(printf %03d $delay)" \
+		nfc__nsexec "$NFC_NODE" env NETFENCE_STATE="$STATE" timeout -s KILL "$(kill_at "$took_apply")" \
 			"$NFC_NETFENCECTL" apply -f "$f" >/dev/null 2>&1
 		[ $? = 137 ] && killed=$((killed + 1))
 		applies=$((applies + 1))
@@ -84,7 +112,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 pk=$(sort "$NFC_DIR/plugin-killed" 2>/dev/null | uniq -c | tr '\n' ' ')
 echo "   $ROUNDS rounds: $adds ADD, $dels DEL, $applies apply; killed: $killed apply, plugin: ${pk:-none}"
-nfc_check "some runs were really killed" test -n "$pk" -a "$killed" -gt 0
+nfc_check "some ADDs were really killed" grep -qx ADD "$NFC_DIR/plugin-killed"
+nfc_check "some DELs were really killed" grep -qx DEL "$NFC_DIR/plugin-killed"
+nfc_check "some applies were really killed" test "$killed" -gt 0
 nfc_check "every DEL after a killed ADD or DEL succeeded ($retry_fail failed)" test "$retry_fail" = 0
 nfc_check "the state file was never torn (old or new, always whole JSON)" test "$torn" = 0
 
