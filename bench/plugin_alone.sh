@@ -13,11 +13,20 @@
 # find where the plugin spends its time (see docs/performance.md); the
 # figures of record are bench/run.sh's, against a baseline.
 # NFB_BIN_DIR=DIR measures DIR/netfence instead of bin/.
+# NFB_BASE_BIN_DIR=DIR: side by side with DIR/netfence, the baseline: each
+# round runs DEL+ADD with both, in alternating order, on the same state;
+# prints both and the ratios of the medians.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 pods=${1:-100} policies=${2:-100} rounds=${3:-30}
 nfb_setup
+plugins=("$NFB_PLUGIN")
+if [ -n "${NFB_BASE_BIN_DIR:-}" ]; then
+	[ -x "$NFB_BASE_BIN_DIR/netfence" ] || nfb_die "$NFB_BASE_BIN_DIR/netfence missing"
+	cp "$NFB_BASE_BIN_DIR/netfence" "$NFB_DIR/nfbin/netfence.base" || nfb_die "copying the baseline"
+	plugins+=("$NFB_DIR/nfbin/netfence.base")
+fi
 python3 bench/gen.py "$NFB_DIR/gen" --sizes "$policies" --peers 10 >/dev/null || nfb_die "gen.py"
 nfb__netns_add "$NFB_PFX-m-nf"
 nfb_in m-nf ip link set lo up
@@ -35,19 +44,27 @@ cid=$(jq -r '.pods[] | select(.name == "bench-nf") | .containerID' "$NFB_DIR/sta
 # shellcheck disable=SC2016
 nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" CNI_IFNAME=eth0 \
 	CNI_PATH=/nonexistent CNI_ARGS="$args" bash -c '
-	for ((i = 0; i < $1; i++)); do
-		for c in DEL ADD; do
-			sleep 0.05
-			# the ADD gets the address the DEL freed: let the DEL'"'"'s
-			# deferred conntrack cleanup finish first (else the ADD does it)
-			for ((w = 0; w < 50; w++)); do
-				compgen -G "$7.conntrack-*" >/dev/null || break
-				sleep 0.1
+	n=$1 t=$2 out=$3 conf=$4 errs=$5 state=$6
+	shift 6
+	for ((i = 0; i < n; i++)); do
+		# with a baseline: this round in the order i, i+1, ... of the binaries
+		for ((k = 0; k < $#; k++)); do
+			b=$(( (i + k) % $# + 1 )) && plugin=${!b} && label=
+			[ "$b" = 2 ] && label="base "
+			for c in DEL ADD; do
+				sleep 0.05
+				# the ADD gets the address the DEL freed: let the DEL'"'"'s
+				# deferred conntrack cleanup finish first (else the ADD does it)
+				for ((w = 0; w < 50; w++)); do
+					compgen -G "$state.conntrack-*" >/dev/null || break
+					sleep 0.1
+				done
+				CNI_COMMAND=$c "$t" -o "$out" -l "$label$c" -- "$plugin" <"$conf" >/dev/null 2>>"$errs" ||
+					echo "$c failed" >&2
 			done
-			CNI_COMMAND=$c "$2" -o "$3" -l "$c" -- "$4" <"$5" >/dev/null 2>>"$6" || echo "$c failed" >&2
 		done
-	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/t.tsv" "$NFB_PLUGIN" "$NFB_DIR/conf.json" "$NFB_DIR/log/alone.err" \
-	"$NFB_DIR/state/state.json"
+	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/t.tsv" "$NFB_DIR/conf.json" "$NFB_DIR/log/alone.err" \
+	"$NFB_DIR/state/state.json" "${plugins[@]}"
 [ -s "$NFB_DIR/log/alone.err" ] && nfb_die "plugin calls failed: $(tail -3 "$NFB_DIR/log/alone.err")"
 echo "plugin alone, $pods pods x $policies policies, $rounds rounds (ms):"
 python3 - "$NFB_DIR/t.tsv" <<'PY'
@@ -57,6 +74,11 @@ for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
     d[f[0]].append(float(f[1]))
 for k in ("ADD", "DEL"):
-    v = sorted(d[k])
-    print("  %s median %.2f p90 %.2f" % (k, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.9))]))
+    for label in (k, "base " + k):
+        if label not in d:
+            continue
+        v = sorted(d[label])
+        print("  %-8s median %.2f p90 %.2f" % (label, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.9))]))
+    if "base " + k in d:
+        print("  %s ratio (median / baseline median) %.3f" % (k, statistics.median(d[k]) / statistics.median(d["base " + k])))
 PY
