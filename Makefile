@@ -7,15 +7,15 @@ PKG_CONFIG ?= pkg-config
 PKGS := jansson libmnl libnftnl yaml-0.1 libxxhash
 
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
+CFLAGS += -pthread -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
 	  -D_GNU_SOURCE -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS))
-LDLIBS += $(shell $(PKG_CONFIG) --libs $(PKGS))
+LDLIBS += -pthread $(shell $(PKG_CONFIG) --libs $(PKGS))
 # The plugin is started once per pod ADD and DEL: these of its libraries
 # are linked into it (their .a files come with the -dev packages), which
 # saves the dynamic loader ~0.17 ms per call here (docs/performance.md);
 # `make PLUGIN_STATIC=` links them all dynamically. libmnl ships no .a.
 PLUGIN_STATIC ?= jansson libnftnl libxxhash yaml-0.1
-PLUGIN_LDLIBS := -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs-only-l $(PLUGIN_STATIC)) -Wl,-Bdynamic \
+PLUGIN_LDLIBS := -pthread -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs-only-l $(PLUGIN_STATIC)) -Wl,-Bdynamic \
 	$(shell $(PKG_CONFIG) --libs $(filter-out $(PLUGIN_STATIC),$(PKGS)))
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

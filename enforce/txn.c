@@ -235,6 +235,7 @@ static int mark_dirty(struct txn *t, struct nf_error *err)
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
 			const struct plan *after, enum commit_kind kind, struct nf_error *err)
 {
+	struct nf_state_stage stage;
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
 	bool changed = false;
@@ -242,6 +243,12 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 
 	if ((r = mark_dirty(t, err)) < 0)
 		return r;
+	/* the new state file is written while the kernel changes */
+	if ((r = kind == COMMIT_ANY ? nf_state_stage(path, s, NULL, &stage, err)
+				    : nf_state_stage_pods(path, s, NULL, &stage, err)) < 0) {
+		unlink(t->dirty);
+		return r;
+	}
 	if (t->force) {
 		changed = true;
 		r = nft_apply(after, err);
@@ -252,9 +259,11 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		changed = true;
 		r = nft_apply(after, err);
 	}
-	if (r < 0)
+	if (r < 0) {
+		nf_state_stage_finish(path, s, &stage, false, NULL);
 		return r; /* the marker stays: the next change re-programs */
-	if ((r = kind == COMMIT_ANY ? nf_state_save(path, s, err) : nf_state_save_pods(path, s, err)) < 0) {
+	}
+	if ((r = nf_state_stage_finish(path, s, &stage, true, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
 			if (nft_apply(before, &ignored) == 0)
@@ -337,6 +346,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	bool adding = del_from == NULL;
 	struct plan without = {0}, with = {0};
 	const struct plan *before = adding ? &without : &with, *after = adding ? &with : &without;
+	struct nf_state_stage stage;
 	bool kernel, changed = false;
 	int r;
 
@@ -349,7 +359,15 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	kernel = !plan_is_empty(&with) || with.nsets > 0;
 	if (kernel && (r = mark_dirty(t, err)) < 0)
 		goto out;
+	/* the new state file (without the pod for a DEL) is written while
+	 * the kernel changes */
+	if ((r = nf_state_stage_pods(path, s, adding ? NULL : pod, &stage, err)) < 0) {
+		if (kernel)
+			unlink(t->dirty);
+		goto out;
+	}
 	if (kernel && (r = nft_apply_delta(before, after, &changed, err)) < 0) {
+		nf_state_stage_finish(path, s, &stage, false, NULL);
 		nf_error_clear(err);
 		unlink(t->dirty); /* the kernel did not change */
 		r = -EAGAIN;
@@ -357,7 +375,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	}
 	if (del_from)
 		nf_state_remove_pod(del_from, t->gone_cid, t->gone_ifname);
-	if ((r = nf_state_save_pods(path, s, err)) < 0) {
+	if ((r = nf_state_stage_finish(path, s, &stage, true, err)) < 0) {
 		struct nf_error ignored = {0};
 		bool back;
 		if (kernel && (!changed || nft_apply_delta(after, before, &back, &ignored) == 0))

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -416,15 +417,14 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
 	return load(path, true, out, err);
 }
 
-int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
+/* The first half of nf_replace_file: a new file holding text, synced if
+ * durable, named after the template tmp ("<state>.tmp.XXXXXX", filled in).
+ * No allocation: runs on the stage thread, which then needs no malloc
+ * arena of its own. 0 or -errno (no file left). */
+static int new_file(char *tmp, const char *text, size_t len, bool durable)
 {
-	_cleanup_free_ char *tmp = NULL, *dircopy = strdup(path);
-	int fd, r, dfd;
+	int fd, r;
 
-	if (!dircopy || asprintf(&tmp, "%s.tmp.XXXXXX", state) < 0) {
-		tmp = NULL;
-		return -ENOMEM;
-	}
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
 		return -errno;
 	/* one buffer, one write loop: json_dumpfd writes token by token */
@@ -433,13 +433,32 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+static char *tmp_template(const char *state)
+{
+	char *tmp;
+
+	return asprintf(&tmp, "%s.tmp.XXXXXX", state) < 0 ? NULL : tmp;
+}
+
+/* The second half: renames tmp over path (removes it if that fails);
+ * durable: fsync the directory, which makes the rename itself durable. */
+static int put_file(const char *tmp, const char *path, bool durable)
+{
+	_cleanup_free_ char *dircopy = strdup(path);
+	int dfd;
+
+	if (!dircopy)
+		return unlink(tmp), -ENOMEM;
+	if (rename(tmp, path) < 0) {
+		int r = -errno;
 		unlink(tmp);
 		return r;
 	}
-	/* make the rename itself durable */
 	if (durable && (dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		fsync(dfd);
 		close(dfd);
@@ -447,57 +466,100 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 	return 0;
 }
 
-/* Writes text (len bytes, ending with a newline) to a new file next to
- * path, fsyncs it and renames it over path. */
-static int write_state(const char *path, const char *text, size_t len, struct nf_error *err)
+int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
 {
-	int r = nf_replace_file(path, path, text, len, true);
+	_cleanup_free_ char *tmp = tmp_template(state);
+	int r = tmp ? new_file(tmp, text, len, durable) : -ENOMEM;
 
-	if (r < 0)
-		return nf_error_set(err, -r, CNI_ERR_IO, "writing state file \"%s\": %s", path, strerror(-r));
+	return r < 0 ? r : put_file(tmp, path, durable);
+}
+
+/* ---- saving: the new file is written on a thread (state.h) ---- */
+
+static void *stage_write(void *arg)
+{
+	struct nf_state_stage *st = arg;
+
+	/* always synced: the file holds the policies too, and an unsynced
+	 * file renamed over the old one can come back empty after a power
+	 * loss (XFS) */
+	st->error = new_file(st->tmp, st->text, st->len, true);
+	return NULL;
+}
+
+/* Takes text (len bytes, ending with a newline) and starts writing it. */
+static int stage_start(const char *path, char *text, size_t len, struct nf_state_stage *st, struct nf_error *err)
+{
+	if (!text)
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	st->text = text;
+	st->len = len;
+	st->cache = top_level_span(text, len, "pods", &st->pods_at, &st->pods_end);
+	if (!(st->tmp = tmp_template(path))) {
+		free(text);
+		st->text = NULL;
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	}
+	/* no thread (e.g. out of resources): write it now */
+	st->threaded = pthread_create(&st->thread, NULL, stage_write, st) == 0;
+	if (!st->threaded)
+		stage_write(st);
 	return 0;
 }
 
-int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err)
+int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+		   struct nf_state_stage *st, struct nf_error *err)
 {
+	struct nf_state v = *s;
 	json_t *root;
 	char *text;
-	size_t len, at, end;
-	int r;
+	size_t len = 0;
 
+	memset(st, 0, sizeof(*st));
+	st->durable = true;
 	if (s->frozen) /* a bug, not an input: its objects were never loaded */
 		return nf_error_set(err, EINVAL, CNI_ERR_IO,
 				    "writing state file \"%s\": the state was loaded without its objects", path);
-	root = nf_state_to_json(s);
+	/* a view of s without skip: the pods are shallow copies, owned by s */
+	if (skip) {
+		if (!(v.pods = calloc(s->npods + 1, sizeof(*v.pods))))
+			return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+		v.npods = 0;
+		for (size_t i = 0; i < s->npods; i++)
+			if (&s->pods[i] != skip)
+				v.pods[v.npods++] = s->pods[i];
+	}
+	root = nf_state_to_json(&v);
+	if (skip)
+		free(v.pods);
 	text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	len = text ? strlen(text) : 0;
-	if (text)
-		text[len++] = '\n'; /* replaces the terminating NUL */
-	r = text ? write_state(path, text, len, err)
-		 : nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
-	if (r == 0 && top_level_span(text, len, "pods", &at, &end))
-		nf_state_cache_write(path, s, text, len, at, end);
-	free(text);
 	json_decref(root);
-	return r;
+	if (text) {
+		len = strlen(text);
+		text[len++] = '\n'; /* replaces the terminating NUL */
+	}
+	return stage_start(path, text, len, st, err);
 }
 
 /* The "pods" array's text: each record as loaded if it has not changed
- * (most of them: an ADD or DEL changes one), else made anew. */
-static char *pods_text(const struct nf_state *s, size_t *len)
+ * (most of them: an ADD or DEL changes one), else made anew; without skip. */
+static char *pods_text(const struct nf_state *s, const struct nf_pod *skip, size_t *len)
 {
 	char *text = NULL;
 	size_t n = 0;
 	FILE *f = open_memstream(&text, &n);
-	bool ok = f != NULL;
+	bool ok = f != NULL, first = true;
 
 	if (!f)
 		return NULL;
 	fputc('[', f);
 	for (size_t i = 0; ok && i < s->npods; i++) {
 		const struct nf_pod *p = &s->pods[i];
-		if (i)
+		if (p == skip)
+			continue;
+		if (!first)
 			fputc(',', f);
+		first = false;
 		if (p->raw_len && s->raw && p->raw_at + p->raw_len <= s->raw_len) {
 			fwrite(s->raw + p->raw_at, 1, p->raw_len, f);
 		} else {
@@ -515,36 +577,68 @@ static char *pods_text(const struct nf_state *s, size_t *len)
 	return text;
 }
 
-int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err)
+int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+			struct nf_state_stage *st, struct nf_error *err)
 {
 	char *arr, *text;
 	size_t alen = 0, len;
-	int r;
 
 	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
-		return nf_state_save(path, s, err);
-	if (!(arr = pods_text(s, &alen)))
+		return nf_state_stage(path, s, skip, st, err);
+	memset(st, 0, sizeof(*st));
+	if (!(arr = pods_text(s, skip, &alen)))
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	/* the loaded text without its trailing white space, then a newline */
 	len = s->raw_len;
 	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
 		len--;
 	len = s->pods_at + alen + (len - s->pods_end);
-	text = malloc(len + 1);
-	if (!text) {
-		free(arr);
-		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	if ((text = malloc(len + 1))) {
+		memcpy(text, s->raw, s->pods_at);
+		memcpy(text + s->pods_at, arr, alen);
+		memcpy(text + s->pods_at + alen, s->raw + s->pods_end, len - s->pods_at - alen);
+		text[len++] = '\n';
 	}
-	memcpy(text, s->raw, s->pods_at);
-	memcpy(text + s->pods_at, arr, alen);
-	memcpy(text + s->pods_at + alen, s->raw + s->pods_end, len - s->pods_at - alen);
-	text[len++] = '\n';
-	r = write_state(path, text, len, err);
-	if (r == 0)
-		nf_state_cache_write(path, s, text, len, s->pods_at, s->pods_at + alen);
-	free(text);
 	free(arr);
-	return r;
+	return stage_start(path, text, len, st, err);
+}
+
+int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_state_stage *st, bool keep,
+			  struct nf_error *err)
+{
+	int r;
+
+	if (st->threaded)
+		pthread_join(st->thread, NULL);
+	r = st->error;
+	if (r == 0 && !keep)
+		unlink(st->tmp);
+	else if (r == 0)
+		r = put_file(st->tmp, path, st->durable);
+	if (r == 0 && keep && st->cache)
+		nf_state_cache_write(path, s, st->text, st->len, st->pods_at, st->pods_end);
+	free(st->text);
+	free(st->tmp);
+	memset(st, 0, sizeof(*st));
+	if (r < 0 && keep)
+		return nf_error_set(err, -r, CNI_ERR_IO, "writing state file \"%s\": %s", path, strerror(-r));
+	return 0;
+}
+
+int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	struct nf_state_stage st;
+	int r = nf_state_stage(path, s, NULL, &st, err);
+
+	return r < 0 ? r : nf_state_stage_finish(path, s, &st, true, err);
+}
+
+int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err)
+{
+	struct nf_state_stage st;
+	int r = nf_state_stage_pods(path, s, NULL, &st, err);
+
+	return r < 0 ? r : nf_state_stage_finish(path, s, &st, true, err);
 }
 
 /* ---- mutation ---- */

@@ -1136,6 +1136,111 @@ static void write_text(const char *path, const char *text, mode_t mode)
 	assert_int_equal(chmod(path, mode), 0);
 }
 
+static size_t read_text(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, size - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return n;
+}
+
+/* Files in dir other than the state file and its model cache and lock. */
+static int stray_files(const char *dir)
+{
+	char cmd[128], line[256];
+	int n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "ls -A %s", dir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (fgets(line, sizeof(line), p))
+		if (strcmp(line, "state.json\n") && strcmp(line, "state.json.model\n"))
+			n++;
+	pclose(p);
+	return n;
+}
+
+/* The two-step save (written on a thread while the kernel changes): nothing
+ * is visible before nf_state_stage_finish; keep=false leaves the file as it
+ * was and no temporary file; a DEL's staged text skips the pod still in s,
+ * and the model cache written at the finish (for s without it) reads back;
+ * a write error is reported at the finish, naming the file. */
+static void test_state_stage(void **state)
+{
+	static const char text[] =
+		"{\"pods\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"name\": \"a\"},"
+		" {\"containerID\": \"c2\", \"ifname\": \"eth0\", \"name\": \"b\"},"
+		" {\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}], \"networkPolicies\": []}\n";
+	char dir[] = "/tmp/nf-test-stage-XXXXXX", path[64], cpath[80], buf[2048];
+	struct nf_error err = {0};
+	struct nf_state s = {0}, t = {0}, fresh = {0};
+	struct nf_state_stage st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	write_text(path, text, 0600);
+	assert_int_equal(nf_state_load(path, &s, &err), 0);
+	assert_int_equal(s.npods, 3);
+
+	/* staged, then dropped (the kernel refused): nothing changed */
+	assert_int_equal(nf_state_stage_pods(path, &s, &s.pods[1], &st, &err), 0);
+	read_text(path, buf, sizeof(buf));
+	assert_string_equal(buf, text);
+	assert_int_equal(nf_state_stage_finish(path, &s, &st, false, &err), 0);
+	read_text(path, buf, sizeof(buf));
+	assert_string_equal(buf, text);
+	assert_int_equal(stray_files(dir), 0);
+
+	/* a DEL: b skipped in the text, removed from s after the kernel
+	 * changed, then kept */
+	assert_int_equal(nf_state_stage_pods(path, &s, &s.pods[1], &st, &err), 0);
+	assert_true(nf_state_remove_pod(&s, "c2", "eth0"));
+	assert_int_equal(nf_state_stage_finish(path, &s, &st, true, &err), 0);
+	assert_int_equal(stray_files(dir), 0);
+	read_text(path, buf, sizeof(buf));
+	assert_null(strstr(buf, "\"c2\""));
+	assert_int_equal(nf_state_load_fast(path, &t, &err), 0);
+	assert_non_null(t.frozen); /* from the cache the finish wrote */
+	assert_int_equal(t.npods, 2);
+	assert_string_equal(t.pods[0].name, "a");
+	assert_string_equal(t.pods[1].name, "c");
+	nf_state_free(&t);
+
+	/* a state never loaded from a file is staged whole, without skip */
+	assert_int_equal(nf_state_stage(path, &s, &s.pods[0], &st, &err), 0);
+	assert_int_equal(nf_state_stage_finish(path, &s, &st, false, &err), 0);
+	assert_int_equal(stray_files(dir), 0);
+	fresh.pods = s.pods;
+	fresh.npods = s.npods;
+	assert_int_equal(nf_state_stage_pods(path, &fresh, &fresh.pods[0], &st, &err), 0);
+	assert_int_equal(nf_state_stage_finish(path, &fresh, &st, true, &err), 0);
+	assert_int_equal(nf_state_load(path, &t, &err), 0);
+	assert_int_equal(t.npods, 1);
+	assert_string_equal(t.pods[0].name, "c");
+	nf_state_free(&t);
+	nf_state_free(&s);
+
+	/* the new file cannot be made: an error at the finish if kept */
+	snprintf(path, sizeof(path), "%s/gone/state.json", dir);
+	assert_int_equal(nf_state_stage(path, &t, NULL, &st, &err), 0);
+	assert_int_equal(nf_state_stage_finish(path, &t, &st, false, &err), 0);
+	assert_int_equal(nf_state_stage(path, &t, NULL, &st, &err), 0);
+	assert_true(nf_state_stage_finish(path, &t, &st, true, &err) < 0);
+	assert_non_null(strstr(err.msg, path));
+	assert_non_null(strstr(err.msg, strerror(ENOENT)));
+
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	unlink(path);
+	unlink(cpath);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* nf_state_save_pods copies the records of unchanged pods as they are in
  * the loaded text (parsed or from the model cache), writes changed ones
  * anew, and a relabel by a Pod registration counts as a change. */
@@ -1429,6 +1534,7 @@ int main(void)
 		cmocka_unit_test(test_pod_errors),
 		cmocka_unit_test(test_state_namespace_labels),
 		cmocka_unit_test(test_state_save_pods),
+		cmocka_unit_test(test_state_stage),
 		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_state_pod_records),
 		cmocka_unit_test(test_podspec),
