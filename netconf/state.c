@@ -487,14 +487,14 @@ static void *stage_write(void *arg)
 	return NULL;
 }
 
-/* Takes text (len bytes, ending with a newline) and starts writing it. */
+/* Takes text (len bytes, ending with a newline) and starts writing it.
+ * The caller has set st->pods_at, pods_end and cache. */
 static int stage_start(const char *path, char *text, size_t len, struct nf_state_stage *st, struct nf_error *err)
 {
 	if (!text)
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	st->text = text;
 	st->len = len;
-	st->cache = top_level_span(text, len, "pods", &st->pods_at, &st->pods_end);
 	if (!(st->tmp = tmp_template(path))) {
 		free(text);
 		st->text = NULL;
@@ -537,6 +537,7 @@ int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_p
 	if (text) {
 		len = strlen(text);
 		text[len++] = '\n'; /* replaces the terminating NUL */
+		st->cache = top_level_span(text, len, "pods", &st->pods_at, &st->pods_end);
 	}
 	return stage_start(path, text, len, st, err);
 }
@@ -600,6 +601,10 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 		text[len++] = '\n';
 	}
 	free(arr);
+	/* the array is where it was: no need to look for it */
+	st->pods_at = s->pods_at;
+	st->pods_end = s->pods_at + alen;
+	st->cache = true;
 	return stage_start(path, text, len, st, err);
 }
 
