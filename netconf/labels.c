@@ -625,7 +625,9 @@ fail:
 
 static bool value_in(const struct nf_sel_expr *e, const char *v)
 {
-	return bsearch(&v, e->values, e->nvalues, sizeof(*e->values), cmp_str) != NULL;
+	/* the parser refuses In/NotIn without values, a decoded cache need
+	 * not (and bsearch must not get NULL) */
+	return e->nvalues && bsearch(&v, e->values, e->nvalues, sizeof(*e->values), cmp_str) != NULL;
 }
 
 bool nf_selector_matches(const struct nf_selector *s, const struct nf_labels *labels)

@@ -485,6 +485,20 @@ static void test_selector_matches(void **state)
 		nf_selector_free(&s);
 		nf_labels_free(&l);
 	}
+
+	/* In/NotIn without values: the parser refuses them, a model cache
+	 * decoded from bytes need not (fuzz_cache found bsearch given NULL):
+	 * In matches nothing, NotIn everything */
+	{
+		struct nf_sel_expr e = {.key = "env", .op = NF_SEL_IN};
+		struct nf_selector s = {.nexprs = 1, .exprs = &e};
+		struct nf_labels l = labels("{'env': 'a'}");
+
+		assert_false(nf_selector_matches(&s, &l));
+		e.op = NF_SEL_NOT_IN;
+		assert_true(nf_selector_matches(&s, &l));
+		nf_labels_free(&l);
+	}
 }
 
 /* ---- NetworkPolicy ---- */
