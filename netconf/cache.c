@@ -235,7 +235,7 @@ static void put_u64(struct wbuf *w, uint64_t v)
 
 /* spans: where each pod's record lies in the text the cache is made for
  * (NULL: unknown) */
-static void put_state(struct wbuf *w, const struct nf_state *s, size_t (*spans)[2])
+static void put_state(struct wbuf *w, const struct nf_state *s, const size_t (*spans)[2])
 {
 	/* frozen parts never change: their bytes are those of the cache they
 	 * came from (an ADD or DEL re-encodes only the pods) */
@@ -279,22 +279,23 @@ static char *cache_path(const char *path)
 	return asprintf(&p, "%s.model", path) < 0 ? NULL : p;
 }
 
-int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
-			  size_t pods_end, char **out, size_t *outlen)
+/* known: the pods' spans in text, if the caller has them (else found) */
+static int encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at, size_t pods_end,
+		  const size_t (*known)[2], char **out, size_t *outlen)
 {
 	struct wbuf w = {0};
 	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
 	struct cache_header *hp;
 	XXH128_hash_t th = XXH3_128bits(text, len);
+	size_t (*spans)[2] = NULL;
 
-	size_t (*spans)[2] = s->npods ? calloc(s->npods, sizeof(*spans)) : NULL;
-
-	if (spans && nf_json_array_spans(text, pods_at, pods_end, spans, s->npods) != s->npods) {
+	if (!known && s->npods && (spans = calloc(s->npods, sizeof(*spans))) &&
+	    nf_json_array_spans(text, pods_at, pods_end, spans, s->npods) != s->npods) {
 		free(spans);
 		spans = NULL;
 	}
 	put(&w, &h, sizeof(h));
-	put_state(&w, s, spans);
+	put_state(&w, s, known ? known : (const size_t(*)[2])spans);
 	free(spans);
 	if (w.oom) {
 		free(w.p);
@@ -311,6 +312,12 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	*out = w.p;
 	*outlen = w.len;
 	return 0;
+}
+
+int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
+			  size_t pods_end, char **out, size_t *outlen)
+{
+	return encode(s, text, len, pods_at, pods_end, NULL, out, outlen);
 }
 
 /* Overwrites the cache file in place, if it is a regular file of ours
@@ -340,7 +347,7 @@ static int write_in_place(const char *cpath, const char *buf, size_t len)
 }
 
 void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
-			  size_t pods_at, size_t pods_end)
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2])
 {
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
 	size_t blen = 0;
@@ -351,7 +358,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const char
 	 * too (its hash names another text), but a failed write should not
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
-	    nf_state_cache_encode(s, text, len, pods_at, pods_end, &buf, &blen) < 0 ||
+	    encode(s, text, len, pods_at, pods_end, spans, &buf, &blen) < 0 ||
 	    (write_in_place(cpath, buf, blen) < 0 && nf_replace_file(path, cpath, buf, blen, false) < 0))
 		unlink(cpath);
 }

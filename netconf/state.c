@@ -403,7 +403,7 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 	}
 	if ((r = parse_state(path, buf, len, out, err)) < 0)
 		return r;
-	nf_state_cache_write(path, out, out->raw, out->raw_len, out->pods_at, out->pods_end);
+	nf_state_cache_write(path, out, out->raw, out->raw_len, out->pods_at, out->pods_end, NULL);
 	return 0;
 }
 
@@ -491,15 +491,14 @@ static void *stage_write(void *arg)
  * The caller has set st->pods_at, pods_end and cache. */
 static int stage_start(const char *path, char *text, size_t len, struct nf_state_stage *st, struct nf_error *err)
 {
-	if (!text)
-		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
-	st->text = text;
-	st->len = len;
-	if (!(st->tmp = tmp_template(path))) {
+	if (!text || !(st->tmp = tmp_template(path))) {
 		free(text);
-		st->text = NULL;
+		free(st->spans);
+		memset(st, 0, sizeof(*st));
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	}
+	st->text = text;
+	st->len = len;
 	/* no thread (e.g. out of resources): write it now */
 	st->threaded = pthread_create(&st->thread, NULL, stage_write, st) == 0;
 	if (!st->threaded)
@@ -543,11 +542,13 @@ int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_p
 }
 
 /* The "pods" array's text: each record as loaded if it has not changed
- * (most of them: an ADD or DEL changes one), else made anew; without skip. */
-static char *pods_text(const struct nf_state *s, const struct nf_pod *skip, size_t *len)
+ * (most of them: an ADD or DEL changes one), else made anew; without skip.
+ * spans (npods entries, or npods - 1 without skip): where each record is,
+ * from the start of the array. */
+static char *pods_text(const struct nf_state *s, const struct nf_pod *skip, size_t *len, size_t (*spans)[2])
 {
 	char *text = NULL;
-	size_t n = 0;
+	size_t n = 0, k = 0;
 	FILE *f = open_memstream(&text, &n);
 	bool ok = f != NULL, first = true;
 
@@ -561,6 +562,7 @@ static char *pods_text(const struct nf_state *s, const struct nf_pod *skip, size
 		if (!first)
 			fputc(',', f);
 		first = false;
+		spans[k][0] = (size_t)ftello(f);
 		if (p->raw_len && s->raw && p->raw_at + p->raw_len <= s->raw_len) {
 			fwrite(s->raw + p->raw_at, 1, p->raw_len, f);
 		} else {
@@ -568,6 +570,7 @@ static char *pods_text(const struct nf_state *s, const struct nf_pod *skip, size
 			ok = j && json_dumpf(j, f, JSON_COMPACT) == 0;
 			json_decref(j);
 		}
+		spans[k++][1] = (size_t)ftello(f);
 	}
 	fputc(']', f);
 	if (fclose(f) != 0 || !ok) {
@@ -587,8 +590,17 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
 		return nf_state_stage(path, s, skip, st, err);
 	memset(st, 0, sizeof(*st));
-	if (!(arr = pods_text(s, skip, &alen)))
+	st->spans = calloc(s->npods + 1, sizeof(*st->spans));
+	if (!st->spans || !(arr = pods_text(s, skip, &alen, st->spans))) {
+		free(st->spans);
+		st->spans = NULL;
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	}
+	st->nspans = s->npods - (skip != NULL);
+	for (size_t i = 0; i < st->nspans; i++) {
+		st->spans[i][0] += s->pods_at;
+		st->spans[i][1] += s->pods_at;
+	}
 	/* the loaded text without its trailing white space, then a newline */
 	len = s->raw_len;
 	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
@@ -620,8 +632,11 @@ int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_
 		unlink(st->tmp);
 	else if (r == 0)
 		r = put_file(st->tmp, path, st->durable);
+	/* the spans are s's once a DEL's pod has left it */
 	if (r == 0 && keep && st->cache)
-		nf_state_cache_write(path, s, st->text, st->len, st->pods_at, st->pods_end);
+		nf_state_cache_write(path, s, st->text, st->len, st->pods_at, st->pods_end,
+				     st->spans && st->nspans == s->npods ? (const size_t(*)[2])st->spans : NULL);
+	free(st->spans);
 	free(st->text);
 	free(st->tmp);
 	memset(st, 0, sizeof(*st));

@@ -47,9 +47,10 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spans)[2], size_t n);
 
 /* The model cache (cache.c). Writers call nf_state_cache_write after the
- * rename of a new state text (failures only remove the cache). */
+ * rename of a new state text (failures only remove the cache). spans: where
+ * each of s's pods is in text, if the writer knows (else they are found). */
 void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
-			  size_t pods_at, size_t pods_end);
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
 /* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
 int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
 /* the cache's bytes for s made from text, and back (unit tests, fuzzing) */
@@ -82,6 +83,8 @@ struct nf_state_stage {
 	char *text;           /* the new state's text */
 	size_t len, pods_at, pods_end; /* its length, its "pods" array */
 	bool cache;           /* pods_at..pods_end found: write the model cache */
+	size_t (*spans)[2];   /* where each pod's record is in text, if known */
+	size_t nspans;
 	bool durable;         /* fsync the directory after the rename */
 	bool threaded;        /* thread runs (else the file was written inline) */
 	pthread_t thread;

@@ -1190,6 +1190,8 @@ static void test_state_stage(void **state)
 		"{\"pods\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"name\": \"a\"},"
 		" {\"containerID\": \"c2\", \"ifname\": \"eth0\", \"name\": \"b\"},"
 		" {\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}], \"networkPolicies\": []}\n";
+	static const char rec_a[] = "{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"name\": \"a\"}";
+	static const char rec_c[] = "{\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}";
 	char dir[] = "/tmp/nf-test-stage-XXXXXX", path[64], cpath[80], buf[2048];
 	struct nf_error err = {0};
 	struct nf_state s = {0}, t = {0}, fresh = {0};
@@ -1224,6 +1226,11 @@ static void test_state_stage(void **state)
 	assert_int_equal(t.npods, 2);
 	assert_string_equal(t.pods[0].name, "a");
 	assert_string_equal(t.pods[1].name, "c");
+	/* with the records' places in the text, which the next save copies */
+	assert_int_equal(t.pods[0].raw_len, strlen(rec_a));
+	assert_memory_equal(t.raw + t.pods[0].raw_at, rec_a, strlen(rec_a));
+	assert_int_equal(t.pods[1].raw_len, strlen(rec_c));
+	assert_memory_equal(t.raw + t.pods[1].raw_at, rec_c, strlen(rec_c));
 	nf_state_free(&t);
 
 	/* a state never loaded from a file is staged whole, without skip */
