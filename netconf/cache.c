@@ -30,7 +30,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 3u
+#define CACHE_VERSION 4u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -62,7 +62,9 @@ static void *arena_alloc(struct chunk **a, size_t size)
 		size = align;
 	if (!c || c->size - c->used < size) {
 		size_t cap = size > 65536 ? size : 65536;
-		c = malloc(sizeof(*c) + cap);
+		/* zeroed: every allocation is fresh (the arena is only ever
+		 * freed whole), so none needs clearing again */
+		c = calloc(1, sizeof(*c) + cap);
 		if (!c)
 			return NULL;
 		c->size = cap;
@@ -130,13 +132,15 @@ static void put_u32(struct wbuf *w, size_t v)
 	put(w, &b, 4);
 }
 
+/* length, bytes and a NUL (so a decoded string can point at them) */
 static void put_str(struct wbuf *w, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 	uint32_t b = htole32(s ? (uint32_t)n : NIL_LEN);
 
 	put(w, &b, 4);
-	put(w, s, n);
+	if (s)
+		put(w, s, n + 1);
 }
 
 static void put_cidr(struct wbuf *w, const struct nf_cidr *c)
@@ -428,8 +432,6 @@ static void *alloc(struct rbuf *r, size_t n)
 	p = r->arena ? arena_alloc(r->arena, n) : calloc(1, n ? n : 1);
 	if (!p)
 		r->bad = true;
-	else if (r->arena)
-		memset(p, 0, n);
 	return p;
 }
 
@@ -442,16 +444,18 @@ static char *get_str(struct rbuf *r)
 	if (b)
 		memcpy(&n, b, 4);
 	n = le32toh(n);
-	if (r->bad || n == NIL_LEN || !(s = take(r, n)))
+	if (r->bad || n == NIL_LEN || !(s = take(r, (size_t)n + 1)))
 		return NULL;
-	if (memchr(s, 0, n)) {
+	if (((const char *)s)[n] != '\0' || memchr(s, 0, n)) {
 		r->bad = true;
 		return NULL;
 	}
-	if ((out = alloc(r, (size_t)n + 1))) {
-		memcpy(out, s, n);
-		out[n] = '\0';
-	}
+	/* the frozen part points into the decoded bytes, which it keeps
+	 * (nf_state.frozen_enc); pods are freed one by one: copies */
+	if (r->arena)
+		return (char *)s;
+	if ((out = alloc(r, (size_t)n + 1)))
+		memcpy(out, s, (size_t)n + 1);
 	return out;
 }
 
@@ -579,6 +583,7 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	struct rbuf r;
 	struct nf_state s = {0};
 	XXH128_hash_t th;
+	char *body;
 
 	memset(out, 0, sizeof(*out));
 	if (blen < sizeof(h))
@@ -596,11 +601,20 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	if (s.pods_end <= s.pods_at || s.pods_end > len)
 		return -EINVAL;
 
-	r = (struct rbuf){.p = (const uint8_t *)buf + sizeof(h), .end = (const uint8_t *)buf + blen, .arena = &arena};
+	/* the body, kept: the frozen part's strings point into it, and an
+	 * ADD or DEL writes its frozen part back as it is (put_state) */
+	if (!(body = malloc(blen - sizeof(h) + 1)))
+		return -ENOMEM;
+	memcpy(body, buf + sizeof(h), blen - sizeof(h));
+	r = (struct rbuf){.p = (const uint8_t *)body, .end = (const uint8_t *)body + (blen - sizeof(h)), .arena = &arena};
 	/* the arena exists even for a state without policies: s.frozen says
 	 * where the state came from */
-	if (!arena_alloc(&arena, 1))
+	if (!arena_alloc(&arena, 1)) {
+		free(body);
 		return -ENOMEM;
+	}
+	s.frozen = arena;
+	s.frozen_enc = body;
 	GET_ARRAY(&r, s.policies, s.npolicies, 20);
 	for (size_t i = 0; i < s.npolicies && !r.bad; i++)
 		get_policy(&r, &s.policies[i]);
@@ -624,7 +638,7 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	}
 	/* the pods on the heap: ADD and DEL replace and remove them */
 	r.arena = NULL;
-	s.frozen_enc_len = (size_t)(r.p - ((const uint8_t *)buf + sizeof(h)));
+	s.frozen_enc_len = (size_t)(r.p - (const uint8_t *)body);
 	s.npods = get_count(&r, 40);
 	if (!r.bad && !(s.pods = calloc(s.npods + 1, sizeof(*s.pods))))
 		r.bad = true;
@@ -639,17 +653,9 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	if (!s.pods)
 		s.npods = 0;
 	if (r.bad || r.p != r.end) {
-		s.frozen = arena;
 		nf_state_free(&s);
 		return -EINVAL;
 	}
-	s.frozen = arena;
-	s.frozen_enc = malloc(s.frozen_enc_len + 1);
-	if (!s.frozen_enc) {
-		nf_state_free(&s);
-		return -ENOMEM;
-	}
-	memcpy(s.frozen_enc, buf + sizeof(h), s.frozen_enc_len);
 	*out = s;
 	return 0;
 }
