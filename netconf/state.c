@@ -506,41 +506,6 @@ static int stage_start(const char *path, char *text, size_t len, struct nf_state
 	return 0;
 }
 
-int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,
-		   struct nf_state_stage *st, struct nf_error *err)
-{
-	struct nf_state v = *s;
-	json_t *root;
-	char *text;
-	size_t len = 0;
-
-	memset(st, 0, sizeof(*st));
-	st->durable = true;
-	if (s->frozen) /* a bug, not an input: its objects were never loaded */
-		return nf_error_set(err, EINVAL, CNI_ERR_IO,
-				    "writing state file \"%s\": the state was loaded without its objects", path);
-	/* a view of s without skip: the pods are shallow copies, owned by s */
-	if (skip) {
-		if (!(v.pods = calloc(s->npods + 1, sizeof(*v.pods))))
-			return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
-		v.npods = 0;
-		for (size_t i = 0; i < s->npods; i++)
-			if (&s->pods[i] != skip)
-				v.pods[v.npods++] = s->pods[i];
-	}
-	root = nf_state_to_json(&v);
-	if (skip)
-		free(v.pods);
-	text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
-	if (text) {
-		len = strlen(text);
-		text[len++] = '\n'; /* replaces the terminating NUL */
-		st->cache = top_level_span(text, len, "pods", &st->pods_at, &st->pods_end);
-	}
-	return stage_start(path, text, len, st, err);
-}
-
 /* The "pods" array's text: each record as loaded if it has not changed
  * (most of them: an ADD or DEL changes one), else made anew; without skip.
  * spans (npods entries, or npods - 1 without skip): where each record is,
@@ -581,6 +546,84 @@ static char *pods_text(const struct nf_state *s, const struct nf_pod *skip, size
 	return text;
 }
 
+/* The "pods" array of s (without skip) into st: its text, and the places
+ * of its records from the start of the array. */
+static char *stage_pods_text(const struct nf_state *s, const struct nf_pod *skip, size_t *alen,
+			     struct nf_state_stage *st)
+{
+	char *arr;
+
+	if (!(st->spans = calloc(s->npods + 1, sizeof(*st->spans))))
+		return NULL;
+	if (!(arr = pods_text(s, skip, alen, st->spans))) {
+		free(st->spans);
+		st->spans = NULL;
+		return NULL;
+	}
+	st->nspans = s->npods - (skip != NULL);
+	return arr;
+}
+
+static void stage_pods_at(struct nf_state_stage *st, size_t at, size_t alen)
+{
+	for (size_t i = 0; i < st->nspans; i++) {
+		st->spans[i][0] += at;
+		st->spans[i][1] += at;
+	}
+	st->pods_at = at;
+	st->pods_end = at + alen;
+	st->cache = true;
+}
+
+/* The whole state, as nf_state_to_json would have it dumped, but with
+ * the pods' records copied as loaded when unchanged (pods_text): with 500
+ * pods, making and dumping their JSON was a quarter of a policy change. */
+int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+		   struct nf_state_stage *st, struct nf_error *err)
+{
+	static const char pods_key[] = ",\"pods\":", specs_key[] = ",\"registeredPods\":";
+	struct nf_state v = *s;
+	json_t *root, *specs;
+	char *head = NULL, *tail = NULL, *arr = NULL, *text = NULL;
+	size_t hlen, tlen, alen = 0, len = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->durable = true;
+	if (s->frozen) /* a bug, not an input: its objects were never loaded */
+		return nf_error_set(err, EINVAL, CNI_ERR_IO,
+				    "writing state file \"%s\": the state was loaded without its objects", path);
+	/* everything but "pods" and what follows it ("registeredPods"),
+	 * dumped; then the two appended in the same order */
+	v.npods = 0;
+	root = nf_state_to_json(&v);
+	specs = root ? json_incref(json_object_get(root, "registeredPods")) : NULL;
+	if (root && specs && json_object_del(root, "pods") == 0 && json_object_del(root, "registeredPods") == 0) {
+		head = json_dumps(root, JSON_COMPACT);
+		tail = json_dumps(specs, JSON_COMPACT);
+	}
+	json_decref(specs);
+	json_decref(root);
+	if (head && tail && (hlen = strlen(head)) >= 2 && (arr = stage_pods_text(s, skip, &alen, st))) {
+		tlen = strlen(tail);
+		len = hlen - 1 + strlen(pods_key) + alen + strlen(specs_key) + tlen + 2;
+		if ((text = malloc(len + 1))) {
+			char *w = text;
+			/* head without its closing brace */
+			w = mempcpy(w, head, hlen - 1);
+			w = mempcpy(w, pods_key, strlen(pods_key));
+			w = mempcpy(w, arr, alen);
+			w = mempcpy(w, specs_key, strlen(specs_key));
+			w = mempcpy(w, tail, tlen);
+			w = mempcpy(w, "}\n", 2);
+			stage_pods_at(st, hlen - 1 + strlen(pods_key), alen);
+		}
+	}
+	free(head);
+	free(tail);
+	free(arr);
+	return stage_start(path, text, len, st, err);
+}
+
 int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct nf_pod *skip,
 			struct nf_state_stage *st, struct nf_error *err)
 {
@@ -590,17 +633,8 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
 		return nf_state_stage(path, s, skip, st, err);
 	memset(st, 0, sizeof(*st));
-	st->spans = calloc(s->npods + 1, sizeof(*st->spans));
-	if (!st->spans || !(arr = pods_text(s, skip, &alen, st->spans))) {
-		free(st->spans);
-		st->spans = NULL;
+	if (!(arr = stage_pods_text(s, skip, &alen, st)))
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
-	}
-	st->nspans = s->npods - (skip != NULL);
-	for (size_t i = 0; i < st->nspans; i++) {
-		st->spans[i][0] += s->pods_at;
-		st->spans[i][1] += s->pods_at;
-	}
 	/* the loaded text without its trailing white space, then a newline */
 	len = s->raw_len;
 	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
@@ -614,9 +648,7 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 	}
 	free(arr);
 	/* the array is where it was: no need to look for it */
-	st->pods_at = s->pods_at;
-	st->pods_end = s->pods_at + alen;
-	st->cache = true;
+	stage_pods_at(st, s->pods_at, alen);
 	return stage_start(path, text, len, st, err);
 }
 

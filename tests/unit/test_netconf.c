@@ -1247,6 +1247,59 @@ static void test_state_stage(void **state)
 	nf_state_free(&t);
 	nf_state_free(&s);
 
+	/* a whole-state save (a policy change) writes what nf_state_to_json
+	 * says, but copies the pods' records as loaded (their spaces kept) and
+	 * re-makes only a changed one; the cache it writes reads back with
+	 * the records' places */
+	{
+		static const char whole[] =
+			"{\"apiVersion\": \"netfence.dev/v1\", \"kind\": \"NetfenceNodeState\","
+			" \"registeredPods\": [{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"r\", \"namespace\": \"default\", \"labels\": {\"x\": \"y\"}}}],"
+			" \"pods\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"name\": \"a\"},"
+			" {\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}],"
+			" \"networkPolicies\": [{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
+			" \"metadata\": {\"name\": \"p\", \"namespace\": \"default\"}, \"spec\": {\"podSelector\": {}, \"policyTypes\": [\"Egress\"]}}]}\n";
+		json_t *want, *got;
+		struct nf_pod pod;
+		json_t *j;
+
+		write_text(path, whole, 0600);
+		assert_int_equal(nf_state_load(path, &s, &err), 0);
+		assert_int_equal(s.npods, 2);
+		assert_int_equal(s.npodspecs, 1);
+		j = J("{'containerID': 'c3', 'ifname': 'eth0', 'name': 'c2', 'labels': {'k': 'v'}}");
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CONFIGURED);
+		assert_int_equal(nf_state_save(path, &s, &err), 0);
+		assert_int_equal(stray_files(dir), 0);
+		read_text(path, buf, sizeof(buf));
+		assert_non_null(strstr(buf, rec_a));                  /* as loaded */
+		assert_non_null(strstr(buf, "\"name\":\"c2\""));       /* made anew */
+		assert_true(strstr(buf, "\"pods\":") < strstr(buf, "\"registeredPods\":"));
+		assert_int_equal(buf[strlen(buf) - 1], '\n');
+		/* reads back to the same state (a record copied as loaded may
+		 * lack the defaults a made one spells out) */
+		assert_int_equal(nf_state_load(path, &t, &err), 0);
+		want = nf_state_to_json(&s);
+		got = nf_state_to_json(&t);
+		assert_true(json_equal(want, got));
+		json_decref(want);
+		json_decref(got);
+		nf_state_free(&t);
+		nf_state_free(&s);
+		assert_int_equal(nf_state_load_fast(path, &t, &err), 0);
+		assert_non_null(t.frozen);
+		assert_int_equal(t.npods, 2);
+		assert_int_equal(t.pods[0].raw_len, strlen(rec_a));
+		assert_memory_equal(t.raw + t.pods[0].raw_at, rec_a, strlen(rec_a));
+		assert_string_equal(t.pods[1].name, "c2");
+		assert_true(t.pods[1].raw_len > 0);
+		assert_int_equal(t.raw[t.pods[1].raw_at], '{');
+		assert_int_equal(t.raw[t.pods[1].raw_at + t.pods[1].raw_len - 1], '}');
+		nf_state_free(&t);
+	}
+
 	/* the new file cannot be made: an error at the finish if kept */
 	snprintf(path, sizeof(path), "%s/gone/state.json", dir);
 	assert_int_equal(nf_state_stage(path, &t, NULL, &st, &err), 0);
