@@ -354,15 +354,23 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const char
 			  size_t pods_at, size_t pods_end, const size_t (*spans)[2])
 {
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
+	_cleanup_free_ size_t(*found)[2] = NULL;
 	size_t blen = 0;
 
 	if (!cpath)
 		return;
+	/* a cache whose pods are not those of its text must not be written:
+	 * nf_state_load takes the pods from it (a caller's bug, but one that
+	 * would be read back as the truth) */
+	if (!spans && pods_end > pods_at && pods_end <= len &&
+	    (!(found = calloc(s->npods + 1, sizeof(*found))) ||
+	     nf_json_array_spans(text, pods_at, pods_end, found, s->npods) != s->npods))
+		pods_end = pods_at;
 	/* no fsync: a lost or torn cache is a miss. A stale one is harmless
 	 * too (its hash names another text), but a failed write should not
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
-	    encode(s, text, len, pods_at, pods_end, spans, &buf, &blen) < 0 ||
+	    encode(s, text, len, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &blen) < 0 ||
 	    (write_in_place(cpath, buf, blen) < 0 && nf_replace_file(path, cpath, buf, blen, false) < 0))
 		unlink(cpath);
 }
