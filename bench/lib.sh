@@ -274,3 +274,43 @@ nfb_cleanup() {
 	fi
 	exit $rc
 }
+
+# For bench/plugin_alone.sh and pc_alone.sh. nfb_base_bin NAME: with
+# NFB_BASE_BIN_DIR set, copies its NAME (the baseline build) next to the
+# measured binaries and sets NFB_BASE to the copy; else NFB_BASE is empty.
+nfb_base_bin() {
+	NFB_BASE=
+	[ -n "${NFB_BASE_BIN_DIR:-}" ] || return 0
+	[ -x "$NFB_BASE_BIN_DIR/$1" ] || nfb_die "$NFB_BASE_BIN_DIR/$1 missing"
+	cp "$NFB_BASE_BIN_DIR/$1" "$NFB_DIR/nfbin/$1.base" || nfb_die "copying the baseline"
+	NFB_BASE=$NFB_DIR/nfbin/$1.base
+}
+
+# nfb_fill PODS POLICIES: the namespaces, PODS pods, then POLICIES policies
+# (bench/gen.py's sets, into $NFB_DIR/gen).
+nfb_fill() {
+	python3 bench/gen.py "$NFB_DIR/gen" --sizes "$2" --peers 10 >/dev/null || nfb_die "gen.py"
+	nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
+	nfb_pods_grow "$1"
+	nfb_ctl apply -f "$NFB_DIR/gen/policies-$2.json" >/dev/null || nfb_die "apply policies"
+}
+
+# nfb_ab_summary TSV LABEL...: median and p90 of each LABEL's timings (and
+# of "base LABEL", if any), and the ratio of the two medians.
+nfb_ab_summary() {
+	python3 - "$@" <<'PY2'
+import collections, statistics, sys
+d = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split("\t")
+    d[f[0]].append(float(f[1]))
+for k in sys.argv[2:]:
+    for label in (k, "base " + k):
+        if label not in d:
+            continue
+        v = sorted(d[label])
+        print("  %-19s median %.2f p90 %.2f" % (label, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.9))]))
+    if "base " + k in d:
+        print("  %s ratio (median / baseline median) %.3f" % (k, statistics.median(d[k]) / statistics.median(d["base " + k])))
+PY2
+}

@@ -19,16 +19,9 @@ cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 pods=${1:-500} policies=${2:-10} rounds=${3:-20}
 nfb_setup
-ctls=("$NFB_NETFENCECTL")
-if [ -n "${NFB_BASE_BIN_DIR:-}" ]; then
-	[ -x "$NFB_BASE_BIN_DIR/netfencectl" ] || nfb_die "$NFB_BASE_BIN_DIR/netfencectl missing"
-	cp "$NFB_BASE_BIN_DIR/netfencectl" "$NFB_DIR/nfbin/netfencectl.base" || nfb_die "copying the baseline"
-	ctls+=("$NFB_DIR/nfbin/netfencectl.base")
-fi
-python3 bench/gen.py "$NFB_DIR/gen" --sizes "$policies" --peers 10 >/dev/null || nfb_die "gen.py"
-nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
-nfb_pods_grow "$pods"
-nfb_ctl apply -f "$NFB_DIR/gen/policies-$policies.json" >/dev/null || nfb_die "apply policies"
+nfb_base_bin netfencectl
+ctls=("$NFB_NETFENCECTL" ${NFB_BASE:+"$NFB_BASE"})
+nfb_fill "$pods" "$policies"
 # shellcheck disable=SC2016
 nfb_in node env NETFENCE_STATE="$NFB_DIR/state/state.json" bash -c '
 	n=$1 t=$2 out=$3 gen=$4 errs=$5
@@ -48,18 +41,4 @@ nfb_in node env NETFENCE_STATE="$NFB_DIR/state/state.json" bash -c '
 	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/pc.tsv" "$NFB_DIR/gen" "$NFB_DIR/log/pc.err" "${ctls[@]}"
 [ -s "$NFB_DIR/log/pc.err.failed" ] && nfb_die "netfencectl failed: $(tail -3 "$NFB_DIR/log/pc.err.failed")"
 echo "netfencectl alone, $pods pods x $policies policies, $rounds rounds (ms):"
-python3 - "$NFB_DIR/pc.tsv" <<'PY'
-import collections, statistics, sys
-d = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    f = line.rstrip("\n").split("\t")
-    d[f[0]].append(float(f[1]))
-for k in ("apply noop", "apply sel100", "delete noop", "delete sel100"):
-    for label in (k, "base " + k):
-        if label not in d:
-            continue
-        v = sorted(d[label])
-        print("  %-19s median %.2f p90 %.2f" % (label, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.9))]))
-    if "base " + k in d:
-        print("  %s ratio (median / baseline median) %.3f" % (k, statistics.median(d[k]) / statistics.median(d["base " + k])))
-PY
+nfb_ab_summary "$NFB_DIR/pc.tsv" "apply noop" "apply sel100" "delete noop" "delete sel100"

@@ -21,18 +21,11 @@ cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 pods=${1:-100} policies=${2:-100} rounds=${3:-30}
 nfb_setup
-plugins=("$NFB_PLUGIN")
-if [ -n "${NFB_BASE_BIN_DIR:-}" ]; then
-	[ -x "$NFB_BASE_BIN_DIR/netfence" ] || nfb_die "$NFB_BASE_BIN_DIR/netfence missing"
-	cp "$NFB_BASE_BIN_DIR/netfence" "$NFB_DIR/nfbin/netfence.base" || nfb_die "copying the baseline"
-	plugins+=("$NFB_DIR/nfbin/netfence.base")
-fi
-python3 bench/gen.py "$NFB_DIR/gen" --sizes "$policies" --peers 10 >/dev/null || nfb_die "gen.py"
+nfb_base_bin netfence
+plugins=("$NFB_PLUGIN" ${NFB_BASE:+"$NFB_BASE"})
 nfb__netns_add "$NFB_PFX-m-nf"
 nfb_in m-nf ip link set lo up
-nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
-nfb_pods_grow "$pods"
-nfb_ctl apply -f "$NFB_DIR/gen/policies-$policies.json" >/dev/null || nfb_die "apply policies"
+nfb_fill "$pods" "$policies"
 args=$(nfb_pod_args ns0 bench-nf app:bench)
 # shellcheck disable=SC2046
 nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$args" "$NFB_CNITOOL" add nfb-nf "/var/run/netns/$NFB_PFX-m-nf" \
@@ -67,18 +60,4 @@ nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" 
 	"$NFB_DIR/state/state.json" "${plugins[@]}"
 [ -s "$NFB_DIR/log/alone.err" ] && nfb_die "plugin calls failed: $(tail -3 "$NFB_DIR/log/alone.err")"
 echo "plugin alone, $pods pods x $policies policies, $rounds rounds (ms):"
-python3 - "$NFB_DIR/t.tsv" <<'PY'
-import collections, statistics, sys
-d = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    f = line.rstrip("\n").split("\t")
-    d[f[0]].append(float(f[1]))
-for k in ("ADD", "DEL"):
-    for label in (k, "base " + k):
-        if label not in d:
-            continue
-        v = sorted(d[label])
-        print("  %-8s median %.2f p90 %.2f" % (label, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.9))]))
-    if "base " + k in d:
-        print("  %s ratio (median / baseline median) %.3f" % (k, statistics.median(d[k]) / statistics.median(d["base " + k])))
-PY
+nfb_ab_summary "$NFB_DIR/t.tsv" ADD DEL
