@@ -30,13 +30,13 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 4u
+#define CACHE_VERSION 5u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
 	char magic[8];
 	uint32_t version;
-	uint32_t reserved;
+	uint32_t pods_off; /* where the pods begin in the body */
 	uint64_t text_hash[2]; /* XXH3-128 of the state text: low, high */
 	uint64_t text_len;
 	uint64_t pods_at, pods_end; /* the span of "pods" in that text */
@@ -89,6 +89,7 @@ void nf_state_arena_free(void *arena)
 struct wbuf {
 	char *p;
 	size_t len, cap;
+	size_t pods_off; /* put_state: where the pods begin */
 	bool oom;
 };
 
@@ -269,6 +270,7 @@ static void put_state(struct wbuf *w, const struct nf_state *s, const size_t (*s
 		}
 	}
 pods:
+	w->pods_off = w->len;
 	put_u32(w, s->npods);
 	for (size_t i = 0; i < s->npods; i++) {
 		put_pod(w, &s->pods[i]);
@@ -311,6 +313,7 @@ static int encode(const struct nf_state *s, const char *text, size_t len, size_t
 	hp->text_len = htole64(len);
 	hp->pods_at = htole64(pods_at);
 	hp->pods_end = htole64(pods_end);
+	hp->pods_off = htole32((uint32_t)(w.pods_off - sizeof(h)));
 	hp->body_len = htole64(w.len - sizeof(h));
 	hp->body_hash = htole64(XXH3_64bits(w.p + sizeof(h), w.len - sizeof(h)));
 	*out = w.p;
@@ -584,30 +587,84 @@ static void get_pod(struct rbuf *r, struct nf_pod *p)
 		get_cidr(r, &p->addrs[i]);
 }
 
+/* The header of buf, if buf is a whole cache made from text: 0 and *h,
+ * with pods_at/pods_end checked against text and pods_off against the body
+ * (read_cache caps a cache at 1 GiB: the offset fits in 32 bits). */
+static int check_header(const char *buf, size_t blen, const char *text, size_t len, struct cache_header *h)
+{
+	XXH128_hash_t th;
+
+	if (blen < sizeof(*h))
+		return -EINVAL;
+	memcpy(h, buf, sizeof(*h));
+	if (memcmp(h->magic, CACHE_MAGIC, sizeof(h->magic)) != 0 || le32toh(h->version) != CACHE_VERSION ||
+	    le64toh(h->text_len) != len || le64toh(h->body_len) != blen - sizeof(*h) ||
+	    le32toh(h->pods_off) > blen - sizeof(*h))
+		return -EINVAL;
+	th = XXH3_128bits(text, len);
+	if (le64toh(h->text_hash[0]) != th.low64 || le64toh(h->text_hash[1]) != th.high64 ||
+	    le64toh(h->body_hash) != XXH3_64bits(buf + sizeof(*h), blen - sizeof(*h)))
+		return -EINVAL;
+	if (le64toh(h->pods_end) <= le64toh(h->pods_at) || le64toh(h->pods_end) > len)
+		return -EINVAL;
+	return 0;
+}
+
+/* The pods (on the heap: ADD and DEL replace and remove them) from r to
+ * its end; each record's place in text (len bytes) checked. */
+static void get_pods(struct rbuf *r, struct nf_state *s, size_t len)
+{
+	s->npods = get_count(r, 40);
+	if (!r->bad && !(s->pods = calloc(s->npods + 1, sizeof(*s->pods))))
+		r->bad = true;
+	for (size_t i = 0; i < s->npods && !r->bad; i++) {
+		struct nf_pod *p = &s->pods[i];
+		get_pod(r, p);
+		p->raw_at = get_u64(r);
+		p->raw_len = get_u64(r);
+		if (p->raw_len > len || p->raw_at > len - p->raw_len)
+			r->bad = true;
+	}
+	if (!s->pods)
+		s->npods = 0;
+	if (r->p != r->end)
+		r->bad = true;
+}
+
+int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+{
+	struct cache_header h;
+	struct rbuf r;
+	struct nf_state s = {0};
+
+	memset(out, 0, sizeof(*out));
+	if (check_header(buf, blen, text, len, &h) < 0)
+		return -EINVAL;
+	s.pods_at = le64toh(h.pods_at);
+	s.pods_end = le64toh(h.pods_end);
+	r = (struct rbuf){.p = (const uint8_t *)buf + sizeof(h) + le32toh(h.pods_off), .end = (const uint8_t *)buf + blen};
+	get_pods(&r, &s, len);
+	if (r.bad) {
+		nf_state_free(&s);
+		return -EINVAL;
+	}
+	*out = s;
+	return 0;
+}
+
 int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
 {
 	struct chunk *arena = NULL;
 	struct cache_header h;
 	struct rbuf r;
 	struct nf_state s = {0};
-	XXH128_hash_t th;
 	char *body;
 
 	memset(out, 0, sizeof(*out));
-	if (blen < sizeof(h))
-		return -EINVAL;
-	memcpy(&h, buf, sizeof(h));
-	if (memcmp(h.magic, CACHE_MAGIC, sizeof(h.magic)) != 0 || le32toh(h.version) != CACHE_VERSION ||
-	    le64toh(h.text_len) != len || le64toh(h.body_len) != blen - sizeof(h))
-		return -EINVAL;
-	th = XXH3_128bits(text, len);
-	if (le64toh(h.text_hash[0]) != th.low64 || le64toh(h.text_hash[1]) != th.high64 ||
-	    le64toh(h.body_hash) != XXH3_64bits(buf + sizeof(h), blen - sizeof(h)))
+	if (check_header(buf, blen, text, len, &h) < 0)
 		return -EINVAL;
 	s.pods_at = le64toh(h.pods_at);
 	s.pods_end = le64toh(h.pods_end);
-	if (s.pods_end <= s.pods_at || s.pods_end > len)
-		return -EINVAL;
 
 	/* the body, kept: the frozen part's strings point into it, and an
 	 * ADD or DEL writes its frozen part back as it is (put_state) */
@@ -644,23 +701,10 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 			p->ports[j].proto = (uint8_t)get_u8(&r);
 		}
 	}
-	/* the pods on the heap: ADD and DEL replace and remove them */
 	r.arena = NULL;
 	s.frozen_enc_len = (size_t)(r.p - (const uint8_t *)body);
-	s.npods = get_count(&r, 40);
-	if (!r.bad && !(s.pods = calloc(s.npods + 1, sizeof(*s.pods))))
-		r.bad = true;
-	for (size_t i = 0; i < s.npods && !r.bad; i++) {
-		struct nf_pod *p = &s.pods[i];
-		get_pod(&r, p);
-		p->raw_at = get_u64(&r);
-		p->raw_len = get_u64(&r);
-		if (p->raw_len > len || p->raw_at > len - p->raw_len)
-			r.bad = true;
-	}
-	if (!s.pods)
-		s.npods = 0;
-	if (r.bad || r.p != r.end) {
+	get_pods(&r, &s, len);
+	if (r.bad) {
 		nf_state_free(&s);
 		return -EINVAL;
 	}
@@ -690,14 +734,25 @@ static int read_cache(const char *path, char **buf, size_t *len)
 	return 0;
 }
 
-int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out)
+static int cache_load(const char *path, const char *text, size_t len, struct nf_state *out, bool pods_only)
 {
 	char *buf = NULL;
 	size_t blen = 0;
 	int r = read_cache(path, &buf, &blen);
 
 	if (r == 0)
-		r = nf_state_cache_decode(buf, blen, text, len, out);
+		r = pods_only ? nf_state_cache_decode_pods(buf, blen, text, len, out)
+			      : nf_state_cache_decode(buf, blen, text, len, out);
 	free(buf);
 	return r;
+}
+
+int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out)
+{
+	return cache_load(path, text, len, out, false);
+}
+
+int nf_state_cache_load_pods(const char *path, const char *text, size_t len, struct nf_state *out)
+{
+	return cache_load(path, text, len, out, true);
 }

@@ -399,7 +399,7 @@ static int parse_state_cached_pods(const char *path, char *buf, size_t len, stru
 	char *cut;
 	size_t at, end;
 
-	if (nf_state_cache_load(path, buf, len, &c) < 0)
+	if (nf_state_cache_load_pods(path, buf, len, &c) < 0)
 		return -1;
 	at = c.pods_at;
 	end = c.pods_end;

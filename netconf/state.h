@@ -53,10 +53,14 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const char
 			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
 /* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
 int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
+/* nf_state_cache_load of the pods alone (and pods_at/pods_end): not
+ * frozen, no policies; for nf_state_load, which parses those itself */
+int nf_state_cache_load_pods(const char *path, const char *text, size_t len, struct nf_state *out);
 /* the cache's bytes for s made from text, and back (unit tests, fuzzing) */
 int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
 			  size_t pods_end, char **out, size_t *outlen);
 int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
+int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
 json_t *nf_state_to_json(const struct nf_state *s);
 /* Writes a new file (0600) next to path, fsyncs it and renames it over path,
  * then fsyncs the directory. Refuses a state loaded from the model cache (it

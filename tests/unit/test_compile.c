@@ -1204,6 +1204,25 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		json_decref(x);
 		json_decref(y);
 	}
+	/* the pods alone (nf_state_load's way): the same pods, nothing else */
+	{
+		struct nf_state q;
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &q), 0);
+		assert_null(q.frozen);
+		assert_int_equal(q.npolicies, 0);
+		assert_int_equal(q.npods, s->npods);
+		assert_int_equal(q.pods_at, d.pods_at);
+		assert_int_equal(q.pods_end, d.pods_end);
+		for (size_t i = 0; i < s->npods; i++) {
+			json_t *x = nf_pod_to_json(&s->pods[i]), *y = nf_pod_to_json(&q.pods[i]);
+			assert_true(json_equal(x, y));
+			assert_int_equal(q.pods[i].raw_at, d.pods[i].raw_at);
+			assert_int_equal(q.pods[i].raw_len, d.pods[i].raw_len);
+			json_decref(x);
+			json_decref(y);
+		}
+		nf_state_free(&q);
+	}
 	assert_int_equal(plan_compile(s, &p1, &err), 0);
 	assert_int_equal(plan_compile(&d, &p2, &err), 0);
 	a = plan_render(&p1);
@@ -1235,9 +1254,23 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	other[len / 2] ^= 1;
 	assert_int_equal(nf_state_cache_decode(buf, blen, other, len, &d), -EINVAL);
 	assert_int_equal(nf_state_cache_decode(buf, blen, text, len - 1, &d), -EINVAL);
+	assert_int_equal(nf_state_cache_decode_pods(buf, blen, other, len, &d), -EINVAL);
 	free(other);
-	for (size_t n = 0; n < blen; n++)
+	for (size_t n = 0; n < blen; n++) {
 		assert_int_equal(nf_state_cache_decode(buf, n, text, len, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, n, text, len, &d), -EINVAL);
+	}
+	/* where the pods begin (header bytes 12-15, outside the checksum):
+	 * anything else is refused or decodes to some pods, never a crash */
+	for (size_t i = 12; i < 16; i++) {
+		static const uint8_t flips[] = {0x01, 0x04, 0x80, 0xff};
+		for (size_t f = 0; f < sizeof(flips); f++) {
+			buf[i] ^= flips[f];
+			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
+				nf_state_free(&d);
+			buf[i] ^= flips[f];
+		}
+	}
 	/* a flipped byte: the checksum catches it; with the checksum made to
 	 * match, the decoder's own checks must hold (every 3rd byte, 3 ways) */
 	for (size_t i = 72; i < blen; i += 3) {
@@ -1249,6 +1282,8 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			h = htole64(XXH3_64bits(buf + 72, blen - 72));
 			memcpy(buf + 64, &h, 8);
 			if (nf_state_cache_decode(buf, blen, text, len, &d) == 0)
+				nf_state_free(&d);
+			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
 			h = htole64(XXH3_64bits(buf + 72, blen - 72));
