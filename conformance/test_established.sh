@@ -36,11 +36,11 @@ YAML
 	nfc_ctl apply -f "$NFC_DIR/$name.yaml"
 }
 
-# flow_start ID proto port family [POD]: a long-lived flow foo -> POD (web)
+# flow_start ID proto port family [POD [FROM]]: a long-lived flow FROM (foo) -> POD (web)
 flow_start() {
-	local id=$1 proto=$2 port=$3 v=$4 to=${5:-web} d=$NFC_DIR/flow-$1
+	local id=$1 proto=$2 port=$3 v=$4 to=${5:-web} from=${6:-foo} d=$NFC_DIR/flow-$1
 	mkdir -p "$d"
-	nfc_bg foo "flow-$id" python3 "$FLOW" client "$proto" "$(nfc_ip "$to" "$v")" "$port" "$d"
+	nfc_bg "$from" "flow-$id" python3 "$FLOW" client "$proto" "$(nfc_ip "$to" "$v")" "$port" "$d"
 	for _ in $(seq 50); do [ -e "$d/connected" ] && return 0; sleep 0.1; done
 	return 1
 }
@@ -82,6 +82,54 @@ for v in 4 6; do
 	expect_flow u3-$v timeout "IPv$v udp/7003, no longer allowed"
 	nfc_expect_deny foo tcp "$(nfc_ip web $v)" 7002 "new connection to 7002"
 done
+
+echo "== re-judging (enforce/txn.h): the established flows a pod started are judged by its chain while its address is in rejudge4/rejudge6"
+# Done by hand here, so that no conntrack walk is involved: foo's chain is
+# made to drop everything; its established flows go on until its address
+# is in the set, and only then; a flow foo answers (web -> foo) goes on.
+foo4=$(nfc_ip foo 4)
+nfc_bg foo flow-udp-7101 python3 "$FLOW" serve udp 7101 "$NFC_DIR"
+sleep 0.3
+nfc_check "start udp web -> foo:7101" flow_start r1-4 udp 7101 4 foo web
+expect_flow r1-4 ok "web -> foo udp/7101"
+kind=$(nfc_in node nft list map inet netfence egress4 | grep -oE "$foo4 : jump kind_[0-9a-f]+" | grep -oE 'kind_[0-9a-f]+')
+nfc_check "foo's kind chain found ($kind)" test -n "$kind"
+nfc_in node nft flush chain inet netfence "$kind"
+nfc_in node nft add rule inet netfence "$kind" counter drop
+expect_flow u1-4 ok "IPv4 udp/7001 with foo's chain dropping all, not in the set: the established shortcut"
+nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
+expect_flow u1-4 timeout "IPv4 udp/7001 with foo's address in rejudge4: judged by the chain"
+expect_flow u1-6 ok "IPv6 udp/7001, foo's IPv6 address not in rejudge6"
+expect_flow r1-4 ok "web -> foo udp/7101 (foo answers: reply direction, not judged)"
+nfc_in node nft delete element inet netfence rejudge4 "{ $foo4 }"
+expect_flow u1-4 ok "IPv4 udp/7001 once out of the set again"
+touch "$NFC_DIR/flow-r1-4/stop"
+nfc_check "netfencectl sync puts the chain back" nfc_ctl sync
+nfc_check "kernel ruleset == netfencectl show" nfc_kernel_matches_plan
+expect_flow u1-4 ok "IPv4 udp/7001 after sync"
+
+echo "== a tightening apply leaves no re-judging behind once its child is done"
+policy foo-egress 7000/TCP >/dev/null
+expect_flow u1-4 timeout "IPv4 udp/7001, no longer allowed"
+expect_flow t0-4 ok "IPv4 tcp/7000, still allowed"
+left=x
+for _ in $(seq 50); do
+	left=$( { ls "$NFC_DIR" | grep 'state.json.rejudge'; nfc_in node nft list set inet netfence rejudge4 | grep elements; \
+		nfc_in node nft list set inet netfence rejudge6 | grep elements; } 2>/dev/null)
+	[ -z "$left" ] && break
+	sleep 0.1
+done
+nfc_check "no marker, empty rejudge sets (left: ${left:-nothing})" test -z "$left"
+nfc_check "foo's conntrack entries to udp/7001 are gone (walked by the child)" \
+	sh -c "! ip netns exec $NFC_NODE cat /proc/net/nf_conntrack | grep -E 'udp .*src=$foo4 .*dport=7001 ' | grep -v UNREPLIED | grep -q ."
+policy foo-egress 7000/TCP 7001/UDP >/dev/null
+
+echo "== a stale marker (its child died) is finished by the next change"
+nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
+: >"$NFC_DIR/state.json.rejudge"
+nfc_ctl apply -f "$NFC_DIR/foo-egress.yaml" >/dev/null
+nfc_check "the marker is gone" test ! -e "$NFC_DIR/state.json.rejudge"
+nfc_check "rejudge4 is empty" sh -c "! ip netns exec $NFC_NODE nft list set inet netfence rejudge4 | grep -q elements"
 
 echo "== the policy is deleted: the surviving flows go on"
 nfc_ctl delete networkpolicy foo-egress >/dev/null

@@ -30,6 +30,7 @@
 #include <linux/if_ether.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tuple_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
@@ -91,6 +92,10 @@ enum obj_kind {
 	OBJ_RMRULES,   /* flushing tx->rm_chains[a] */
 	OBJ_RMCHAIN,   /* tx->rm_chains[a] */
 	OBJ_RMASCHAIN, /* tx->rm_as */
+	/* re-judging (plan.h): a is AF_INET/AF_INET6 */
+	OBJ_REJUDGESET, /* creating rejudge4/rejudge6 */
+	OBJ_REJUDGEADD, /* adding addresses to it */
+	OBJ_REJUDGEDEL, /* removing them */
 };
 
 struct obj {
@@ -109,6 +114,7 @@ struct tx {
 	uint32_t set_id;
 	uint32_t *plan_set_ids; /* per plan set */
 	uint32_t map_id[2];     /* egress4, egress6 */
+	uint32_t rejudge_id[2]; /* rejudge4, rejudge6 */
 	bool oom;
 	bool deletes; /* a DEL message: its commit leaves RCU work (nlsock.h) */
 	const struct plan *before; /* nft_apply_diff */
@@ -539,6 +545,32 @@ static void add_map_elems(struct tx *tx, const struct plan *p, int family)
 	map_elems_msg(tx, p->dispatch, p->ndispatch, family, 0, OBJ_MAPELEM);
 }
 
+/* msg 0: add the host addresses v (either family) to rejudge4/rejudge6;
+ * NFT_MSG_DELSETELEM: delete them */
+static void rejudge_elems_msg(struct tx *tx, const struct nf_cidr *v, size_t n, uint16_t msg, enum obj_kind kind)
+{
+	for (int fi = 0; fi < 2 && !tx->oom; fi++) {
+		int family = fi ? AF_INET6 : AF_INET;
+		struct elems e = { .tx = tx, .set = fi ? PLAN_SET_REJUDGE6 : PLAN_SET_REJUDGE4,
+				   .set_id = tx->rejudge_id[fi], .kind = kind, .a = (size_t)family, .msg = msg };
+		size_t len = addr_len(family);
+
+		for (size_t i = 0; i < n && !tx->oom; i++) {
+			struct nftnl_set_elem *el;
+
+			if (v[i].family != family)
+				continue;
+			el = elems_new(&e, i, ELEM_EST(len, 0));
+			if (!el)
+				break;
+			elem_key(&e, el, v[i].addr, len);
+		}
+		elems_flush(&e);
+		if (e.s)
+			nftnl_set_free(e.s);
+	}
+}
+
 /* ---- rule expressions, as nftables generates them ---- */
 
 struct rb {
@@ -781,8 +813,9 @@ static void sink_fini(struct rsink *s)
 
 /* ---- the layout ---- */
 
-/* map_id: the ids of egress4 and egress6 in the batch (0 outside one) */
-static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2])
+/* map_id, rejudge_id: the ids of egress4/egress6 and rejudge4/rejudge6 in
+ * the batch (0 outside one) */
+static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2], const uint32_t rejudge_id[2])
 {
 	const char *name = which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
 	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
@@ -790,6 +823,36 @@ static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2
 	struct nftnl_expr *e;
 	struct rb rb;
 	size_t n = 0;
+
+	/* ip saddr @rejudge4 ct state established,related ct direction
+	 * original ip saddr vmap @egress4 (and ip6): the flows a pod started
+	 * before a policy change took a permission away from it are judged
+	 * by its chain, packet by packet, until their conntrack entries are
+	 * gone (txn.h). The set lookup comes first: it is what fails for
+	 * nearly every packet. */
+	for (int fi = 0; fi < 2; fi++) {
+		int family = fi ? AF_INET6 : AF_INET;
+		rb_begin(&rb, name, NULL);
+		rb_nfproto(&rb, family);
+		rb_addr(&rb, family, false);
+		rb_lookup(&rb, fi ? PLAN_SET_REJUDGE6 : PLAN_SET_REJUDGE4, rejudge_id[fi], false);
+		e = rb_expr(&rb, "ct");
+		if (e) {
+			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+		}
+		rb_bitwise(&rb, &ctmask, &zero, sizeof(ctmask));
+		rb_cmp(&rb, NFT_CMP_NEQ, &zero, sizeof(zero));
+		e = rb_expr(&rb, "ct");
+		if (e) {
+			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
+			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+		}
+		rb_cmp_u8(&rb, NFT_CMP_EQ, IP_CT_DIR_ORIGINAL);
+		rb_addr(&rb, family, false);
+		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, map_id[fi], true);
+		rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+	}
 
 	/* ct state established,related accept */
 	rb_begin(&rb, name, NULL);
@@ -828,7 +891,7 @@ static void add_base_chain(struct tx *tx, int which)
 	add_chain(tx, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD,
 		  which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL, NULL, OBJ_BASECHAIN,
 		  (size_t)which);
-	base_chain_rules(&s, which, tx->map_id);
+	base_chain_rules(&s, which, tx->map_id, tx->rejudge_id);
 }
 
 static int find_set(const struct plan *p, const char *name)
@@ -1009,6 +1072,10 @@ static void build(struct tx *tx, const struct plan *p)
 		add_table(tx, NFPROTO_INET, false);
 		tx->map_id[0] = add_set(tx, PLAN_MAP_V4, AF_INET, false, true, NULL, OBJ_MAP, AF_INET);
 		tx->map_id[1] = add_set(tx, PLAN_MAP_V6, AF_INET6, false, true, NULL, OBJ_MAP, AF_INET6);
+		tx->rejudge_id[0] = add_set(tx, PLAN_SET_REJUDGE4, AF_INET, false, false, PLAN_REJUDGE_COMMENT,
+					    OBJ_REJUDGESET, AF_INET);
+		tx->rejudge_id[1] = add_set(tx, PLAN_SET_REJUDGE6, AF_INET6, false, false, PLAN_REJUDGE_COMMENT,
+					    OBJ_REJUDGESET, AF_INET6);
 		for (size_t i = 0; i < p->nsets; i++) {
 			const struct plan_set *s = &p->sets[i];
 			tx->plan_set_ids[i] = add_set(tx, s->name, s->family, s->interval, false,
@@ -1184,6 +1251,13 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		break;
 	case OBJ_RMASCHAIN:
 		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->rm_as, PLAN_TABLE);
+		break;
+	case OBJ_REJUDGESET:
+	case OBJ_REJUDGEADD:
+	case OBJ_REJUDGEDEL:
+		snprintf(buf, len, "%sset \"%s\"",
+			 o->kind == OBJ_REJUDGEADD ? "adding addresses to " : o->kind == OBJ_REJUDGEDEL ? "removing addresses from " : "",
+			 o->a == AF_INET ? PLAN_SET_REJUDGE4 : PLAN_SET_REJUDGE6);
 		break;
 	default:
 		snprintf(buf, len, "message of unknown kind");
@@ -1584,7 +1658,8 @@ static struct plan_dispatch *dispatch_minus(const struct plan *a, const struct p
 static bool netdev_chain_exists(const char *name);
 
 /* Builds the difference into tx; *nchanges counts what differs. */
-static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p, size_t *nchanges)
+static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p, const struct nf_cidr *rejudge,
+		      size_t nrejudge, size_t *nchanges)
 {
 	struct nidx *bs = nidx_build(b->sets, b->nsets, sizeof(*b->sets));
 	struct nidx *bc = nidx_build(b->chains, b->nchains, sizeof(*b->chains));
@@ -1688,6 +1763,11 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		map_elems_msg(tx, added, nadded, AF_INET6, 0, OBJ_DIFFMAPADD);
 		n += nadded;
 	}
+	/* the pods whose flows the new chains judge again (txn.h) */
+	if (nrejudge) {
+		rejudge_elems_msg(tx, rejudge, nrejudge, 0, OBJ_REJUDGEADD);
+		n++;
+	}
 	/* 7. anti-spoofing chains */
 	for (size_t i = 0; i < b->nantispoof; i++) {
 		/* a full apply skips the chains of devices that do not exist,
@@ -1736,7 +1816,8 @@ out:
 	return r;
 }
 
-static int apply_changes(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
+static int apply_changes(const struct plan *before, const struct plan *after, const struct nf_cidr *rejudge,
+			 size_t nrejudge, bool *changed, struct nf_error *err)
 {
 	struct tx tx;
 	size_t n = 0;
@@ -1747,7 +1828,7 @@ static int apply_changes(const struct plan *before, const struct plan *after, bo
 		return r;
 	r = tx_init(&tx, after);
 	if (r == 0)
-		r = build_diff(&tx, before, after, &n);
+		r = build_diff(&tx, before, after, rejudge, nrejudge, &n);
 	if (r < 0) {
 		tx_fini(&tx);
 		return nf_error_set(err, -r, NF_ERR_KERNEL, "out of memory building the nftables transaction");
@@ -1758,17 +1839,20 @@ static int apply_changes(const struct plan *before, const struct plan *after, bo
 	return r;
 }
 
-int nft_apply_diff(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
+int nft_apply_diff(const struct plan *before, const struct plan *after, const struct nf_cidr *rejudge,
+		   size_t nrejudge, bool *changed, bool *rejudging, struct nf_error *err)
 {
 	*changed = true;
+	*rejudging = false;
 	if (plan_is_empty(before) || plan_is_empty(after))
 		return nft_apply(after, err);
-	return apply_changes(before, after, changed, err);
+	*rejudging = nrejudge > 0;
+	return apply_changes(before, after, rejudge, nrejudge, changed, err);
 }
 
 int nft_apply_delta(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
 {
-	return apply_changes(before, after, changed, err);
+	return apply_changes(before, after, NULL, 0, changed, err);
 }
 
 int nft_delete_all(struct nf_error *err)
@@ -2790,7 +2874,7 @@ static int check_pod(struct q *q, const struct plan *p, size_t ci, const char *d
 
 	for (int which = 0; which < 2; which++) {
 		static const uint32_t no_ids[2];
-		base_chain_rules(&want, which, no_ids);
+		base_chain_rules(&want, which, no_ids, no_ids);
 		r = want.oom ? nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory")
 			     : check_chain(q, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD,
 					   which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL, NULL,
@@ -3163,4 +3247,139 @@ static bool netdev_chain_exists(const char *name)
 		nftnl_chain_free(c);
 	q_close(&q);
 	return r != -ENOENT;
+}
+
+/* ---- re-judging (txn.h) ---- */
+
+/* Appends the elements of the kernel's set `name` (host addresses of
+ * `family`) to *v. A missing set or table: nothing. */
+static int rejudge_scan(struct q *q, const char *name, int family, struct nf_cidr **v, size_t *n, size_t *cap)
+{
+	struct nftnl_set *s = NULL;
+	struct nftnl_set_elems_iter *it;
+	struct nftnl_set_elem *e;
+	int r = q_set(q, name, true, &s);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	it = nftnl_set_elems_iter_create(s);
+	if (!it) {
+		nftnl_set_free(s);
+		return -ENOMEM;
+	}
+	while (r == 0 && (e = nftnl_set_elems_iter_next(it))) {
+		uint32_t klen = 0;
+		const void *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
+
+		if (!k || klen != addr_len(family))
+			continue;
+		if (*n == *cap) {
+			size_t c = *cap ? *cap * 2 : 8;
+			struct nf_cidr *nv = realloc(*v, c * sizeof(*nv));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			*v = nv;
+			*cap = c;
+		}
+		memset(&(*v)[*n], 0, sizeof((*v)[*n]));
+		(*v)[*n].family = family;
+		(*v)[*n].prefix = (uint8_t)(klen * 8);
+		memcpy((*v)[*n].addr, k, klen);
+		(*n)++;
+	}
+	nftnl_set_elems_iter_destroy(it);
+	nftnl_set_free(s);
+	return r;
+}
+
+static int rejudge_query(struct q *q, struct nf_cidr **out, size_t *nout)
+{
+	size_t cap = 0;
+	int r;
+
+	*out = NULL;
+	*nout = 0;
+	r = rejudge_scan(q, PLAN_SET_REJUDGE4, AF_INET, out, nout, &cap);
+	if (r == 0)
+		r = rejudge_scan(q, PLAN_SET_REJUDGE6, AF_INET6, out, nout, &cap);
+	if (r < 0) {
+		free(*out);
+		*out = NULL;
+		*nout = 0;
+	}
+	return r;
+}
+
+int nft_rejudge_list(struct nf_cidr **out, size_t *nout, struct nf_error *err)
+{
+	struct q q;
+	int r = q_open(&q, err);
+
+	*out = NULL;
+	*nout = 0;
+	if (r == 0 && (r = rejudge_query(&q, out, nout)) < 0)
+		nf_error_set(err, -r, NF_ERR_KERNEL, "listing sets %s/%s: %s", PLAN_SET_REJUDGE4, PLAN_SET_REJUDGE6,
+			     strerror(-r));
+	q_close(&q);
+	return r;
+}
+
+int nft_rejudge_remove(const struct nf_cidr *addrs, size_t naddrs, struct nf_error *err)
+{
+	struct q q;
+	int r = q_open(&q, err);
+
+	/* query, delete those still there, query again: a full apply in
+	 * between makes the delete fail with ENOENT */
+	for (int round = 0; r == 0; round++) {
+		struct nf_cidr *have = NULL, *gone;
+		size_t nhave = 0, ngone = 0;
+		struct tx tx;
+
+		if ((r = rejudge_query(&q, &have, &nhave)) < 0) {
+			nf_error_set(err, -r, NF_ERR_KERNEL, "listing sets %s/%s: %s", PLAN_SET_REJUDGE4,
+				     PLAN_SET_REJUDGE6, strerror(-r));
+			break;
+		}
+		gone = have; /* in place: those of addrs */
+		for (size_t i = 0; i < nhave; i++)
+			for (size_t k = 0; k < naddrs; k++)
+				if (addrs[k].family == have[i].family &&
+				    memcmp(addrs[k].addr, have[i].addr, addr_len(have[i].family)) == 0) {
+					gone[ngone++] = have[i];
+					break;
+				}
+		if (ngone == 0) {
+			free(have);
+			break;
+		}
+		if (round == 3) {
+			free(have);
+			r = nf_error_set(err, EAGAIN, NF_ERR_KERNEL, "removing addresses from sets %s/%s: still there after 3 attempts",
+					 PLAN_SET_REJUDGE4, PLAN_SET_REJUDGE6);
+			break;
+		}
+		if ((r = tx_init(&tx, NULL)) == 0) {
+			nftnl_batch_begin(tx.scratch, tx_note(&tx, OBJ_BATCH, 0, 0));
+			tx_next(&tx);
+			rejudge_elems_msg(&tx, gone, ngone, NFT_MSG_DELSETELEM, OBJ_REJUDGEDEL);
+			nftnl_batch_end(tx.scratch, tx_note(&tx, OBJ_BATCH, 0, 0));
+			tx_next(&tx);
+			r = tx.oom ? -ENOMEM : tx_talk(&tx, NULL, err);
+			if (r == -ENOENT) { /* changed meanwhile: again */
+				nf_error_clear(err);
+				r = 0;
+			}
+		}
+		if (r == -ENOMEM)
+			nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
+		tx_fini(&tx);
+		free(have);
+	}
+	q_close(&q);
+	return r;
 }

@@ -15,6 +15,7 @@
 struct work {
 	void (*fn)(void *arg, bool deferred);
 	void *arg;
+	int fd; /* kept open in the child (the work closes it), or -1 */
 };
 
 static bool enabled, deletions;
@@ -31,7 +32,12 @@ static void run_work(struct work *w, bool deferred)
 
 void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg)
 {
-	struct work w = { .fn = fn, .arg = arg };
+	nlsock_defer_work_fd(fn, arg, -1);
+}
+
+void nlsock_defer_work_fd(void (*fn)(void *arg, bool deferred), void *arg, int fd)
+{
+	struct work w = { .fn = fn, .arg = arg, .fd = fd };
 
 	if (!enabled || nworks == WORK_MAX) {
 		run_work(&w, false);
@@ -99,7 +105,7 @@ static void close_kept(void)
 
 void nlsock_release_deferred(void)
 {
-	int p[2], keep[KEEP_MAX + 1], nkeep = 0;
+	int p[2], keep[KEEP_MAX + WORK_MAX + 1], nkeep = 0;
 	pid_t pid;
 
 	if (nkept == 0 && nworks == 0)
@@ -123,6 +129,9 @@ void nlsock_release_deferred(void)
 
 		for (int i = 0; i < nkept; i++)
 			keep[nkeep++] = kept[i];
+		for (int i = 0; i < nworks; i++)
+			if (works[i].fd >= 0)
+				keep[nkeep++] = works[i].fd;
 		keep[nkeep++] = p[0];
 		close_all_but(keep, nkeep);
 		run_works(true);
@@ -135,8 +144,11 @@ void nlsock_release_deferred(void)
 	}
 	close(p[0]);
 	close_kept();
-	for (int i = 0; i < nworks; i++)
+	for (int i = 0; i < nworks; i++) {
+		if (works[i].fd >= 0)
+			close(works[i].fd); /* the child has its copy */
 		free(works[i].arg);
+	}
 	nworks = 0;
 	close(p[1]);
 }

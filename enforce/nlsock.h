@@ -42,6 +42,10 @@ void nlsock_close(struct mnl_socket *nl);
  * cannot be queued, or if fork fails, that happens in this process, at once
  * or at release, with deferred false (the work must not wait then). */
 void nlsock_defer_work(void (*fn)(void *arg, bool deferred), void *arg);
+/* The same, keeping descriptor fd open in the child (fn closes it; without
+ * a child, fn runs here): a lock taken by this process, held by the child
+ * from its fork on, so no one can take it in between. */
+void nlsock_defer_work_fd(void (*fn)(void *arg, bool deferred), void *arg, int fd);
 
 /* Releases the kept sockets and runs the deferred work in a child process
  * (or here, if fork fails). */

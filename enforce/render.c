@@ -73,12 +73,14 @@ static void render_base(FILE *f, const char *name, const char *hook)
 	fprintf(f,
 		"\tchain %s {\n"
 		"\t\ttype filter hook %s priority filter; policy accept;\n"
+		"\t\tip saddr @%s ct state established,related ct direction original ip saddr vmap @%s\n"
+		"\t\tip6 saddr @%s ct state established,related ct direction original ip6 saddr vmap @%s\n"
 		"\t\tct state established,related accept\n"
 		"\t\tmeta l4proto ipv6-icmp icmpv6 type 133-136 accept\n"
 		"\t\tip saddr vmap @%s\n"
 		"\t\tip6 saddr vmap @%s\n"
 		"\t}\n",
-		name, hook, PLAN_MAP_V4, PLAN_MAP_V6);
+		name, hook, PLAN_SET_REJUDGE4, PLAN_MAP_V4, PLAN_SET_REJUDGE6, PLAN_MAP_V6, PLAN_MAP_V4, PLAN_MAP_V6);
 }
 
 static void render_rule(FILE *f, const struct plan_rule *r)
@@ -151,6 +153,8 @@ char *plan_render(const struct plan *p)
 	fprintf(f, "table inet %s {\n", PLAN_TABLE);
 	render_map(f, p, PLAN_MAP_V4, AF_INET);
 	render_map(f, p, PLAN_MAP_V6, AF_INET6);
+	fprintf(f, "\tset %s {\n\t\tcomment \"%s\"\n\t\ttype ipv4_addr\n\t}\n", PLAN_SET_REJUDGE4, PLAN_REJUDGE_COMMENT);
+	fprintf(f, "\tset %s {\n\t\tcomment \"%s\"\n\t\ttype ipv6_addr\n\t}\n", PLAN_SET_REJUDGE6, PLAN_REJUDGE_COMMENT);
 	for (size_t i = 0; i < p->nsets; i++)
 		render_set(f, &p->sets[i]);
 	render_base(f, PLAN_CHAIN_FORWARD, "forward");

@@ -160,6 +160,69 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 	return 0;
 }
 
+/* ---- re-judging the flows of pods a change restricted (txn.h) ---- */
+
+struct rejudge_job {
+	char name[CT_LOCK_PATH_MAX]; /* "<state>.rejudge" */
+	int fd;                      /* it, locked */
+};
+
+static int rejudge_path(const char *path, char *out)
+{
+	return snprintf(out, CT_LOCK_PATH_MAX, "%s.rejudge", path) >= CT_LOCK_PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* With the marker `name` locked (fd): deletes the conntrack entries of
+ * every address in the kernel's rejudge sets, then takes those addresses
+ * out of the sets, then removes the marker. Closes fd. */
+static int rejudge_finish(const char *name, int fd, struct nf_error *err)
+{
+	struct nf_cidr *v = NULL;
+	size_t n = 0;
+	int r = nft_rejudge_list(&v, &n, err);
+
+	if (r == 0 && n > 0 && (r = conntrack_flush_sources(v, n, err)) == 0)
+		r = nft_rejudge_remove(v, n, err);
+	free(v);
+	if (r == 0)
+		unlink(name); /* still held: a change that opened it waits */
+	close(fd);
+	return r;
+}
+
+static void rejudge_work(void *arg, bool deferred)
+{
+	struct rejudge_job *j = arg;
+	struct nf_error err = {0};
+
+	(void)deferred;
+	if (rejudge_finish(j->name, j->fd, &err) < 0)
+		syslog(LOG_WARNING | LOG_DAEMON,
+		       "netfence: the established flows of pods a policy change restricted are still judged "
+		       "packet by packet (the next change retries): %s", err.msg);
+}
+
+/* Called with the state lock held, before a change. A predecessor's work
+ * that is still pending: when `wait` (this change re-judges too), waits for
+ * the child doing it, or does it here if no one does (the child died or
+ * has not started); else only the latter. A failure is only a warning:
+ * the marker stays, and the next work takes whatever is in the sets. */
+static void rejudge_barrier(struct txn *t, const char *name, bool wait)
+{
+	struct nf_error err = {0};
+	int fd = lock_ct_file(name, 0, wait ? LOCK_EX : LOCK_EX | LOCK_NB);
+
+	if (fd == -ENOENT || fd == -EWOULDBLOCK)
+		return;
+	if (fd < 0)
+		nf_error_set(&err, -fd, CNI_ERR_IO, "locking \"%s\": %s", name, strerror(-fd));
+	else if (rejudge_finish(name, fd, &err) == 0)
+		return;
+	snprintf(t->warning, sizeof(t->warning),
+		 "the established flows of pods an earlier change restricted are still judged packet by packet: %.1500s",
+		 err.msg);
+}
+
 /* existing: note the addresses of the attachments (for the tightening check
  * of a change other than one pod added or deleted) */
 static int begin(struct txn *t, const char *path, const struct nf_state *s, bool existing)
@@ -231,37 +294,61 @@ static int mark_dirty(struct txn *t, struct nf_error *err)
 	return 0;
 }
 
-/* The kernel holds `before`; make it hold `after` and save s. */
+/* The kernel holds `before`; make it hold `after` and save s.
+ *
+ * A change that takes a permission away from running pods (ANY, PODS)
+ * puts their addresses into the sets rejudge4/rejudge6 in its own
+ * transaction: from the commit on, the packets of the flows they started
+ * are judged by their chains again (plan.h). The conntrack walk that
+ * deletes those flows' entries (each is then judged anew by its next
+ * packet, and the fast path is back) takes 6-10 ms whatever the number of
+ * flows (262,144 buckets here), so it runs in the child that outlives the
+ * command (nlsock.h), holding "<state>.rejudge", and then empties the
+ * sets. The next change that re-judges waits for it first, and any change
+ * does the work of a child that died. */
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
 			const struct plan *after, enum commit_kind kind, struct nf_error *err)
 {
 	struct nf_state_stage stage;
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
-	bool changed = false;
-	int r;
+	bool changed = false, rejudging = false;
+	char rj[CT_LOCK_PATH_MAX];
+	int r, marker = -1; /* "<state>.rejudge", locked: this change re-judges */
 
+	if (kind == COMMIT_ANY || kind == COMMIT_PODS) {
+		if (plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) < 0)
+			nflush = 0; /* out of memory: no re-judging */
+		if (rejudge_path(path, rj) == 0) {
+			rejudge_barrier(t, rj, nflush > 0);
+			/* held from here to the end of the child's work */
+			if (nflush && !t->force && (marker = lock_ct_file(rj, O_CREAT, LOCK_EX)) < 0)
+				marker = -1;
+		}
+	}
 	if ((r = mark_dirty(t, err)) < 0)
-		return r;
+		goto out;
 	/* the new state file is written while the kernel changes */
 	if ((r = kind == COMMIT_ANY ? nf_state_stage(path, s, NULL, &stage, err)
 				    : nf_state_stage_pods(path, s, NULL, &stage, err)) < 0) {
 		unlink(t->dirty);
-		return r;
+		goto out;
 	}
 	if (t->force) {
 		changed = true;
 		r = nft_apply(after, err);
-	} else if ((r = nft_apply_diff(before, after, &changed, err)) < 0) {
+	} else if ((r = nft_apply_diff(before, after, marker >= 0 ? flush : NULL, marker >= 0 ? nflush : 0, &changed,
+				       &rejudging, err)) < 0) {
 		/* the kernel did not hold what the state said (someone changed
 		 * it): rebuild everything from the plan */
 		nf_error_clear(err);
 		changed = true;
+		rejudging = false;
 		r = nft_apply(after, err);
 	}
 	if (r < 0) {
 		nf_state_stage_finish(path, s, &stage, false, NULL);
-		return r; /* the marker stays: the next change re-programs */
+		goto out; /* the markers stay: the next change re-programs, and re-judges */
 	}
 	if ((r = nf_state_stage_finish(path, s, &stage, true, err)) < 0) {
 		if (changed) {
@@ -269,23 +356,35 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 			if (nft_apply(before, &ignored) == 0)
 				unlink(t->dirty);
 		}
-		return r;
+		goto out;
 	}
 	unlink(t->dirty);
 	if (kind == COMMIT_DEL) { /* see txn.h */
 		del_cleanup_start(path, t->gone);
 		t->gone = NULL;
-		return 0;
+		goto out;
 	}
-	if ((kind == COMMIT_ANY || kind == COMMIT_PODS) && changed && plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) == 0) {
+	if (nflush && changed && !rejudging) { /* a full apply: the sets are empty, walk now */
 		struct nf_error ct = {0};
 		if (conntrack_flush_sources(flush, nflush, &ct) < 0)
 			snprintf(t->warning, sizeof(t->warning),
 				 "the change is in place, but established connections it no longer allows may "
 				 "continue: %.1500s", ct.msg);
 	}
+	if (marker >= 0) {
+		struct rejudge_job *j = malloc(sizeof(*j));
+		if (j) {
+			memcpy(j->name, rj, sizeof(j->name));
+			j->fd = marker;
+			marker = -1;
+			nlsock_defer_work_fd(rejudge_work, j, j->fd); /* closes it, frees j */
+		}
+	}
+out:
+	if (marker >= 0) /* not done: the next change does it (rejudge_barrier) */
+		close(marker);
 	free(flush);
-	return 0;
+	return r;
 }
 
 static int commit(struct txn *t, const char *path, const struct nf_state *s, enum commit_kind kind,

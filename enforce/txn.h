@@ -4,10 +4,15 @@
  * lock); the caller mutates the state; txn_commit() compiles the new plan,
  * programs the kernel in one transaction if the plan differs, and saves the
  * state. If saving fails the kernel is put back, so kernel and state agree.
- * Nothing is changed when the kernel rejects the new plan. Then the
- * conntrack entries of pods that lost a permission are deleted, so their
- * established flows are judged again (see tighten.c); if that fails the
- * change stands and `warning` says so.
+ * Nothing is changed when the kernel rejects the new plan. The pods that
+ * lost a permission (tighten.c) have their addresses put into the sets
+ * rejudge4/rejudge6 by the same transaction, so their established flows
+ * are judged by their chains from the commit on (plan.h); their conntrack
+ * entries are then deleted (each flow is judged anew by its next packet)
+ * and the sets emptied by the child that outlives the command, holding
+ * "<state>.rejudge" (commit_plans in txn.c). With a full rebuild instead
+ * of a diff, the entries are deleted before txn_commit returns; if that
+ * fails the change stands and `warning` says so.
  *
  * A DEL's conntrack cleanup (the entries from and to the pod's addresses,
  * so a reused address never inherits them) walks the whole conntrack table.
