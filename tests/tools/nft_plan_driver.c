@@ -296,7 +296,7 @@ int main(int argc, char **argv)
 	/* diff FROM TO: the kernel holds plan FROM; send only the difference */
 	if (strcmp(cmd, "diff") == 0 && argc == 4) {
 		struct plan from = { 0 };
-		bool changed = false;
+		bool changed = false, rejudging = false;
 		void (*mk[2])(struct plan *);
 
 		for (int i = 0; i < 2; i++) {
@@ -309,7 +309,7 @@ int main(int argc, char **argv)
 		}
 		mk[0](&from);
 		mk[1](&p);
-		r = nft_apply_diff(&from, &p, &changed, &err);
+		r = nft_apply_diff(&from, &p, NULL, 0, &changed, &rejudging, &err);
 		plan_free(&from);
 		plan_free(&p);
 		if (r < 0) {
