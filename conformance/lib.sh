@@ -581,7 +581,14 @@ nfc_kernel_matches_plan() {
 	local scratch=nfc-$NFC_ID-scratch t
 	# incremental changes create chains in another order than a full
 	# load, and hash sets list in kernel order: compare normalized
-	local norm="$NFC_CONF_DIR/nft_normalize.py"
+	local norm="$NFC_CONF_DIR/nft_normalize.py" i
+	# the sets rejudge4/rejudge6 hold addresses until the child of a
+	# change that restricted running pods is done (enforce/txn.h)
+	# (a marker no child holds is a killed change's: nothing to wait for)
+	for i in $(seq 50); do
+		[ -e "$NFC_DIR/state.json.rejudge" ] && ! flock -n -x "$NFC_DIR/state.json.rejudge" true || break
+		sleep 0.1
+	done
 	nfc_ctl show >"$NFC_DIR/show.nft" || return 1
 	nfc__netns_add "$scratch"
 	if ! ip netns exec "$scratch" nft -f "$NFC_DIR/show.nft"; then
@@ -603,10 +610,12 @@ nfc_summary() {
 	[ "$NFC_FAIL" = 0 ]
 }
 
-# A DEL leaves a child behind that cleans conntrack up a second later
-# (enforce/txn.h): wait for those of this test's plugin runs (their command
-# line names this test's dir: its bin/netfence, or a valgrind log in it) to
-# exit (10 s at most, then they are killed: this test started them).
+# A DEL leaves a child behind that cleans conntrack up a second later, and
+# so does a policy change that restricts running pods (enforce/txn.h): wait
+# for those of this test's plugin runs (their command line names this
+# test's dir: its bin/netfence, or a valgrind log in it) and netfencectl
+# runs (their environment names this test's state file) to exit (10 s at
+# most, then they are killed: this test started them).
 nfc__wait_deferred() {
 	local i d c left
 	for i in $(seq 100); do
@@ -614,7 +623,12 @@ nfc__wait_deferred() {
 		for d in /proc/[0-9]*; do
 			[ "${d#/proc/}" = $$ ] && continue
 			c=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null)
-			case $c in *"$NFC_DIR/"*bin/netfence* | "$NFC_DIR/bin/netfence"*) left="$left ${d#/proc/}" ;; esac
+			case $c in
+			*"$NFC_DIR/"*bin/netfence* | "$NFC_DIR/bin/netfence"*) left="$left ${d#/proc/}" ;;
+			*bin/netfencectl*)
+				tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "NETFENCE_STATE=$NFC_DIR/state.json" &&
+					left="$left ${d#/proc/}" ;;
+			esac
 		done
 		[ -z "$left" ] && return 0
 		sleep 0.1

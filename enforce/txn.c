@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -160,11 +161,28 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 	return 0;
 }
 
-/* ---- re-judging the flows of pods a change restricted (txn.h) ---- */
+/* ---- re-judging the flows of pods a change restricted (txn.h) ----
+ *
+ * "<state>.rejudge" holds a token (16 hex digits), new at each change that
+ * adds addresses to the rejudge sets. A worker (the child of such a change,
+ * or of any change that finds the marker with no worker alive) holds a
+ * shared lock on it for its whole life, waits REJUDGE_DELAY_MS, lists the
+ * sets, deletes the conntrack entries of those addresses, and then, under
+ * the state lock, takes them out of the sets and removes the marker, but
+ * only if the token is still the one it started with: else a later change
+ * added addresses meanwhile and its own worker, whose walk comes after
+ * that change, empties the sets. So no change waits for a worker. */
+
+/* Like DEL's: the next commands (kubectl applying more manifests, the
+ * runtime) do not compete with the walk for the CPU; meanwhile the
+ * restricted flows are judged packet by packet, which is correct. */
+#define REJUDGE_DELAY_MS 1000
 
 struct rejudge_job {
-	char name[CT_LOCK_PATH_MAX]; /* "<state>.rejudge" */
-	int fd;                      /* it, locked */
+	char state[CT_LOCK_PATH_MAX]; /* the state file */
+	char name[CT_LOCK_PATH_MAX];  /* "<state>.rejudge" */
+	int fd;                       /* it, with a shared lock */
+	uint64_t token;
 };
 
 static int rejudge_path(const char *path, char *out)
@@ -172,55 +190,118 @@ static int rejudge_path(const char *path, char *out)
 	return snprintf(out, CT_LOCK_PATH_MAX, "%s.rejudge", path) >= CT_LOCK_PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-/* With the marker `name` locked (fd): deletes the conntrack entries of
- * every address in the kernel's rejudge sets, then takes those addresses
- * out of the sets, then removes the marker. Closes fd. */
-static int rejudge_finish(const char *name, int fd, struct nf_error *err)
+static bool token_read(int fd, uint64_t *tok)
 {
-	struct nf_cidr *v = NULL;
-	size_t n = 0;
-	int r = nft_rejudge_list(&v, &n, err);
+	char buf[17] = "";
+	char *end;
 
-	if (r == 0 && n > 0 && (r = conntrack_flush_sources(v, n, err)) == 0)
-		r = nft_rejudge_remove(v, n, err);
-	free(v);
-	if (r == 0)
-		unlink(name); /* still held: a change that opened it waits */
-	close(fd);
-	return r;
+	if (pread(fd, buf, 16, 0) != 16)
+		return false;
+	*tok = strtoull(buf, &end, 16);
+	return end == buf + 16;
 }
 
 static void rejudge_work(void *arg, bool deferred)
 {
 	struct rejudge_job *j = arg;
 	struct nf_error err = {0};
+	struct nf_cidr *v = NULL;
+	size_t n = 0;
+	char lockname[CT_LOCK_PATH_MAX + 8];
+	int r, lk, fd;
+	uint64_t now;
 
-	(void)deferred;
-	if (rejudge_finish(j->name, j->fd, &err) < 0)
+	if (deferred) {
+		struct timespec ts = {REJUDGE_DELAY_MS / 1000, (REJUDGE_DELAY_MS % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	r = nft_rejudge_list(&v, &n, &err);
+	if (r == 0 && n > 0)
+		r = conntrack_flush_sources(v, n, &err);
+	if (r < 0)
+		goto out;
+	/* the state lock, without creating anything (the state may be gone) */
+	snprintf(lockname, sizeof(lockname), "%s.lock", j->state);
+	if ((lk = lock_ct_file(lockname, 0, LOCK_EX)) < 0)
+		goto out;
+	fd = open(j->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && token_read(fd, &now) && now == j->token) {
+		if (n == 0 || (r = nft_rejudge_remove(v, n, &err)) == 0)
+			unlink(j->name);
+	}
+	if (fd >= 0)
+		close(fd);
+	close(lk);
+out:
+	if (r < 0)
 		syslog(LOG_WARNING | LOG_DAEMON,
 		       "netfence: the established flows of pods a policy change restricted are still judged "
 		       "packet by packet (the next change retries): %s", err.msg);
+	free(v);
+	close(j->fd);
 }
 
-/* Called with the state lock held, before a change. A predecessor's work
- * that is still pending: when `wait` (this change re-judges too), waits for
- * the child doing it, or does it here if no one does (the child died or
- * has not started); else only the latter. A failure is only a warning:
- * the marker stays, and the next work takes whatever is in the sets. */
-static void rejudge_barrier(struct txn *t, const char *name, bool wait)
+/* Hands the marker (fd, shared-locked) to a worker. */
+static void rejudge_spawn(const char *path, const char *name, int fd, uint64_t token)
 {
-	struct nf_error err = {0};
-	int fd = lock_ct_file(name, 0, wait ? LOCK_EX : LOCK_EX | LOCK_NB);
+	struct rejudge_job *j = malloc(sizeof(*j));
 
-	if (fd == -ENOENT || fd == -EWOULDBLOCK)
+	if (!j) {
+		close(fd);
 		return;
+	}
+	snprintf(j->state, sizeof(j->state), "%s", path);
+	memcpy(j->name, name, sizeof(j->name));
+	j->fd = fd;
+	j->token = token;
+	nlsock_defer_work_fd(rejudge_work, j, fd); /* closes fd, frees j */
+}
+
+/* A new token into the marker (fd). */
+static bool token_write(int fd, uint64_t *token)
+{
+	char buf[17];
+
+	if (getrandom(token, sizeof(*token), GRND_NONBLOCK) != (ssize_t)sizeof(*token)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		*token = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+	}
+	snprintf(buf, sizeof(buf), "%016llx", (unsigned long long)*token);
+	return ftruncate(fd, 0) == 0 && pwrite(fd, buf, 16, 0) == 16;
+}
+
+/* Called with the state lock held: a marker no worker holds (its child
+ * died, or failed) gets a worker now. */
+static void rejudge_orphan(const char *path, const char *name)
+{
+	int fd = open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	uint64_t token;
+
 	if (fd < 0)
-		nf_error_set(&err, -fd, CNI_ERR_IO, "locking \"%s\": %s", name, strerror(-fd));
-	else if (rejudge_finish(name, fd, &err) == 0)
 		return;
-	snprintf(t->warning, sizeof(t->warning),
-		 "the established flows of pods an earlier change restricted are still judged packet by packet: %.1500s",
-		 err.msg);
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && (token_read(fd, &token) || token_write(fd, &token)) &&
+	    flock(fd, LOCK_SH) == 0) {
+		rejudge_spawn(path, name, fd, token);
+		return;
+	}
+	close(fd); /* a worker is on it */
+}
+
+/* Called with the state lock held, before a change that re-judges: a new
+ * token in the marker, which is returned shared-locked (or -1). */
+static int rejudge_mark(const char *name, uint64_t *token)
+{
+	int fd = open(name, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return -1;
+	if (!token_write(fd, token) || flock(fd, LOCK_SH) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* existing: note the addresses of the attachments (for the tightening check
@@ -303,9 +384,8 @@ static int mark_dirty(struct txn *t, struct nf_error *err)
  * deletes those flows' entries (each is then judged anew by its next
  * packet, and the fast path is back) takes 6-10 ms whatever the number of
  * flows (262,144 buckets here), so it runs in the child that outlives the
- * command (nlsock.h), holding "<state>.rejudge", and then empties the
- * sets. The next change that re-judges waits for it first, and any change
- * does the work of a child that died. */
+ * command (nlsock.h), which then empties the sets (rejudge_work); any
+ * change gives a marker no child holds a new child. */
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
 			const struct plan *after, enum commit_kind kind, struct nf_error *err)
 {
@@ -314,16 +394,17 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	size_t nflush = 0;
 	bool changed = false, rejudging = false;
 	char rj[CT_LOCK_PATH_MAX];
-	int r, marker = -1; /* "<state>.rejudge", locked: this change re-judges */
+	int r, marker = -1; /* "<state>.rejudge", with our token: this change re-judges */
+	uint64_t token = 0;
 
 	if (kind == COMMIT_ANY || kind == COMMIT_PODS) {
 		if (plan_tightened_sources(before, after, t->existing, t->nexisting, &flush, &nflush) < 0)
 			nflush = 0; /* out of memory: no re-judging */
 		if (rejudge_path(path, rj) == 0) {
-			rejudge_barrier(t, rj, nflush > 0);
-			/* held from here to the end of the child's work */
-			if (nflush && !t->force && (marker = lock_ct_file(rj, O_CREAT, LOCK_EX)) < 0)
-				marker = -1;
+			if (nflush && !t->force)
+				marker = rejudge_mark(rj, &token);
+			else
+				rejudge_orphan(path, rj);
 		}
 	}
 	if ((r = mark_dirty(t, err)) < 0)
@@ -372,16 +453,11 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 				 "continue: %.1500s", ct.msg);
 	}
 	if (marker >= 0) {
-		struct rejudge_job *j = malloc(sizeof(*j));
-		if (j) {
-			memcpy(j->name, rj, sizeof(j->name));
-			j->fd = marker;
-			marker = -1;
-			nlsock_defer_work_fd(rejudge_work, j, j->fd); /* closes it, frees j */
-		}
+		rejudge_spawn(path, rj, marker, token);
+		marker = -1;
 	}
 out:
-	if (marker >= 0) /* not done: the next change does it (rejudge_barrier) */
+	if (marker >= 0) /* failed: the next change's rejudge_orphan spawns a worker */
 		close(marker);
 	free(flush);
 	return r;

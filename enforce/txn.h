@@ -9,10 +9,11 @@
  * rejudge4/rejudge6 by the same transaction, so their established flows
  * are judged by their chains from the commit on (plan.h); their conntrack
  * entries are then deleted (each flow is judged anew by its next packet)
- * and the sets emptied by the child that outlives the command, holding
- * "<state>.rejudge" (commit_plans in txn.c). With a full rebuild instead
- * of a diff, the entries are deleted before txn_commit returns; if that
- * fails the change stands and `warning` says so.
+ * and the sets emptied by the child that outlives the command, a second
+ * later, under "<state>.rejudge" (the protocol is at the top of txn.c's
+ * re-judging section: no change ever waits for such a child). With a full
+ * rebuild instead of a diff, the entries are deleted before txn_commit
+ * returns; if that fails the change stands and `warning` says so.
  *
  * A DEL's conntrack cleanup (the entries from and to the pod's addresses,
  * so a reused address never inherits them) walks the whole conntrack table.
