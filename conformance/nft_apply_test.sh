@@ -301,9 +301,9 @@ tamper "another address jumps to the pod chain" pod_aaaa \
 tamper "a pod's address jumps to another chain" pod_bbbb \
 	'map "egress4": 10.1.0.6 does not jump to "pod_bbbb" \(it jumps to "pod_aaaa"\)' \
 	delete element inet netfence egress4 '{ 10.1.0.6 }' \; add element inet netfence egress4 '{ 10.1.0.6 : jump pod_aaaa }'
-tamper "rule added to base chain forward" pod_bbbb 'chain "forward": rule 6 is not in the plan' \
+tamper "rule added to base chain forward" pod_bbbb 'chain "forward": rule 4 is not in the plan' \
 	add rule inet netfence forward accept
-tamper "base chain input flushed" pod_bbbb 'chain "input": 0 rules, the plan has 6; rule 0 of the plan is missing' \
+tamper "base chain input flushed" pod_bbbb 'chain "input": 0 rules, the plan has 4; rule 0 of the plan is missing' \
 	flush chain inet netfence input
 tamper "policy of base chain input changed" pod_bbbb 'chain "input": its hook differs from the plan' \
 	chain inet netfence input '{ policy drop ; }'

@@ -12,8 +12,9 @@
  *     set rejudge6 { ipv6_addr }              judges again (empty but for then)
  *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks)
  *     chain forward  hook forward priority filter, policy accept:
- *         ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
- *         ip6 saddr @rejudge6 ct state established,related ct direction original ip6 saddr vmap @egress6
+ *         (only while re-judging, inserted and removed outside the plan, txn.h:
+ *          ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
+ *          ip6 saddr @rejudge6 ... ip6 saddr vmap @egress6)
  *         ct state established,related accept
  *         icmpv6 type nd-router-solicit..nd-neighbor-advert accept
  *         ip saddr vmap @egress4
@@ -164,17 +165,19 @@ int nft_apply(const struct plan *p, struct nf_error *err);
  * the differences, in one transaction; the full nft_apply when either plan
  * is empty. *changed: whether anything differed (nothing is sent if not).
  * rejudge (host addresses, may be empty): added to the sets rejudge4 /
- * rejudge6 in the same transaction, so the established flows from them are
- * judged by their chains from the commit on (txn.h); *rejudging says
- * whether that was done (not by a full apply, whose sets are empty). */
+ * rejudge6 in the same transaction, with the re-judging rules at the head
+ * of the base chains if they are not there, so the established flows from
+ * them are judged by their chains from the commit on (txn.h); *rejudging
+ * says whether that was done (not by a full apply). */
 int nft_apply_diff(const struct plan *before, const struct plan *after, const struct nf_cidr *rejudge,
 		   size_t nrejudge, bool *changed, bool *rejudging, struct nf_error *err);
 /* The addresses in the kernel's sets rejudge4/rejudge6 (none if the table
  * is missing). Caller frees *out. */
 int nft_rejudge_list(struct nf_cidr **out, size_t *nout, struct nf_error *err);
-/* Removes those of addrs that are in the sets rejudge4/rejudge6 (queries
- * first; missing ones and a missing table are not errors). */
-int nft_rejudge_remove(const struct nf_cidr *addrs, size_t naddrs, struct nf_error *err);
+/* Removes those of addrs that are in the sets rejudge4/rejudge6, and the
+ * re-judging rules from the base chains (queries first; missing ones and
+ * a missing table are not errors). */
+int nft_rejudge_end(const struct nf_cidr *addrs, size_t naddrs, struct nf_error *err);
 /* The changes from `before` to `after` alone, object by object, in one
  * transaction: for the partial plans of plan_pod_delta, which name only
  * what one pod changes (objects in neither are left alone). The tables

@@ -73,14 +73,12 @@ static void render_base(FILE *f, const char *name, const char *hook)
 	fprintf(f,
 		"\tchain %s {\n"
 		"\t\ttype filter hook %s priority filter; policy accept;\n"
-		"\t\tip saddr @%s ct state established,related ct direction original ip saddr vmap @%s\n"
-		"\t\tip6 saddr @%s ct state established,related ct direction original ip6 saddr vmap @%s\n"
 		"\t\tct state established,related accept\n"
 		"\t\tmeta l4proto ipv6-icmp icmpv6 type 133-136 accept\n"
 		"\t\tip saddr vmap @%s\n"
 		"\t\tip6 saddr vmap @%s\n"
 		"\t}\n",
-		name, hook, PLAN_SET_REJUDGE4, PLAN_MAP_V4, PLAN_SET_REJUDGE6, PLAN_MAP_V6, PLAN_MAP_V4, PLAN_MAP_V6);
+		name, hook, PLAN_MAP_V4, PLAN_MAP_V6);
 }
 
 static void render_rule(FILE *f, const struct plan_rule *r)

@@ -26,6 +26,14 @@ struct del_cleanup {
 	struct nf_cidr addrs[];
 };
 
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 static int ct_lock_path(const char *path, const struct nf_cidr *a, char *out)
 {
 	char text[INET6_ADDRSTRLEN];
@@ -78,11 +86,8 @@ static void del_cleanup_work(void *arg, bool deferred)
 	size_t held[CT_FILES_MAX], n = 0;
 	int r;
 
-	if (deferred) {
-		struct timespec ts = {DEL_CLEANUP_DELAY_MS / 1000, (DEL_CLEANUP_DELAY_MS % 1000) * 1000000L};
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
+	if (deferred)
+		sleep_ms(DEL_CLEANUP_DELAY_MS);
 	if (c->nfiles < c->naddrs) { /* no file for an ADD to find: all of them */
 		r = conntrack_flush(c->addrs, c->naddrs, c->addrs, c->naddrs, &err);
 	} else {
@@ -211,11 +216,8 @@ static void rejudge_work(void *arg, bool deferred)
 	int r, lk, fd;
 	uint64_t now;
 
-	if (deferred) {
-		struct timespec ts = {REJUDGE_DELAY_MS / 1000, (REJUDGE_DELAY_MS % 1000) * 1000000L};
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
+	if (deferred)
+		sleep_ms(REJUDGE_DELAY_MS);
 	r = nft_rejudge_list(&v, &n, &err);
 	if (r == 0 && n > 0)
 		r = conntrack_flush_sources(v, n, &err);
@@ -226,10 +228,8 @@ static void rejudge_work(void *arg, bool deferred)
 	if ((lk = lock_ct_file(lockname, 0, LOCK_EX)) < 0)
 		goto out;
 	fd = open(j->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd >= 0 && token_read(fd, &now) && now == j->token) {
-		if (n == 0 || (r = nft_rejudge_remove(v, n, &err)) == 0)
-			unlink(j->name);
-	}
+	if (fd >= 0 && token_read(fd, &now) && now == j->token && (r = nft_rejudge_end(v, n, &err)) == 0)
+		unlink(j->name);
 	if (fd >= 0)
 		close(fd);
 	close(lk);
