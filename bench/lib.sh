@@ -87,6 +87,18 @@ nfb_ctl() {
 		2>>"$NFB_DIR/log/ctl.err"
 }
 
+# nfb_rejudge_wait: until the child of a policy change that restricted
+# running pods is done (enforce/txn.h: a second, then the conntrack walk),
+# so that the ruleset is the steady one (no re-judging rules or addresses).
+nfb_rejudge_wait() {
+	local m=$NFB_DIR/state/state.json.rejudge i
+	for i in $(seq 100); do
+		[ -e "$m" ] && ! flock -n -x "$m" true || return 0
+		sleep 0.1
+	done
+	nfb_die "the re-judging child of a policy change did not finish in 10 s"
+}
+
 nfb_cni_env() {
 	local bin=${1:-bin}
 	echo NETCONFPATH="$NFB_DIR/net.d" CNI_PATH="$NFB_DIR/$bin" CNI_CACHE_DIR="$NFB_DIR/cache" CNI_IFNAME=eth0

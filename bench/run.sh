@@ -80,6 +80,7 @@ nfb_ctl apply -f "$NFB_DIR/gen/policies-$smin.json" >/dev/null || nfb_die "apply
 # sets, set elements (verdict map entries included), chains.
 ruleset_stats() {
 	local bytes j
+	nfb_rejudge_wait
 	bytes=$(nfb_in node sh -c 'nft list table inet netfence 2>/dev/null; nft list table netdev netfence 2>/dev/null' | wc -c)
 	j=$(nfb_in node sh -c 'nft -j list table inet netfence 2>/dev/null; nft -j list table netdev netfence 2>/dev/null')
 	jq -rs --arg b "$bytes" '[.[].nftables[]] as $o |
@@ -153,6 +154,7 @@ delete table inet nfb_ct"
 	configs=(none conntrack)
 	for n in $PEERS; do
 		nfb_ctl apply -f "$NFB_DIR/gen/dp-$n.json" >/dev/null || nfb_die "apply dp-$n"
+		nfb_rejudge_wait
 		{
 			echo "$reset"
 			nfb_in node nft list table inet netfence
