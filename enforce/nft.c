@@ -818,6 +818,28 @@ static void sink_fini(struct rsink *s)
 
 /* ---- the layout ---- */
 
+/* ct KEY into reg 1 */
+static void rb_ct(struct rb *rb, uint32_t key)
+{
+	struct nftnl_expr *e = rb_expr(rb, "ct");
+
+	if (!e)
+		return;
+	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+}
+
+/* ct state established,related */
+static void rb_ct_established(struct rb *rb)
+{
+	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
+	uint32_t zero = 0;
+
+	rb_ct(rb, NFT_CT_STATE);
+	rb_bitwise(rb, &ctmask, &zero, sizeof(ctmask));
+	rb_cmp(rb, NFT_CMP_NEQ, &zero, sizeof(zero));
+}
+
 /* The rules that judge again, packet by packet, the established flows the
  * pods in rejudge4/rejudge6 started (txn.h): in the base chains only
  * while that is pending (a rule there costs every packet a lookup, which
@@ -829,9 +851,6 @@ static void sink_fini(struct rsink *s)
 static void rejudge_rules(struct rsink *s, int which, const uint32_t map_id[2], const uint32_t rejudge_id[2])
 {
 	const char *name = which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
-	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
-	uint32_t zero = 0;
-	struct nftnl_expr *e;
 	struct rb rb;
 
 	for (int fi = 1; fi >= 0; fi--) {
@@ -840,18 +859,8 @@ static void rejudge_rules(struct rsink *s, int which, const uint32_t map_id[2], 
 		rb_nfproto(&rb, family);
 		rb_addr(&rb, family, false);
 		rb_lookup(&rb, fi ? PLAN_SET_REJUDGE6 : PLAN_SET_REJUDGE4, rejudge_id[fi], false);
-		e = rb_expr(&rb, "ct");
-		if (e) {
-			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-		}
-		rb_bitwise(&rb, &ctmask, &zero, sizeof(ctmask));
-		rb_cmp(&rb, NFT_CMP_NEQ, &zero, sizeof(zero));
-		e = rb_expr(&rb, "ct");
-		if (e) {
-			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
-			nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-		}
+		rb_ct_established(&rb);
+		rb_ct(&rb, NFT_CT_DIRECTION);
 		rb_cmp_u8(&rb, NFT_CMP_EQ, IP_CT_DIR_ORIGINAL);
 		rb_addr(&rb, family, false);
 		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, map_id[fi], true);
@@ -883,21 +892,12 @@ static bool rule_rejudges(struct nftnl_rule *r)
 static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2])
 {
 	const char *name = which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
-	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
-	uint32_t zero = 0;
-	struct nftnl_expr *e;
 	struct rb rb;
 	size_t n = 0;
 
 	/* ct state established,related accept */
 	rb_begin(&rb, name, NULL);
-	e = rb_expr(&rb, "ct");
-	if (e) {
-		nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-		nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-	}
-	rb_bitwise(&rb, &ctmask, &zero, sizeof(ctmask));
-	rb_cmp(&rb, NFT_CMP_NEQ, &zero, sizeof(zero));
+	rb_ct_established(&rb);
 	rb_verdict(&rb, NF_ACCEPT);
 	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
 
