@@ -669,6 +669,28 @@ static void rb_bitwise(struct rb *rb, const void *mask, const void *xor, uint32_
 		rb->oom = true;
 }
 
+/* ct KEY into reg 1 */
+static void rb_ct(struct rb *rb, uint32_t key)
+{
+	struct nftnl_expr *e = rb_expr(rb, "ct");
+
+	if (!e)
+		return;
+	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+}
+
+/* ct state established,related */
+static void rb_ct_established(struct rb *rb)
+{
+	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
+	uint32_t zero = 0;
+
+	rb_ct(rb, NFT_CT_STATE);
+	rb_bitwise(rb, &ctmask, &zero, sizeof(ctmask));
+	rb_cmp(rb, NFT_CMP_NEQ, &zero, sizeof(zero));
+}
+
 /* dreg_verdict: a vmap lookup */
 static void rb_lookup(struct rb *rb, const char *set, uint32_t set_id, bool dreg_verdict)
 {
@@ -817,28 +839,6 @@ static void sink_fini(struct rsink *s)
 }
 
 /* ---- the layout ---- */
-
-/* ct KEY into reg 1 */
-static void rb_ct(struct rb *rb, uint32_t key)
-{
-	struct nftnl_expr *e = rb_expr(rb, "ct");
-
-	if (!e)
-		return;
-	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-}
-
-/* ct state established,related */
-static void rb_ct_established(struct rb *rb)
-{
-	uint32_t ctmask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
-	uint32_t zero = 0;
-
-	rb_ct(rb, NFT_CT_STATE);
-	rb_bitwise(rb, &ctmask, &zero, sizeof(ctmask));
-	rb_cmp(rb, NFT_CMP_NEQ, &zero, sizeof(zero));
-}
 
 /* The rules that judge again, packet by packet, the established flows the
  * pods in rejudge4/rejudge6 started (txn.h): in the base chains only

@@ -185,8 +185,7 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
 
 struct rejudge_job {
 	char state[CT_LOCK_PATH_MAX]; /* the state file */
-	char name[CT_LOCK_PATH_MAX];  /* "<state>.rejudge" */
-	int fd;                       /* it, with a shared lock */
+	int fd;                       /* its marker, with a shared lock */
 	uint64_t token;
 };
 
@@ -212,12 +211,14 @@ static void rejudge_work(void *arg, bool deferred)
 	struct nf_error err = {0};
 	struct nf_cidr *v = NULL;
 	size_t n = 0;
-	char lockname[CT_LOCK_PATH_MAX + 8];
+	char lockname[CT_LOCK_PATH_MAX + 8], name[CT_LOCK_PATH_MAX];
 	int r, lk, fd;
 	uint64_t now;
 
 	if (deferred)
 		sleep_ms(REJUDGE_DELAY_MS);
+	if ((r = rejudge_path(j->state, name)) < 0)
+		goto out;
 	r = nft_rejudge_list(&v, &n, &err);
 	if (r == 0 && n > 0)
 		r = conntrack_flush_sources(v, n, &err);
@@ -227,14 +228,14 @@ static void rejudge_work(void *arg, bool deferred)
 	snprintf(lockname, sizeof(lockname), "%s.lock", j->state);
 	if ((lk = lock_ct_file(lockname, 0, LOCK_EX)) < 0)
 		goto out;
-	fd = open(j->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd >= 0 && token_read(fd, &now) && now == j->token && (r = nft_rejudge_end(v, n, &err)) == 0)
-		unlink(j->name);
+		unlink(name);
 	if (fd >= 0)
 		close(fd);
 	close(lk);
 out:
-	if (r < 0)
+	if (r < 0 && r != -ENAMETOOLONG)
 		syslog(LOG_WARNING | LOG_DAEMON,
 		       "netfence: the established flows of pods a policy change restricted are still judged "
 		       "packet by packet (the next change retries): %s", err.msg);
@@ -242,8 +243,8 @@ out:
 	close(j->fd);
 }
 
-/* Hands the marker (fd, shared-locked) to a worker. */
-static void rejudge_spawn(const char *path, const char *name, int fd, uint64_t token)
+/* Hands the marker of state file `path` (fd, shared-locked) to a worker. */
+static void rejudge_spawn(const char *path, int fd, uint64_t token)
 {
 	struct rejudge_job *j = malloc(sizeof(*j));
 
@@ -252,7 +253,6 @@ static void rejudge_spawn(const char *path, const char *name, int fd, uint64_t t
 		return;
 	}
 	snprintf(j->state, sizeof(j->state), "%s", path);
-	memcpy(j->name, name, sizeof(j->name));
 	j->fd = fd;
 	j->token = token;
 	nlsock_defer_work_fd(rejudge_work, j, fd); /* closes fd, frees j */
@@ -283,7 +283,7 @@ static void rejudge_orphan(const char *path, const char *name)
 		return;
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && (token_read(fd, &token) || token_write(fd, &token)) &&
 	    flock(fd, LOCK_SH) == 0) {
-		rejudge_spawn(path, name, fd, token);
+		rejudge_spawn(path, fd, token);
 		return;
 	}
 	close(fd); /* a worker is on it */
@@ -453,7 +453,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 				 "continue: %.1500s", ct.msg);
 	}
 	if (marker >= 0) {
-		rejudge_spawn(path, rj, marker, token);
+		rejudge_spawn(path, marker, token);
 		marker = -1;
 	}
 out:
