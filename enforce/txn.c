@@ -387,9 +387,9 @@ static int mark_dirty(struct txn *t, struct nf_error *err)
  * command (nlsock.h), which then empties the sets (rejudge_work); any
  * change gives a marker no child holds a new child. */
 static int commit_plans(struct txn *t, const char *path, const struct nf_state *s, const struct plan *before,
-			const struct plan *after, enum commit_kind kind, struct nf_error *err)
+			const struct plan *after, enum commit_kind kind, struct nf_state_stage *stage,
+			struct nf_error *err)
 {
-	struct nf_state_stage stage;
 	struct nf_cidr *flush = NULL;
 	size_t nflush = 0;
 	bool changed = false, rejudging = false;
@@ -407,12 +407,8 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 				rejudge_orphan(path, rj);
 		}
 	}
-	if ((r = mark_dirty(t, err)) < 0)
-		goto out;
-	/* the new state file is written while the kernel changes */
-	if ((r = kind == COMMIT_ANY ? nf_state_stage(path, s, NULL, &stage, err)
-				    : nf_state_stage_pods(path, s, NULL, &stage, err)) < 0) {
-		unlink(t->dirty);
+	if ((r = mark_dirty(t, err)) < 0) {
+		nf_state_stage_finish(path, s, stage, false, NULL);
 		goto out;
 	}
 	if (t->force) {
@@ -428,10 +424,10 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		r = nft_apply(after, err);
 	}
 	if (r < 0) {
-		nf_state_stage_finish(path, s, &stage, false, NULL);
+		nf_state_stage_finish(path, s, stage, false, NULL);
 		goto out; /* the markers stay: the next change re-programs, and re-judges */
 	}
-	if ((r = nf_state_stage_finish(path, s, &stage, true, err)) < 0) {
+	if ((r = nf_state_stage_finish(path, s, stage, true, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
 			if (nft_apply(before, &ignored) == 0)
@@ -463,15 +459,29 @@ out:
 	return r;
 }
 
+/* Every commit first starts writing the new state file (on a thread, see
+ * state.h): it is made from s, which is final by then, while the plan is
+ * made and the kernel changes. */
+static int stage(const char *path, const struct nf_state *s, enum commit_kind kind, const struct nf_pod *skip,
+		 struct nf_state_stage *st, struct nf_error *err)
+{
+	return kind == COMMIT_ANY ? nf_state_stage(path, s, skip, st, err)
+				  : nf_state_stage_pods(path, s, skip, st, err);
+}
+
 static int commit(struct txn *t, const char *path, const struct nf_state *s, enum commit_kind kind,
 		  struct nf_error *err)
 {
+	struct nf_state_stage st;
 	struct plan after = {0};
 	int r;
 
-	if ((r = plan_compile(s, &after, err)) < 0)
+	if ((r = stage(path, s, kind, NULL, &st, err)) < 0)
 		return r;
-	r = commit_plans(t, path, s, &t->before, &after, kind, err);
+	if ((r = plan_compile(s, &after, err)) < 0)
+		nf_state_stage_finish(path, s, &st, false, NULL);
+	else
+		r = commit_plans(t, path, s, &t->before, &after, kind, &st, err);
 	plan_free(&after);
 	return r;
 }
@@ -512,45 +522,46 @@ static int plan_minus(const struct plan *with, const struct nf_state *s, const s
  * compiling the node. -EAGAIN (nothing changed, nothing saved) when that
  * cannot be done: the share cannot be told apart, a predecessor died
  * mid-change, or the kernel refused the changes (it does not hold what
- * the state says, e.g. no tables yet); then the caller compiles. s holds
- * the pod; del_from: NULL for an ADD, for a DEL the same state, which
- * loses the pod here once the kernel has changed. */
+ * the state says, e.g. no tables yet); then the caller compiles, and
+ * finishes st. s holds the pod; del_from: NULL for an ADD, for a DEL the
+ * same state, which loses the pod here once the kernel has changed; st:
+ * the new state file (without the pod for a DEL), staged, finished here
+ * unless -EAGAIN. */
 static int commit_delta(struct txn *t, const char *path, const struct nf_state *s, struct nf_state *del_from,
-			const struct nf_pod *pod, struct nf_error *err)
+			const struct nf_pod *pod, struct nf_state_stage *st, struct nf_error *err)
 {
 	bool adding = del_from == NULL;
 	struct plan without = {0}, with = {0};
 	const struct plan *before = adding ? &without : &with, *after = adding ? &with : &without;
-	struct nf_state_stage stage;
 	bool kernel, changed = false;
 	int r;
 
 	if (t->force)
 		return -EAGAIN;
-	if ((r = plan_pod_delta(s, pod, &without, &with)) < 0)
-		return r == -EAGAIN ? r : nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
+	if ((r = plan_pod_delta(s, pod, &without, &with)) < 0) {
+		if (r == -EAGAIN)
+			return r;
+		nf_state_stage_finish(path, s, st, false, NULL);
+		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
+	}
 	/* a pod no policy selects and no peer set takes: nothing for the
 	 * kernel, no marker */
 	kernel = !plan_is_empty(&with) || with.nsets > 0;
-	if (kernel && (r = mark_dirty(t, err)) < 0)
-		goto out;
-	/* the new state file (without the pod for a DEL) is written while
-	 * the kernel changes */
-	if ((r = nf_state_stage_pods(path, s, adding ? NULL : pod, &stage, err)) < 0) {
-		if (kernel)
-			unlink(t->dirty);
+	if (kernel && (r = mark_dirty(t, err)) < 0) {
+		nf_state_stage_finish(path, s, st, false, NULL);
 		goto out;
 	}
 	if (kernel && (r = nft_apply_delta(before, after, &changed, err)) < 0) {
-		nf_state_stage_finish(path, s, &stage, false, NULL);
 		nf_error_clear(err);
 		unlink(t->dirty); /* the kernel did not change */
 		r = -EAGAIN;
 		goto out;
 	}
-	if (del_from)
+	if (del_from) { /* the thread reads s until then */
+		nf_state_stage_wait(st);
 		nf_state_remove_pod(del_from, t->gone_cid, t->gone_ifname);
-	if ((r = nf_state_stage_finish(path, s, &stage, true, err)) < 0) {
+	}
+	if ((r = nf_state_stage_finish(path, s, st, true, err)) < 0) {
 		struct nf_error ignored = {0};
 		bool back;
 		if (kernel && (!changed || nft_apply_delta(after, before, &back, &ignored) == 0))
@@ -573,12 +584,16 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 		   struct nf_error *err)
 {
 	struct plan after = {0}, before = {0};
-	int r = commit_delta(t, path, s, NULL, pod, err);
+	struct nf_state_stage st;
+	int r;
 
-	if (r != -EAGAIN)
+	if ((r = stage(path, s, COMMIT_ADD, NULL, &st, err)) < 0 ||
+	    (r = commit_delta(t, path, s, NULL, pod, &st, err)) != -EAGAIN)
 		return r;
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
-		r = commit_plans(t, path, s, &before, &after, COMMIT_ADD, err);
+		r = commit_plans(t, path, s, &before, &after, COMMIT_ADD, &st, err);
+	else
+		nf_state_stage_finish(path, s, &st, false, NULL);
 	plan_free(&before);
 	plan_free(&after);
 	return r;
@@ -589,6 +604,7 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 {
 	const struct nf_pod *pod = nf_state_find_pod(s, container_id, ifname);
 	struct plan after = {0}, before = {0};
+	struct nf_state_stage st;
 	int r;
 
 	*removed = pod != NULL;
@@ -601,11 +617,15 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
 	t->gone_cid = container_id;
 	t->gone_ifname = ifname;
-	if ((r = commit_delta(t, path, s, s, pod, err)) != -EAGAIN)
+	if ((r = stage(path, s, COMMIT_DEL, pod, &st, err)) < 0 ||
+	    (r = commit_delta(t, path, s, s, pod, &st, err)) != -EAGAIN)
 		return r;
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
+		nf_state_stage_wait(&st); /* the thread reads s until then */
 		nf_state_remove_pod(s, container_id, ifname);
-		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, err);
+		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, &st, err);
+	} else {
+		nf_state_stage_finish(path, s, &st, false, NULL);
 	}
 	plan_free(&before);
 	plan_free(&after);

@@ -5,6 +5,7 @@
 #include <glob.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -521,7 +522,10 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 	return r < 0 ? r : put_file(tmp, path, durable);
 }
 
-/* ---- saving: the new file is written on a thread (state.h) ---- */
+/* ---- saving: the new file is made and written on a thread (state.h) ---- */
+
+static int whole_text(struct nf_state_stage *st);
+static int pods_only_text(struct nf_state_stage *st);
 
 static void *stage_write(void *arg)
 {
@@ -530,24 +534,44 @@ static void *stage_write(void *arg)
 	/* always synced: the file holds the policies too, and an unsynced
 	 * file renamed over the old one can come back empty after a power
 	 * loss (XFS) */
-	st->error = new_file(st->tmp, st->text, st->len, true);
+	st->error = st->whole ? whole_text(st) : pods_only_text(st);
+	if (st->error == 0)
+		st->error = new_file(st->tmp, st->text, st->len, true);
 	return NULL;
 }
 
-/* Takes text (len bytes, ending with a newline) and starts writing it.
- * The caller has set st->pods_at, pods_end and cache. */
-static int stage_start(const char *path, char *text, size_t len, struct nf_state_stage *st, struct nf_error *err)
+/* A thread on another CPU than the caller's, if it may use another: a
+ * scheduler that packs tasks onto few CPUs (as this machine's does) would
+ * otherwise run a new thread on the caller's CPU, and only while the
+ * caller waits, so that none of its work would overlap the caller's
+ * (docs/performance.md). */
+static int start_beside(pthread_t *th, void *(*fn)(void *), void *arg)
 {
-	if (!text || !(st->tmp = tmp_template(path))) {
-		free(text);
-		free(st->spans);
+	pthread_attr_t attr;
+	cpu_set_t cpus;
+	int cpu = sched_getcpu(), r;
+
+	if (pthread_attr_init(&attr) != 0)
+		return pthread_create(th, NULL, fn, arg);
+	if (cpu >= 0 && cpu < CPU_SETSIZE && sched_getaffinity(0, sizeof(cpus), &cpus) == 0) {
+		CPU_CLR(cpu, &cpus);
+		if (CPU_COUNT(&cpus) > 0)
+			pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
+	}
+	r = pthread_create(th, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return r == 0 ? 0 : pthread_create(th, NULL, fn, arg);
+}
+
+/* Starts making and writing the text of st->s (without st->skip). */
+static int stage_start(const char *path, struct nf_state_stage *st, struct nf_error *err)
+{
+	if (!(st->tmp = tmp_template(path))) {
 		memset(st, 0, sizeof(*st));
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	}
-	st->text = text;
-	st->len = len;
 	/* no thread (e.g. out of resources): write it now */
-	st->threaded = pthread_create(&st->thread, NULL, stage_write, st) == 0;
+	st->threaded = start_beside(&st->thread, stage_write, st) == 0;
 	if (!st->threaded)
 		stage_write(st);
 	return 0;
@@ -625,20 +649,15 @@ static void stage_pods_at(struct nf_state_stage *st, size_t at, size_t alen)
 /* The whole state, as nf_state_to_json would have it dumped, but with
  * the pods' records copied as loaded when unchanged (pods_text): with 500
  * pods, making and dumping their JSON was a quarter of a policy change. */
-int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,
-		   struct nf_state_stage *st, struct nf_error *err)
+static int whole_text(struct nf_state_stage *st)
 {
 	static const char pods_key[] = ",\"pods\":", specs_key[] = ",\"registeredPods\":";
+	const struct nf_state *s = st->s;
 	struct nf_state v = *s;
 	json_t *root, *specs;
 	char *head = NULL, *tail = NULL, *arr = NULL, *text = NULL;
 	size_t hlen, tlen, alen = 0, len = 0;
 
-	memset(st, 0, sizeof(*st));
-	st->durable = true;
-	if (s->frozen) /* a bug, not an input: its objects were never loaded */
-		return nf_error_set(err, EINVAL, CNI_ERR_IO,
-				    "writing state file \"%s\": the state was loaded without its objects", path);
 	/* everything but "pods" and what follows it ("registeredPods"),
 	 * dumped; then the two appended in the same order */
 	v.npods = 0;
@@ -650,7 +669,7 @@ int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_p
 	}
 	json_decref(specs);
 	json_decref(root);
-	if (head && tail && (hlen = strlen(head)) >= 2 && (arr = stage_pods_text(s, skip, &alen, st))) {
+	if (head && tail && (hlen = strlen(head)) >= 2 && (arr = stage_pods_text(s, st->skip, &alen, st))) {
 		tlen = strlen(tail);
 		len = hlen - 1 + strlen(pods_key) + alen + strlen(specs_key) + tlen + 2;
 		if ((text = malloc(len + 1))) {
@@ -668,20 +687,20 @@ int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_p
 	free(head);
 	free(tail);
 	free(arr);
-	return stage_start(path, text, len, st, err);
+	st->text = text;
+	st->len = len;
+	return text ? 0 : -ENOMEM;
 }
 
-int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct nf_pod *skip,
-			struct nf_state_stage *st, struct nf_error *err)
+/* The loaded text with only its "pods" array made anew. */
+static int pods_only_text(struct nf_state_stage *st)
 {
+	const struct nf_state *s = st->s;
 	char *arr, *text;
 	size_t alen = 0, len;
 
-	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
-		return nf_state_stage(path, s, skip, st, err);
-	memset(st, 0, sizeof(*st));
-	if (!(arr = stage_pods_text(s, skip, &alen, st)))
-		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
+	if (!(arr = stage_pods_text(s, st->skip, &alen, st)))
+		return -ENOMEM;
 	/* the loaded text without its trailing white space, then a newline */
 	len = s->raw_len;
 	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
@@ -694,9 +713,45 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 		text[len++] = '\n';
 	}
 	free(arr);
+	if (!text)
+		return -ENOMEM;
 	/* the array is where it was: no need to look for it */
 	stage_pods_at(st, s->pods_at, alen);
-	return stage_start(path, text, len, st, err);
+	st->text = text;
+	st->len = len;
+	return 0;
+}
+
+int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+		   struct nf_state_stage *st, struct nf_error *err)
+{
+	memset(st, 0, sizeof(*st));
+	if (s->frozen) /* a bug, not an input: its objects were never loaded */
+		return nf_error_set(err, EINVAL, CNI_ERR_IO,
+				    "writing state file \"%s\": the state was loaded without its objects", path);
+	st->durable = true;
+	st->whole = true;
+	st->s = s;
+	st->skip = skip;
+	return stage_start(path, st, err);
+}
+
+int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+			struct nf_state_stage *st, struct nf_error *err)
+{
+	if (!s->raw || s->pods_end <= s->pods_at || s->pods_end > s->raw_len)
+		return nf_state_stage(path, s, skip, st, err);
+	memset(st, 0, sizeof(*st));
+	st->s = s;
+	st->skip = skip;
+	return stage_start(path, st, err);
+}
+
+void nf_state_stage_wait(struct nf_state_stage *st)
+{
+	if (st->threaded)
+		pthread_join(st->thread, NULL);
+	st->threaded = false;
 }
 
 int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_state_stage *st, bool keep,
@@ -704,8 +759,7 @@ int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_
 {
 	int r;
 
-	if (st->threaded)
-		pthread_join(st->thread, NULL);
+	nf_state_stage_wait(st);
 	r = st->error;
 	if (r == 0 && !keep)
 		unlink(st->tmp);

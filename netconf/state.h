@@ -75,15 +75,20 @@ int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *e
  * (the new file itself is synced before the rename, so it is whole). */
 int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err);
 
-/* The same saves in two steps, so that the slow part of a save, the new
- * file's data reaching the disk (create, write, fsync: ~0.7 ms here), runs
- * on a thread while the caller changes the kernel; nothing is visible
- * until the rename in nf_state_stage_finish. The text is made from s at
- * the start (without the record skip, if not NULL: a DEL's pod, still in
- * s while the kernel changes); finish with s as it is then (without skip),
- * for the model cache. keep=false removes the new file (the kernel refused
- * the change). Every stage must be finished, under the same state lock. */
+/* The same saves in two steps, so that the slow part of a save, making
+ * the new text and the new file's data reaching the disk (create, write,
+ * fsync: ~0.7 ms here), runs on a thread while the caller changes the
+ * kernel; nothing is visible until the rename in nf_state_stage_finish.
+ * The thread makes the text from s (without the record skip, if not NULL:
+ * a DEL's pod, still in s while the kernel changes), so s must not change
+ * until nf_state_stage_wait (or finish) has returned; finish with s as it
+ * is then (without skip), for the model cache. keep=false removes the new
+ * file (the kernel refused the change). Every stage must be finished,
+ * under the same state lock. */
 struct nf_state_stage {
+	const struct nf_state *s; /* what to write (the thread reads it) */
+	const struct nf_pod *skip;
+	bool whole;           /* dump it all (else copy the loaded text, new "pods") */
 	char *text;           /* the new state's text */
 	size_t len, pods_at, pods_end; /* its length, its "pods" array */
 	bool cache;           /* pods_at..pods_end found: write the model cache */
@@ -93,12 +98,14 @@ struct nf_state_stage {
 	bool threaded;        /* thread runs (else the file was written inline) */
 	pthread_t thread;
 	char *tmp;            /* the new file's name (a template until written) */
-	int error;            /* -errno of writing it */
+	int error;            /* -errno of making or writing it */
 };
 int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,
 		   struct nf_state_stage *st, struct nf_error *err);
 int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct nf_pod *skip,
 			struct nf_state_stage *st, struct nf_error *err);
+/* the thread is done with s */
+void nf_state_stage_wait(struct nf_state_stage *st);
 int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_state_stage *st, bool keep,
 			  struct nf_error *err);
 

@@ -1214,8 +1214,9 @@ static void test_state_stage(void **state)
 	assert_int_equal(stray_files(dir), 0);
 
 	/* a DEL: b skipped in the text, removed from s after the kernel
-	 * changed, then kept */
+	 * changed and the thread is done with s, then kept */
 	assert_int_equal(nf_state_stage_pods(path, &s, &s.pods[1], &st, &err), 0);
+	nf_state_stage_wait(&st);
 	assert_true(nf_state_remove_pod(&s, "c2", "eth0"));
 	assert_int_equal(nf_state_stage_finish(path, &s, &st, true, &err), 0);
 	assert_int_equal(stray_files(dir), 0);
@@ -1240,6 +1241,7 @@ static void test_state_stage(void **state)
 	fresh.pods = s.pods;
 	fresh.npods = s.npods;
 	assert_int_equal(nf_state_stage_pods(path, &fresh, &fresh.pods[0], &st, &err), 0);
+	nf_state_stage_wait(&st);
 	fresh.pods++; /* finished with s as it is then: without the skipped pod */
 	fresh.npods--;
 	assert_int_equal(nf_state_stage_finish(path, &fresh, &st, true, &err), 0);
