@@ -97,7 +97,9 @@ struct nf_state_stage {
 	bool durable;         /* fsync the directory after the rename */
 	bool threaded;        /* thread runs (else the file was written inline) */
 	pthread_t thread;
+	const char *path;     /* the state file */
 	char *tmp;            /* the new file's name (a template until written) */
+	char *prev;           /* "<state>.prev": the state replaced, kept linked */
 	int error;            /* -errno of making or writing it */
 };
 int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,

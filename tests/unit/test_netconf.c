@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1058,6 +1059,21 @@ static void test_state_namespace_labels(void **state)
 	nf_labels_free(&l);
 }
 
+/* rmdir, after the "<state>.prev" files the saves leave (state.h) */
+static int rmdir_state(const char *dir)
+{
+	char pattern[256];
+	glob_t g;
+
+	snprintf(pattern, sizeof(pattern), "%s/*.prev", dir);
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	return rmdir(dir);
+}
+
 /* nf_state_save_pods replaces just the "pods" value of the loaded text:
  * found at the top level, whatever the layout, key order and strings that
  * look like it; the result reads back as the whole state would. */
@@ -1137,7 +1153,7 @@ static void test_state_save_pods(void **state)
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	unlink(path);
-	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(rmdir_state(dir), 0);
 }
 
 static void write_text(const char *path, const char *text, mode_t mode)
@@ -1162,7 +1178,8 @@ static size_t read_text(const char *path, char *buf, size_t size)
 	return n;
 }
 
-/* Files in dir other than the state file and its model cache and lock. */
+/* Files in dir other than the state file, the one it replaced and its
+ * model cache. */
 static int stray_files(const char *dir)
 {
 	char cmd[128], line[256];
@@ -1173,7 +1190,8 @@ static int stray_files(const char *dir)
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p))
-		if (strcmp(line, "state.json\n") && strcmp(line, "state.json.model\n"))
+		if (strcmp(line, "state.json\n") && strcmp(line, "state.json.model\n") &&
+		    strcmp(line, "state.json.prev\n"))
 			n++;
 	pclose(p);
 	return n;
@@ -1192,7 +1210,7 @@ static void test_state_stage(void **state)
 		" {\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}], \"networkPolicies\": []}\n";
 	static const char rec_a[] = "{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"name\": \"a\"}";
 	static const char rec_c[] = "{\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}";
-	char dir[] = "/tmp/nf-test-stage-XXXXXX", path[64], cpath[80], buf[2048];
+	char dir[] = "/tmp/nf-test-stage-XXXXXX", path[64], cpath[80], prev[80], buf[2048];
 	struct nf_error err = {0};
 	struct nf_state s = {0}, t = {0}, fresh = {0};
 	struct nf_state_stage st;
@@ -1220,6 +1238,10 @@ static void test_state_stage(void **state)
 	assert_true(nf_state_remove_pod(&s, "c2", "eth0"));
 	assert_int_equal(nf_state_stage_finish(path, &s, &st, true, &err), 0);
 	assert_int_equal(stray_files(dir), 0);
+	/* the replaced file is still linked, whole, as "<state>.prev" */
+	snprintf(prev, sizeof(prev), "%s.prev", path);
+	read_text(prev, buf, sizeof(buf));
+	assert_string_equal(buf, text);
 	read_text(path, buf, sizeof(buf));
 	assert_null(strstr(buf, "\"c2\""));
 	assert_int_equal(nf_state_load_fast(path, &t, &err), 0);
@@ -1327,7 +1349,7 @@ static void test_state_stage(void **state)
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	unlink(path);
 	unlink(cpath);
-	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(rmdir_state(dir), 0);
 }
 
 /* nf_state_save_pods copies the records of unchanged pods as they are in
@@ -1409,7 +1431,7 @@ static void test_state_pod_records(void **state)
 
 	unlink(cpath);
 	unlink(path);
-	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(rmdir_state(dir), 0);
 }
 
 /* nf_state_load_fast: the model cache is used for exactly the text it was
@@ -1553,7 +1575,7 @@ static void test_state_model_cache(void **state)
 	unlink(other);
 	unlink(cpath);
 	unlink(path);
-	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(rmdir_state(dir), 0);
 }
 
 /* v1 Pod registrations: labels and containerPorts, validated */
