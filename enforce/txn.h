@@ -28,7 +28,9 @@
  * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
  * state file (between nft_apply and the rename of the new state). A
  * transaction that finds it (its predecessor died there) re-programs the
- * kernel from the state even if its own change alters nothing. */
+ * kernel from the state even if its own change alters nothing. Between
+ * changes the same empty file is "<state>.clean": marking and clearing
+ * are renames, cheaper than making and removing a file. */
 #ifndef NETFENCE_TXN_H
 #define NETFENCE_TXN_H
 
@@ -39,6 +41,7 @@ struct txn {
 	struct plan before;
 	bool force;      /* a predecessor died mid-change: re-program anyway */
 	char *dirty;     /* path of the marker */
+	char *clean;     /* its name between changes */
 	size_t nexisting;
 	struct nf_cidr *existing; /* the addresses of the attachments in the state at txn_begin */
 	struct del_cleanup *gone; /* DEL: the pod's addresses */
