@@ -527,6 +527,28 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 static int whole_text(struct nf_state_stage *st);
 static int pods_only_text(struct nf_state_stage *st);
 
+/* The model cache of the new text, written now, before the rename: it
+ * names the text by its hash, so until the rename it is a miss, and if
+ * the change is dropped it stays one (the next load parses the state and
+ * writes it anew). For s without skip, as the text has it. */
+static void stage_cache(struct nf_state_stage *st)
+{
+	struct nf_state v = *st->s;
+
+	if (st->skip) {
+		if (!(v.pods = calloc(st->s->npods + 1, sizeof(*v.pods))))
+			return; /* the old cache names the old text: a miss */
+		v.npods = 0;
+		for (size_t i = 0; i < st->s->npods; i++)
+			if (&st->s->pods[i] != st->skip)
+				v.pods[v.npods++] = st->s->pods[i]; /* shallow: s owns them */
+	}
+	nf_state_cache_write(st->path, &v, st->text, st->len, st->pods_at, st->pods_end,
+			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL);
+	if (st->skip)
+		free(v.pods);
+}
+
 static void *stage_write(void *arg)
 {
 	struct nf_state_stage *st = arg;
@@ -542,6 +564,8 @@ static void *stage_write(void *arg)
 		link(st->path, st->prev);
 	if (st->error == 0)
 		st->error = new_file(st->tmp, st->text, st->len, true);
+	if (st->error == 0 && st->cache)
+		stage_cache(st);
 	return NULL;
 }
 
@@ -774,10 +798,6 @@ int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_
 		unlink(st->tmp);
 	else if (r == 0)
 		r = put_file(st->tmp, path, st->durable);
-	/* the spans are s's once a DEL's pod has left it */
-	if (r == 0 && keep && st->cache)
-		nf_state_cache_write(path, s, st->text, st->len, st->pods_at, st->pods_end,
-				     st->spans && st->nspans == s->npods ? (const size_t(*)[2])st->spans : NULL);
 	free(st->spans);
 	free(st->text);
 	free(st->tmp);

@@ -46,8 +46,8 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
  * are (more than n: only n filled). */
 size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spans)[2], size_t n);
 
-/* The model cache (cache.c). Writers call nf_state_cache_write after the
- * rename of a new state text (failures only remove the cache). spans: where
+/* The model cache (cache.c). Writers call nf_state_cache_write once the
+ * new state text is written (failures only remove the cache). spans: where
  * each of s's pods is in text, if the writer knows (else they are found). */
 void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
 			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
@@ -80,11 +80,10 @@ int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_err
  * fsync: ~0.7 ms here), runs on a thread while the caller changes the
  * kernel; nothing is visible until the rename in nf_state_stage_finish.
  * The thread makes the text from s (without the record skip, if not NULL:
- * a DEL's pod, still in s while the kernel changes), so s must not change
- * until nf_state_stage_wait (or finish) has returned; finish with s as it
- * is then (without skip), for the model cache. keep=false removes the new
- * file (the kernel refused the change). Every stage must be finished,
- * under the same state lock. */
+ * a DEL's pod, still in s while the kernel changes), and the model cache
+ * for it, so s must not change until nf_state_stage_wait (or finish) has
+ * returned. keep=false removes the new file (the kernel refused the
+ * change). Every stage must be finished, under the same state lock. */
 struct nf_state_stage {
 	const struct nf_state *s; /* what to write (the thread reads it) */
 	const struct nf_pod *skip;
