@@ -127,7 +127,9 @@ endpoint srv 10.1.0.10 fd00::10 nfvs 10.1.0.11 10.1.0.20 172.16.0.1
 
 serve() {
 	local who=$1 proto=$2 port=$3 _try
-	in_ns "$ID-$who" "$PROBE" serve --ready "$TMP/$who-$proto-$port" "$proto" "$port" \
+	# not through in_ns: a function sent to the background is a subshell,
+	# and killing its PID would leave the server running
+	ip netns exec "$ID-$who" "$PROBE" serve --ready "$TMP/$who-$proto-$port" "$proto" "$port" \
 		>/dev/null 2>&1 &
 	PIDS+=($!)
 	for _try in $(seq 50); do
