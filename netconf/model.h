@@ -197,9 +197,14 @@ struct nf_pod {
 	/* where its JSON record lies in nf_state.raw, when it was loaded
 	 * from there and not changed since (raw_len 0: made anew) */
 	size_t raw_at, raw_len;
+	/* its strings, labels and addresses are the model cache's, owned by
+	 * the state it was loaded into (nf_state.frozen): nf_pod_free leaves
+	 * them; nf_pod_own makes them the pod's before any is changed */
+	bool borrowed;
 };
 
 void nf_pod_free(struct nf_pod *p);
+int nf_pod_own(struct nf_pod *p);
 int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err);
 json_t *nf_pod_to_json(const struct nf_pod *p);
 

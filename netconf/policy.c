@@ -704,6 +704,10 @@ void nf_pod_free(struct nf_pod *p)
 {
 	if (!p)
 		return;
+	if (p->borrowed) {
+		memset(p, 0, sizeof(*p));
+		return;
+	}
 	free(p->container_id);
 	free(p->ifname);
 	free(p->ns);
@@ -722,6 +726,25 @@ static int dup_opt(const char *s, char **out)
 		return 0;
 	*out = strdup(s);
 	return *out ? 0 : -ENOMEM;
+}
+
+int nf_pod_own(struct nf_pod *p)
+{
+	struct nf_pod o = {.naddrs = p->naddrs, .raw_at = p->raw_at, .raw_len = p->raw_len};
+
+	if (!p->borrowed)
+		return 0;
+	if (dup_opt(p->container_id, &o.container_id) < 0 || dup_opt(p->ifname, &o.ifname) < 0 ||
+	    dup_opt(p->ns, &o.ns) < 0 || dup_opt(p->name, &o.name) < 0 || dup_opt(p->host_veth, &o.host_veth) < 0 ||
+	    dup_opt(p->network, &o.network) < 0 || nf_labels_copy(&o.labels, &p->labels) < 0 ||
+	    !(o.addrs = calloc(p->naddrs + 1, sizeof(*o.addrs)))) {
+		nf_pod_free(&o);
+		return -ENOMEM;
+	}
+	if (p->naddrs)
+		memcpy(o.addrs, p->addrs, p->naddrs * sizeof(*o.addrs));
+	*p = o;
+	return 0;
 }
 
 int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err)

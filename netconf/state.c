@@ -966,7 +966,7 @@ int nf_state_put_podspec(struct nf_state *s, struct nf_podspec *p)
 		struct nf_pod *a = &s->pods[i];
 		if (streq0(a->ns, p->ns) && streq0(a->name, p->name)) {
 			struct nf_labels l = {0};
-			if (nf_labels_copy(&l, &p->labels) < 0)
+			if (nf_pod_own(a) < 0 || nf_labels_copy(&l, &p->labels) < 0)
 				return -ENOMEM;
 			nf_labels_free(&a->labels);
 			a->labels = l;
