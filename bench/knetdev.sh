@@ -9,9 +9,11 @@
 # netdev table; then REPS times, timed around the whole nft command, one
 # more such chain (with 2 rules) on a fresh veth, into that table and into
 # a table of its own. nf_tables validates the whole table a rule with a
-# verdict is added to, so the difference is what validating the other
-# chains costs (the nft command's own listing of the ruleset, which grows
-# with the chains too, is in both). Removes the namespace on exit.
+# verdict or a meta match is added to, so the difference is what
+# validating the other chains costs. Timed: the transaction's sendmsg
+# under strace -T (the whole nft command, ~7 ms with its own listing of
+# the ruleset, was too coarse a clock for it). Needs strace. Removes the
+# namespace on exit.
 set -eu
 n=${1:-500} reps=${2:-7}
 # shellcheck source=bench/scratch.sh
@@ -37,17 +39,17 @@ ip -n "$ns" -batch "$tmp/links"
 	echo "}"
 } >"$tmp/big.nft"
 ip netns exec "$ns" nft -f "$tmp/big.nft"
-ms() { # TABLE-OF-ITS-OWN(0/1) FIRST-DEVICE: median ms of REPS nft commands
-	local own=$1 first=$2 k s e d t
+command -v strace >/dev/null || { echo "knetdev.sh: needs strace" >&2; exit 2; }
+ms() { # TABLE-OF-ITS-OWN(0/1) FIRST-DEVICE: median ms of REPS transactions
+	local own=$1 first=$2 k d t
 	for ((k = 0; k < reps; k++)); do
 		d=d$((first + k)) t=big
 		[ "$own" = 1 ] && t=own$k
-		s=$(date +%s%N)
-		ip netns exec "$ns" nft "add table netdev $t; add chain netdev $t as_$d { type filter hook ingress device \"$d\" priority -500; policy accept; }; add rule netdev $t as_$d meta protocol ip ip saddr 10.9.0.$((k + 1)) accept; add rule netdev $t as_$d meta protocol ip drop"
-		e=$(date +%s%N)
-		echo $(((e - s) / 1000))
+		# the batch is nft's longest sendmsg
+		strace -qq -f -T -e trace=sendmsg -o "$tmp/st" ip netns exec "$ns" nft "add table netdev $t; add chain netdev $t as_$d { type filter hook ingress device \"$d\" priority -500; policy accept; }; add rule netdev $t as_$d meta protocol ip ip saddr 10.9.0.$((k + 1)) accept; add rule netdev $t as_$d meta protocol ip drop"
+		sed -n 's/.*<\([0-9.]*\)>$/\1/p' "$tmp/st" | sort -n | tail -1 | awk '{printf "%d\n", $1 * 1000000}'
 	done | median_ms
 }
 big=$(ms 0 "$n")
 own=$(ms 1 $((n + reps)))
-echo "netdev chains=$n: one more anti-spoofing chain ${big} ms into their table, ${own} ms into a table of its own (median of $reps nft commands)"
+echo "netdev chains=$n: one more anti-spoofing chain ${big} ms into their table, ${own} ms into a table of its own (the transaction's sendmsg, median of $reps)"
