@@ -1,4 +1,5 @@
 #include "txn.h"
+#include "../netconf/phase.h"
 #include "nlsock.h"
 
 #include <arpa/inet.h>
@@ -426,6 +427,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		nf_state_stage_finish(path, s, stage, false, NULL);
 		goto out;
 	}
+	nf_phase("marked");
 	if (t->force) {
 		changed = true;
 		r = nft_apply(after, err);
@@ -438,6 +440,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		rejudging = false;
 		r = nft_apply(after, err);
 	}
+	nf_phase("applied");
 	if (r < 0) {
 		nf_state_stage_finish(path, s, stage, false, NULL);
 		goto out; /* the markers stay: the next change re-programs, and re-judges */
@@ -559,6 +562,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 		nf_state_stage_finish(path, s, st, false, NULL);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
 	}
+	nf_phase("planned");
 	/* a pod no policy selects and no peer set takes: nothing for the
 	 * kernel, no marker */
 	kernel = !plan_is_empty(&with) || with.nsets > 0;
@@ -566,12 +570,14 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 		nf_state_stage_finish(path, s, st, false, NULL);
 		goto out;
 	}
+	nf_phase("marked");
 	if (kernel && (r = nft_apply_delta(before, after, &changed, err)) < 0) {
 		nf_error_clear(err);
 		clear_dirty(t); /* the kernel did not change */
 		r = -EAGAIN;
 		goto out;
 	}
+	nf_phase("applied");
 	if (del_from) { /* the thread reads s until then */
 		nf_state_stage_wait(st);
 		nf_state_remove_pod(del_from, t->gone_cid, t->gone_ifname);

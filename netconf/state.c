@@ -1,4 +1,5 @@
 #include "state.h"
+#include "phase.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -553,10 +554,12 @@ static void *stage_write(void *arg)
 {
 	struct nf_state_stage *st = arg;
 
+	nf_phase("writer");
 	/* always synced: the file holds the policies too, and an unsynced
 	 * file renamed over the old one can come back empty after a power
 	 * loss (XFS) */
 	st->error = st->whole ? whole_text(st) : pods_only_text(st);
+	nf_phase("writer-text");
 	/* the state being replaced keeps a second name, "<state>.prev", so
 	 * that the rename does not free its blocks on the caller's clock
 	 * (~0.25 ms here); the previous one's are freed here instead */
@@ -564,8 +567,10 @@ static void *stage_write(void *arg)
 		link(st->path, st->prev);
 	if (st->error == 0)
 		st->error = new_file(st->tmp, st->text, st->len, true);
+	nf_phase("writer-synced");
 	if (st->error == 0 && st->cache)
 		stage_cache(st);
+	nf_phase("writer-done");
 	return NULL;
 }
 
@@ -793,11 +798,13 @@ int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_
 	int r;
 
 	nf_state_stage_wait(st);
+	nf_phase("joined");
 	r = st->error;
 	if (r == 0 && !keep)
 		unlink(st->tmp);
 	else if (r == 0)
 		r = put_file(st->tmp, path, st->durable);
+	nf_phase("renamed");
 	free(st->spans);
 	free(st->text);
 	free(st->tmp);

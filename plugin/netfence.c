@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../enforce/link.h"
+#include "../netconf/phase.h"
 #include "../enforce/nlsock.h"
 #include "../enforce/plan.h"
 #include "../enforce/txn.h"
@@ -147,11 +148,15 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 		goto out;
 	}
 
+	nf_phase("parsed");
 	/* a DEL of one of these addresses may still be cleaning conntrack up (txn.h) */
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0 ||
-	    (r = txn_conntrack_barrier(c->conf.state_file, pod.addrs, pod.naddrs, err)) < 0 ||
-	    (r = nf_state_load_fast(c->conf.state_file, &st, err)) < 0)
+	    (r = txn_conntrack_barrier(c->conf.state_file, pod.addrs, pod.naddrs, err)) < 0)
 		goto out;
+	nf_phase("locked");
+	if ((r = nf_state_load_fast(c->conf.state_file, &st, err)) < 0)
+		goto out;
+	nf_phase("loaded");
 	/* a re-ADD replaces a record: not a pod added, compile both plans */
 	replacing = nf_state_find_pod(&st, c->container_id, c->ifname) != NULL;
 	if ((r = replacing ? txn_begin(&t, c->conf.state_file, &st, err)
@@ -190,6 +195,7 @@ static int cmd_add(struct ctx *c, struct nf_error *err)
 			   : txn_commit_add(&t, c->conf.state_file, &st,
 					    nf_state_find_pod(&st, c->container_id, c->ifname), err)) < 0)
 		goto out;
+	nf_phase("committed");
 	if (t.warning[0])
 		fprintf(stderr, "netfence: %s\n", t.warning);
 
@@ -261,13 +267,16 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 
 	if ((r = nf_state_lock(c->conf.state_file, &lock, err)) < 0)
 		return r;
+	nf_phase("locked");
 	if ((r = nf_state_load_fast(c->conf.state_file, &st, err)) < 0) {
 		r = del_without_state(c, err);
 		goto out;
 	}
+	nf_phase("loaded");
 	if ((r = txn_begin_pod(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
 	r = txn_commit_del(&t, c->conf.state_file, &st, c->container_id, c->ifname, &removed, err);
+	nf_phase("committed");
 	if (r == 0 && t.warning[0])
 		fprintf(stderr, "netfence: %s\n", t.warning);
 out:
@@ -417,12 +426,33 @@ static const struct {
 	{"STATUS", cmd_status, true, false},
 };
 
+/* NETFENCE_PHASES=1: one line on stderr with the time of each phase of
+ * this call, in ms from the start of main (phase.h); for finding where an
+ * ADD's time goes on a node. */
+static void phases_start(void)
+{
+	const char *v = getenv("NETFENCE_PHASES");
+
+	nf_phase_enable(v && *v && strcmp(v, "0") != 0);
+	nf_phase("start");
+}
+
+static void phases_report(const struct ctx *c)
+{
+	char buf[1024];
+
+	nf_phase("done");
+	if (nf_phase_format(buf, sizeof(buf)) > 1)
+		fprintf(stderr, "netfence: %s phases (ms): %s\n", c->command ? c->command : "-", buf);
+}
+
 int main(int argc, char **argv)
 {
 	struct ctx c = {0};
 	struct nf_error err = {0};
 	int r = -EINVAL, idx = -1;
 
+	phases_start();
 	nlsock_defer_enable();
 	c.command = getenv("CNI_COMMAND");
 	if (!c.command) {
@@ -450,12 +480,14 @@ int main(int argc, char **argv)
 		    (r = nf_cni_args_parse(getenv("CNI_ARGS"), &c.args, &err)) < 0)
 			goto fail;
 	}
+	nf_phase("config");
 	r = commands[idx].fn(&c, &err);
 	if (r < 0)
 		goto fail;
 	nf_cni_conf_free(&c.conf);
 	nf_cni_args_free(&c.args);
 	free(c.stdin_buf);
+	phases_report(&c);
 	nlsock_release_deferred();
 	return 0;
 fail:
@@ -465,6 +497,7 @@ fail:
 	nf_cni_conf_free(&c.conf);
 	nf_cni_args_free(&c.args);
 	free(c.stdin_buf);
+	phases_report(&c);
 	nlsock_release_deferred();
 	return 1;
 }
