@@ -136,7 +136,7 @@ bench: bench-build
 
 bench-smoke: bench-build
 	bench/run.sh --smoke $(BENCH_ARGS)
-	NFB_BASE_BIN_DIR=bin bench/plugin_alone.sh 10 10 3
+	NFB_PHASES=1 NFB_BASE_BIN_DIR=bin bench/plugin_alone.sh 10 10 3
 	NFB_BASE_BIN_DIR=bin bench/pc_alone.sh 10 10 3
 
 .PHONY: all check conformance install clean lint fuzz bench bench-build bench-smoke

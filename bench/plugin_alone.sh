@@ -16,6 +16,9 @@
 # NFB_BASE_BIN_DIR=DIR: side by side with DIR/netfence, the baseline: each
 # round runs DEL+ADD with both, in alternating order, on the same state;
 # prints both and the ratios of the medians.
+# NFB_PHASES=1: the plugin also reports its phases (NETFENCE_PHASES=1: ms
+# from the start of main at which each phase ended; netconf/phase.h); prints
+# the median of each, per command (and build).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
@@ -36,7 +39,7 @@ cid=$(jq -r '.pods[] | select(.name == "bench-nf") | .containerID' "$NFB_DIR/sta
 [ -n "$cid" ] || nfb_die "the measured pod has no record"
 # shellcheck disable=SC2016
 nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" CNI_IFNAME=eth0 \
-	CNI_PATH=/nonexistent CNI_ARGS="$args" bash -c '
+	CNI_PATH=/nonexistent CNI_ARGS="$args" NETFENCE_PHASES="${NFB_PHASES:-}" bash -c '
 	n=$1 t=$2 out=$3 conf=$4 errs=$5 state=$6
 	shift 6
 	for ((i = 0; i < n; i++)); do
@@ -52,12 +55,33 @@ nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" 
 					compgen -G "$state.conntrack-*" >/dev/null || break
 					sleep 0.1
 				done
-				CNI_COMMAND=$c "$t" -o "$out" -l "$label$c" -- "$plugin" <"$conf" >/dev/null 2>>"$errs" ||
+				CNI_COMMAND=$c "$t" -o "$out" -l "$label$c" -- "$plugin" <"$conf" >/dev/null 2>"$errs.one" ||
 					echo "$c failed" >&2
+				sed "s/^/$label$c: /" "$errs.one" >>"$errs"
 			done
 		done
 	done' loop "$rounds" "$NFB_TIME" "$NFB_DIR/t.tsv" "$NFB_DIR/conf.json" "$NFB_DIR/log/alone.err" \
 	"$NFB_DIR/state/state.json" "${plugins[@]}"
-[ -s "$NFB_DIR/log/alone.err" ] && nfb_die "plugin calls failed: $(tail -3 "$NFB_DIR/log/alone.err")"
+grep " phases (ms): " "$NFB_DIR/log/alone.err" >"$NFB_DIR/phases.txt"
+grep -v " phases (ms): " "$NFB_DIR/log/alone.err" >"$NFB_DIR/log/alone.err2"
+[ -s "$NFB_DIR/log/alone.err2" ] && nfb_die "plugin calls failed: $(tail -3 "$NFB_DIR/log/alone.err2")"
 echo "plugin alone, $pods pods x $policies policies, $rounds rounds (ms):"
 nfb_ab_summary "$NFB_DIR/t.tsv" ADD DEL
+if [ -s "$NFB_DIR/phases.txt" ]; then
+	echo "phases: median ms from the start of main at which each ended ($rounds calls each):"
+	python3 - "$NFB_DIR/phases.txt" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    who, _, rest = line.partition(": netfence: ")
+    cmd, _, ph = rest.partition(" phases (ms): ")
+    runs.setdefault(who.strip(), []).append([p.split("=") for p in ph.split()])
+for who, calls in sorted(runs.items()):
+    names = [n for n, _ in calls[0]]
+    med = []
+    for n in names:
+        v = [float(t) for c in calls for m, t in c if m == n]
+        med.append("%s %.2f" % (n, statistics.median(v)))
+    print("  %-9s %s" % (who, ", ".join(med)))
+PY
+fi
