@@ -519,18 +519,13 @@ int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, s
 static int plan_minus(const struct plan *with, const struct nf_state *s, const struct nf_pod *pod,
 		      struct plan *out, struct nf_error *err)
 {
-	struct nf_state v = *s;
+	struct nf_state v;
 	int r = plan_without_pod(with, s, pod, out);
 
 	if (r != -EAGAIN)
 		return r < 0 ? nf_error_set(err, -r, CNI_ERR_IO, "out of memory") : 0;
-	v.pods = calloc(s->npods + 1, sizeof(*v.pods));
-	if (!v.pods)
+	if (nf_state_view_without(s, pod, &v) < 0)
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
-	v.npods = 0;
-	for (size_t i = 0; i < s->npods; i++)
-		if (&s->pods[i] != pod)
-			v.pods[v.npods++] = s->pods[i];
 	r = plan_compile(&v, out, err);
 	free(v.pods);
 	return r;

@@ -536,14 +536,8 @@ static void stage_cache(struct nf_state_stage *st)
 {
 	struct nf_state v = *st->s;
 
-	if (st->skip) {
-		if (!(v.pods = calloc(st->s->npods + 1, sizeof(*v.pods))))
-			return; /* the old cache names the old text: a miss */
-		v.npods = 0;
-		for (size_t i = 0; i < st->s->npods; i++)
-			if (&st->s->pods[i] != st->skip)
-				v.pods[v.npods++] = st->s->pods[i]; /* shallow: s owns them */
-	}
+	if (st->skip && nf_state_view_without(st->s, st->skip, &v) < 0)
+		return; /* the old cache names the old text: a miss */
 	nf_state_cache_write(st->path, &v, st->text, st->len, st->pods_at, st->pods_end,
 			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL);
 	if (st->skip)
@@ -844,6 +838,18 @@ int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_err
 static bool streq0(const char *a, const char *b)
 {
 	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+int nf_state_view_without(const struct nf_state *s, const struct nf_pod *pod, struct nf_state *view)
+{
+	*view = *s;
+	if (!(view->pods = calloc(s->npods + 1, sizeof(*view->pods))))
+		return -ENOMEM;
+	view->npods = 0;
+	for (size_t i = 0; i < s->npods; i++)
+		if (&s->pods[i] != pod)
+			view->pods[view->npods++] = s->pods[i];
+	return 0;
 }
 
 const struct nf_pod *nf_state_find_pod(const struct nf_state *s, const char *container_id,

@@ -137,5 +137,8 @@ const struct nf_pod *nf_state_find_pod(const struct nf_state *s, const char *con
 				       const char *ifname);
 const struct nf_pod *nf_state_find_pod_by_name(const struct nf_state *s, const char *ns,
 					       const char *name);
+/* *view: s without pod (a shallow copy: s keeps owning everything; free
+ * view->pods only). -ENOMEM. */
+int nf_state_view_without(const struct nf_state *s, const struct nf_pod *pod, struct nf_state *view);
 
 #endif
