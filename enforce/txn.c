@@ -424,7 +424,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 		}
 	}
 	if ((r = mark_dirty(t, err)) < 0) {
-		nf_state_stage_finish(path, s, stage, false, NULL);
+		nf_state_stage_finish(stage, false, NULL);
 		goto out;
 	}
 	nf_phase("marked");
@@ -442,10 +442,10 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	}
 	nf_phase("applied");
 	if (r < 0) {
-		nf_state_stage_finish(path, s, stage, false, NULL);
+		nf_state_stage_finish(stage, false, NULL);
 		goto out; /* the markers stay: the next change re-programs, and re-judges */
 	}
-	if ((r = nf_state_stage_finish(path, s, stage, true, err)) < 0) {
+	if ((r = nf_state_stage_finish(stage, true, err)) < 0) {
 		if (changed) {
 			struct nf_error ignored = {0};
 			if (nft_apply(before, &ignored) == 0)
@@ -497,7 +497,7 @@ static int commit(struct txn *t, const char *path, const struct nf_state *s, enu
 	if ((r = stage(path, s, kind, NULL, &st, err)) < 0)
 		return r;
 	if ((r = plan_compile(s, &after, err)) < 0)
-		nf_state_stage_finish(path, s, &st, false, NULL);
+		nf_state_stage_finish(&st, false, NULL);
 	else
 		r = commit_plans(t, path, s, &t->before, &after, kind, &st, err);
 	plan_free(&after);
@@ -554,7 +554,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	if ((r = plan_pod_delta(s, pod, &without, &with)) < 0) {
 		if (r == -EAGAIN)
 			return r;
-		nf_state_stage_finish(path, s, st, false, NULL);
+		nf_state_stage_finish(st, false, NULL);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
 	}
 	nf_phase("planned");
@@ -562,7 +562,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	 * kernel, no marker */
 	kernel = !plan_is_empty(&with) || with.nsets > 0;
 	if (kernel && (r = mark_dirty(t, err)) < 0) {
-		nf_state_stage_finish(path, s, st, false, NULL);
+		nf_state_stage_finish(st, false, NULL);
 		goto out;
 	}
 	nf_phase("marked");
@@ -577,7 +577,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 		nf_state_stage_wait(st);
 		nf_state_remove_pod(del_from, t->gone_cid, t->gone_ifname);
 	}
-	if ((r = nf_state_stage_finish(path, s, st, true, err)) < 0) {
+	if ((r = nf_state_stage_finish(st, true, err)) < 0) {
 		struct nf_error ignored = {0};
 		bool back;
 		if (kernel && (!changed || nft_apply_delta(after, before, &back, &ignored) == 0))
@@ -609,7 +609,7 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
 		r = commit_plans(t, path, s, &before, &after, COMMIT_ADD, &st, err);
 	else
-		nf_state_stage_finish(path, s, &st, false, NULL);
+		nf_state_stage_finish(&st, false, NULL);
 	plan_free(&before);
 	plan_free(&after);
 	return r;
@@ -641,7 +641,7 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 		nf_state_remove_pod(s, container_id, ifname);
 		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, &st, err);
 	} else {
-		nf_state_stage_finish(path, s, &st, false, NULL);
+		nf_state_stage_finish(&st, false, NULL);
 	}
 	plan_free(&before);
 	plan_free(&after);

@@ -786,9 +786,9 @@ void nf_state_stage_wait(struct nf_state_stage *st)
 	st->threaded = false;
 }
 
-int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_state_stage *st, bool keep,
-			  struct nf_error *err)
+int nf_state_stage_finish(struct nf_state_stage *st, bool keep, struct nf_error *err)
 {
+	const char *path = st->path;
 	int r;
 
 	nf_state_stage_wait(st);
@@ -814,7 +814,7 @@ int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *e
 	struct nf_state_stage st;
 	int r = nf_state_stage(path, s, NULL, &st, err);
 
-	return r < 0 ? r : nf_state_stage_finish(path, s, &st, true, err);
+	return r < 0 ? r : nf_state_stage_finish(&st, true, err);
 }
 
 int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err)
@@ -822,7 +822,7 @@ int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_err
 	struct nf_state_stage st;
 	int r = nf_state_stage_pods(path, s, NULL, &st, err);
 
-	return r < 0 ? r : nf_state_stage_finish(path, s, &st, true, err);
+	return r < 0 ? r : nf_state_stage_finish(&st, true, err);
 }
 
 /* ---- mutation ---- */

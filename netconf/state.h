@@ -107,8 +107,7 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 			struct nf_state_stage *st, struct nf_error *err);
 /* the thread is done with s */
 void nf_state_stage_wait(struct nf_state_stage *st);
-int nf_state_stage_finish(const char *path, const struct nf_state *s, struct nf_state_stage *st, bool keep,
-			  struct nf_error *err);
+int nf_state_stage_finish(struct nf_state_stage *st, bool keep, struct nf_error *err);
 
 enum nf_put_result {
 	NF_PUT_CREATED,

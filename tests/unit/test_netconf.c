@@ -1226,7 +1226,7 @@ static void test_state_stage(void **state)
 	assert_int_equal(nf_state_stage_pods(path, &s, &s.pods[1], &st, &err), 0);
 	read_text(path, buf, sizeof(buf));
 	assert_string_equal(buf, text);
-	assert_int_equal(nf_state_stage_finish(path, &s, &st, false, &err), 0);
+	assert_int_equal(nf_state_stage_finish(&st, false, &err), 0);
 	read_text(path, buf, sizeof(buf));
 	assert_string_equal(buf, text);
 	assert_int_equal(stray_files(dir), 0);
@@ -1236,7 +1236,7 @@ static void test_state_stage(void **state)
 	assert_int_equal(nf_state_stage_pods(path, &s, &s.pods[1], &st, &err), 0);
 	nf_state_stage_wait(&st);
 	assert_true(nf_state_remove_pod(&s, "c2", "eth0"));
-	assert_int_equal(nf_state_stage_finish(path, &s, &st, true, &err), 0);
+	assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
 	assert_int_equal(stray_files(dir), 0);
 	/* the replaced file is still linked, whole, as "<state>.prev" */
 	snprintf(prev, sizeof(prev), "%s.prev", path);
@@ -1258,7 +1258,7 @@ static void test_state_stage(void **state)
 
 	/* a state never loaded from a file is staged whole, without skip */
 	assert_int_equal(nf_state_stage(path, &s, &s.pods[0], &st, &err), 0);
-	assert_int_equal(nf_state_stage_finish(path, &s, &st, false, &err), 0);
+	assert_int_equal(nf_state_stage_finish(&st, false, &err), 0);
 	assert_int_equal(stray_files(dir), 0);
 	fresh.pods = s.pods;
 	fresh.npods = s.npods;
@@ -1266,7 +1266,7 @@ static void test_state_stage(void **state)
 	nf_state_stage_wait(&st);
 	fresh.pods++; /* finished with s as it is then: without the skipped pod */
 	fresh.npods--;
-	assert_int_equal(nf_state_stage_finish(path, &fresh, &st, true, &err), 0);
+	assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
 	assert_int_equal(nf_state_load(path, &t, &err), 0);
 	assert_int_equal(t.npods, 1);
 	assert_string_equal(t.pods[0].name, "c");
@@ -1277,7 +1277,7 @@ static void test_state_stage(void **state)
 	fresh.pods = s.pods;
 	fresh.npods = s.npods;
 	assert_int_equal(nf_state_stage_pods(path, &fresh, &fresh.pods[0], &st, &err), 0);
-	assert_int_equal(nf_state_stage_finish(path, &fresh, &st, true, &err), 0);
+	assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
 	assert_int_equal(nf_state_load(path, &t, &err), 0);
 	assert_int_equal(t.npods, 1);
 	assert_string_equal(t.pods[0].name, "c");
@@ -1340,9 +1340,9 @@ static void test_state_stage(void **state)
 	/* the new file cannot be made: an error at the finish if kept */
 	snprintf(path, sizeof(path), "%s/gone/state.json", dir);
 	assert_int_equal(nf_state_stage(path, &t, NULL, &st, &err), 0);
-	assert_int_equal(nf_state_stage_finish(path, &t, &st, false, &err), 0);
+	assert_int_equal(nf_state_stage_finish(&st, false, &err), 0);
 	assert_int_equal(nf_state_stage(path, &t, NULL, &st, &err), 0);
-	assert_true(nf_state_stage_finish(path, &t, &st, true, &err) < 0);
+	assert_true(nf_state_stage_finish(&st, true, &err) < 0);
 	assert_non_null(strstr(err.msg, path));
 	assert_non_null(strstr(err.msg, strerror(ENOENT)));
 
