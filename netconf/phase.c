@@ -50,7 +50,8 @@ size_t nf_phase_format(char *buf, size_t len)
 			continue;
 		if (!t0)
 			t0 = &phases[i].at;
-		w = snprintf(buf + at, at < len ? len - at : 0, "%s%s=%.3f", k ? " " : "", name,
+		/* once full, only counted: no pointer past the buffer */
+		w = snprintf(at < len ? buf + at : NULL, at < len ? len - at : 0, "%s%s=%.3f", k ? " " : "", name,
 			     (double)(phases[i].at.tv_sec - t0->tv_sec) * 1e3 +
 				     (double)(phases[i].at.tv_nsec - t0->tv_nsec) / 1e6);
 		if (w > 0)
