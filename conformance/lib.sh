@@ -575,6 +575,18 @@ nfc_check_not() {
 	fi
 }
 
+# nfc_netfence_tables CMD...: netfence's tables as `CMD nft` lists them:
+# table inet netfence and each pod's table netdev netfence-<veth> (plus an
+# earlier build's single table netdev netfence)
+nfc_netfence_tables() {
+	local _t fam name
+	"$@" nft list tables | while read -r _t fam name; do
+		case "$fam $name" in
+		"inet netfence" | "netdev netfence" | "netdev netfence-"*) "$@" nft list table "$fam" "$name" ;;
+		esac
+	done
+}
+
 # The libnftnl path (the plugin) and the text path (render.c through nft -f)
 # must give the same kernel objects.
 nfc_kernel_matches_plan() {
@@ -595,12 +607,8 @@ nfc_kernel_matches_plan() {
 		ip netns del "$scratch"
 		return 1
 	fi
-	for t in "inet netfence" "netdev netfence"; do
-		ip netns exec "$scratch" nft list table $t 2>/dev/null
-	done | python3 "$norm" >"$NFC_DIR/want.nft"
-	for t in "inet netfence" "netdev netfence"; do
-		nfc_in node nft list table $t 2>/dev/null
-	done | python3 "$norm" >"$NFC_DIR/got.nft"
+	nfc_netfence_tables ip netns exec "$scratch" | python3 "$norm" >"$NFC_DIR/want.nft"
+	nfc_netfence_tables nfc_in node | python3 "$norm" >"$NFC_DIR/got.nft"
 	ip netns del "$scratch"
 	diff -u "$NFC_DIR/want.nft" "$NFC_DIR/got.nft" >&2
 }

@@ -197,8 +197,8 @@ expect_lines "inet table: pod chains, rules of every shape" \
 	"meta nfproto ipv6 accept" \
 	"counter packets 0 bytes 0 drop" \
 	"chain pod_bbbb {"
-expect_lines "netdev table: antispoof chains" \
-	"table netdev netfence {" \
+expect_lines "netdev tables: one per pod, each with its antispoof chain" \
+	"table netdev netfence-nfv1 {" "table netdev netfence-nfv2 {" \
 	"chain as_nfv1 {" "type filter hook ingress device \"nfv1\" priority -500; policy accept;" \
 	"ip saddr 10.1.0.5 accept" "meta protocol ip drop" "ip6 saddr fd00::5 accept" \
 	"ip6 saddr fe80::/10 icmpv6 type 133-136 accept" \
@@ -255,7 +255,8 @@ tamper() {
 	fi
 	check_fails "tampered: $desc" "$chain" "$re"
 }
-handle_of() { node nft -a list chain "$1" netfence "$2" | grep -F -- "$3" | sed 's/.*# handle //'; }
+# handle_of FAMILY TABLE CHAIN RULE-TEXT
+handle_of() { node nft -a list chain "$1" "$2" "$3" | grep -F -- "$4" | sed 's/.*# handle //'; }
 check_fails "a chain not in the plan" pod_zzzz 'chain "pod_zzzz" is not in the plan'
 out=$(driver check apply2 pod_cccc 2>&1)
 if grep -q 'chain "pod_cccc" is missing from table inet netfence' <<<"$out"; then ok "plan 2's chain missing [$out]"; else fail "plan 2's chain missing: $out"; fi
@@ -268,15 +269,15 @@ tamper "rule appended to pod_aaaa" pod_aaaa 'chain "pod_aaaa": rule 8 is not in 
 driver apply1
 tamper "rule deleted from pod_aaaa" pod_aaaa \
 	'chain "pod_aaaa": rule 3 of the plan is missing \(plan: .*comment "default/allow-range egress\[0\]"\)' \
-	delete rule inet netfence pod_aaaa handle "$(handle_of inet pod_aaaa 'tcp dport 1000-2000')"
+	delete rule inet netfence pod_aaaa handle "$(handle_of inet netfence pod_aaaa 'tcp dport 1000-2000')"
 driver apply1
 tamper "port range of a rule changed" pod_aaaa \
 	'chain "pod_aaaa": rule 3 differs from the plan \(kernel: .*0x0000d107.*, plan: .*0x0000d007' \
-	replace rule inet netfence pod_aaaa handle "$(handle_of inet pod_aaaa 'tcp dport 1000-2000')" \
+	replace rule inet netfence pod_aaaa handle "$(handle_of inet netfence pod_aaaa 'tcp dport 1000-2000')" \
 	tcp dport 1000-2001 accept comment '"default/allow-range egress[0]"'
 driver apply1
 tamper "comment of a rule changed" pod_aaaa 'chain "pod_aaaa": rule 3 differs from the plan .*comment "x"' \
-	replace rule inet netfence pod_aaaa handle "$(handle_of inet pod_aaaa 'tcp dport 1000-2000')" \
+	replace rule inet netfence pod_aaaa handle "$(handle_of inet netfence pod_aaaa 'tcp dport 1000-2000')" \
 	tcp dport 1000-2000 accept comment '"x"'
 tamper "element added to a host set" pod_aaaa 'set "peers_web": element 10.9.9.9 is not in the plan' \
 	add element inet netfence peers_web '{ 10.9.9.9 }'
@@ -310,19 +311,20 @@ tamper "base chain input flushed" pod_bbbb 'chain "input": 0 rules, the plan has
 tamper "policy of base chain input changed" pod_bbbb 'chain "input": its hook differs from the plan' \
 	chain inet netfence input '{ policy drop ; }'
 tamper "accept rule inserted into the antispoof chain" pod_aaaa 'chain "as_nfv1": rule 0 is not in the plan' \
-	insert rule netdev netfence as_nfv1 accept
+	insert rule netdev netfence-nfv1 as_nfv1 accept
 tamper "antispoof rule of the v6 address deleted" pod_aaaa 'chain "as_nfv1": rule 2 of the plan is missing' \
-	delete rule netdev netfence as_nfv1 handle "$(handle_of netdev as_nfv1 'ip6 saddr fd00::5 accept')"
+	delete rule netdev netfence-nfv1 as_nfv1 handle "$(handle_of netdev netfence-nfv1 as_nfv1 'ip6 saddr fd00::5 accept')"
 tamper "antispoof chain bound to another device too" pod_aaaa \
 	'chain "as_nfv1" is bound to "nfv2", "nfv1", the plan says device "nfv1"' \
-	add chain netdev netfence as_nfv1 '{ type filter hook ingress devices = { nfv1, nfv2 } priority -500 ; }'
+	add chain netdev netfence-nfv1 as_nfv1 '{ type filter hook ingress devices = { nfv1, nfv2 } priority -500 ; }'
 tamper "antispoof chain re-created on another device" pod_aaaa \
 	'chain "as_nfv1" is bound to "nfv2", the plan says device "nfv1"' \
-	delete chain netdev netfence as_nfv1 \; add chain netdev netfence as_nfv1 \
+	delete chain netdev netfence-nfv1 as_nfv1 \; add chain netdev netfence-nfv1 as_nfv1 \
 	'{ type filter hook ingress device nfv2 priority -500 ; }'
-tamper "antispoof chain deleted" pod_bbbb 'chain "as_nfv2" is missing from table netdev netfence' \
-	delete chain netdev netfence as_nfv2
-tamper "table netdev deleted" pod_aaaa 'table netdev netfence is missing' delete table netdev netfence
+tamper "antispoof chain deleted" pod_bbbb 'chain "as_nfv2" is missing from table netdev netfence-nfv2' \
+	delete chain netdev netfence-nfv2 as_nfv2
+tamper "the pod's netdev table deleted" pod_aaaa 'table netdev netfence-nfv1 is missing' \
+	delete table netdev netfence-nfv1
 tamper "table inet deleted" pod_bbbb 'table inet netfence is missing' delete table inet netfence
 tamper "pod chain deleted" pod_bbbb 'chain "pod_bbbb" is missing from table inet netfence' \
 	delete element inet netfence egress4 '{ 10.1.0.6 }' \; delete chain inet netfence pod_bbbb
@@ -363,8 +365,8 @@ check "  ... and the failed transaction changed nothing (pod_aaaa's map entry ke
 check "delete" driver delete
 check "remove without tables" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
 check "apply1" driver apply1
-node nft delete table netdev netfence
-check "remove without table netdev" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
+node nft delete table netdev netfence-nfv1
+check "remove without its table netdev" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
 expect_no_line "pod_aaaa gone" 'pod_aaaa'
 check "apply1 (restore)" driver apply1
 
@@ -428,6 +430,31 @@ check "nft_delete_all" driver delete
 check "no netfence table left" bash -c "! ip netns exec $NODE nft list tables | grep -q netfence"
 check "nft_delete_all again (idempotent)" driver delete
 check_not "nft_chain_exists without a table = no" driver exists pod_aaaa
+
+echo "== netdev tables: one per pod; a full apply deletes netfence's stale ones, and only those"
+has_table() { node nft list tables | grep -qxF "table $1"; }
+check "apply1" driver apply1
+node nft add table netdev netfence-stale \; add table netdev netfencex \; add table netdev other
+# the single table of earlier builds, with a chain on nfv1
+node nft add table netdev netfence \; add chain netdev netfence as_nfv1 \
+	'{ type filter hook ingress device nfv1 priority -500 ; }' \; add rule netdev netfence as_nfv1 drop
+check "apply2 (full)" driver apply2
+check_not "  ... deleted earlier builds' table netdev netfence" has_table "netdev netfence"
+check_not "  ... deleted netfence-stale" has_table "netdev netfence-stale"
+check_not "  ... deleted nfv1's table (not in plan 2)" has_table "netdev netfence-nfv1"
+check "  ... made nfv2's" has_table "netdev netfence-nfv2"
+check "  ... left netfencex alone" has_table "netdev netfencex"
+check "  ... left other alone" has_table "netdev other"
+allow "p1 (the old table's drop gone) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
+check "diff apply2 -> apply1" driver diff apply2 apply1
+check "  ... made nfv1's table" has_table "netdev netfence-nfv1"
+check "diff apply1 -> apply2" driver diff apply1 apply2
+check_not "  ... deleted nfv1's table" has_table "netdev netfence-nfv1"
+check "  ... kept nfv2's" has_table "netdev netfence-nfv2"
+check "nft_delete_all" driver delete
+check_not "  ... deleted nfv2's table" has_table "netdev netfence-nfv2"
+check "  ... left netfencex and other alone" bash -c "ip netns exec $NODE nft list tables | grep -qxF 'table netdev netfencex' && ip netns exec $NODE nft list tables | grep -qxF 'table netdev other'"
+node nft delete table netdev netfencex \; delete table netdev other
 
 echo "== a plan with ${NFT_TEST_BIG:-20000} prefixes, hosts and dispatch entries"
 n=${NFT_TEST_BIG:-20000}

@@ -10,8 +10,9 @@
  * the chain stays (listed, unbound), and a new device with the same name
  * binds to it again (its counters kept counting). Older kernels refuse the
  * first (ENOENT) and delete the chain with the device, so antispoof chains
- * of missing devices are skipped, and every apply rebuilds the whole table
- * so a stale as_<dev> does not outlive the next change.
+ * of missing devices are skipped, and every full apply deletes every
+ * netdev table of netfence's (plan_is_as_table) and makes those of the
+ * plan, so a stale netfence-<dev> does not outlive the next change.
  */
 #include "nlsock.h"
 #include "plan.h"
@@ -63,8 +64,10 @@
 /* What each message of the batch is about, to name it in an error. */
 enum obj_kind {
 	OBJ_BATCH,
-	OBJ_TABLE,     /* a: family */
+	OBJ_TABLE,     /* a: family (table inet netfence) */
 	OBJ_DELTABLE,  /* a: family */
+	OBJ_ASTABLE,   /* a: antispoof: its netdev table */
+	OBJ_STALETABLE,/* a: tx->stale[a], a netdev table deleted by a full apply */
 	OBJ_SET,       /* a: plan set */
 	OBJ_SETELEM,   /* a: plan set, b: first element, n: count */
 	OBJ_MAP,       /* a: AF_INET/AF_INET6 */
@@ -85,13 +88,13 @@ enum obj_kind {
 	OBJ_OLDFLUSH,   /* a: old chain, flushed to be deleted */
 	OBJ_OLDCHAIN,   /* a: old chain, deleted */
 	OBJ_OLDSET,     /* a: old set, deleted */
-	OBJ_OLDAS,      /* a: old antispoof chain, deleted */
+	OBJ_OLDAS,      /* a: old antispoof chain: its table deleted */
 	OBJ_ASFLUSH,    /* a: antispoof chain, flushed to be refilled */
 	/* nft_remove_pod (no plan: names in struct tx) */
 	OBJ_RMELEM,    /* a: AF_INET/AF_INET6, b: index in tx->rm_keys */
 	OBJ_RMRULES,   /* flushing tx->rm_chains[a] */
 	OBJ_RMCHAIN,   /* tx->rm_chains[a] */
-	OBJ_RMASCHAIN, /* tx->rm_as */
+	OBJ_RMASTABLE, /* the table of tx->rm_as */
 	/* re-judging (plan.h): a is AF_INET/AF_INET6 */
 	OBJ_REJUDGESET, /* creating rejudge4/rejudge6 */
 	OBJ_REJUDGEADD, /* adding addresses to it */
@@ -121,6 +124,8 @@ struct tx {
 	bool oom;
 	bool deletes; /* a DEL message: its commit leaves RCU work (nlsock.h) */
 	const struct plan *before; /* nft_apply_diff */
+	/* full apply: the netdev tables of netfence's found in the kernel */
+	char *const *stale;
 	/* nft_remove_pod: what the messages are about */
 	char *const *rm_chains;
 	const char *rm_as;
@@ -153,6 +158,14 @@ static void tx_fini(struct tx *tx)
 	free(tx->scratch);
 	free(tx->objs);
 	free(tx->plan_set_ids);
+}
+
+/* A NULL-terminated list of names (as_tables). */
+static void free_names(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
 }
 
 /* Reserves the next seq for an object. */
@@ -227,22 +240,44 @@ static int put_comment_udata(const char *comment, uint8_t type,
 	return 0;
 }
 
-static void add_table(struct tx *tx, uint16_t family, bool del)
+/* The table chain `chain` of `family` is in: inet netfence, or for an
+ * antispoof chain its pod's netdev table (plan.h). */
+static const char *table_of(uint16_t family, const char *chain, char buf[PLAN_AS_TABLE_LEN])
+{
+	return family == NFPROTO_NETDEV ? plan_as_table(chain, buf) : PLAN_TABLE;
+}
+
+static void put_table(struct tx *tx, uint16_t family, const char *name, bool del, enum obj_kind kind,
+		      size_t a)
 {
 	struct nftnl_table *t = nftnl_table_alloc();
 	struct nlmsghdr *nlh;
 
-	if (!t || nftnl_table_set_str(t, NFTNL_TABLE_NAME, PLAN_TABLE) < 0) {
+	if (!t || nftnl_table_set_str(t, NFTNL_TABLE_NAME, name) < 0) {
 		tx->oom = true;
 		goto out;
 	}
-	nlh = tx_hdr(tx, del ? NFT_MSG_DELTABLE : NFT_MSG_NEWTABLE, family,
-		     del ? 0 : NLM_F_CREATE, del ? OBJ_DELTABLE : OBJ_TABLE, family, 0);
+	nlh = tx_hdr(tx, del ? NFT_MSG_DELTABLE : NFT_MSG_NEWTABLE, family, del ? 0 : NLM_F_CREATE, kind, a, 0);
 	nftnl_table_nlmsg_build_payload(nlh, t);
 	tx_next(tx);
 out:
 	if (t)
 		nftnl_table_free(t);
+}
+
+/* table inet netfence */
+static void add_table(struct tx *tx, bool del)
+{
+	put_table(tx, NFPROTO_INET, PLAN_TABLE, del, del ? OBJ_DELTABLE : OBJ_TABLE, NFPROTO_INET);
+}
+
+/* Deletes netdev table `name`, creating it first so that the delete
+ * cannot fail with ENOENT (a full apply skips the chains of devices that
+ * do not exist, so the kernel may never have had it). */
+static void drop_table(struct tx *tx, const char *name, enum obj_kind kind, size_t a)
+{
+	put_table(tx, NFPROTO_NETDEV, name, false, kind, a);
+	put_table(tx, NFPROTO_NETDEV, name, true, kind, a);
 }
 
 /* hooknum < 0: a regular chain */
@@ -251,9 +286,10 @@ static void add_chain(struct tx *tx, uint16_t family, const char *name, int hook
 {
 	struct nftnl_chain *c = nftnl_chain_alloc();
 	struct nftnl_udata_buf *ud = NULL;
+	char tb[PLAN_AS_TABLE_LEN];
 	struct nlmsghdr *nlh;
 
-	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_of(family, name, tb)) < 0 ||
 	    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name) < 0)
 		goto oom;
 	if (hooknum >= 0) {
@@ -776,13 +812,14 @@ static void rb_icmpv6_type(struct rb *rb, uint8_t lo, uint8_t hi)
 	rb_th_range(rb, 0, 1, lo, hi);
 }
 
-static int rb_begin(struct rb *rb, const char *chain, const char *comment)
+static int rb_begin(struct rb *rb, uint16_t family, const char *chain, const char *comment)
 {
 	struct nftnl_udata_buf *ud = NULL;
+	char tb[PLAN_AS_TABLE_LEN];
 
 	rb->oom = false;
 	rb->r = nftnl_rule_alloc();
-	if (!rb->r || nftnl_rule_set_str(rb->r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
+	if (!rb->r || nftnl_rule_set_str(rb->r, NFTNL_RULE_TABLE, table_of(family, chain, tb)) < 0 ||
 	    nftnl_rule_set_str(rb->r, NFTNL_RULE_CHAIN, chain) < 0 ||
 	    put_comment_udata(comment, NFTNL_UDATA_RULE_COMMENT, &ud) < 0)
 		rb->oom = true;
@@ -855,7 +892,7 @@ static void rejudge_rules(struct rsink *s, int which, const uint32_t map_id[2], 
 
 	for (int fi = 1; fi >= 0; fi--) {
 		int family = fi ? AF_INET6 : AF_INET;
-		rb_begin(&rb, name, PLAN_REJUDGE_COMMENT);
+		rb_begin(&rb, NFPROTO_INET, name, PLAN_REJUDGE_COMMENT);
 		rb_nfproto(&rb, family);
 		rb_addr(&rb, family, false);
 		rb_lookup(&rb, fi ? PLAN_SET_REJUDGE6 : PLAN_SET_REJUDGE4, rejudge_id[fi], false);
@@ -896,14 +933,14 @@ static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2
 	size_t n = 0;
 
 	/* ct state established,related accept */
-	rb_begin(&rb, name, NULL);
+	rb_begin(&rb, NFPROTO_INET, name, NULL);
 	rb_ct_established(&rb);
 	rb_verdict(&rb, NF_ACCEPT);
 	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
 
 	/* icmpv6 type nd-router-solicit..nd-neighbor-advert accept: neighbour
 	 * discovery must work for every pod, selected or not */
-	rb_begin(&rb, name, NULL);
+	rb_begin(&rb, NFPROTO_INET, name, NULL);
 	rb_icmpv6_type(&rb, 133, 136);
 	rb_verdict(&rb, NF_ACCEPT);
 	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
@@ -911,7 +948,7 @@ static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
 		/* ip saddr vmap @egress4 / ip6 saddr vmap @egress6 */
-		rb_begin(&rb, name, NULL);
+		rb_begin(&rb, NFPROTO_INET, name, NULL);
 		rb_nfproto(&rb, family);
 		rb_addr(&rb, family, false);
 		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, map_id[fi], true);
@@ -959,7 +996,7 @@ static void pod_rule(struct rsink *s, const struct plan *p, size_t ci, size_t ri
 	const struct plan_rule *r = &c->rules[ri];
 	struct rb rb;
 
-	rb_begin(&rb, c->name, r->comment);
+	rb_begin(&rb, NFPROTO_INET, c->name, r->comment);
 	if (r->dst_set) {
 		int si = find_set(p, r->dst_set);
 		int family = p->sets[si].family;
@@ -985,7 +1022,7 @@ static void pod_chain_rules(struct rsink *s, const struct plan *p, size_t ci,
 
 	for (size_t ri = 0; ri < c->nrules && !sink_oom(s); ri++)
 		pod_rule(s, p, ci, ri, set_ids);
-	rb_begin(&rb, c->name, NULL);
+	rb_begin(&rb, NFPROTO_INET, c->name, NULL);
 	rb_counter(&rb);
 	rb_verdict(&rb, NF_DROP);
 	rb_commit(&rb, s, NFPROTO_INET, OBJ_RULE, ci, c->nrules);
@@ -1018,7 +1055,7 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 		for (size_t i = 0; i < as->naddrs; i++) {
 			if (as->addrs[i].family != family)
 				continue;
-			rb_begin(&rb, as->chain, NULL);
+			rb_begin(&rb, NFPROTO_NETDEV, as->chain, NULL);
 			rb_ethproto(&rb, family);
 			rb_addr(&rb, family, false);
 			rb_cmp(&rb, NFT_CMP_EQ, as->addrs[i].addr, (uint32_t)len);
@@ -1026,7 +1063,7 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 			rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 		}
 		for (size_t i = 0; fi && i < NF_ARRAY_SIZE(nd); i++) {
-			rb_begin(&rb, as->chain, NULL);
+			rb_begin(&rb, NFPROTO_NETDEV, as->chain, NULL);
 			rb_ethproto(&rb, family);
 			rb_addr(&rb, family, false);
 			if (nd[i].unspec) {
@@ -1040,17 +1077,20 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 			rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 		}
 		/* a pod without an address of this family sends none of it */
-		rb_begin(&rb, as->chain, NULL);
+		rb_begin(&rb, NFPROTO_NETDEV, as->chain, NULL);
 		rb_ethproto(&rb, family);
 		rb_verdict(&rb, NF_DROP);
 		rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 	}
 }
 
+/* The pod's netdev table, its chain and the chain's rules. */
 static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t ai)
 {
 	struct rsink s = { .tx = tx };
+	char tb[PLAN_AS_TABLE_LEN];
 
+	put_table(tx, NFPROTO_NETDEV, plan_as_table(as->chain, tb), false, OBJ_ASTABLE, ai);
 	add_chain(tx, NFPROTO_NETDEV, as->chain, NF_NETDEV_INGRESS, PLAN_ANTISPOOF_PRIO, as->dev,
 		  NULL, OBJ_ASCHAIN, ai);
 	antispoof_rules(&s, as, ai);
@@ -1098,13 +1138,13 @@ static void build(struct tx *tx, const struct plan *p)
 	tx_next(tx);
 
 	/* create if missing, so that the delete cannot fail with ENOENT */
-	add_table(tx, NFPROTO_INET, false);
-	add_table(tx, NFPROTO_INET, true);
-	add_table(tx, NFPROTO_NETDEV, false);
-	add_table(tx, NFPROTO_NETDEV, true);
+	add_table(tx, false);
+	add_table(tx, true);
+	for (size_t i = 0; tx->stale && tx->stale[i]; i++)
+		drop_table(tx, tx->stale[i], OBJ_STALETABLE, i);
 
 	if (p && !plan_is_empty(p)) {
-		add_table(tx, NFPROTO_INET, false);
+		add_table(tx, false);
 		tx->map_id[0] = add_set(tx, PLAN_MAP_V4, AF_INET, false, true, NULL, OBJ_MAP, AF_INET);
 		tx->map_id[1] = add_set(tx, PLAN_MAP_V6, AF_INET6, false, true, NULL, OBJ_MAP, AF_INET6);
 		tx->rejudge_id[0] = add_set(tx, PLAN_SET_REJUDGE4, AF_INET, false, false, PLAN_REJUDGE_COMMENT,
@@ -1129,8 +1169,6 @@ static void build(struct tx *tx, const struct plan *p)
 		add_map_elems(tx, p, AF_INET);
 		add_map_elems(tx, p, AF_INET6);
 
-		if (p->nantispoof)
-			add_table(tx, NFPROTO_NETDEV, false);
 		for (size_t i = 0; i < p->nantispoof && !tx->oom; i++) {
 			/* the pod is gone (see the top of this file) */
 			if (if_nametoindex(p->antispoof[i].dev) == 0)
@@ -1166,6 +1204,7 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		     size_t len)
 {
 	static const char *const base[] = { PLAN_CHAIN_FORWARD, PLAN_CHAIN_INPUT };
+	char tb[PLAN_AS_TABLE_LEN];
 
 	switch (o->kind) {
 	case OBJ_BATCH:
@@ -1176,6 +1215,12 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		break;
 	case OBJ_DELTABLE:
 		snprintf(buf, len, "deleting table %s %s", family_name(o->a), PLAN_TABLE);
+		break;
+	case OBJ_ASTABLE:
+		snprintf(buf, len, "table netdev %s", plan_as_table(p->antispoof[o->a].chain, tb));
+		break;
+	case OBJ_STALETABLE:
+		snprintf(buf, len, "deleting table netdev %s", tx->stale[o->a]);
 		break;
 	case OBJ_SET:
 		snprintf(buf, len, "set \"%s\"", p->sets[o->a].name);
@@ -1265,8 +1310,8 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		snprintf(buf, len, "deleting set \"%s\"", tx->before->sets[o->a].name);
 		break;
 	case OBJ_OLDAS:
-		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->before->antispoof[o->a].chain,
-			 PLAN_TABLE);
+		snprintf(buf, len, "deleting table netdev %s (chain \"%s\")",
+			 plan_as_table(tx->before->antispoof[o->a].chain, tb), tx->before->antispoof[o->a].chain);
 		break;
 	case OBJ_ASFLUSH:
 		snprintf(buf, len, "flushing chain \"%s\" to replace its rules", p->antispoof[o->a].chain);
@@ -1284,8 +1329,9 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 	case OBJ_RMCHAIN:
 		snprintf(buf, len, "deleting chain \"%s\"", tx->rm_chains[o->a]);
 		break;
-	case OBJ_RMASCHAIN:
-		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->rm_as, PLAN_TABLE);
+	case OBJ_RMASTABLE:
+		snprintf(buf, len, "deleting table netdev %s (chain \"%s\")", plan_as_table(tx->rm_as, tb),
+			 tx->rm_as);
 		break;
 	case OBJ_REJUDGERULE:
 	case OBJ_REJUDGERULEDEL:
@@ -1484,16 +1530,23 @@ out:
 	return r;
 }
 
+static int as_tables(char ***out, struct nf_error *err);
+
 static int run(const struct plan *p, struct nf_error *err)
 {
+	char **stale = NULL;
 	struct tx tx;
 	int r;
 
+	if ((r = as_tables(&stale, err)) < 0)
+		return r;
 	r = tx_init(&tx, p);
 	if (r < 0) {
 		tx_fini(&tx);
+		free_names(stale);
 		return nf_error_set(err, -r, NF_ERR_KERNEL, "out of memory");
 	}
+	tx.stale = stale;
 	build(&tx, p);
 	if (tx.oom)
 		r = nf_error_set(err, ENOMEM, NF_ERR_KERNEL,
@@ -1501,6 +1554,7 @@ static int run(const struct plan *p, struct nf_error *err)
 	else
 		r = tx_talk(&tx, p, err);
 	tx_fini(&tx);
+	free_names(stale);
 	return r;
 }
 
@@ -1587,8 +1641,9 @@ static bool antispoof_equal(const struct plan_antispoof *a, const struct plan_an
 static void flush_chain(struct tx *tx, uint16_t family, const char *chain, enum obj_kind kind, size_t a)
 {
 	struct nftnl_rule *r = nftnl_rule_alloc();
+	char tb[PLAN_AS_TABLE_LEN];
 
-	if (!r || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
+	if (!r || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_of(family, chain, tb)) < 0 ||
 	    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain) < 0) {
 		tx->oom = true;
 	} else {
@@ -1602,8 +1657,9 @@ static void flush_chain(struct tx *tx, uint16_t family, const char *chain, enum 
 static void del_chain(struct tx *tx, uint16_t family, const char *chain, enum obj_kind kind, size_t a)
 {
 	struct nftnl_chain *c = nftnl_chain_alloc();
+	char tb[PLAN_AS_TABLE_LEN];
 
-	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_of(family, chain, tb)) < 0 ||
 	    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain) < 0) {
 		tx->oom = true;
 	} else {
@@ -1695,7 +1751,6 @@ static struct plan_dispatch *dispatch_minus(const struct plan *a, const struct p
 	return v;
 }
 
-static bool netdev_chain_exists(const char *name);
 /* the re-judging rules in the base chains (rule_rejudges) */
 struct rj_rules {
 	size_t n;
@@ -1716,7 +1771,7 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 	struct nidx *pa = nidx_build(p->antispoof, p->nantispoof, sizeof(*p->antispoof));
 	struct plan_dispatch *gone = NULL, *added = NULL;
 	size_t ngone = 0, nadded = 0, n = 0;
-	bool netdev = false;
+	char tb[PLAN_AS_TABLE_LEN];
 	int r = -ENOMEM;
 
 	if (!bs || !bc || !ba || !ps || !pc || !pa || !(gone = dispatch_minus(b, p, &ngone)) ||
@@ -1820,15 +1875,11 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		}
 		n++;
 	}
-	/* 7. anti-spoofing chains */
+	/* 7. anti-spoofing chains, each in a table of its own */
 	for (size_t i = 0; i < b->nantispoof; i++) {
-		/* a full apply skips the chains of devices that do not exist,
-		 * so the kernel may never have had it */
-		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) >= 0 ||
-		    !netdev_chain_exists(b->antispoof[i].chain))
+		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) >= 0)
 			continue;
-		flush_chain(tx, NFPROTO_NETDEV, b->antispoof[i].chain, OBJ_OLDAS, i);
-		del_chain(tx, NFPROTO_NETDEV, b->antispoof[i].chain, OBJ_OLDAS, i);
+		drop_table(tx, plan_as_table(b->antispoof[i].chain, tb), OBJ_OLDAS, i);
 		n++;
 	}
 	for (size_t i = 0; i < p->nantispoof && !tx->oom; i++) {
@@ -1846,10 +1897,6 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		}
 		if (if_nametoindex(a->dev) == 0) /* the pod is gone already */
 			continue;
-		if (!netdev) {
-			add_table(tx, NFPROTO_NETDEV, false);
-			netdev = true;
-		}
 		add_antispoof(tx, a, i);
 	}
 	nftnl_batch_end(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
@@ -2066,12 +2113,12 @@ static int q_table_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static int q_table(struct q *q, uint16_t family)
+static int q_table(struct q *q, uint16_t family, const char *name)
 {
 	struct nftnl_table *t = nftnl_table_alloc();
 	int r;
 
-	if (!t || nftnl_table_set_str(t, NFTNL_TABLE_NAME, PLAN_TABLE) < 0) {
+	if (!t || nftnl_table_set_str(t, NFTNL_TABLE_NAME, name) < 0) {
 		if (t)
 			nftnl_table_free(t);
 		return -ENOMEM;
@@ -2079,6 +2126,64 @@ static int q_table(struct q *q, uint16_t family)
 	nftnl_table_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETTABLE, family, false), t);
 	nftnl_table_free(t);
 	r = q_run(q, q_table_cb, NULL);
+	return r;
+}
+
+struct names {
+	char **v; /* NULL-terminated */
+	size_t n;
+};
+
+static int as_tables_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct names *x = data;
+	struct nftnl_table *t = nftnl_table_alloc();
+	const char *name;
+	char **v;
+	int r = MNL_CB_OK;
+
+	if (!t) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	if (nftnl_table_nlmsg_parse(nlh, t) < 0) {
+		r = parse_fail();
+	} else if ((name = nftnl_table_get_str(t, NFTNL_TABLE_NAME)) && plan_is_as_table(name)) {
+		if (!(v = realloc(x->v, (x->n + 2) * sizeof(*v))) || !(v[x->n] = strdup(name))) {
+			if (v)
+				x->v = v;
+			errno = ENOMEM;
+			r = MNL_CB_ERROR;
+		} else {
+			x->v = v;
+			v[++x->n] = NULL;
+		}
+	}
+	nftnl_table_free(t);
+	return r;
+}
+
+/* The netdev tables of netfence's in the kernel (plan_is_as_table), a
+ * NULL-terminated list (free_names), or NULL for none. */
+static int as_tables(char ***out, struct nf_error *err)
+{
+	struct names x = { 0 };
+	struct q q;
+	int r = q_open(&q, err);
+
+	*out = NULL;
+	if (r == 0) {
+		q_hdr(&q, NFT_MSG_GETTABLE, NFPROTO_NETDEV, true);
+		r = q_run(&q, as_tables_cb, &x);
+		if (r < 0) {
+			free_names(x.v);
+			r = nf_error_set(err, -r, NF_ERR_KERNEL, "listing the netdev tables of nftables: %s",
+					 strerror(-r));
+		} else {
+			*out = x.v;
+		}
+	}
+	q_close(&q);
 	return r;
 }
 
@@ -2099,10 +2204,11 @@ static int q_chain_cb(const struct nlmsghdr *nlh, void *data)
 static int q_chain(struct q *q, uint16_t family, const char *name, struct nftnl_chain **out)
 {
 	struct nftnl_chain *c = nftnl_chain_alloc();
+	char tb[PLAN_AS_TABLE_LEN];
 	int r;
 
 	*out = NULL;
-	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
+	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_of(family, name, tb)) < 0 ||
 	    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name) < 0) {
 		if (c)
 			nftnl_chain_free(c);
@@ -2195,8 +2301,9 @@ static int q_rules_cb(const struct nlmsghdr *nlh, void *data)
 static int q_rules(struct q *q, uint16_t family, const char *chain, struct rsink *out)
 {
 	struct nftnl_rule *r = nftnl_rule_alloc();
+	char tb[PLAN_AS_TABLE_LEN];
 
-	if (!r || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
+	if (!r || nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_of(family, chain, tb)) < 0 ||
 	    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain) < 0) {
 		if (r)
 			nftnl_rule_free(r);
@@ -2837,14 +2944,14 @@ static int check_chain(struct q *q, uint16_t family, const char *name, int hookn
 {
 	struct rsink got = { 0 };
 	struct nftnl_chain *c = NULL;
-	char what[NFT_CHAIN_MAXNAMELEN + 64];
+	char what[NFT_CHAIN_MAXNAMELEN + 64], tb[PLAN_AS_TABLE_LEN];
 	int r;
 
 	snprintf(what, sizeof(what), "chain \"%s\"", name);
 	r = q_chain(q, family, name, &c);
 	if (r == -ENOENT)
 		return nf_error_set(err, ENOENT, NF_ERR_KERNEL, "chain \"%s\" is missing from table %s %s",
-				    name, family_name(family), PLAN_TABLE);
+				    name, family_name(family), table_of(family, name, tb));
 	if (r < 0)
 		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading chain \"%s\" from nftables: %s",
 				    name, strerror(-r));
@@ -2889,16 +2996,16 @@ static int check_chain(struct q *q, uint16_t family, const char *name, int hookn
 	return r;
 }
 
-static int check_table(struct q *q, uint16_t family, struct nf_error *err)
+static int check_table(struct q *q, uint16_t family, const char *name, struct nf_error *err)
 {
-	int r = q_table(q, family);
+	int r = q_table(q, family, name);
 
 	if (r == -ENOENT)
 		return nf_error_set(err, ENOENT, NF_ERR_KERNEL, "table %s %s is missing",
-				    family_name(family), PLAN_TABLE);
+				    family_name(family), name);
 	if (r < 0)
 		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading table %s %s from nftables: %s",
-				    family_name(family), PLAN_TABLE, strerror(-r));
+				    family_name(family), name, strerror(-r));
 	return 0;
 }
 
@@ -2916,9 +3023,10 @@ static int check_pod(struct q *q, const struct plan *p, size_t ci, const char *d
 	const struct plan_chain *pc = &p->chains[ci];
 	const struct plan_antispoof *as;
 	struct rsink want = { 0 };
+	char tb[PLAN_AS_TABLE_LEN];
 	int r;
 
-	if ((r = check_table(q, NFPROTO_INET, err)) < 0)
+	if ((r = check_table(q, NFPROTO_INET, PLAN_TABLE, err)) < 0)
 		return r;
 
 	pod_chain_rules(&want, p, ci, NULL);
@@ -2958,7 +3066,7 @@ static int check_pod(struct q *q, const struct plan *p, size_t ci, const char *d
 	as = find_antispoof(p, dev);
 	if (!as)
 		return 0;
-	if ((r = check_table(q, NFPROTO_NETDEV, err)) < 0)
+	if ((r = check_table(q, NFPROTO_NETDEV, plan_as_table(as->chain, tb), err)) < 0)
 		return r;
 	antispoof_rules(&want, as, 0);
 	r = want.oom ? nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory")
@@ -3002,7 +3110,7 @@ struct rm {
 	/* chains other elements jump to (they stay) */
 	char **kept;
 	size_t nkept;
-	bool as; /* the antispoof chain exists */
+	bool as; /* the antispoof chain's table exists */
 };
 
 static void rm_free(struct rm *rm)
@@ -3130,8 +3238,8 @@ static int rm_chains_to_delete(struct q *q, struct rm *rm)
 static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *as, struct rm *rm, struct nf_error *err)
 {
-	struct nftnl_chain *c = NULL;
-	int r = q_table(q, NFPROTO_INET);
+	char tb[PLAN_AS_TABLE_LEN];
+	int r = q_table(q, NFPROTO_INET, PLAN_TABLE);
 
 	if (r < 0 && r != -ENOENT)
 		goto fail;
@@ -3155,13 +3263,8 @@ static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, 
 	if (r == 0 && (r = rm_chains_to_delete(q, rm)) < 0)
 		goto fail;
 	if (as) {
-		r = q_table(q, NFPROTO_NETDEV);
-		if (r == 0) {
-			r = q_chain(q, NFPROTO_NETDEV, as, &c);
-			rm->as = r == 0;
-			if (c)
-				nftnl_chain_free(c);
-		}
+		r = q_table(q, NFPROTO_NETDEV, plan_as_table(as, tb));
+		rm->as = r == 0;
 		if (r < 0 && r != -ENOENT)
 			goto fail;
 	}
@@ -3223,18 +3326,8 @@ static void rm_build(struct tx *tx, const struct rm *rm, const char *as)
 			nftnl_chain_free(c);
 	}
 	if (rm->as) {
-		struct nftnl_chain *c = nftnl_chain_alloc();
-
-		if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0 ||
-		    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, as) < 0) {
-			tx->oom = true;
-		} else {
-			nftnl_chain_nlmsg_build_payload(
-				tx_hdr(tx, NFT_MSG_DELCHAIN, NFPROTO_NETDEV, 0, OBJ_RMASCHAIN, 0, 0), c);
-			tx_next(tx);
-		}
-		if (c)
-			nftnl_chain_free(c);
+		char tb[PLAN_AS_TABLE_LEN];
+		put_table(tx, NFPROTO_NETDEV, plan_as_table(as, tb), true, OBJ_RMASTABLE, 0);
 	}
 	nftnl_batch_end(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
 	tx_next(tx);
@@ -3261,9 +3354,12 @@ static int rm_send(const struct rm *rm, const char *as, struct nf_error *err)
 int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *antispoof_chain, struct nf_error *err)
 {
+	char tb[PLAN_AS_TABLE_LEN] = "";
 	struct q q;
 	int r, failed = 0;
 
+	if (antispoof_chain)
+		plan_as_table(antispoof_chain, tb);
 	for (size_t i = 0; i < naddrs; i++)
 		if (addrs[i].family != AF_INET && addrs[i].family != AF_INET6)
 			return nf_error_set(err, EINVAL, NF_ERR_KERNEL,
@@ -3287,13 +3383,12 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 				if (rm.nkeys)
 					fmt_addr(&rm.keys[0], -1, a, sizeof(a));
 				r = nf_error_set(err, EAGAIN, NF_ERR_KERNEL,
-						 "removing pod chain \"%s\": still there after 3 attempts:%s%s%s%s%s%s%s",
+						 "removing pod chain \"%s\": still there after 3 attempts:%s%s%s%s%s%s",
 						 chain ? chain : "(none)",
 						 rm.nchains ? " the chain" : "",
 						 rm.nkeys ? " map element " : "", a,
 						 rm.nkeys ? (rm.keys[0].family == AF_INET ? " of " PLAN_MAP_V4 : " of " PLAN_MAP_V6) : "",
-						 rm.as ? " chain \"" : "", rm.as ? antispoof_chain : "",
-						 rm.as ? "\" of table netdev " PLAN_TABLE : "");
+						 rm.as ? " table netdev " : "", rm.as ? tb : "");
 			}
 		}
 		rm_free(&rm);
@@ -3302,22 +3397,6 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 	}
 	q_close(&q);
 	return r;
-}
-
-static bool netdev_chain_exists(const char *name)
-{
-	struct nftnl_chain *c = NULL;
-	struct nf_error err = { 0 };
-	struct q q;
-	int r;
-
-	if (q_open(&q, &err) < 0)
-		return true; /* let the transaction say what is wrong */
-	r = q_chain(&q, NFPROTO_NETDEV, name, &c);
-	if (c)
-		nftnl_chain_free(c);
-	q_close(&q);
-	return r != -ENOENT;
 }
 
 /* ---- re-judging (txn.h) ---- */

@@ -2,7 +2,9 @@
  * consume it). */
 #include "plan.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void plan_free(struct plan *p)
 {
@@ -40,4 +42,18 @@ void plan_free(struct plan *p)
 bool plan_is_empty(const struct plan *p)
 {
 	return !p || (p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);
+}
+
+const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN])
+{
+	const char *dev = strncmp(chain, "as_", 3) == 0 ? chain + 3 : chain;
+
+	snprintf(buf, PLAN_AS_TABLE_LEN, PLAN_AS_TABLE_PREFIX "%s", dev);
+	return buf;
+}
+
+bool plan_is_as_table(const char *name)
+{
+	return strcmp(name, PLAN_TABLE) == 0 ||
+	       strncmp(name, PLAN_AS_TABLE_PREFIX, strlen(PLAN_AS_TABLE_PREFIX)) == 0;
 }

@@ -23,9 +23,16 @@
  *     chain <plan_chain.name>: one per kind of selected pod (namespace and
  *         labels): the allow rules, then "counter drop"
  *
- *   table netdev netfence
+ *   table netdev netfence-<dev>           one per selected pod (plan_as_table)
  *     chain <plan_antispoof.chain> hook ingress device <dev> priority -500:
  *         only the pod's own source addresses pass (see render.c)
+ *
+ * One netdev table per pod, not one for all: nf_tables validates a whole
+ * table (every chain of it) when a rule with a verdict or a meta match is
+ * added to it, so a pod's ADD into a shared table walked every other pod's
+ * anti-spoofing chain (docs/performance.md, bench/knetdev.sh). A full
+ * apply deletes every netdev table plan_is_as_table names, including the
+ * single `table netdev netfence` of earlier builds.
  */
 #ifndef NETFENCE_PLAN_H
 #define NETFENCE_PLAN_H
@@ -45,6 +52,8 @@
 #define PLAN_CHAIN_FORWARD "forward"
 #define PLAN_CHAIN_INPUT "input"
 #define PLAN_ANTISPOOF_PRIO (-500)
+#define PLAN_AS_TABLE_PREFIX "netfence-"
+#define PLAN_AS_TABLE_LEN 256 /* NFT_TABLE_MAXNAMELEN */
 
 /* A named set of addresses (family AF_INET or AF_INET6). interval sets hold
  * prefixes (ipBlocks, already flattened: cidr minus except, no overlaps,
@@ -101,6 +110,12 @@ struct plan {
 };
 
 void plan_free(struct plan *p); /* frees members, not p */
+/* The netdev table of antispoof chain `chain` ("as_<dev>"):
+ * "netfence-<dev>", into buf (PLAN_AS_TABLE_LEN bytes; cut to fit). */
+const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN]);
+/* Is netdev table `name` netfence's: a pod's ("netfence-...") or the
+ * single table of earlier builds ("netfence")? */
+bool plan_is_as_table(const char *name);
 /* true when no pod is selected: the netfence tables should not exist */
 bool plan_is_empty(const struct plan *p);
 
@@ -184,7 +199,8 @@ int nft_rejudge_end(const struct nf_cidr *addrs, size_t naddrs, struct nf_error 
  * must exist: the kernel refuses the transaction otherwise, and nothing
  * changes. */
 int nft_apply_delta(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err);
-/* Deletes both netfence tables if present (one transaction). */
+/* Deletes every netfence table (inet netfence, and each netdev one
+ * plan_is_as_table names) in one transaction. */
 int nft_delete_all(struct nf_error *err);
 /* 1 if chain `name` exists in table inet netfence, 0 if not, <0 on error */
 int nft_chain_exists(const char *name, struct nf_error *err);
@@ -194,7 +210,7 @@ int nft_chain_exists(const char *name, struct nf_error *err);
  * values), the sets its rules use (their elements), the entries of maps
  * egress4/egress6 that lead to it (the plan's addresses, each `jump
  * chain`, and no other), the base chains forward and input, and the
- * antispoof chain of host veth `dev` in table netdev netfence (none is
+ * antispoof chain of host veth `dev` in its table netdev netfence-<dev> (none is
  * checked if the plan has none for it, or dev is NULL): hook, device
  * (which must exist), rules. 0 if all match; else <0 and code
  * NF_ERR_KERNEL with a message that names the first difference (-ENOENT:
@@ -206,8 +222,8 @@ int nft_check_pod(const struct plan *p, const char *chain, const char *dev, stru
  * file): the map egress4/egress6 elements of `addrs` (or, when chain is
  * not NULL, every element that jumps to `chain`, and `chain` itself), the
  * chains those elements jumped to that no other element jumps to (the
- * last pod of a kind), flushed and deleted, and `antispoof_chain` in table
- * netdev netfence (NULL: none). Sets are left alone (other pods may use
+ * last pod of a kind), flushed and deleted, and the netdev table of
+ * `antispoof_chain` (plan_as_table; NULL: none). Sets are left alone (other pods may use
  * them; the next nft_apply rebuilds them). Missing objects or tables are
  * not errors. Queries first, deletes what it found in one transaction,
  * and checks again (up to 3 rounds, for concurrent changes). 0 when

@@ -167,10 +167,10 @@ char *plan_render(const struct plan *p)
 		fprintf(f, "\t\tcounter drop\n\t}\n");
 	}
 	fprintf(f, "}\n");
-	if (p->nantispoof) {
-		fprintf(f, "table netdev %s {\n", PLAN_TABLE);
-		for (size_t i = 0; i < p->nantispoof; i++)
-			render_antispoof(f, &p->antispoof[i]);
+	for (size_t i = 0; i < p->nantispoof; i++) {
+		char tb[PLAN_AS_TABLE_LEN];
+		fprintf(f, "table netdev %s {\n", plan_as_table(p->antispoof[i].chain, tb));
+		render_antispoof(f, &p->antispoof[i]);
 		fprintf(f, "}\n");
 	}
 	fclose(f);

@@ -184,11 +184,33 @@ static void test_seed_manifest(void **state)
 	assert_int_equal(p.ndispatch, 2);  /* foo's two addresses */
 	assert_int_equal(p.nantispoof, 1); /* foo's veth */
 	assert_string_equal(p.antispoof[0].dev, "vethfoo");
+	assert_string_equal(p.antispoof[0].chain, "as_vethfoo");
 	text = plan_render(&p);
 	check_golden(text, "np14-seed");
 	free(text);
 	plan_free(&p);
 	nf_state_free(&s);
+}
+
+/* Each pod's anti-spoofing chain has a netdev table of its own, named
+ * after its veth; a full apply deletes the tables of netfence's by name. */
+static void test_as_table(void **state)
+{
+	char tb[PLAN_AS_TABLE_LEN], dev[300];
+
+	(void)state;
+	assert_string_equal(plan_as_table("as_veth1a2b3c4d", tb), "netfence-veth1a2b3c4d");
+	assert_ptr_equal(plan_as_table("as_x", tb), tb);
+	assert_string_equal(plan_as_table("odd", tb), "netfence-odd");
+	memset(dev, 'x', sizeof(dev) - 1);
+	dev[sizeof(dev) - 1] = 0;
+	memcpy(dev, "as_", 3);
+	assert_int_equal(strlen(plan_as_table(dev, tb)), PLAN_AS_TABLE_LEN - 1); /* cut, not overrun */
+	assert_true(plan_is_as_table("netfence-veth1"));
+	assert_true(plan_is_as_table("netfence")); /* earlier builds' single table */
+	assert_false(plan_is_as_table("netfence2"));
+	assert_false(plan_is_as_table("filter"));
+	assert_false(plan_is_as_table("netfenc"));
 }
 
 /* The in-cluster variant: port 53 anywhere, any port to any pod. */
@@ -1382,6 +1404,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_seed_manifest),
 		cmocka_unit_test(test_incluster_variant),
+		cmocka_unit_test(test_as_table),
 		cmocka_unit_test(test_ipblock_except),
 		cmocka_unit_test(test_patterns_golden),
 		cmocka_unit_test(test_no_policy_empty),
