@@ -69,6 +69,25 @@ nfb_in() {
 	ip netns exec "$ns" "$@"
 }
 
+# nfb_netfence_tables [NFT-OPTION...]: netfence's tables in the node netns
+# as `nft [-j] list table` prints them: table inet netfence and each pod's
+# table netdev netfence-<veth>
+nfb_netfence_tables() {
+	local _t fam name
+	nfb_in node nft list tables | while read -r _t fam name; do
+		case "$fam $name" in
+		"inet netfence" | "netdev netfence" | "netdev netfence-"*) nfb_in node nft "$@" list table "$fam" "$name" ;;
+		esac
+	done
+}
+
+# nft commands that delete the netdev tables of netfence's in the node now
+# (prefixed to a saved ruleset, so that loading it replaces them)
+nfb_netdev_reset() {
+	nfb_in node nft list tables netdev |
+		awk '$3 == "netfence" || $3 ~ /^netfence-/ { print "table netdev " $3; print "delete table netdev " $3 }'
+}
+
 nfb_bg() {
 	local ns
 	ns=$(nfb_ns "$1")

@@ -81,8 +81,8 @@ nfb_ctl apply -f "$NFB_DIR/gen/policies-$smin.json" >/dev/null || nfb_die "apply
 ruleset_stats() {
 	local bytes j
 	nfb_rejudge_wait
-	bytes=$(nfb_in node sh -c 'nft list table inet netfence 2>/dev/null; nft list table netdev netfence 2>/dev/null' | wc -c)
-	j=$(nfb_in node sh -c 'nft -j list table inet netfence 2>/dev/null; nft -j list table netdev netfence 2>/dev/null')
+	bytes=$(nfb_netfence_tables | wc -c)
+	j=$(nfb_netfence_tables -j)
 	jq -rs --arg b "$bytes" '[.[].nftables[]] as $o |
 		[$b, ([$o[] | select(.rule)] | length), ([$o[] | select(.set or .map)] | length),
 		 ([$o[] | (.set // .map // empty) | (.elem // []) | length] | add // 0),
@@ -132,8 +132,6 @@ if [ $dataplane = 1 ]; then
 	nfb_pod dp nfb-nf "$(nfb_pod_args ns0 dp app:dp)"
 	reset="table inet netfence
 delete table inet netfence
-table netdev netfence
-delete table netdev netfence
 table inet nfb_linear
 delete table inet nfb_linear
 table inet nfb_ct
@@ -157,8 +155,7 @@ delete table inet nfb_ct"
 		nfb_rejudge_wait
 		{
 			echo "$reset"
-			nfb_in node nft list table inet netfence
-			nfb_in node nft list table netdev netfence
+			nfb_netfence_tables
 		} >"$NFB_DIR/dp/nf$n.nft"
 		printf 'dp-peers %s\t%s\n' "$n" "$(ruleset_stats)" >>"$out/ruleset-dp.tsv"
 		configs+=("nf$n")
@@ -176,13 +173,13 @@ delete table inet nfb_ct"
 	configs+=(linear1000)
 	# every configuration must let the dp pod reach the external host
 	for c in "${configs[@]}"; do
-		nfb_in node nft -f "$NFB_DIR/dp/$c.nft" || nfb_die "loading $c.nft"
+		{ nfb_netdev_reset; cat "$NFB_DIR/dp/$c.nft"; } | nfb_in node nft -f - || nfb_die "loading $c.nft"
 		nfb_in dp "$NFB_PROBE" connect tcp "$NFB_EXT4" 80 2000 >/dev/null || nfb_die "dp pod blocked under $c"
 	done
 	printf 'config\trep\tgbps\tconn_per_s\tconn_failed\n' >"$out/dataplane.tsv"
 	for ((r = 1; r <= DP_REPS; r++)); do
 		for c in $(shuf -e "${configs[@]}"); do
-			nfb_in node nft -f "$NFB_DIR/dp/$c.nft" || nfb_die "loading $c.nft"
+			{ nfb_netdev_reset; cat "$NFB_DIR/dp/$c.nft"; } | nfb_in node nft -f - || nfb_die "loading $c.nft"
 			sleep 0.2
 			bps=$(nfb_in dp timeout $((DP_SECS + 10)) iperf3 -c "$NFB_EXT4" -p 5201 -t "$DP_SECS" -J 2>/dev/null |
 				jq -r '.end.sum_received.bits_per_second // empty')
@@ -193,7 +190,7 @@ delete table inet nfb_ct"
 		done
 		say "  rep $r/$DP_REPS done"
 	done
-	nfb_in node nft -f "$NFB_DIR/dp/none.nft"
+	{ nfb_netdev_reset; cat "$NFB_DIR/dp/none.nft"; } | nfb_in node nft -f -
 	nfb_ctl delete -f "$NFB_DIR/gen/dp-${PEERS##* }.json" >/dev/null
 	nfb_ctl sync >/dev/null || nfb_die "netfencectl sync after the dataplane phase"
 fi
