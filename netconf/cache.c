@@ -593,24 +593,36 @@ static void get_pod(struct rbuf *r, struct nf_pod *p)
 /* The header of buf, if buf is a whole cache made from text: 0 and *h,
  * with pods_at/pods_end checked against text and pods_off against the body
  * (read_cache caps a cache at 1 GiB: the offset fits in 32 bits). */
-static int check_header(const char *buf, size_t blen, const char *text, size_t len, struct cache_header *h)
+/* Is h the header of a cache of text (len bytes) with a body of body_len
+ * bytes? (The body's own hash: check_body.) */
+static int check_head(const struct cache_header *h, size_t body_len, const char *text, size_t len)
 {
 	XXH128_hash_t th;
 
-	if (blen < sizeof(*h))
-		return -EINVAL;
-	memcpy(h, buf, sizeof(*h));
 	if (memcmp(h->magic, CACHE_MAGIC, sizeof(h->magic)) != 0 || le32toh(h->version) != CACHE_VERSION ||
-	    le64toh(h->text_len) != len || le64toh(h->body_len) != blen - sizeof(*h) ||
-	    le32toh(h->pods_off) > blen - sizeof(*h))
+	    le64toh(h->text_len) != len || le64toh(h->body_len) != body_len || le32toh(h->pods_off) > body_len)
 		return -EINVAL;
 	th = XXH3_128bits(text, len);
-	if (le64toh(h->text_hash[0]) != th.low64 || le64toh(h->text_hash[1]) != th.high64 ||
-	    le64toh(h->body_hash) != XXH3_64bits(buf + sizeof(*h), blen - sizeof(*h)))
+	if (le64toh(h->text_hash[0]) != th.low64 || le64toh(h->text_hash[1]) != th.high64)
 		return -EINVAL;
 	if (le64toh(h->pods_end) <= le64toh(h->pods_at) || le64toh(h->pods_end) > len)
 		return -EINVAL;
 	return 0;
+}
+
+static int check_body(const struct cache_header *h, const char *body, size_t body_len)
+{
+	return le64toh(h->body_hash) == XXH3_64bits(body, body_len) ? 0 : -EINVAL;
+}
+
+static int check_header(const char *buf, size_t blen, const char *text, size_t len, struct cache_header *h)
+{
+	if (blen < sizeof(*h))
+		return -EINVAL;
+	memcpy(h, buf, sizeof(*h));
+	if (check_head(h, blen - sizeof(*h), text, len) < 0)
+		return -EINVAL;
+	return check_body(h, buf + sizeof(*h), blen - sizeof(*h));
 }
 
 /* The pods from r to its end (in r's arena, borrowed, if it has one, else
@@ -636,18 +648,16 @@ static void get_pods(struct rbuf *r, struct nf_state *s, size_t len)
 		r->bad = true;
 }
 
-int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+/* The pods of a checked cache (h, its body): on the heap. */
+static int decode_pods(const struct cache_header *h, const char *body, size_t body_len, size_t len,
+		       struct nf_state *out)
 {
-	struct cache_header h;
 	struct rbuf r;
 	struct nf_state s = {0};
 
-	memset(out, 0, sizeof(*out));
-	if (check_header(buf, blen, text, len, &h) < 0)
-		return -EINVAL;
-	s.pods_at = le64toh(h.pods_at);
-	s.pods_end = le64toh(h.pods_end);
-	r = (struct rbuf){.p = (const uint8_t *)buf + sizeof(h) + le32toh(h.pods_off), .end = (const uint8_t *)buf + blen};
+	s.pods_at = le64toh(h->pods_at);
+	s.pods_end = le64toh(h->pods_end);
+	r = (struct rbuf){.p = (const uint8_t *)body + le32toh(h->pods_off), .end = (const uint8_t *)body + body_len};
 	get_pods(&r, &s, len);
 	if (r.bad) {
 		nf_state_free(&s);
@@ -657,26 +667,19 @@ int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, s
 	return 0;
 }
 
-int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+/* A checked cache (h, its body) -> out; takes body (malloc'd, body_len + 1
+ * bytes), which out keeps (or frees on failure). */
+static int decode(const struct cache_header *h, char *body, size_t body_len, size_t len, struct nf_state *out)
 {
 	struct chunk *arena = NULL;
-	struct cache_header h;
 	struct rbuf r;
 	struct nf_state s = {0};
-	char *body;
 
-	memset(out, 0, sizeof(*out));
-	if (check_header(buf, blen, text, len, &h) < 0)
-		return -EINVAL;
-	s.pods_at = le64toh(h.pods_at);
-	s.pods_end = le64toh(h.pods_end);
-
+	s.pods_at = le64toh(h->pods_at);
+	s.pods_end = le64toh(h->pods_end);
 	/* the body, kept: the frozen part's strings point into it, and an
 	 * ADD or DEL writes its frozen part back as it is (put_state) */
-	if (!(body = malloc(blen - sizeof(h) + 1)))
-		return -ENOMEM;
-	memcpy(body, buf + sizeof(h), blen - sizeof(h));
-	r = (struct rbuf){.p = (const uint8_t *)body, .end = (const uint8_t *)body + (blen - sizeof(h)), .arena = &arena};
+	r = (struct rbuf){.p = (const uint8_t *)body, .end = (const uint8_t *)body + body_len, .arena = &arena};
 	/* the arena exists even for a state without policies: s.frozen says
 	 * where the state came from */
 	if (!arena_alloc(&arena, 1)) {
@@ -718,38 +721,77 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	return 0;
 }
 
+int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+{
+	struct cache_header h;
+
+	memset(out, 0, sizeof(*out));
+	if (check_header(buf, blen, text, len, &h) < 0)
+		return -EINVAL;
+	return decode_pods(&h, buf + sizeof(h), blen - sizeof(h), len, out);
+}
+
+int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+{
+	struct cache_header h;
+	char *body;
+
+	memset(out, 0, sizeof(*out));
+	if (check_header(buf, blen, text, len, &h) < 0)
+		return -EINVAL;
+	if (!(body = malloc(blen - sizeof(h) + 1)))
+		return -ENOMEM;
+	memcpy(body, buf + sizeof(h), blen - sizeof(h));
+	return decode(&h, body, blen - sizeof(h), len, out);
+}
+
 /* The cache of path, if it is a regular file of ours that nobody else could
- * have written (the same rule as the state file's). */
-static int read_cache(const char *path, char **buf, size_t *len)
+ * have written (the same rule as the state file's): its header, and its
+ * body read into a buffer of its own (malloc'd, *body_len + 1 bytes),
+ * which decode keeps: no copy of a body that can be megabytes. */
+static int read_cache(const char *path, struct cache_header *h, char **body, size_t *body_len)
 {
 	_cleanup_free_ char *cpath = cache_path(path);
 	struct stat st;
+	size_t n;
 	int fd;
 
+	*body = NULL;
 	if (!cpath)
 		return -ENOMEM;
 	if ((fd = open(cpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
-	    st.st_size > (off_t)(1u << 30) || !(*buf = malloc((size_t)st.st_size + 1))) {
+	    st.st_size > (off_t)(1u << 30) || (size_t)st.st_size < sizeof(*h) ||
+	    nf_read_upto(fd, (char *)h, sizeof(*h)) != sizeof(*h)) {
 		close(fd);
 		return -EINVAL;
 	}
-	*len = nf_read_upto(fd, *buf, (size_t)st.st_size);
+	n = (size_t)st.st_size - sizeof(*h);
+	if (!(*body = malloc(n + 1))) {
+		close(fd);
+		return -ENOMEM;
+	}
+	*body_len = nf_read_upto(fd, *body, n);
 	close(fd);
 	return 0;
 }
 
 static int cache_load(const char *path, const char *text, size_t len, struct nf_state *out, bool pods_only)
 {
-	char *buf = NULL;
+	struct cache_header h;
+	char *body = NULL;
 	size_t blen = 0;
-	int r = read_cache(path, &buf, &blen);
+	int r = read_cache(path, &h, &body, &blen);
 
+	memset(out, 0, sizeof(*out));
+	if (r == 0 && (check_head(&h, blen, text, len) < 0 || check_body(&h, body, blen) < 0))
+		r = -EINVAL;
+	if (r == 0 && !pods_only)
+		return decode(&h, body, blen, len, out); /* takes body */
 	if (r == 0)
-		r = pods_only ? nf_state_cache_decode_pods(buf, blen, text, len, out)
-			      : nf_state_cache_decode(buf, blen, text, len, out);
-	free(buf);
+		r = decode_pods(&h, body, blen, len, out);
+	free(body);
 	return r;
 }
 

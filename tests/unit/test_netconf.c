@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
 #include <string.h>
@@ -1571,6 +1572,28 @@ static void test_state_model_cache(void **state)
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_non_null(s.frozen);
 	nf_state_free(&s);
+	/* a cache cut short (in its header, in its body) or with a byte of
+	 * its body changed: parsed instead, and made again */
+	for (int k = 0; k < 3; k++) {
+		struct stat st;
+		assert_int_equal(stat(cpath, &st), 0);
+		if (k < 2) {
+			assert_int_equal(truncate(cpath, k ? st.st_size - 1 : 20), 0);
+		} else {
+			int fd = open(cpath, O_WRONLY);
+			assert_true(fd >= 0);
+			assert_int_equal(pwrite(fd, "\x5a", 1, st.st_size - 3), 1);
+			close(fd);
+		}
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_null(s.frozen);
+		assert_int_equal(s.npods, 1);
+		nf_state_free(&s);
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_non_null(s.frozen);
+		assert_int_equal(s.npods, 1);
+		nf_state_free(&s);
+	}
 
 	unlink(other);
 	unlink(cpath);
