@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/knetdev.sh: what adding one anti-spoofing chain costs the kernel
 # next to CHAINS others in one netdev table, against in a table of its own:
-# why each pod's chain has a table netdev netfence-<veth> of its own
+# why the pods' chains are spread over 32 netdev tables netfence-NN
 # (docs/performance.md, "After bd1a535").
 #
 #   sudo bench/knetdev.sh [CHAINS [REPS]]     (500 7)

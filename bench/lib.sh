@@ -70,8 +70,8 @@ nfb_in() {
 }
 
 # nfb_netfence_tables [NFT-OPTION...]: netfence's tables in the node netns
-# as `nft [-j] list table` prints them: table inet netfence and each pod's
-# table netdev netfence-<veth>
+# as `nft [-j] list table` prints them: table inet netfence and the netdev
+# tables netfence-NN of the pods' anti-spoofing chains
 nfb_netfence_tables() {
 	local _t fam name
 	nfb_in node nft list tables | while read -r _t fam name; do

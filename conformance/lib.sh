@@ -576,13 +576,23 @@ nfc_check_not() {
 }
 
 # nfc_netfence_tables CMD...: netfence's tables as `CMD nft` lists them:
-# table inet netfence and each pod's table netdev netfence-<veth> (plus an
-# earlier build's single table netdev netfence)
+# table inet netfence and the netdev tables netfence-NN of the pods'
+# anti-spoofing chains (plus an earlier build's table netdev netfence)
 nfc_netfence_tables() {
 	local _t fam name
 	"$@" nft list tables | while read -r _t fam name; do
 		case "$fam $name" in
 		"inet netfence" | "netdev netfence" | "netdev netfence-"*) "$@" nft list table "$fam" "$name" ;;
+		esac
+	done
+}
+
+# nfc_as_table VETH: the netdev table in the node that holds as_VETH
+nfc_as_table() {
+	local _t fam name
+	nfc_in node nft list tables netdev | while read -r _t fam name; do
+		case $name in
+		netfence-*) nfc_in node nft list chain netdev "$name" "as_$1" >/dev/null 2>&1 && echo "$name" ;;
 		esac
 	done
 }

@@ -124,6 +124,8 @@ endpoint() {
 endpoint p1 10.1.0.5 fd00::5 nfv1
 endpoint p2 10.1.0.6 fd00::6 nfv2
 endpoint srv 10.1.0.10 fd00::10 nfvs 10.1.0.11 10.1.0.20 172.16.0.1
+# plan 2 guards it: its chain shares the netdev table of nfv1's (netfence-24)
+node ip link add nfv29 type veth peer name nfp29 || die "veth nfv29"
 
 serve() {
 	local who=$1 proto=$2 port=$3 _try
@@ -198,7 +200,7 @@ expect_lines "inet table: pod chains, rules of every shape" \
 	"counter packets 0 bytes 0 drop" \
 	"chain pod_bbbb {"
 expect_lines "netdev tables: one per pod, each with its antispoof chain" \
-	"table netdev netfence-nfv1 {" "table netdev netfence-nfv2 {" \
+	"table netdev netfence-24 {" "table netdev netfence-17 {" \
 	"chain as_nfv1 {" "type filter hook ingress device \"nfv1\" priority -500; policy accept;" \
 	"ip saddr 10.1.0.5 accept" "meta protocol ip drop" "ip6 saddr fd00::5 accept" \
 	"ip6 saddr fe80::/10 icmpv6 type 133-136 accept" \
@@ -311,20 +313,20 @@ tamper "base chain input flushed" pod_bbbb 'chain "input": 0 rules, the plan has
 tamper "policy of base chain input changed" pod_bbbb 'chain "input": its hook differs from the plan' \
 	chain inet netfence input '{ policy drop ; }'
 tamper "accept rule inserted into the antispoof chain" pod_aaaa 'chain "as_nfv1": rule 0 is not in the plan' \
-	insert rule netdev netfence-nfv1 as_nfv1 accept
+	insert rule netdev netfence-24 as_nfv1 accept
 tamper "antispoof rule of the v6 address deleted" pod_aaaa 'chain "as_nfv1": rule 2 of the plan is missing' \
-	delete rule netdev netfence-nfv1 as_nfv1 handle "$(handle_of netdev netfence-nfv1 as_nfv1 'ip6 saddr fd00::5 accept')"
+	delete rule netdev netfence-24 as_nfv1 handle "$(handle_of netdev netfence-24 as_nfv1 'ip6 saddr fd00::5 accept')"
 tamper "antispoof chain bound to another device too" pod_aaaa \
 	'chain "as_nfv1" is bound to "nfv2", "nfv1", the plan says device "nfv1"' \
-	add chain netdev netfence-nfv1 as_nfv1 '{ type filter hook ingress devices = { nfv1, nfv2 } priority -500 ; }'
+	add chain netdev netfence-24 as_nfv1 '{ type filter hook ingress devices = { nfv1, nfv2 } priority -500 ; }'
 tamper "antispoof chain re-created on another device" pod_aaaa \
 	'chain "as_nfv1" is bound to "nfv2", the plan says device "nfv1"' \
-	delete chain netdev netfence-nfv1 as_nfv1 \; add chain netdev netfence-nfv1 as_nfv1 \
+	delete chain netdev netfence-24 as_nfv1 \; add chain netdev netfence-24 as_nfv1 \
 	'{ type filter hook ingress device nfv2 priority -500 ; }'
-tamper "antispoof chain deleted" pod_bbbb 'chain "as_nfv2" is missing from table netdev netfence-nfv2' \
-	delete chain netdev netfence-nfv2 as_nfv2
-tamper "the pod's netdev table deleted" pod_aaaa 'table netdev netfence-nfv1 is missing' \
-	delete table netdev netfence-nfv1
+tamper "antispoof chain deleted" pod_bbbb 'chain "as_nfv2" is missing from table netdev netfence-17' \
+	delete chain netdev netfence-17 as_nfv2
+tamper "the pod's netdev table deleted" pod_aaaa 'table netdev netfence-24 is missing' \
+	delete table netdev netfence-24
 tamper "table inet deleted" pod_bbbb 'table inet netfence is missing' delete table inet netfence
 tamper "pod chain deleted" pod_bbbb 'chain "pod_bbbb" is missing from table inet netfence' \
 	delete element inet netfence egress4 '{ 10.1.0.6 }' \; delete chain inet netfence pod_bbbb
@@ -365,7 +367,7 @@ check "  ... and the failed transaction changed nothing (pod_aaaa's map entry ke
 check "delete" driver delete
 check "remove without tables" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
 check "apply1" driver apply1
-node nft delete table netdev netfence-nfv1
+node nft delete table netdev netfence-24
 check "remove without its table netdev" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
 expect_no_line "pod_aaaa gone" 'pod_aaaa'
 check "apply1 (restore)" driver apply1
@@ -431,8 +433,9 @@ check "no netfence table left" bash -c "! ip netns exec $NODE nft list tables | 
 check "nft_delete_all again (idempotent)" driver delete
 check_not "nft_chain_exists without a table = no" driver exists pod_aaaa
 
-echo "== netdev tables: one per pod; a full apply deletes netfence's stale ones, and only those"
+echo "== netdev tables: 32 by a hash of the veth; a full apply deletes netfence's stale ones, and only those"
 has_table() { node nft list tables | grep -qxF "table $1"; }
+has_chain() { node nft list chain netdev "$1" "$2" >/dev/null 2>&1; }
 check "apply1" driver apply1
 node nft add table netdev netfence-stale \; add table netdev netfencex \; add table netdev other
 # the single table of earlier builds, with a chain on nfv1
@@ -441,18 +444,31 @@ node nft add table netdev netfence \; add chain netdev netfence as_nfv1 \
 check "apply2 (full)" driver apply2
 check_not "  ... deleted earlier builds' table netdev netfence" has_table "netdev netfence"
 check_not "  ... deleted netfence-stale" has_table "netdev netfence-stale"
-check_not "  ... deleted nfv1's table (not in plan 2)" has_table "netdev netfence-nfv1"
-check "  ... made nfv2's" has_table "netdev netfence-nfv2"
+check_not "  ... deleted nfv1's chain (not in plan 2)" has_chain netfence-24 as_nfv1
+check "  ... made nfv29's, in the same table" has_chain netfence-24 as_nfv29
+check "  ... made nfv2's, in its table" has_chain netfence-17 as_nfv2
 check "  ... left netfencex alone" has_table "netdev netfencex"
 check "  ... left other alone" has_table "netdev other"
 allow "p1 (the old table's drop gone) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
 check "diff apply2 -> apply1" driver diff apply2 apply1
-check "  ... made nfv1's table" has_table "netdev netfence-nfv1"
+check "  ... made nfv1's chain" has_chain netfence-24 as_nfv1
+check_not "  ... deleted nfv29's chain from the table that stays" has_chain netfence-24 as_nfv29
+# as if nfvgone had been there at the full apply: its chain, alone in its table
+node nft add table netdev netfence-02 \; add chain netdev netfence-02 as_nfvgone \
+	'{ type filter hook ingress device nfvgone priority -500 ; }'
 check "diff apply1 -> apply2" driver diff apply1 apply2
-check_not "  ... deleted nfv1's table" has_table "netdev netfence-nfv1"
-check "  ... kept nfv2's" has_table "netdev netfence-nfv2"
+check_not "  ... deleted nfv1's chain" has_chain netfence-24 as_nfv1
+check "  ... made nfv29's again" has_chain netfence-24 as_nfv29
+check_not "  ... deleted nfvgone's table with its last chain" has_table "netdev netfence-02"
+# a chain the kernel no longer has (its device went; older kernels drop it)
+node ip link del nfv29
+node nft delete chain netdev netfence-24 as_nfv29 2>/dev/null
+check "diff apply2 -> apply1 with nfv29's chain already gone" driver diff apply2 apply1
+node ip link add nfv29 type veth peer name nfp29
+check "diff apply1 -> apply2" driver diff apply1 apply2
 check "nft_delete_all" driver delete
-check_not "  ... deleted nfv2's table" has_table "netdev netfence-nfv2"
+check_not "  ... deleted nfv2's table" has_table "netdev netfence-17"
+check_not "  ... deleted nfv29's table" has_table "netdev netfence-24"
 check "  ... left netfencex and other alone" bash -c "ip netns exec $NODE nft list tables | grep -qxF 'table netdev netfencex' && ip netns exec $NODE nft list tables | grep -qxF 'table netdev other'"
 node nft delete table netdev netfencex \; delete table netdev other
 

@@ -228,7 +228,7 @@ nfc_check "d1 has a cached result" test -s "$cache"
 pr=$(jq -c '.result' "$cache" 2>/dev/null)
 [ -n "$pr" ] && [ "$pr" != null ] || pr=null
 ENV_DEL=(CNI_COMMAND=DEL CNI_CONTAINERID="$cid" CNI_NETNS= CNI_IFNAME=eth0 CNI_PATH="$NFC_DIR/bin")
-nfc_check "d1's veth is guarded" sh -c "ip netns exec $NFC_NODE nft list table netdev 'netfence-$veth' | grep -qF '\"$veth\"'"
+nfc_check "d1's veth is guarded" test -n "$(nfc_as_table "$veth")"
 out=$(conf "$STATE" 1.0.0 "$pr" | nfc_netfence "${ENV_DEL[@]}")
 rc=$?
 nfc_check "DEL with an empty CNI_NETNS and the cached prevResult succeeds [$out]" test $rc = 0
@@ -281,7 +281,8 @@ tamper "an accept inserted in foo's chain" "is not in the plan" insert rule inet
 tamper "foo's chain flushed" "of the plan is missing" flush chain inet netfence "$foo_chain"
 tamper "a peer added to the kube-dns set" "is not in the plan" \
 	add element inet netfence "$(nfc_in node nft list table inet netfence | grep -o 'set sel_[0-9a-f]*_4' | head -1 | cut -d' ' -f2)" "{ 203.0.113.80 }"
-tamper "foo's anti-spoofing chain flushed" "as_" flush chain netdev "netfence-$(cat "$NFC_DIR/pods/foo.veth")" "as_$(cat "$NFC_DIR/pods/foo.veth")"
+foo_veth=$(cat "$NFC_DIR/pods/foo.veth")
+tamper "foo's anti-spoofing chain flushed" "as_" flush chain netdev "$(nfc_as_table "$foo_veth")" "as_$foo_veth"
 out=$(conf "$STATE" 1.0.0 "$(prev)" | nfc_netfence CNI_COMMAND=CHECK CNI_CONTAINERID=never-seen-0123 CNI_NETNS=/var/run/netns/ghost CNI_IFNAME=eth0)
 nfc_check "CHECK of a container never ADDed fails with code 3" jq -e '.code == 3' <<<"$out"
 

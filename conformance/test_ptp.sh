@@ -43,8 +43,8 @@ gw4=$(jq -r '[.ips[] | select(.address | contains(":") | not)][0].gateway' "$r")
 gw6=$(jq -r '[.ips[] | select(.address | contains(":"))][0].gateway // empty' "$r")
 nfc_check "the host side of foo's veth has the gateway address $gw4" \
 	sh -c "ip netns exec $NFC_NODE ip -4 addr show dev '$veth' | grep -qw 'inet $gw4'"
-nfc_check "foo is guarded on its veth (table netdev netfence-$veth)" \
-	sh -c "ip netns exec $NFC_NODE nft list table netdev 'netfence-$veth' | grep -qF '\"$veth\"'"
+nfc_check "foo is guarded on its veth (chain as_$veth of a table netdev netfence-NN)" \
+	test -n "$(nfc_as_table "$veth")"
 nfc_check "netfencectl get pods: foo selected by the seed policy" \
 	sh -c "ip netns exec $NFC_NODE env NETFENCE_STATE=$STATE $NFC_NETFENCECTL get pods | grep -E '^foo ' | grep -q foo-deny-external-egress"
 

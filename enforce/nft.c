@@ -12,7 +12,7 @@
  * first (ENOENT) and delete the chain with the device, so antispoof chains
  * of missing devices are skipped, and every full apply deletes every
  * netdev table of netfence's (plan_is_as_table) and makes those of the
- * plan, so a stale netfence-<dev> does not outlive the next change.
+ * plan, so a stale as_<dev> does not outlive the next change.
  */
 #include "nlsock.h"
 #include "plan.h"
@@ -88,13 +88,14 @@ enum obj_kind {
 	OBJ_OLDFLUSH,   /* a: old chain, flushed to be deleted */
 	OBJ_OLDCHAIN,   /* a: old chain, deleted */
 	OBJ_OLDSET,     /* a: old set, deleted */
-	OBJ_OLDAS,      /* a: old antispoof chain: its table deleted */
+	OBJ_OLDAS,      /* a: old antispoof chain, deleted */
+	OBJ_OLDASTABLE, /* a: old antispoof chain: its table deleted (no other left) */
 	OBJ_ASFLUSH,    /* a: antispoof chain, flushed to be refilled */
 	/* nft_remove_pod (no plan: names in struct tx) */
 	OBJ_RMELEM,    /* a: AF_INET/AF_INET6, b: index in tx->rm_keys */
 	OBJ_RMRULES,   /* flushing tx->rm_chains[a] */
 	OBJ_RMCHAIN,   /* tx->rm_chains[a] */
-	OBJ_RMASTABLE, /* the table of tx->rm_as */
+	OBJ_RMASCHAIN, /* tx->rm_as */
 	/* re-judging (plan.h): a is AF_INET/AF_INET6 */
 	OBJ_REJUDGESET, /* creating rejudge4/rejudge6 */
 	OBJ_REJUDGEADD, /* adding addresses to it */
@@ -1310,7 +1311,11 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		snprintf(buf, len, "deleting set \"%s\"", tx->before->sets[o->a].name);
 		break;
 	case OBJ_OLDAS:
-		snprintf(buf, len, "deleting table netdev %s (chain \"%s\")",
+		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->before->antispoof[o->a].chain,
+			 plan_as_table(tx->before->antispoof[o->a].chain, tb));
+		break;
+	case OBJ_OLDASTABLE:
+		snprintf(buf, len, "deleting table netdev %s (chain \"%s\", the last of it)",
 			 plan_as_table(tx->before->antispoof[o->a].chain, tb), tx->before->antispoof[o->a].chain);
 		break;
 	case OBJ_ASFLUSH:
@@ -1329,9 +1334,8 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 	case OBJ_RMCHAIN:
 		snprintf(buf, len, "deleting chain \"%s\"", tx->rm_chains[o->a]);
 		break;
-	case OBJ_RMASTABLE:
-		snprintf(buf, len, "deleting table netdev %s (chain \"%s\")", plan_as_table(tx->rm_as, tb),
-			 tx->rm_as);
+	case OBJ_RMASCHAIN:
+		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->rm_as, plan_as_table(tx->rm_as, tb));
 		break;
 	case OBJ_REJUDGERULE:
 	case OBJ_REJUDGERULEDEL:
@@ -1758,6 +1762,18 @@ struct rj_rules {
 	uint64_t handle[8];
 };
 static int rejudge_rules_present(bool *present, struct nf_error *err);
+static void netdev_chains_exist(const char *const *names, size_t n, bool *exists);
+
+/* Does some antispoof chain of p live in netdev table `table`? */
+static bool as_table_used(const struct plan *p, const char *table)
+{
+	char tb[PLAN_AS_TABLE_LEN];
+
+	for (size_t i = 0; i < p->nantispoof; i++)
+		if (strcmp(plan_as_table(p->antispoof[i].chain, tb), table) == 0)
+			return true;
+	return false;
+}
 
 /* Builds the difference into tx; *nchanges counts what differs. */
 static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p, const struct nf_cidr *rejudge,
@@ -1770,7 +1786,9 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 	struct nidx *pc = nidx_build(p->chains, p->nchains, sizeof(*p->chains));
 	struct nidx *pa = nidx_build(p->antispoof, p->nantispoof, sizeof(*p->antispoof));
 	struct plan_dispatch *gone = NULL, *added = NULL;
-	size_t ngone = 0, nadded = 0, n = 0;
+	size_t ngone = 0, nadded = 0, n = 0, nchecks = 0, *check = NULL;
+	const char **names = NULL;
+	bool *there = NULL;
 	char tb[PLAN_AS_TABLE_LEN];
 	int r = -ENOMEM;
 
@@ -1875,11 +1893,31 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		}
 		n++;
 	}
-	/* 7. anti-spoofing chains, each in a table of its own */
+	/* 7. anti-spoofing chains, in their shard's table: the table goes
+	 * with its last chain (made first, so that its delete cannot fail);
+	 * else the chain, if there (a full apply skips the chains of devices
+	 * that do not exist, so the kernel may never have had it) */
+	if (!(check = calloc(b->nantispoof + 1, sizeof(*check))) ||
+	    !(names = calloc(b->nantispoof + 1, sizeof(*names))) || !(there = calloc(b->nantispoof + 1, 1)))
+		goto out;
 	for (size_t i = 0; i < b->nantispoof; i++) {
-		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) >= 0)
+		const char *as = b->antispoof[i].chain;
+		if (nidx_find(pa, p->nantispoof, as) >= 0)
 			continue;
-		drop_table(tx, plan_as_table(b->antispoof[i].chain, tb), OBJ_OLDAS, i);
+		if (!as_table_used(p, plan_as_table(as, tb))) {
+			drop_table(tx, tb, OBJ_OLDASTABLE, i);
+			n++;
+		} else {
+			check[nchecks] = i;
+			names[nchecks++] = as;
+		}
+	}
+	netdev_chains_exist(names, nchecks, there);
+	for (size_t k = 0; k < nchecks; k++) {
+		if (!there[k])
+			continue;
+		flush_chain(tx, NFPROTO_NETDEV, names[k], OBJ_OLDAS, check[k]);
+		del_chain(tx, NFPROTO_NETDEV, names[k], OBJ_OLDAS, check[k]);
 		n++;
 	}
 	for (size_t i = 0; i < p->nantispoof && !tx->oom; i++) {
@@ -1912,6 +1950,9 @@ out:
 	free(pa);
 	free(gone);
 	free(added);
+	free(check);
+	free(names);
+	free(there);
 	return r;
 }
 
@@ -3110,7 +3151,7 @@ struct rm {
 	/* chains other elements jump to (they stay) */
 	char **kept;
 	size_t nkept;
-	bool as; /* the antispoof chain's table exists */
+	bool as; /* the antispoof chain exists */
 };
 
 static void rm_free(struct rm *rm)
@@ -3263,8 +3304,14 @@ static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, 
 	if (r == 0 && (r = rm_chains_to_delete(q, rm)) < 0)
 		goto fail;
 	if (as) {
+		struct nftnl_chain *c = NULL;
 		r = q_table(q, NFPROTO_NETDEV, plan_as_table(as, tb));
-		rm->as = r == 0;
+		if (r == 0) {
+			r = q_chain(q, NFPROTO_NETDEV, as, &c);
+			rm->as = r == 0;
+			if (c)
+				nftnl_chain_free(c);
+		}
 		if (r < 0 && r != -ENOENT)
 			goto fail;
 	}
@@ -3325,10 +3372,8 @@ static void rm_build(struct tx *tx, const struct rm *rm, const char *as)
 		if (c)
 			nftnl_chain_free(c);
 	}
-	if (rm->as) {
-		char tb[PLAN_AS_TABLE_LEN];
-		put_table(tx, NFPROTO_NETDEV, plan_as_table(as, tb), true, OBJ_RMASTABLE, 0);
-	}
+	if (rm->as)
+		del_chain(tx, NFPROTO_NETDEV, as, OBJ_RMASCHAIN, 0);
 	nftnl_batch_end(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
 	tx_next(tx);
 }
@@ -3388,7 +3433,7 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 						 rm.nchains ? " the chain" : "",
 						 rm.nkeys ? " map element " : "", a,
 						 rm.nkeys ? (rm.keys[0].family == AF_INET ? " of " PLAN_MAP_V4 : " of " PLAN_MAP_V6) : "",
-						 rm.as ? " table netdev " : "", rm.as ? tb : "");
+						 rm.as ? " antispoof chain of table netdev " : "", rm.as ? tb : "");
 			}
 		}
 		rm_free(&rm);
@@ -3397,6 +3442,92 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 	}
 	q_close(&q);
 	return r;
+}
+
+struct chain_names {
+	char **v;
+	size_t n, cap;
+	bool oom;
+};
+
+static int chain_names_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct chain_names *x = data;
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	char tb[PLAN_AS_TABLE_LEN];
+	const char *t, *name;
+
+	if (!c || nftnl_chain_nlmsg_parse(nlh, c) < 0) {
+		if (c)
+			nftnl_chain_free(c);
+		return parse_fail();
+	}
+	t = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
+	name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
+	/* in the table it belongs in (not, say, an earlier build's) */
+	if (t && name && strcmp(t, plan_as_table(name, tb)) == 0) {
+		if (x->n == x->cap) {
+			size_t cap = x->cap ? 2 * x->cap : 64;
+			char **v = realloc(x->v, cap * sizeof(*v));
+			if (v) {
+				x->v = v;
+				x->cap = cap;
+			}
+		}
+		if (x->n < x->cap && (x->v[x->n] = strdup(name)))
+			x->n++;
+		else
+			x->oom = true;
+	}
+	nftnl_chain_free(c);
+	return MNL_CB_OK;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Which of the antispoof chains names[0..n) are in the kernel (in their
+ * tables): exists[i]. One (a DEL) is asked for; more (a policy change
+ * that unselects 100 pods), with one dump of the netdev chains. When the
+ * kernel cannot be asked: true, and the transaction says what is wrong. */
+static void netdev_chains_exist(const char *const *names, size_t n, bool *exists)
+{
+	struct chain_names all = { 0 };
+	struct nf_error err = { 0 };
+	struct q q;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		exists[i] = true;
+	if (n == 0 || q_open(&q, &err) < 0) {
+		if (n)
+			q_close(&q);
+		return;
+	}
+	if (n == 1) {
+		for (size_t i = 0; i < n; i++) {
+			struct nftnl_chain *c = NULL;
+			exists[i] = q_chain(&q, NFPROTO_NETDEV, names[i], &c) != -ENOENT;
+			if (c)
+				nftnl_chain_free(c);
+		}
+	} else {
+		q_hdr(&q, NFT_MSG_GETCHAIN, NFPROTO_NETDEV, true);
+		r = q_run(&q, chain_names_cb, &all);
+		if (r == 0 && !all.oom) {
+			qsort(all.v, all.n, sizeof(*all.v), str_cmp);
+			for (size_t i = 0; i < n; i++) {
+				const char *k = names[i];
+				exists[i] = bsearch(&k, all.v, all.n, sizeof(*all.v), str_cmp) != NULL;
+			}
+		}
+		for (size_t i = 0; i < all.n; i++)
+			free(all.v[i]);
+		free(all.v);
+	}
+	q_close(&q);
 }
 
 /* ---- re-judging (txn.h) ---- */

@@ -47,8 +47,11 @@ bool plan_is_empty(const struct plan *p)
 const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN])
 {
 	const char *dev = strncmp(chain, "as_", 3) == 0 ? chain + 3 : chain;
+	uint32_t h = 2166136261u;
 
-	snprintf(buf, PLAN_AS_TABLE_LEN, PLAN_AS_TABLE_PREFIX "%s", dev);
+	for (; *dev; dev++)
+		h = (h ^ (uint8_t)*dev) * 16777619u;
+	snprintf(buf, PLAN_AS_TABLE_LEN, PLAN_AS_TABLE_PREFIX "%02u", (unsigned)(h % PLAN_AS_SHARDS));
 	return buf;
 }
 

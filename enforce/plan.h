@@ -23,16 +23,20 @@
  *     chain <plan_chain.name>: one per kind of selected pod (namespace and
  *         labels): the allow rules, then "counter drop"
  *
- *   table netdev netfence-<dev>           one per selected pod (plan_as_table)
+ *   table netdev netfence-<NN>            NN = 00..31, a hash of <dev> (plan_as_table)
  *     chain <plan_antispoof.chain> hook ingress device <dev> priority -500:
  *         only the pod's own source addresses pass (see render.c)
  *
- * One netdev table per pod, not one for all: nf_tables validates a whole
- * table (every chain of it) when a rule with a verdict or a meta match is
- * added to it, so a pod's ADD into a shared table walked every other pod's
- * anti-spoofing chain (docs/performance.md, bench/knetdev.sh). A full
- * apply deletes every netdev table plan_is_as_table names, including the
- * single `table netdev netfence` of earlier builds.
+ * The pods' anti-spoofing chains are spread over PLAN_AS_SHARDS netdev
+ * tables, not kept in one: nf_tables validates a whole table (every chain
+ * of it) when a rule with a verdict or a meta match is added to it, so a
+ * pod's ADD into a shared table walked every other pod's chain
+ * (docs/performance.md, bench/knetdev.sh); and not one table per pod
+ * either: the kernel finds each message's table by walking the list of
+ * all tables, so 500 tables cost each message of an ADD 500 name
+ * compares. A full apply deletes every netdev table plan_is_as_table
+ * names, including the single `table netdev netfence` and the per-pod
+ * tables of earlier builds.
  */
 #ifndef NETFENCE_PLAN_H
 #define NETFENCE_PLAN_H
@@ -53,7 +57,8 @@
 #define PLAN_CHAIN_INPUT "input"
 #define PLAN_ANTISPOOF_PRIO (-500)
 #define PLAN_AS_TABLE_PREFIX "netfence-"
-#define PLAN_AS_TABLE_LEN 256 /* NFT_TABLE_MAXNAMELEN */
+#define PLAN_AS_SHARDS 32
+#define PLAN_AS_TABLE_LEN 16 /* "netfence-NN" */
 
 /* A named set of addresses (family AF_INET or AF_INET6). interval sets hold
  * prefixes (ipBlocks, already flattened: cidr minus except, no overlaps,
@@ -111,10 +116,11 @@ struct plan {
 
 void plan_free(struct plan *p); /* frees members, not p */
 /* The netdev table of antispoof chain `chain` ("as_<dev>"):
- * "netfence-<dev>", into buf (PLAN_AS_TABLE_LEN bytes; cut to fit). */
+ * "netfence-NN", NN the FNV-1a hash of <dev> modulo PLAN_AS_SHARDS, two
+ * decimal digits; into buf. */
 const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN]);
-/* Is netdev table `name` netfence's: a pod's ("netfence-...") or the
- * single table of earlier builds ("netfence")? */
+/* Is netdev table `name` netfence's: "netfence-..." (a shard's, or a pod's
+ * of earlier builds) or the single table of earlier builds ("netfence")? */
 bool plan_is_as_table(const char *name);
 /* true when no pod is selected: the netfence tables should not exist */
 bool plan_is_empty(const struct plan *p);
@@ -210,7 +216,7 @@ int nft_chain_exists(const char *name, struct nf_error *err);
  * values), the sets its rules use (their elements), the entries of maps
  * egress4/egress6 that lead to it (the plan's addresses, each `jump
  * chain`, and no other), the base chains forward and input, and the
- * antispoof chain of host veth `dev` in its table netdev netfence-<dev> (none is
+ * antispoof chain of host veth `dev` in its table netdev netfence-<NN> (none is
  * checked if the plan has none for it, or dev is NULL): hook, device
  * (which must exist), rules. 0 if all match; else <0 and code
  * NF_ERR_KERNEL with a message that names the first difference (-ENOENT:

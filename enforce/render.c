@@ -167,11 +167,22 @@ char *plan_render(const struct plan *p)
 		fprintf(f, "\t\tcounter drop\n\t}\n");
 	}
 	fprintf(f, "}\n");
-	for (size_t i = 0; i < p->nantispoof; i++) {
-		char tb[PLAN_AS_TABLE_LEN];
-		fprintf(f, "table netdev %s {\n", plan_as_table(p->antispoof[i].chain, tb));
-		render_antispoof(f, &p->antispoof[i]);
-		fprintf(f, "}\n");
+	/* the anti-spoofing chains, by table (plan.h), tables in name order */
+	for (unsigned k = 0; k < PLAN_AS_SHARDS; k++) {
+		char want[PLAN_AS_TABLE_LEN], tb[PLAN_AS_TABLE_LEN];
+		bool open = false;
+
+		snprintf(want, sizeof(want), PLAN_AS_TABLE_PREFIX "%02u", k);
+		for (size_t i = 0; i < p->nantispoof; i++) {
+			if (strcmp(plan_as_table(p->antispoof[i].chain, tb), want) != 0)
+				continue;
+			if (!open)
+				fprintf(f, "table netdev %s {\n", want);
+			open = true;
+			render_antispoof(f, &p->antispoof[i]);
+		}
+		if (open)
+			fprintf(f, "}\n");
 	}
 	fclose(f);
 	return out;

@@ -151,7 +151,7 @@ static void add_antispoof(struct plan *p, const char *dev, const char *const *ad
 #define NONE ((const char *const[]){ NULL })
 
 /* every shape of rule, sets of every kind, v4+v6 dispatch, antispoof on
- * nfv1 (dual stack), nfv2 (v4 only) and nfvgone (no such device) */
+ * nfv1 (dual stack), nfv2 (v4 only), nfvgone and nfv88 (no such device) */
 static void plan1(struct plan *p)
 {
 	struct plan_chain *c;
@@ -182,6 +182,10 @@ static void plan1(struct plan *p)
 	add_antispoof(p, "nfv1", L("10.1.0.5", "fd00::5"));
 	add_antispoof(p, "nfv2", L("10.1.0.6"));
 	add_antispoof(p, "nfvgone", L("10.1.0.99"));
+	/* no such device either, in the netdev table of nfv2's (netfence-17):
+	 * a diff to plan 2, which keeps nfv2, must find that the kernel never
+	 * had its chain (with nfv1's: two to look for, one dump) */
+	add_antispoof(p, "nfv88", L("10.1.0.88"));
 }
 
 static void plan2(struct plan *p)
@@ -193,6 +197,9 @@ static void plan2(struct plan *p)
 	add_rule(c, AF_INET, "peers_db", 6, 5432, 5432, "default/allow-db egress[0]");
 	add_dispatch(p, "10.1.0.6", "pod_cccc");
 	add_antispoof(p, "nfv2", L("10.1.0.6"));
+	/* in the netdev table of nfv1's (netfence-24): a diff from plan 1
+	 * deletes as_nfv1 from a table that stays */
+	add_antispoof(p, "nfv29", L("10.1.0.29"));
 }
 
 /* rejected by the kernel: a chain name over NFT_CHAIN_MAXNAMELEN, and a

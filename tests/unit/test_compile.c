@@ -192,21 +192,35 @@ static void test_seed_manifest(void **state)
 	nf_state_free(&s);
 }
 
-/* Each pod's anti-spoofing chain has a netdev table of its own, named
- * after its veth; a full apply deletes the tables of netfence's by name. */
+/* The anti-spoofing chains are spread over PLAN_AS_SHARDS netdev tables by
+ * a hash of the veth's name; a full apply deletes the tables of netfence's
+ * by name. */
 static void test_as_table(void **state)
 {
-	char tb[PLAN_AS_TABLE_LEN], dev[300];
+	char tb[PLAN_AS_TABLE_LEN], dev[32];
+	unsigned used[PLAN_AS_SHARDS] = {0};
 
 	(void)state;
-	assert_string_equal(plan_as_table("as_veth1a2b3c4d", tb), "netfence-veth1a2b3c4d");
+	/* FNV-1a 32 of the name, modulo 32: fixed, the kernel keeps the names */
+	assert_string_equal(plan_as_table("as_veth1a2b3c4d", tb), "netfence-08");
+	assert_string_equal(plan_as_table("as_vethfoo", tb), "netfence-16");
+	assert_string_equal(plan_as_table("as_x", tb), "netfence-07");
+	assert_string_equal(plan_as_table("odd", tb), "netfence-30"); /* no as_: the whole name */
 	assert_ptr_equal(plan_as_table("as_x", tb), tb);
-	assert_string_equal(plan_as_table("odd", tb), "netfence-odd");
-	memset(dev, 'x', sizeof(dev) - 1);
-	dev[sizeof(dev) - 1] = 0;
-	memcpy(dev, "as_", 3);
-	assert_int_equal(strlen(plan_as_table(dev, tb)), PLAN_AS_TABLE_LEN - 1); /* cut, not overrun */
-	assert_true(plan_is_as_table("netfence-veth1"));
+	/* 512 bridge-style names reach every table, none by more than 3x its share */
+	for (unsigned i = 0; i < 512; i++) {
+		unsigned k;
+		snprintf(dev, sizeof(dev), "as_veth%08x", i * 2654435761u);
+		plan_as_table(dev, tb);
+		assert_int_equal(strlen(tb), strlen(PLAN_AS_TABLE_PREFIX) + 2);
+		k = (unsigned)atoi(tb + strlen(PLAN_AS_TABLE_PREFIX));
+		assert_true(k < PLAN_AS_SHARDS);
+		used[k]++;
+	}
+	for (unsigned k = 0; k < PLAN_AS_SHARDS; k++)
+		assert_true(used[k] > 0 && used[k] <= 3 * 512 / PLAN_AS_SHARDS);
+	assert_true(plan_is_as_table("netfence-08"));
+	assert_true(plan_is_as_table("netfence-veth1")); /* an earlier build's per-pod table */
 	assert_true(plan_is_as_table("netfence")); /* earlier builds' single table */
 	assert_false(plan_is_as_table("netfence2"));
 	assert_false(plan_is_as_table("filter"));
