@@ -1762,17 +1762,89 @@ struct rj_rules {
 	uint64_t handle[8];
 };
 static int rejudge_rules_present(bool *present, struct nf_error *err);
-static void netdev_chains_exist(const char *const *names, size_t n, bool *exists);
+/* The anti-spoofing chains in the kernel: (table, chain) */
+struct as_list {
+	char **tab, **chain;
+	size_t n, cap;
+	bool oom;
+};
+static int as_list_load(const char *table, struct as_list *x);
+static void as_list_free(struct as_list *x);
 
-/* Does some antispoof chain of p live in netdev table `table`? */
-static bool as_table_used(const struct plan *p, const char *table)
+/* Deletes the anti-spoofing chains of b that p does not have. The plans
+ * may be one pod's share (nft_apply_delta), so what else a table holds is
+ * asked of the kernel (one listing): a table whose chains all go, and
+ * that gets none from p, goes whole (made first, so that the delete
+ * cannot fail); else each chain the kernel has is flushed and deleted (a
+ * full apply skips the chains of devices that do not exist, so the
+ * kernel may never have had it). When the kernel cannot be asked, each
+ * chain is deleted, and the transaction says what is wrong. */
+static int del_antispoof(struct tx *tx, const struct plan *b, const struct plan *p, const struct nidx *pa,
+			 size_t *nchanges)
 {
-	char tb[PLAN_AS_TABLE_LEN];
+	struct as_list k = { 0 };
+	size_t *gone = calloc(b->nantispoof + 1, sizeof(*gone)), ngone = 0;
+	char tb[PLAN_AS_TABLE_LEN], tb2[PLAN_AS_TABLE_LEN];
+	bool known, one_table = true;
+	int r = 0;
 
-	for (size_t i = 0; i < p->nantispoof; i++)
-		if (strcmp(plan_as_table(p->antispoof[i].chain, tb), table) == 0)
-			return true;
-	return false;
+	if (!gone)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->nantispoof; i++)
+		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) < 0)
+			gone[ngone++] = i;
+	if (ngone == 0)
+		goto out;
+	plan_as_table(b->antispoof[gone[0]].chain, tb);
+	for (size_t g = 1; g < ngone && one_table; g++)
+		one_table = strcmp(plan_as_table(b->antispoof[gone[g]].chain, tb2), tb) == 0;
+	r = as_list_load(one_table ? tb : NULL, &k);
+	if (r == -ENOMEM)
+		goto out;
+	known = r == 0;
+	r = 0;
+	for (size_t g = 0; g < ngone; g++) {
+		bool first = true, whole = known;
+
+		plan_as_table(b->antispoof[gone[g]].chain, tb);
+		for (size_t e = 0; e < g && first; e++) /* each table once */
+			first = strcmp(plan_as_table(b->antispoof[gone[e]].chain, tb2), tb) != 0;
+		if (!first)
+			continue;
+		/* whole: every chain of it in the kernel goes, and p adds none */
+		for (size_t c = 0; c < k.n && whole; c++) {
+			bool going = false;
+			if (strcmp(k.tab[c], tb) != 0)
+				continue;
+			for (size_t e = g; e < ngone && !going; e++)
+				going = strcmp(k.chain[c], b->antispoof[gone[e]].chain) == 0;
+			whole = going;
+		}
+		for (size_t i = 0; i < p->nantispoof && whole; i++)
+			whole = strcmp(plan_as_table(p->antispoof[i].chain, tb2), tb) != 0;
+		if (whole) {
+			drop_table(tx, tb, OBJ_OLDASTABLE, gone[g]);
+			(*nchanges)++;
+			continue;
+		}
+		for (size_t e = g; e < ngone; e++) {
+			const char *c = b->antispoof[gone[e]].chain;
+			bool there = !known;
+			if (strcmp(plan_as_table(c, tb2), tb) != 0)
+				continue;
+			for (size_t x = 0; x < k.n && !there; x++)
+				there = strcmp(k.chain[x], c) == 0 && strcmp(k.tab[x], tb) == 0;
+			if (there) {
+				flush_chain(tx, NFPROTO_NETDEV, c, OBJ_OLDAS, gone[e]);
+				del_chain(tx, NFPROTO_NETDEV, c, OBJ_OLDAS, gone[e]);
+				(*nchanges)++;
+			}
+		}
+	}
+out:
+	as_list_free(&k);
+	free(gone);
+	return r;
 }
 
 /* Builds the difference into tx; *nchanges counts what differs. */
@@ -1786,10 +1858,7 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 	struct nidx *pc = nidx_build(p->chains, p->nchains, sizeof(*p->chains));
 	struct nidx *pa = nidx_build(p->antispoof, p->nantispoof, sizeof(*p->antispoof));
 	struct plan_dispatch *gone = NULL, *added = NULL;
-	size_t ngone = 0, nadded = 0, n = 0, nchecks = 0, *check = NULL;
-	const char **names = NULL;
-	bool *there = NULL;
-	char tb[PLAN_AS_TABLE_LEN];
+	size_t ngone = 0, nadded = 0, n = 0;
 	int r = -ENOMEM;
 
 	if (!bs || !bc || !ba || !ps || !pc || !pa || !(gone = dispatch_minus(b, p, &ngone)) ||
@@ -1893,33 +1962,10 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		}
 		n++;
 	}
-	/* 7. anti-spoofing chains, in their shard's table: the table goes
-	 * with its last chain (made first, so that its delete cannot fail);
-	 * else the chain, if there (a full apply skips the chains of devices
-	 * that do not exist, so the kernel may never have had it) */
-	if (!(check = calloc(b->nantispoof + 1, sizeof(*check))) ||
-	    !(names = calloc(b->nantispoof + 1, sizeof(*names))) || !(there = calloc(b->nantispoof + 1, 1)))
+	/* 7. anti-spoofing chains, in their tables (plan.h) */
+	if ((r = del_antispoof(tx, b, p, pa, &n)) < 0)
 		goto out;
-	for (size_t i = 0; i < b->nantispoof; i++) {
-		const char *as = b->antispoof[i].chain;
-		if (nidx_find(pa, p->nantispoof, as) >= 0)
-			continue;
-		if (!as_table_used(p, plan_as_table(as, tb))) {
-			drop_table(tx, tb, OBJ_OLDASTABLE, i);
-			n++;
-		} else {
-			check[nchecks] = i;
-			names[nchecks++] = as;
-		}
-	}
-	netdev_chains_exist(names, nchecks, there);
-	for (size_t k = 0; k < nchecks; k++) {
-		if (!there[k])
-			continue;
-		flush_chain(tx, NFPROTO_NETDEV, names[k], OBJ_OLDAS, check[k]);
-		del_chain(tx, NFPROTO_NETDEV, names[k], OBJ_OLDAS, check[k]);
-		n++;
-	}
+	r = -ENOMEM;
 	for (size_t i = 0; i < p->nantispoof && !tx->oom; i++) {
 		const struct plan_antispoof *a = &p->antispoof[i];
 		long j = nidx_find(ba, b->nantispoof, a->chain);
@@ -1950,9 +1996,6 @@ out:
 	free(pa);
 	free(gone);
 	free(added);
-	free(check);
-	free(names);
-	free(there);
 	return r;
 }
 
@@ -3444,17 +3487,10 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 	return r;
 }
 
-struct chain_names {
-	char **v;
-	size_t n, cap;
-	bool oom;
-};
-
-static int chain_names_cb(const struct nlmsghdr *nlh, void *data)
+static int as_list_cb(const struct nlmsghdr *nlh, void *data)
 {
-	struct chain_names *x = data;
+	struct as_list *x = data;
 	struct nftnl_chain *c = nftnl_chain_alloc();
-	char tb[PLAN_AS_TABLE_LEN];
 	const char *t, *name;
 
 	if (!c || nftnl_chain_nlmsg_parse(nlh, c) < 0) {
@@ -3464,70 +3500,78 @@ static int chain_names_cb(const struct nlmsghdr *nlh, void *data)
 	}
 	t = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
 	name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
-	/* in the table it belongs in (not, say, an earlier build's) */
-	if (t && name && strcmp(t, plan_as_table(name, tb)) == 0) {
+	if (t && name && plan_is_as_table(t)) {
+		char *ts = NULL, *ns = NULL;
 		if (x->n == x->cap) {
 			size_t cap = x->cap ? 2 * x->cap : 64;
-			char **v = realloc(x->v, cap * sizeof(*v));
-			if (v) {
-				x->v = v;
+			char **a = realloc(x->tab, cap * sizeof(*a)), **b;
+			if (a)
+				x->tab = a;
+			b = a ? realloc(x->chain, cap * sizeof(*b)) : NULL;
+			if (b) {
+				x->chain = b;
 				x->cap = cap;
 			}
 		}
-		if (x->n < x->cap && (x->v[x->n] = strdup(name)))
-			x->n++;
-		else
+		if (x->n < x->cap && (ts = strdup(t)) && (ns = strdup(name))) {
+			x->tab[x->n] = ts;
+			x->chain[x->n++] = ns;
+		} else {
+			free(ts);
 			x->oom = true;
+		}
 	}
 	nftnl_chain_free(c);
+	if (x->oom) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
 	return MNL_CB_OK;
 }
 
-static int str_cmp(const void *a, const void *b)
+static void as_list_free(struct as_list *x)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	for (size_t i = 0; i < x->n; i++) {
+		free(x->tab[i]);
+		free(x->chain[i]);
+	}
+	free(x->tab);
+	free(x->chain);
+	memset(x, 0, sizeof(*x));
 }
 
-/* Which of the antispoof chains names[0..n) are in the kernel (in their
- * tables): exists[i]. One (a DEL) is asked for; more (a policy change
- * that unselects 100 pods), with one dump of the netdev chains. When the
- * kernel cannot be asked: true, and the transaction says what is wrong. */
-static void netdev_chains_exist(const char *const *names, size_t n, bool *exists)
+/* The chains of netdev table `table` (NULL: of every netdev table of
+ * netfence's) into x: one dump. 0, -ENOMEM, or another -errno (the kernel
+ * could not be asked; a missing table is no chain). */
+static int as_list_load(const char *table, struct as_list *x)
 {
-	struct chain_names all = { 0 };
 	struct nf_error err = { 0 };
+	struct nlmsghdr *nlh;
 	struct q q;
-	int r = 0;
+	int r = q_open(&q, &err);
 
-	for (size_t i = 0; i < n; i++)
-		exists[i] = true;
-	if (n == 0 || q_open(&q, &err) < 0) {
-		if (n)
-			q_close(&q);
-		return;
-	}
-	if (n == 1) {
-		for (size_t i = 0; i < n; i++) {
-			struct nftnl_chain *c = NULL;
-			exists[i] = q_chain(&q, NFPROTO_NETDEV, names[i], &c) != -ENOENT;
+	if (r == 0) {
+		nlh = q_hdr(&q, NFT_MSG_GETCHAIN, NFPROTO_NETDEV, true);
+		if (table) {
+			struct nftnl_chain *c = nftnl_chain_alloc();
+			if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table) < 0)
+				r = -ENOMEM;
+			else
+				nftnl_chain_nlmsg_build_payload(nlh, c);
 			if (c)
 				nftnl_chain_free(c);
 		}
-	} else {
-		q_hdr(&q, NFT_MSG_GETCHAIN, NFPROTO_NETDEV, true);
-		r = q_run(&q, chain_names_cb, &all);
-		if (r == 0 && !all.oom) {
-			qsort(all.v, all.n, sizeof(*all.v), str_cmp);
-			for (size_t i = 0; i < n; i++) {
-				const char *k = names[i];
-				exists[i] = bsearch(&k, all.v, all.n, sizeof(*all.v), str_cmp) != NULL;
-			}
-		}
-		for (size_t i = 0; i < all.n; i++)
-			free(all.v[i]);
-		free(all.v);
+		if (r == 0)
+			r = q_run(&q, as_list_cb, x);
+		if (r == -ENOENT)
+			r = 0;
+		if (x->oom)
+			r = -ENOMEM;
 	}
 	q_close(&q);
+	if (r < 0)
+		as_list_free(x);
+	return r;
 }
 
 /* ---- re-judging (txn.h) ---- */
