@@ -61,6 +61,8 @@
 #define BATCH_PAGE (128 * 1024)
 #define RECV_BUF_SIZE (64 * 1024)
 
+_Static_assert(PLAN_AS_SHARDS <= 32, "struct tx's as_made is a 32-bit mask");
+
 /* What each message of the batch is about, to name it in an error. */
 enum obj_kind {
 	OBJ_BATCH,
@@ -127,6 +129,7 @@ struct tx {
 	const struct plan *before; /* nft_apply_diff */
 	/* full apply: the netdev tables of netfence's found in the kernel */
 	char *const *stale;
+	uint32_t as_made; /* bit NN: table netdev netfence-NN made in this batch */
 	/* nft_remove_pod: what the messages are about */
 	char *const *rm_chains;
 	const char *rm_as;
@@ -1091,7 +1094,11 @@ static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t
 	struct rsink s = { .tx = tx };
 	char tb[PLAN_AS_TABLE_LEN];
 
-	put_table(tx, NFPROTO_NETDEV, plan_as_table(as->chain, tb), false, OBJ_ASTABLE, ai);
+	/* once per table and batch: a policy change that selects 100 pods
+	 * would send 100 messages that each find the table and do nothing */
+	if (!(tx->as_made & (1u << plan_as_shard(as->chain))))
+		put_table(tx, NFPROTO_NETDEV, plan_as_table(as->chain, tb), false, OBJ_ASTABLE, ai);
+	tx->as_made |= 1u << plan_as_shard(as->chain);
 	add_chain(tx, NFPROTO_NETDEV, as->chain, NF_NETDEV_INGRESS, PLAN_ANTISPOOF_PRIO, as->dev,
 		  NULL, OBJ_ASCHAIN, ai);
 	antispoof_rules(&s, as, ai);

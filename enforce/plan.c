@@ -44,14 +44,19 @@ bool plan_is_empty(const struct plan *p)
 	return !p || (p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);
 }
 
-const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN])
+unsigned plan_as_shard(const char *chain)
 {
 	const char *dev = strncmp(chain, "as_", 3) == 0 ? chain + 3 : chain;
 	uint32_t h = 2166136261u;
 
 	for (; *dev; dev++)
 		h = (h ^ (uint8_t)*dev) * 16777619u;
-	snprintf(buf, PLAN_AS_TABLE_LEN, PLAN_AS_TABLE_PREFIX "%02u", (unsigned)(h % PLAN_AS_SHARDS));
+	return (unsigned)(h % PLAN_AS_SHARDS);
+}
+
+const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN])
+{
+	snprintf(buf, PLAN_AS_TABLE_LEN, PLAN_AS_TABLE_PREFIX "%02u", plan_as_shard(chain));
 	return buf;
 }
 

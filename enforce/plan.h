@@ -119,6 +119,8 @@ void plan_free(struct plan *p); /* frees members, not p */
  * "netfence-NN", NN the FNV-1a hash of <dev> modulo PLAN_AS_SHARDS, two
  * decimal digits; into buf. */
 const char *plan_as_table(const char *chain, char buf[PLAN_AS_TABLE_LEN]);
+/* NN of that table: 0 .. PLAN_AS_SHARDS - 1 */
+unsigned plan_as_shard(const char *chain);
 /* Is netdev table `name` netfence's: "netfence-..." (a shard's, or a pod's
  * of earlier builds) or the single table of earlier builds ("netfence")? */
 bool plan_is_as_table(const char *name);
