@@ -1092,13 +1092,14 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 static void add_antispoof(struct tx *tx, const struct plan_antispoof *as, size_t ai)
 {
 	struct rsink s = { .tx = tx };
+	uint32_t bit = 1u << plan_as_shard(as->chain);
 	char tb[PLAN_AS_TABLE_LEN];
 
 	/* once per table and batch: a policy change that selects 100 pods
 	 * would send 100 messages that each find the table and do nothing */
-	if (!(tx->as_made & (1u << plan_as_shard(as->chain))))
+	if (!(tx->as_made & bit))
 		put_table(tx, NFPROTO_NETDEV, plan_as_table(as->chain, tb), false, OBJ_ASTABLE, ai);
-	tx->as_made |= 1u << plan_as_shard(as->chain);
+	tx->as_made |= bit;
 	add_chain(tx, NFPROTO_NETDEV, as->chain, NF_NETDEV_INGRESS, PLAN_ANTISPOOF_PRIO, as->dev,
 		  NULL, OBJ_ASCHAIN, ai);
 	antispoof_rules(&s, as, ai);
@@ -1790,22 +1791,27 @@ static int del_antispoof(struct tx *tx, const struct plan *b, const struct plan 
 			 size_t *nchanges)
 {
 	struct as_list k = { 0 };
+	/* gone: the indexes in b of the chains that go; sh: their tables */
 	size_t *gone = calloc(b->nantispoof + 1, sizeof(*gone)), ngone = 0;
-	char tb[PLAN_AS_TABLE_LEN], tb2[PLAN_AS_TABLE_LEN];
+	unsigned *sh = calloc(b->nantispoof + 1, sizeof(*sh));
+	char tb[PLAN_AS_TABLE_LEN];
 	bool known, one_table = true;
 	int r = 0;
 
-	if (!gone)
-		return -ENOMEM;
+	if (!gone || !sh) {
+		r = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < b->nantispoof; i++)
-		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) < 0)
+		if (nidx_find(pa, p->nantispoof, b->antispoof[i].chain) < 0) {
+			sh[ngone] = plan_as_shard(b->antispoof[i].chain);
 			gone[ngone++] = i;
+		}
 	if (ngone == 0)
 		goto out;
-	plan_as_table(b->antispoof[gone[0]].chain, tb);
 	for (size_t g = 1; g < ngone && one_table; g++)
-		one_table = strcmp(plan_as_table(b->antispoof[gone[g]].chain, tb2), tb) == 0;
-	r = as_list_load(one_table ? tb : NULL, &k);
+		one_table = sh[g] == sh[0];
+	r = as_list_load(one_table ? plan_as_table(b->antispoof[gone[0]].chain, tb) : NULL, &k);
 	if (r == -ENOMEM)
 		goto out;
 	known = r == 0;
@@ -1815,7 +1821,7 @@ static int del_antispoof(struct tx *tx, const struct plan *b, const struct plan 
 
 		plan_as_table(b->antispoof[gone[g]].chain, tb);
 		for (size_t e = 0; e < g && first; e++) /* each table once */
-			first = strcmp(plan_as_table(b->antispoof[gone[e]].chain, tb2), tb) != 0;
+			first = sh[e] != sh[g];
 		if (!first)
 			continue;
 		/* whole: every chain of it in the kernel goes, and p adds none */
@@ -1828,7 +1834,7 @@ static int del_antispoof(struct tx *tx, const struct plan *b, const struct plan 
 			whole = going;
 		}
 		for (size_t i = 0; i < p->nantispoof && whole; i++)
-			whole = strcmp(plan_as_table(p->antispoof[i].chain, tb2), tb) != 0;
+			whole = plan_as_shard(p->antispoof[i].chain) != sh[g];
 		if (whole) {
 			drop_table(tx, tb, OBJ_OLDASTABLE, gone[g]);
 			(*nchanges)++;
@@ -1837,7 +1843,7 @@ static int del_antispoof(struct tx *tx, const struct plan *b, const struct plan 
 		for (size_t e = g; e < ngone; e++) {
 			const char *c = b->antispoof[gone[e]].chain;
 			bool there = !known;
-			if (strcmp(plan_as_table(c, tb2), tb) != 0)
+			if (sh[e] != sh[g])
 				continue;
 			for (size_t x = 0; x < k.n && !there; x++)
 				there = strcmp(k.chain[x], c) == 0 && strcmp(k.tab[x], tb) == 0;
@@ -1851,6 +1857,7 @@ static int del_antispoof(struct tx *tx, const struct plan *b, const struct plan 
 out:
 	as_list_free(&k);
 	free(gone);
+	free(sh);
 	return r;
 }
 

@@ -169,15 +169,14 @@ char *plan_render(const struct plan *p)
 	fprintf(f, "}\n");
 	/* the anti-spoofing chains, by table (plan.h), tables in name order */
 	for (unsigned k = 0; k < PLAN_AS_SHARDS; k++) {
-		char want[PLAN_AS_TABLE_LEN], tb[PLAN_AS_TABLE_LEN];
+		char tb[PLAN_AS_TABLE_LEN];
 		bool open = false;
 
-		snprintf(want, sizeof(want), PLAN_AS_TABLE_PREFIX "%02u", k);
 		for (size_t i = 0; i < p->nantispoof; i++) {
-			if (strcmp(plan_as_table(p->antispoof[i].chain, tb), want) != 0)
+			if (plan_as_shard(p->antispoof[i].chain) != k)
 				continue;
 			if (!open)
-				fprintf(f, "table netdev %s {\n", want);
+				fprintf(f, "table netdev %s {\n", plan_as_table(p->antispoof[i].chain, tb));
 			open = true;
 			render_antispoof(f, &p->antispoof[i]);
 		}
