@@ -184,10 +184,11 @@ expect_lines "inet table: maps, sets, elements" \
 	"set blk_1 {" "elements = { fd00:1::/64," "fd00:2::/63," "ffff::/16 }" \
 	"set blk_empty {"
 expect_lines "inet table: base chains" \
-	"chain forward {" "type filter hook forward priority filter; policy accept;" \
-	"chain input {" "type filter hook input priority filter; policy accept;" \
+	"chain prerouting {" "type filter hook prerouting priority filter; policy accept;" \
 	"ct state established,related accept" "icmpv6 type 133-136 accept" \
 	"ip saddr vmap @egress4" "ip6 saddr vmap @egress6"
+expect_no_line "inet table: no base chain at forward or input (one at prerouting sees both)" \
+	'hook (forward|input)'
 expect_lines "inet table: pod chains, rules of every shape" \
 	"chain pod_aaaa {" "comment \"default/a\"" \
 	"ip daddr @peers_web tcp dport 80 accept comment \"default/allow-web egress[0]\"" \
@@ -306,12 +307,12 @@ tamper "another address jumps to the pod chain" pod_aaaa \
 tamper "a pod's address jumps to another chain" pod_bbbb \
 	'map "egress4": 10.1.0.6 does not jump to "pod_bbbb" \(it jumps to "pod_aaaa"\)' \
 	delete element inet netfence egress4 '{ 10.1.0.6 }' \; add element inet netfence egress4 '{ 10.1.0.6 : jump pod_aaaa }'
-tamper "rule added to base chain forward" pod_bbbb 'chain "forward": rule 4 is not in the plan' \
-	add rule inet netfence forward accept
-tamper "base chain input flushed" pod_bbbb 'chain "input": 0 rules, the plan has 4; rule 0 of the plan is missing' \
-	flush chain inet netfence input
-tamper "policy of base chain input changed" pod_bbbb 'chain "input": its hook differs from the plan' \
-	chain inet netfence input '{ policy drop ; }'
+tamper "rule added to base chain prerouting" pod_bbbb 'chain "prerouting": rule 4 is not in the plan' \
+	add rule inet netfence prerouting accept
+tamper "base chain prerouting flushed" pod_bbbb 'chain "prerouting": 0 rules, the plan has 4; rule 0 of the plan is missing' \
+	flush chain inet netfence prerouting
+tamper "policy of base chain prerouting changed" pod_bbbb 'chain "prerouting": its hook differs from the plan' \
+	chain inet netfence prerouting '{ policy drop ; }'
 tamper "accept rule inserted into the antispoof chain" pod_aaaa 'chain "as_nfv1": rule 0 is not in the plan' \
 	insert rule netdev netfence-24 as_nfv1 accept
 tamper "antispoof rule of the v6 address deleted" pod_aaaa 'chain "as_nfv1": rule 2 of the plan is missing' \
@@ -341,7 +342,7 @@ check "pod_bbbb untouched: nft_check_pod passes" driver check apply1 pod_bbbb
 expect_lines "the rest untouched: sets, pod_bbbb, as_nfv2" \
 	"set peers_web {" "elements = { 10.1.0.10, 10.1.0.11 }" "set blk_0 {" "set blk_1 {" \
 	"elements = { 10.1.0.6 : jump pod_bbbb }" "chain pod_bbbb {" "chain as_nfv2 {" \
-	"ip saddr 10.1.0.6 accept" "chain forward {" "chain input {"
+	"ip saddr 10.1.0.6 accept" "chain prerouting {"
 allow "p1 (its rules removed) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80
 deny "p2 -> 10.1.0.10:80/tcp (pod_bbbb still denies)" p2 tcp 10.1.0.10 80
 check "remove pod_aaaa again (idempotent)" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
@@ -471,6 +472,23 @@ check_not "  ... deleted nfv2's table" has_table "netdev netfence-17"
 check_not "  ... deleted nfv29's table" has_table "netdev netfence-24"
 check "  ... left netfencex and other alone" bash -c "ip netns exec $NODE nft list tables | grep -qxF 'table netdev netfencex' && ip netns exec $NODE nft list tables | grep -qxF 'table netdev other'"
 node nft delete table netdev netfencex \; delete table netdev other
+
+echo "== earlier builds' base chains, forward and input: a full apply replaces them with prerouting"
+check "apply1" driver apply1
+node nft delete chain inet netfence prerouting \; \
+	add chain inet netfence forward '{ type filter hook forward priority filter ; policy accept ; }' \; \
+	add rule inet netfence forward ct state established,related accept \; \
+	add rule inet netfence forward ip saddr vmap @egress4 \; \
+	add chain inet netfence input '{ type filter hook input priority filter ; policy accept ; }' \; \
+	add rule inet netfence input drop
+check_fails "the old layout" pod_aaaa 'chain "prerouting" is missing from table inet netfence'
+deny "p2 -> 10.1.0.10:80/tcp (the old forward chain still dispatches to pod_bbbb)" p2 tcp 10.1.0.10 80
+check "apply1 (full)" driver apply1
+expect_no_line "  ... no base chain at forward or input" 'hook (forward|input)'
+check "  ... nft_check_pod passes" driver check apply1 pod_aaaa
+check "  ... pod_bbbb too" driver check apply1 pod_bbbb
+deny "  ... p2 -> 10.1.0.10:80/tcp (prerouting dispatches to pod_bbbb)" p2 tcp 10.1.0.10 80
+allow "  ... p1 -> 10.1.0.10:80/tcp (peers_web + 80)" p1 tcp 10.1.0.10 80
 
 echo "== a plan with ${NFT_TEST_BIG:-20000} prefixes, hosts and dispatch entries"
 n=${NFT_TEST_BIG:-20000}

@@ -128,12 +128,12 @@ nfc_check "kernel == state after DEL" nfc_kernel_matches_plan
 echo "== a crash between the kernel change and the state rename, then an ADD that changes nothing"
 # kill apply right after its batch (the marker is there): emulate by leaving
 # a marker and a kernel that differs from the state
-nfc_in node nft flush chain inet netfence forward
+nfc_in node nft flush chain inet netfence prerouting
 touch "$STATE.dirty"
 nfc_check "ADD of a pod nothing selects" nfc_pod bystander default app:other
 nfc_check "kernel == state (the marker forced a re-program)" nfc_kernel_matches_plan
 nfc_check_not "the marker is gone" test -e "$STATE.dirty"
-nfc_in node nft flush chain inet netfence forward
+nfc_in node nft flush chain inet netfence prerouting
 nfc_check "netfencectl sync" nfc_ctl sync
 nfc_check "kernel == state after sync" nfc_kernel_matches_plan
 for p in base "${live[@]}"; do

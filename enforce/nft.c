@@ -74,8 +74,8 @@ enum obj_kind {
 	OBJ_SETELEM,   /* a: plan set, b: first element, n: count */
 	OBJ_MAP,       /* a: AF_INET/AF_INET6 */
 	OBJ_MAPELEM,   /* a: AF_INET/AF_INET6, b: first dispatch entry, n: count */
-	OBJ_BASECHAIN, /* a: 0 forward, 1 input */
-	OBJ_BASERULE,  /* a: 0 forward, 1 input, b: rule */
+	OBJ_BASECHAIN, /* the base chain */
+	OBJ_BASERULE,  /* b: rule */
 	OBJ_CHAIN,     /* a: plan chain */
 	OBJ_RULE,      /* a: plan chain, b: rule (== nrules: the final drop) */
 	OBJ_ASCHAIN,   /* a: antispoof */
@@ -102,8 +102,8 @@ enum obj_kind {
 	OBJ_REJUDGESET, /* creating rejudge4/rejudge6 */
 	OBJ_REJUDGEADD, /* adding addresses to it */
 	OBJ_REJUDGEDEL, /* removing them */
-	OBJ_REJUDGERULE, /* a: 0 forward, 1 input; b: 0 IPv4, 1 IPv6 */
-	OBJ_REJUDGERULEDEL, /* a: 0 forward, 1 input */
+	OBJ_REJUDGERULE, /* b: 0 IPv4, 1 IPv6 */
+	OBJ_REJUDGERULEDEL,
 };
 
 struct obj {
@@ -881,6 +881,8 @@ static void sink_fini(struct rsink *s)
 
 /* ---- the layout ---- */
 
+#define PLAN_BASE_HOOK NF_INET_PRE_ROUTING /* plan.h: PLAN_BASE_HOOK_NAME */
+
 /* The rules that judge again, packet by packet, the established flows the
  * pods in rejudge4/rejudge6 started (txn.h): in the base chains only
  * while that is pending (a rule there costs every packet a lookup, which
@@ -889,9 +891,9 @@ static void sink_fini(struct rsink *s)
  *   ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
  *   ip6 saddr @rejudge6 ... ip6 saddr vmap @egress6
  * (in that order: inserting puts each at the head, so IPv6 goes first). */
-static void rejudge_rules(struct rsink *s, int which, const uint32_t map_id[2], const uint32_t rejudge_id[2])
+static void rejudge_rules(struct rsink *s, const uint32_t map_id[2], const uint32_t rejudge_id[2])
 {
-	const char *name = which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
+	const char *name = PLAN_CHAIN_BASE;
 	struct rb rb;
 
 	for (int fi = 1; fi >= 0; fi--) {
@@ -905,7 +907,7 @@ static void rejudge_rules(struct rsink *s, int which, const uint32_t map_id[2], 
 		rb_cmp_u8(&rb, NFT_CMP_EQ, IP_CT_DIR_ORIGINAL);
 		rb_addr(&rb, family, false);
 		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, map_id[fi], true);
-		rb_commit(&rb, s, NFPROTO_INET, OBJ_REJUDGERULE, (size_t)which, (size_t)fi);
+		rb_commit(&rb, s, NFPROTO_INET, OBJ_REJUDGERULE, 0, (size_t)fi);
 	}
 }
 
@@ -930,9 +932,9 @@ static bool rule_rejudges(struct nftnl_rule *r)
 }
 
 /* map_id: the ids of egress4 and egress6 in the batch (0 outside one) */
-static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2])
+static void base_chain_rules(struct rsink *s, const uint32_t map_id[2])
 {
-	const char *name = which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
+	const char *name = PLAN_CHAIN_BASE;
 	struct rb rb;
 	size_t n = 0;
 
@@ -940,14 +942,14 @@ static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2
 	rb_begin(&rb, NFPROTO_INET, name, NULL);
 	rb_ct_established(&rb);
 	rb_verdict(&rb, NF_ACCEPT);
-	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, 0, n++);
 
 	/* icmpv6 type nd-router-solicit..nd-neighbor-advert accept: neighbour
 	 * discovery must work for every pod, selected or not */
 	rb_begin(&rb, NFPROTO_INET, name, NULL);
 	rb_icmpv6_type(&rb, 133, 136);
 	rb_verdict(&rb, NF_ACCEPT);
-	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+	rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, 0, n++);
 
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
@@ -956,18 +958,16 @@ static void base_chain_rules(struct rsink *s, int which, const uint32_t map_id[2
 		rb_nfproto(&rb, family);
 		rb_addr(&rb, family, false);
 		rb_lookup(&rb, fi ? PLAN_MAP_V6 : PLAN_MAP_V4, map_id[fi], true);
-		rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, (size_t)which, n++);
+		rb_commit(&rb, s, NFPROTO_INET, OBJ_BASERULE, 0, n++);
 	}
 }
 
-static void add_base_chain(struct tx *tx, int which)
+static void add_base_chain(struct tx *tx)
 {
 	struct rsink s = { .tx = tx };
 
-	add_chain(tx, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD,
-		  which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL, NULL, OBJ_BASECHAIN,
-		  (size_t)which);
-	base_chain_rules(&s, which, tx->map_id);
+	add_chain(tx, NFPROTO_INET, PLAN_CHAIN_BASE, PLAN_BASE_HOOK, 0, NULL, NULL, OBJ_BASECHAIN, 0);
+	base_chain_rules(&s, tx->map_id);
 }
 
 static int find_set(const struct plan *p, const char *name)
@@ -1168,8 +1168,7 @@ static void build(struct tx *tx, const struct plan *p)
 		}
 		/* in render.c's order (`nft list` lists chains in creation
 		 * order); pod chains before the map elements that jump to them */
-		add_base_chain(tx, 0);
-		add_base_chain(tx, 1);
+		add_base_chain(tx);
 		for (size_t i = 0; i < p->nchains; i++)
 			add_chain(tx, NFPROTO_INET, p->chains[i].name, -1, 0, NULL,
 				  p->chains[i].comment, OBJ_CHAIN, i);
@@ -1212,7 +1211,6 @@ static const char *family_name(uint32_t f)
 static void describe(const struct tx *tx, const struct plan *p, const struct obj *o, char *buf,
 		     size_t len)
 {
-	static const char *const base[] = { PLAN_CHAIN_FORWARD, PLAN_CHAIN_INPUT };
 	char tb[PLAN_AS_TABLE_LEN];
 
 	switch (o->kind) {
@@ -1270,10 +1268,10 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 		break;
 	}
 	case OBJ_BASECHAIN:
-		snprintf(buf, len, "chain \"%s\"", base[o->a]);
+		snprintf(buf, len, "chain \"%s\"", PLAN_CHAIN_BASE);
 		break;
 	case OBJ_BASERULE:
-		snprintf(buf, len, "chain \"%s\" (rule %u)", base[o->a], o->b);
+		snprintf(buf, len, "chain \"%s\" (rule %u)", PLAN_CHAIN_BASE, o->b);
 		break;
 	case OBJ_CHAIN:
 		snprintf(buf, len, "chain \"%s\"", p->chains[o->a].name);
@@ -1348,7 +1346,7 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 	case OBJ_REJUDGERULE:
 	case OBJ_REJUDGERULEDEL:
 		snprintf(buf, len, "%s the re-judging rule (IPv%s) of chain \"%s\"",
-			 o->kind == OBJ_REJUDGERULE ? "inserting" : "deleting", o->b ? "6" : "4", base[o->a]);
+			 o->kind == OBJ_REJUDGERULE ? "inserting" : "deleting", o->b ? "6" : "4", PLAN_CHAIN_BASE);
 		break;
 	case OBJ_REJUDGESET:
 	case OBJ_REJUDGEADD:
@@ -1766,7 +1764,6 @@ static struct plan_dispatch *dispatch_minus(const struct plan *a, const struct p
 /* the re-judging rules in the base chains (rule_rejudges) */
 struct rj_rules {
 	size_t n;
-	int which[8]; /* 0 forward, 1 input */
 	uint64_t handle[8];
 };
 static int rejudge_rules_present(bool *present, struct nf_error *err);
@@ -1971,8 +1968,7 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		rejudge_elems_msg(tx, rejudge, nrejudge, 0, OBJ_REJUDGEADD);
 		if (!tx->rejudge_rules_present) {
 			struct rsink sink = { .tx = tx, .insert = true };
-			rejudge_rules(&sink, 0, tx->map_id, tx->rejudge_id);
-			rejudge_rules(&sink, 1, tx->map_id, tx->rejudge_id);
+			rejudge_rules(&sink, tx->map_id, tx->rejudge_id);
 		}
 		n++;
 	}
@@ -3149,12 +3145,11 @@ static int check_pod(struct q *q, const struct plan *p, size_t ci, const char *d
 	    (r = check_map(q, p, pc->name, AF_INET6, err)) < 0)
 		return r;
 
-	for (int which = 0; which < 2; which++) {
+	{
 		static const uint32_t no_ids[2];
-		base_chain_rules(&want, which, no_ids);
+		base_chain_rules(&want, no_ids);
 		r = want.oom ? nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory")
-			     : check_chain(q, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD,
-					   which ? NF_INET_LOCAL_IN : NF_INET_FORWARD, 0, NULL, NULL,
+			     : check_chain(q, NFPROTO_INET, PLAN_CHAIN_BASE, PLAN_BASE_HOOK, 0, NULL, NULL,
 					   &want, err);
 		sink_fini(&want);
 		if (r < 0)
@@ -3637,22 +3632,17 @@ static int rejudge_scan(struct q *q, const char *name, int family, struct nf_cid
 
 static int rejudge_rules_query(struct q *q, struct rj_rules *out)
 {
-	out->n = 0;
-	for (int which = 0; which < 2; which++) {
-		struct rsink got = { 0 };
-		int r = q_rules(q, NFPROTO_INET, which ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD, &got);
+	struct rsink got = { 0 };
+	int r = q_rules(q, NFPROTO_INET, PLAN_CHAIN_BASE, &got);
 
-		for (size_t i = 0; r == 0 && i < got.n; i++) {
-			if (!rule_rejudges(got.rules[i]) || out->n == 8)
-				continue;
-			out->which[out->n] = which;
-			out->handle[out->n++] = nftnl_rule_get_u64(got.rules[i], NFTNL_RULE_HANDLE);
-		}
-		sink_fini(&got);
-		if (r < 0 && r != -ENOENT)
-			return r;
+	out->n = 0;
+	for (size_t i = 0; r == 0 && i < got.n; i++) {
+		if (!rule_rejudges(got.rules[i]) || out->n == 8)
+			continue;
+		out->handle[out->n++] = nftnl_rule_get_u64(got.rules[i], NFTNL_RULE_HANDLE);
 	}
-	return 0;
+	sink_fini(&got);
+	return r < 0 && r != -ENOENT ? r : 0;
 }
 
 static int rejudge_rules_present(bool *present, struct nf_error *err)
@@ -3743,14 +3733,14 @@ int nft_rejudge_end(const struct nf_cidr *addrs, size_t naddrs, struct nf_error 
 			/* the rules first: then nothing looks the addresses up */
 			for (size_t i = 0; i < rr.n && !tx.oom; i++) {
 				struct nftnl_rule *rule = nftnl_rule_alloc();
-				const char *chain = rr.which[i] ? PLAN_CHAIN_INPUT : PLAN_CHAIN_FORWARD;
+				const char *chain = PLAN_CHAIN_BASE;
 				if (!rule || nftnl_rule_set_str(rule, NFTNL_RULE_TABLE, PLAN_TABLE) < 0 ||
 				    nftnl_rule_set_str(rule, NFTNL_RULE_CHAIN, chain) < 0) {
 					tx.oom = true;
 				} else {
 					nftnl_rule_set_u64(rule, NFTNL_RULE_HANDLE, rr.handle[i]);
 					nftnl_rule_nlmsg_build_payload(tx_hdr(&tx, NFT_MSG_DELRULE, NFPROTO_INET, 0,
-									     OBJ_REJUDGERULEDEL, (size_t)rr.which[i], 0),
+									     OBJ_REJUDGERULEDEL, 0, 0),
 								       rule);
 					tx_next(&tx);
 				}

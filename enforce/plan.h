@@ -11,7 +11,7 @@
  *     set rejudge4 { ipv4_addr }              pods whose flows a policy change
  *     set rejudge6 { ipv6_addr }              judges again (empty but for then)
  *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks)
- *     chain forward  hook forward priority filter, policy accept:
+ *     chain prerouting  hook prerouting priority filter, policy accept:
  *         (only while re-judging, inserted and removed outside the plan, txn.h:
  *          ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
  *          ip6 saddr @rejudge6 ... ip6 saddr vmap @egress6)
@@ -19,13 +19,22 @@
  *         icmpv6 type nd-router-solicit..nd-neighbor-advert accept
  *         ip saddr vmap @egress4
  *         ip6 saddr vmap @egress6
- *     chain input    hook input priority filter: same rules
  *     chain <plan_chain.name>: one per kind of selected pod (namespace and
  *         labels): the allow rules, then "counter drop"
  *
  *   table netdev netfence-<NN>            NN = 00..31, a hash of <dev> (plan_as_table)
  *     chain <plan_antispoof.chain> hook ingress device <dev> priority -500:
  *         only the pod's own source addresses pass (see render.c)
+ *
+ * One base chain at prerouting (priority filter: after conntrack, -200,
+ * and after kube-proxy's Service DNAT, -100) sees everything a pod sends,
+ * whether routed, bridged (br_netfilter runs the inet prerouting hook for
+ * bridged frames) or to the node itself. Earlier builds had two, at
+ * forward and input, the same rules in each; but nf_tables validates
+ * the chains a base chain reaches once per hook, so adding a `jump`
+ * element (every ADD) walked every kind's chain twice (bench/kvalidate.sh
+ * and docs/performance.md). A full apply (`netfencectl sync`) replaces
+ * the old layout: it recreates the table.
  *
  * The pods' anti-spoofing chains are spread over PLAN_AS_SHARDS netdev
  * tables, not kept in one: nf_tables validates a whole table (every chain
@@ -53,8 +62,8 @@
 #define PLAN_SET_REJUDGE4 "rejudge4"
 #define PLAN_SET_REJUDGE6 "rejudge6"
 #define PLAN_REJUDGE_COMMENT "pods whose flows a policy change judges again"
-#define PLAN_CHAIN_FORWARD "forward"
-#define PLAN_CHAIN_INPUT "input"
+#define PLAN_CHAIN_BASE "prerouting"
+#define PLAN_BASE_HOOK_NAME "prerouting"
 #define PLAN_ANTISPOOF_PRIO (-500)
 #define PLAN_AS_TABLE_PREFIX "netfence-"
 #define PLAN_AS_SHARDS 32

@@ -155,8 +155,7 @@ char *plan_render(const struct plan *p)
 	fprintf(f, "\tset %s {\n\t\tcomment \"%s\"\n\t\ttype ipv6_addr\n\t}\n", PLAN_SET_REJUDGE6, PLAN_REJUDGE_COMMENT);
 	for (size_t i = 0; i < p->nsets; i++)
 		render_set(f, &p->sets[i]);
-	render_base(f, PLAN_CHAIN_FORWARD, "forward");
-	render_base(f, PLAN_CHAIN_INPUT, "input");
+	render_base(f, PLAN_CHAIN_BASE, PLAN_BASE_HOOK_NAME);
 	for (size_t i = 0; i < p->nchains; i++) {
 		const struct plan_chain *c = &p->chains[i];
 		fprintf(f, "\tchain %s {\n", c->name);

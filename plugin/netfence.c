@@ -388,7 +388,7 @@ static int cmd_status(struct ctx *c, struct nf_error *err)
 	int r;
 
 	if ((r = nf_state_load(c->conf.state_file, &st, err)) < 0 ||
-	    (r = nft_chain_exists(PLAN_CHAIN_FORWARD, err)) < 0) {
+	    (r = nft_chain_exists(PLAN_CHAIN_BASE, err)) < 0) {
 		err->code = 50; /* the plugin is not available */
 		nf_state_free(&st);
 		return r;
