@@ -314,6 +314,40 @@ int nf_write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+void nf_pieces_add(struct nf_pieces *t, const void *text, size_t len)
+{
+	if (t->n == NF_PIECES_MAX || len == 0)
+		return;
+	t->v[t->n].iov_base = (void *)text;
+	t->v[t->n++].iov_len = len;
+	t->len += len;
+}
+
+int nf_write_all_v(int fd, const struct nf_pieces *text)
+{
+	struct iovec v[NF_PIECES_MAX];
+	int n = text->n, i = 0;
+	size_t done = 0;
+
+	memcpy(v, text->v, sizeof(v[0]) * (size_t)n);
+	while (i < n) {
+		ssize_t w = pwritev(fd, v + i, n - i, (off_t)done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+		/* a short write: on from where it stopped */
+		while (i < n && (size_t)w >= v[i].iov_len)
+			w -= (ssize_t)v[i++].iov_len;
+		if (i < n) {
+			v[i].iov_base = (char *)v[i].iov_base + w;
+			v[i].iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
 /* The text of the state file: 0 and *buf (NUL-terminated), or 1 when there
  * is no file (an empty state), or an error. */
 static int read_state(const char *path, char **buf, size_t *len, struct nf_error *err)
@@ -452,7 +486,11 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 	}
 	if ((r = parse_state(path, buf, len, out, err)) < 0)
 		return r;
-	nf_state_cache_write(path, out, out->raw, out->raw_len, out->pods_at, out->pods_end, NULL);
+	{
+		struct nf_pieces t = {0};
+		nf_pieces_add(&t, out->raw, out->raw_len);
+		nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL);
+	}
 	return 0;
 }
 
@@ -470,21 +508,42 @@ int nf_state_load_fast(const char *path, struct nf_state *out, struct nf_error *
  * durable, named after the template tmp ("<state>.tmp.XXXXXX", filled in).
  * No allocation: runs on the stage thread, which then needs no malloc
  * arena of its own. 0 or -errno (no file left). */
-static int new_file(char *tmp, const char *text, size_t len, bool durable)
+static int new_file_write(char *tmp, const struct nf_pieces *text, int *fdp)
 {
 	int fd, r;
 
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
 		return -errno;
-	/* one buffer, one write loop: json_dumpfd writes token by token */
-	r = nf_write_all(fd, text, len);
-	if (r == 0 && (fchmod(fd, 0600) < 0 || (durable && fsync(fd) < 0)))
+	/* one pwritev: json_dumpfd writes token by token */
+	r = nf_write_all_v(fd, text);
+	if (r == 0 && fchmod(fd, 0600) < 0)
 		r = -errno;
+	if (r < 0) {
+		close(fd);
+		unlink(tmp);
+		return r;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* The second step of new_file: fd synced if durable, closed. */
+static int new_file_close(char *tmp, int fd, bool durable)
+{
+	int r = durable && fsync(fd) < 0 ? -errno : 0;
+
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	if (r < 0)
 		unlink(tmp);
 	return r;
+}
+
+static int new_file(char *tmp, const struct nf_pieces *text, bool durable)
+{
+	int fd, r = new_file_write(tmp, text, &fd);
+
+	return r < 0 ? r : new_file_close(tmp, fd, durable);
 }
 
 static char *tmp_template(const char *state)
@@ -515,12 +574,20 @@ static int put_file(const char *tmp, const char *path, bool durable)
 	return 0;
 }
 
-int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
+int nf_replace_file_v(const char *state, const char *path, const struct nf_pieces *text, bool durable)
 {
 	_cleanup_free_ char *tmp = tmp_template(state);
-	int r = tmp ? new_file(tmp, text, len, durable) : -ENOMEM;
+	int r = tmp ? new_file(tmp, text, durable) : -ENOMEM;
 
 	return r < 0 ? r : put_file(tmp, path, durable);
+}
+
+int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
+{
+	struct nf_pieces t = {0};
+
+	nf_pieces_add(&t, text, len);
+	return nf_replace_file_v(state, path, &t, durable);
 }
 
 /* ---- saving: the new file is made and written on a thread (state.h) ---- */
@@ -538,7 +605,7 @@ static void stage_cache(struct nf_state_stage *st)
 
 	if (st->skip && nf_state_view_without(st->s, st->skip, &v) < 0)
 		return; /* the old cache names the old text: a miss */
-	nf_state_cache_write(st->path, &v, st->text, st->len, st->pods_at, st->pods_end,
+	nf_state_cache_write(st->path, &v, &st->pieces, st->pods_at, st->pods_end,
 			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL);
 	if (st->skip)
 		free(v.pods);
@@ -547,6 +614,7 @@ static void stage_cache(struct nf_state_stage *st)
 static void *stage_write(void *arg)
 {
 	struct nf_state_stage *st = arg;
+	int fd = -1;
 
 	nf_phase("writer");
 	/* always synced: the file holds the policies too, and an unsynced
@@ -560,10 +628,19 @@ static void *stage_write(void *arg)
 	if (st->prev && (unlink(st->prev) == 0 || errno == ENOENT))
 		link(st->path, st->prev);
 	if (st->error == 0)
-		st->error = new_file(st->tmp, st->text, st->len, true);
-	nf_phase("writer-synced");
+		st->error = new_file_write(st->tmp, &st->pieces, &fd);
+	/* the file's blocks on their way to the disk while the cache is made
+	 * and written, then waited for: with 1,000 policies the fsync was
+	 * ~2 ms and the cache ~0.3 ms after it, both on the caller's clock
+	 * once the kernel's part got shorter */
+	if (st->error == 0)
+		sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	nf_phase("writer-written");
 	if (st->error == 0 && st->cache)
 		stage_cache(st);
+	nf_phase("writer-cached");
+	if (st->error == 0)
+		st->error = new_file_close(st->tmp, fd, true);
 	nf_phase("writer-done");
 	return NULL;
 }
@@ -720,15 +797,17 @@ static int whole_text(struct nf_state_stage *st)
 	free(tail);
 	free(arr);
 	st->text = text;
-	st->len = len;
+	if (text)
+		nf_pieces_add(&st->pieces, text, len);
 	return text ? 0 : -ENOMEM;
 }
 
-/* The loaded text with only its "pods" array made anew. */
+/* The loaded text with only its "pods" array made anew: in pieces, the
+ * loaded text's around the new array's. */
 static int pods_only_text(struct nf_state_stage *st)
 {
 	const struct nf_state *s = st->s;
-	char *arr, *text;
+	char *arr;
 	size_t alen = 0, len;
 
 	if (!(arr = stage_pods_text(s, st->skip, &alen, st)))
@@ -737,20 +816,13 @@ static int pods_only_text(struct nf_state_stage *st)
 	len = s->raw_len;
 	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
 		len--;
-	len = s->pods_at + alen + (len - s->pods_end);
-	if ((text = malloc(len + 1))) {
-		memcpy(text, s->raw, s->pods_at);
-		memcpy(text + s->pods_at, arr, alen);
-		memcpy(text + s->pods_at + alen, s->raw + s->pods_end, len - s->pods_at - alen);
-		text[len++] = '\n';
-	}
-	free(arr);
-	if (!text)
-		return -ENOMEM;
+	nf_pieces_add(&st->pieces, s->raw, s->pods_at);
+	nf_pieces_add(&st->pieces, arr, alen);
+	nf_pieces_add(&st->pieces, s->raw + s->pods_end, len - s->pods_end);
+	nf_pieces_add(&st->pieces, "\n", 1);
+	st->text = arr;
 	/* the array is where it was: no need to look for it */
 	stage_pods_at(st, s->pods_at, alen);
-	st->text = text;
-	st->len = len;
 	return 0;
 }
 

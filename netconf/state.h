@@ -6,7 +6,21 @@
 #define NETFENCE_STATE_H
 
 #include <pthread.h>
+#include <sys/uio.h>
 #include "model.h"
+
+/* A text in pieces, written with one pwritev and hashed piece by piece:
+ * an ADD's new state is the loaded text around a new "pods" array, and
+ * copying the ~0.5 MB of 1,000 policies into one buffer first cost the
+ * writer thread a fault per page (docs/performance.md). */
+#define NF_PIECES_MAX 4
+struct nf_pieces {
+	struct iovec v[NF_PIECES_MAX];
+	int n;
+	size_t len;
+};
+/* appends (text, len) if there is room (else the caller's bug: ignored) */
+void nf_pieces_add(struct nf_pieces *t, const void *text, size_t len);
 
 struct nf_state_lock {
 	int fd;
@@ -40,6 +54,9 @@ int nf_write_all(int fd, const char *buf, size_t len);
  * writer died), then renamed over it; durable: fsync the file and the
  * directory. 0 or -errno (nothing replaced). */
 int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable);
+int nf_replace_file_v(const char *state, const char *path, const struct nf_pieces *text, bool durable);
+/* all of text at offset 0 of fd: 0 or -errno */
+int nf_write_all_v(int fd, const struct nf_pieces *text);
 
 /* The elements of the JSON array text[at, end) (already accepted by a JSON
  * parser): fills at most n spans [start, end) and returns how many there
@@ -49,7 +66,7 @@ size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spa
 /* The model cache (cache.c). Writers call nf_state_cache_write once the
  * new state text is written (failures only remove the cache). spans: where
  * each of s's pods is in text, if the writer knows (else they are found). */
-void nf_state_cache_write(const char *path, const struct nf_state *s, const char *text, size_t len,
+void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
 			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
 /* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
 int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
@@ -88,8 +105,9 @@ struct nf_state_stage {
 	const struct nf_state *s; /* what to write (the thread reads it) */
 	const struct nf_pod *skip;
 	bool whole;           /* dump it all (else copy the loaded text, new "pods") */
-	char *text;           /* the new state's text */
-	size_t len, pods_at, pods_end; /* its length, its "pods" array */
+	char *text;           /* what this stage made of the new text (freed with it) */
+	struct nf_pieces pieces; /* the new state's text */
+	size_t pods_at, pods_end; /* its "pods" array */
 	bool cache;           /* pods_at..pods_end found: write the model cache */
 	size_t (*spans)[2];   /* where each pod's record is in text, if known */
 	size_t nspans;
