@@ -253,6 +253,7 @@ struct nf_state {
 	 * unknown), for nf_state_save_pods */
 	char *raw;
 	size_t raw_len, pods_at, pods_end;
+	size_t raw_map; /* raw is mapped, raw_map bytes (read only); 0: on the heap */
 	/* loaded from the model cache (state.h): policies, namespaces and
 	 * podspecs live in this arena, read only, without their ->obj; and
 	 * their encoded bytes, which the next cache reuses as they are */
@@ -262,6 +263,8 @@ struct nf_state {
 };
 
 void nf_state_free(struct nf_state *s); /* frees members, not s */
+/* frees a state's text: unmapped if map (its mapping's length), else free() */
+void nf_text_free(char *text, size_t map);
 void nf_state_arena_free(void *arena); /* cache.c */
 
 /* Fills out with a copy of the labels of namespace `ns`: its Namespace

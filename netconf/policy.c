@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -856,6 +857,14 @@ fail:
 
 /* ---- state ---- */
 
+void nf_text_free(char *text, size_t map)
+{
+	if (map)
+		munmap(text, map);
+	else
+		free(text);
+}
+
 void nf_state_free(struct nf_state *s)
 {
 	if (!s)
@@ -877,7 +886,7 @@ void nf_state_free(struct nf_state *s)
 	for (size_t i = 0; i < s->npods; i++)
 		nf_pod_free(&s->pods[i]);
 	free(s->pods);
-	free(s->raw);
+	nf_text_free(s->raw, s->raw_map);
 	memset(s, 0, sizeof(*s));
 }
 

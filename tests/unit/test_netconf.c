@@ -1203,6 +1203,61 @@ static int stray_files(const char *dir)
  * was and no temporary file; a DEL's staged text skips the pod still in s,
  * and the model cache written at the finish (for s without it) reads back;
  * a write error is reported at the finish, naming the file. */
+/* The loaded text is mapped (state.c read_state): a file of whole pages,
+ * or one byte short or over, loads, reads as a NUL-terminated string, and
+ * saves back (its pieces written from the mapping). */
+static void test_state_mapped(void **state)
+{
+	static const char head[] = "{\"apiVersion\": \"netfence.dev/v1\", \"kind\": \"NetfenceNodeState\","
+				   " \"pods\": [], \"namespaces\": []}";
+	const size_t sizes[] = { 4096, 4095, 4097, 8192 };
+	char dir[] = "/tmp/nf-test-mapped-XXXXXX", path[64];
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct nf_error err = { 0 };
+		struct nf_state s = { 0 }, back = { 0 };
+		struct nf_pod pod;
+		json_t *j;
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs(head, f);
+		for (size_t i = strlen(head); i < sizes[k]; i++) /* white space up to the size */
+			fputc(i + 1 == sizes[k] ? '\n' : ' ', f);
+		fclose(f);
+		chmod(path, 0600);
+		for (int fast = 0; fast < 2; fast++) {
+			if ((fast ? nf_state_load_fast(path, &s, &err) : nf_state_load(path, &s, &err)) < 0)
+				fail_msg("%zu bytes: %s", sizes[k], err.msg);
+			assert_int_equal(s.raw_len, sizes[k]);
+			assert_int_equal(strlen(s.raw), sizes[k]);
+			if (!fast)
+				nf_state_free(&s);
+		}
+		j = J("{'containerID': 'c1', 'ifname': 'eth0', 'namespace': 'default', 'name': 'a',"
+		      " 'hostVeth': 'veth1', 'ips': ['10.0.0.1/24']}");
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		nf_state_free(&s);
+		assert_int_equal(nf_state_load(path, &back, &err), 0);
+		assert_int_equal(back.npods, 1);
+		assert_string_equal(back.pods[0].name, "a");
+		nf_state_free(&back);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/state.json.model", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/state.json.prev", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/state.json", dir);
+	}
+	rmdir(dir);
+}
+
 static void test_state_stage(void **state)
 {
 	static const char text[] =
@@ -1668,6 +1723,7 @@ int main(void)
 		cmocka_unit_test(test_pod_errors),
 		cmocka_unit_test(test_state_namespace_labels),
 		cmocka_unit_test(test_state_save_pods),
+		cmocka_unit_test(test_state_mapped),
 		cmocka_unit_test(test_state_stage),
 		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_state_pod_records),
