@@ -182,6 +182,9 @@ struct builder {
 	/* hash indexes: the plan's sets by name, and the rules of the chain
 	 * being compiled (a union: a rule already there is not added again) */
 	struct hidx sets_by_name, chain_rules;
+	/* the address families some pod has ([0] IPv4, [1] IPv6): rules and
+	 * peer sets of a family no pod has are left out (family_used) */
+	bool fam[2];
 	/* plan_pod_delta: the one pod whose addresses peer sets are filled
 	 * with (NULL: every pod of the state) */
 	const struct nf_pod *only;
@@ -312,9 +315,34 @@ static struct pmemo *peer_memo(struct builder *b, const struct nf_peer *peer)
 	return memo_get(b, peer, peer ? peer->key : "any destination", "sel");
 }
 
+/* Does some pod of s have an address of family f? A kind's rules of the
+ * other family could never match: a pod's packets reach its kind's chain
+ * through the dispatch map of its own addresses, and its anti-spoofing
+ * chain drops every other source but neighbour discovery. On a
+ * single-stack node that was a quarter of the rules (every selector
+ * peer makes an IPv4 and an IPv6 rule), each created, validated and
+ * stepped over in the kernel. A pod that brings or takes away the last
+ * address of a family changes every kind's chain: plan_pod_separable
+ * sends such an ADD or DEL through a whole compile. */
+bool plan_family_used(const struct nf_state *s, int family, const struct nf_pod *except)
+{
+	for (size_t i = 0; i < s->npods; i++) {
+		const struct nf_pod *q = &s->pods[i];
+		if (q == except)
+			continue;
+		for (size_t j = 0; j < q->naddrs; j++)
+			if (q->addrs[j].family == family)
+				return true;
+	}
+	return false;
+}
+
 static int builder_init(struct builder *b)
 {
 	const struct nf_state *s = b->s;
+
+	b->fam[0] = plan_family_used(s, AF_INET, NULL);
+	b->fam[1] = plan_family_used(s, AF_INET6, NULL);
 
 	b->nmemo = 256;
 	b->memo = calloc(b->nmemo, sizeof(*b->memo));
@@ -438,25 +466,26 @@ static int selector_sets(struct builder *b, const struct nf_policy *pol, const s
 			 const char **name4, const char **name6)
 {
 	struct pmemo *m = peer_memo(b, peer);
-	bool created;
-	int i4, i6;
+	bool c4 = false, c6 = false;
+	int i4 = -1, i6 = -1;
 
 	if (!m)
 		return -ENOMEM;
-	*name4 = m->n4;
-	*name6 = m->n6;
+	/* none of a family no pod has (family_used) */
+	*name4 = b->fam[0] ? m->n4 : NULL;
+	*name6 = b->fam[1] ? m->n6 : NULL;
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
 	m->pol = pol;
 	m->peer = peer;
-	if ((i4 = ensure_set(b, m->n4, m->key, AF_INET, false, &created)) < 0)
+	if (b->fam[0] && (i4 = ensure_set(b, m->n4, m->key, AF_INET, false, &c4)) < 0)
 		return i4;
-	if (!created)
-		return 0;
-	if ((i6 = ensure_set(b, m->n6, m->key, AF_INET6, false, &created)) < 0)
+	if (b->fam[1] && (i6 = ensure_set(b, m->n6, m->key, AF_INET6, false, &c6)) < 0)
 		return i6;
-	return fill_selector_sets(b, pol, peer, i4, i6);
+	if (!c4 && !c6)
+		return 0;
+	return fill_selector_sets(b, pol, peer, c4 ? i4 : -1, c6 ? i6 : -1);
 }
 
 /* The addresses of the pods a selector peer designates into the sets i4
@@ -596,6 +625,9 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 				return -ENOMEM;
 			}
 			for (int f = 0; f < 2; f++) {
+				idx[f] = -1;
+				if (!b->fam[f])
+					continue; /* family_used */
 				snprintf(n, sizeof(n), "np_%016llx_%c", (unsigned long long)fnv1a64(skey), f ? '6' : '4');
 				if ((idx[f] = ensure_set(b, n, skey, f ? AF_INET6 : AF_INET, false, &created)) < 0)
 					return idx[f];
@@ -608,7 +640,8 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 				 * pod's addresses inside it (never the other family) */
 				if (peer && peer->kind == NF_PEER_IPBLOCK && !ipblock_has(&peer->ipblock, &h))
 					continue;
-				if ((r = set_add_elem(&b->p->sets[idx[h.family == AF_INET ? 0 : 1]], &h)) < 0)
+				if (idx[h.family == AF_INET ? 0 : 1] >= 0 &&
+				    (r = set_add_elem(&b->p->sets[idx[h.family == AF_INET ? 0 : 1]], &h)) < 0)
 					return r;
 			}
 		}
@@ -627,7 +660,7 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 	int idx, r;
 
 	*name = NULL;
-	if (!key) /* most rules: no block of this family */
+	if (!key || !b->fam[family == AF_INET6]) /* most rules: no block of this family */
 		return 0;
 	/* memo id: an address inside the rule, distinct per family */
 	if (!(m = memo_get(b, (const char *)rule + (family == AF_INET ? 1 : 2), key, "cidr")))
@@ -1136,7 +1169,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 				names[0] = m->n4;
 				names[1] = m->n6;
 				for (int f = 0; f < 2; f++) {
-					if (!used_by_others(d, names[f]))
+					if (!b->fam[f] || !used_by_others(d, names[f]))
 						continue; /* no chain uses it, with or without the pod */
 					if ((idx = ensure_set(b, names[f], m->key, f ? AF_INET6 : AF_INET, false,
 							      &created)) < 0)

@@ -152,9 +152,14 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 
 /* Can one pod's share of the plan be told apart from the others'? Not
  * when a policy uses named ports (a pod's containerPorts then change other
- * pods' chains) or another record claims its address or veth (a stale
- * attachment: which one wins depends on them all). */
+ * pods' chains), another record claims its address or veth (a stale
+ * attachment: which one wins depends on them all), or it is the only pod
+ * with an address of a family (every kind's rules of that family come or
+ * go with it: plan_family_used). */
 bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod);
+/* compile.c: has a pod of s other than except an address of family
+ * (AF_INET, AF_INET6)? The rules of a family no pod has are left out. */
+bool plan_family_used(const struct nf_state *s, int family, const struct nf_pod *except);
 
 /* compile.c: one pod's share of the plan of s (a state that holds it),
  * without compiling the other pods, for an ADD or DEL to send just that:

@@ -50,6 +50,9 @@ bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod)
 			if (pod_has(pod, &q->addrs[j]))
 				return false;
 	}
+	for (size_t i = 0; i < pod->naddrs; i++)
+		if (!plan_family_used(s, pod->addrs[i].family, pod))
+			return false;
 	return true;
 }
 

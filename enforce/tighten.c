@@ -79,11 +79,18 @@ static bool set_lost(struct ctx *c, const char *name)
 	return c->lost[i];
 }
 
-static bool chain_lost_something(struct ctx *c, const struct plan_chain *old, const struct plan_chain *now)
+/* for the packets of one family: a rule of the other never matched them
+ * (and the rules of a family no pod has come and go with its first and
+ * last address, compile.c plan_family_used) */
+static bool chain_lost_something(struct ctx *c, const struct plan_chain *old, const struct plan_chain *now,
+				 int family)
 {
 	for (size_t i = 0; i < old->nrules; i++) {
 		const struct plan_rule *r = &old->rules[i];
 		bool kept = false;
+
+		if (r->family && r->family != family)
+			continue;
 
 		for (size_t j = 0; j < now->nrules && !kept; j++)
 			kept = same_rule(r, &now->rules[j]);
@@ -127,21 +134,21 @@ int plan_tightened_sources(const struct plan *before, const struct plan *after, 
 	struct named *now = NULL;
 	struct nf_cidr *ex = NULL, *v = NULL;
 	struct plan_dispatch *old = NULL;
-	signed char *kept = NULL; /* per chain of `after` (same name before): -1 not known yet */
+	signed char *kept = NULL; /* per chain of `after` (same name before) and family: -1 not known yet */
 	size_t n = 0;
 	int r = -ENOMEM;
 
 	c.lost = malloc(before->nsets + 1);
 	c.old = calloc(before->nchains + 1, sizeof(*c.old));
 	now = calloc(after->nchains + 1, sizeof(*now));
-	kept = malloc(after->nchains + 1);
+	kept = malloc(2 * after->nchains + 1);
 	ex = calloc(nexisting + 1, sizeof(*ex));
 	old = calloc(before->ndispatch + 1, sizeof(*old));
 	v = calloc(after->ndispatch + 1, sizeof(*v));
 	if (!c.lost || !c.old || !now || !kept || !ex || !old || !v)
 		goto out;
 	memset(c.lost, -1, before->nsets + 1);
-	memset(kept, -1, after->nchains + 1);
+	memset(kept, -1, 2 * after->nchains + 1);
 	for (size_t i = 0; i < before->nchains; i++)
 		c.old[i] = (struct named){.name = before->chains[i].name, .i = i};
 	qsort(c.old, before->nchains, sizeof(*c.old), by_name);
@@ -168,12 +175,12 @@ int plan_tightened_sources(const struct plan *before, const struct plan *after, 
 		else if (!cn || !co)
 			tightened = true; /* never: every dispatch entry has its chain */
 		else if (strcmp(co->name, cn->name) == 0) {
-			size_t k = (size_t)(cn - after->chains);
+			size_t k = 2 * (size_t)(cn - after->chains) + (d->addr.family == AF_INET6);
 			if (kept[k] < 0)
-				kept[k] = !chain_lost_something(&c, co, cn);
+				kept[k] = !chain_lost_something(&c, co, cn, d->addr.family);
 			tightened = !kept[k];
 		} else
-			tightened = chain_lost_something(&c, co, cn);
+			tightened = chain_lost_something(&c, co, cn, d->addr.family);
 		if (tightened)
 			v[n++] = d->addr;
 	}

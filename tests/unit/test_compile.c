@@ -972,7 +972,7 @@ static void rnd_peer(FILE *f)
 /* A state of 3 namespaces, 5 policies and 12 pods drawn from small sets
  * of labels, selectors, peers and ports, so that pods share kinds, sets
  * and peers in many ways (seeded: the same states every run). */
-static void rnd_fill(struct nf_state *s)
+static void rnd_fill(struct nf_state *s, int only_fam)
 {
 	static const char *const ports[] = {
 		"", ",\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]",
@@ -1026,7 +1026,7 @@ static void rnd_fill(struct nf_state *s)
 		char doc[512], ips[96];
 		struct nf_pod pod = {0};
 		json_t *j;
-		uint32_t fam = rnd(3); /* 0: v4, 1: v6, 2: both */
+		uint32_t fam = only_fam >= 0 ? (uint32_t)only_fam : rnd(3); /* 0: v4, 1: v6, 2: both */
 
 		if (fam == 0)
 			snprintf(ips, sizeof(ips), "\"10.0.1.%d/24\"", 10 + i);
@@ -1055,12 +1055,118 @@ static void test_pod_delta_random(void **state)
 	rnd_state = 20261126;
 	for (int k = 0; k < 300; k++) {
 		struct nf_state s = {0};
-		rnd_fill(&s);
+		rnd_fill(&s, -1);
 		checked += check_deltas(&s);
 		nf_state_free(&s);
 	}
 	/* most pods are not the only selected one */
 	assert_true(checked > 300 * 12 / 2);
+	/* single-stack nodes, either family: no rule or set of the other */
+	for (int fam = 0; fam < 2; fam++) {
+		checked = 0;
+		for (int k = 0; k < 100; k++) {
+			struct nf_state s = {0};
+			struct nf_error err = {0};
+			struct plan p = {0};
+			rnd_fill(&s, fam);
+			checked += check_deltas(&s);
+			assert_int_equal(plan_compile(&s, &p, &err), 0);
+			for (size_t i = 0; i < p.nsets; i++)
+				assert_int_equal(p.sets[i].family, fam ? AF_INET6 : AF_INET);
+			for (size_t i = 0; i < p.nchains; i++)
+				for (size_t j = 0; j < p.chains[i].nrules; j++)
+					assert_true(p.chains[i].rules[j].family == 0 ||
+						    p.chains[i].rules[j].family == (fam ? AF_INET6 : AF_INET));
+			plan_free(&p);
+			nf_state_free(&s);
+		}
+		assert_true(checked > 100 * 12 / 2);
+	}
+}
+
+/* The rules and peer sets of a family no pod has are left out; the pod
+ * that brings the first address of a family, or takes the last, is not
+ * one pod's share (plan_pod_separable): every kind's chain changes. */
+static void test_family_used(void **state)
+{
+	static const char *const pods[] = {
+		"{\"containerID\":\"c1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"a\","
+		"\"labels\":{\"app\":\"a\"},\"hostVeth\":\"veth1\",\"ips\":[\"10.0.1.1/24\"]}",
+		"{\"containerID\":\"c2\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"b\","
+		"\"labels\":{\"app\":\"b\"},\"hostVeth\":\"veth2\",\"ips\":[\"10.0.1.2/24\"]}",
+		"{\"containerID\":\"c3\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"c\","
+		"\"labels\":{\"app\":\"a\"},\"hostVeth\":\"veth3\",\"ips\":[\"10.0.1.3/24\",\"fd00:1::3/64\"]}",
+	};
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+	struct plan p = {0}, a = {0}, b = {0};
+	char *text;
+	(void)state;
+
+	add_json_policy(&s, "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+			    "\"metadata\":{\"name\":\"np\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"a\"}},"
+			    "\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"podSelector\":{\"matchLabels\":{\"app\":\"b\"}}},"
+			    "{\"ipBlock\":{\"cidr\":\"10.9.0.0/16\"}},{\"ipBlock\":{\"cidr\":\"fd00:9::/32\"}}],"
+			    "\"ports\":[{\"port\":80}]},{\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]}]}}");
+	for (size_t i = 0; i < 2; i++) {
+		struct nf_pod pod = {0};
+		json_t *j = json_loads(pods[i], 0, NULL);
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_true(nf_state_put_pod(&s, &pod) >= 0);
+	}
+	/* IPv4 only: one rule per (peer, port) of IPv4, none of IPv6 */
+	assert_true(plan_family_used(&s, AF_INET, NULL));
+	assert_false(plan_family_used(&s, AF_INET6, NULL));
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	text = plan_render(&p);
+	assert_non_null(strstr(text, "ip daddr @sel_"));
+	assert_non_null(strstr(text, "ip daddr @cidr_"));
+	assert_non_null(strstr(text, "meta l4proto udp th dport 53 accept"));
+	assert_null(strstr(text, "ip6 daddr"));
+	assert_null(strstr(text, "ipv6_addr\n\t\telements")); /* no IPv6 peer set */
+	for (size_t i = 0; i < p.nsets; i++)
+		assert_int_equal(p.sets[i].family, AF_INET);
+	free(text);
+	plan_free(&p);
+	/* the first pod with an IPv6 address changes every kind's chain */
+	{
+		struct nf_pod pod = {0};
+		json_t *j = json_loads(pods[2], 0, NULL);
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_true(nf_state_put_pod(&s, &pod) >= 0);
+	}
+	assert_false(plan_pod_separable(&s, nf_state_find_pod(&s, "c3", "eth0")));
+	assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c3", "eth0"), &a, &b), -EAGAIN);
+	assert_true(plan_pod_separable(&s, nf_state_find_pod(&s, "c2", "eth0")));
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	text = plan_render(&p);
+	assert_non_null(strstr(text, "ip6 daddr @sel_"));
+	assert_non_null(strstr(text, "ip6 daddr @cidr_"));
+	free(text);
+	/* ... and when it goes, its kind loses its IPv6 rules: nothing an
+	 * IPv4 address of that kind could match, no flow to judge again */
+	{
+		struct plan less = {0};
+		nf_state_remove_pod(&s, "c3", "eth0");
+		assert_int_equal(plan_compile(&s, &less, &err), 0);
+		assert_int_equal(tightened(&p, &less, &s), 0);
+		plan_free(&less);
+		{
+			struct nf_pod pod = {0};
+			json_t *j = json_loads(pods[2], 0, NULL);
+			assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+			json_decref(j);
+			assert_true(nf_state_put_pod(&s, &pod) >= 0);
+		}
+	}
+	plan_free(&p);
+	/* the last pod with an IPv4 address is not separable either */
+	nf_state_remove_pod(&s, "c1", "eth0");
+	nf_state_remove_pod(&s, "c2", "eth0");
+	assert_false(plan_pod_separable(&s, nf_state_find_pod(&s, "c3", "eth0")));
+	nf_state_free(&s);
 }
 
 static void test_pod_delta(void **state)
@@ -1434,6 +1540,7 @@ int main(void)
 		cmocka_unit_test(test_twins),
 		cmocka_unit_test(test_pod_delta),
 		cmocka_unit_test(test_pod_delta_random),
+		cmocka_unit_test(test_family_used),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
