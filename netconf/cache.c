@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -379,7 +380,28 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	return 0;
 }
 
-static int write_in_place(const char *cpath, const struct nf_pieces *c)
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* The cache c (encode's pieces) over the old one. keep: c's frozen part
+ * (its second piece) is that file's own, where it is (the state was
+ * decoded from a mapping of it): only the header and the pods are
+ * written, and the bytes a decoded state points into never change under
+ * it. (Were the file another one by now, its body's hash would not match:
+ * a miss.) */
+static int write_in_place(const char *cpath, const struct nf_pieces *c, bool keep)
 {
 	struct stat st;
 	int fd = open(cpath, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r;
@@ -389,6 +411,9 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c)
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
 	    st.st_nlink != 1)
 		r = -EINVAL;
+	else if (keep && c->n == 3)
+		r = pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0) ?:
+		    pwrite_all(fd, c->v[2].iov_base, c->v[2].iov_len, (off_t)(c->v[0].iov_len + c->v[1].iov_len));
 	else
 		r = nf_write_all_v(fd, c);
 	if (r == 0 && ftruncate(fd, (off_t)c->len) < 0)
@@ -420,7 +445,8 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
 	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
-	    (write_in_place(cpath, &c) < 0 && nf_replace_file_v(path, cpath, &c, false) < 0))
+	    (write_in_place(cpath, &c, s->frozen_map && s->frozen_enc == (char *)s->frozen_map + sizeof(struct cache_header)) < 0 &&
+	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);
 }
 
@@ -710,9 +736,14 @@ static int decode_pods(const struct cache_header *h, const char *body, size_t bo
 	return 0;
 }
 
-/* A checked cache (h, its body) -> out; takes body (malloc'd, body_len + 1
- * bytes), which out keeps (or frees on failure). */
-static int decode(const struct cache_header *h, char *body, size_t body_len, size_t len, struct nf_state *out)
+/* A checked cache (h, its body) -> out; takes body, which out keeps (or
+ * frees on failure): malloc'd (body_len + 1 bytes), or with map (map_len
+ * bytes) a read-only mapping of the cache file, the body after its header.
+ * A mapped cache's pods are decoded from a copy: the next cache is written
+ * in place (write_in_place), its new pods over the old ones, while this
+ * state is still in use; the frozen part it leaves as it is. */
+static int decode(const struct cache_header *h, char *body, size_t body_len, size_t len, void *map, size_t map_len,
+		  struct nf_state *out)
 {
 	struct chunk *arena = NULL;
 	struct rbuf r;
@@ -726,11 +757,16 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	/* the arena exists even for a state without policies: s.frozen says
 	 * where the state came from */
 	if (!arena_alloc(&arena, 1)) {
-		free(body);
+		if (map)
+			munmap(map, map_len);
+		else
+			free(body);
 		return -ENOMEM;
 	}
 	s.frozen = arena;
 	s.frozen_enc = body;
+	s.frozen_map = map;
+	s.frozen_map_len = map_len;
 	GET_ARRAY(&r, s.policies, s.npolicies, 20);
 	for (size_t i = 0; i < s.npolicies && !r.bad; i++)
 		get_policy(&r, &s.policies[i]);
@@ -755,6 +791,16 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	/* the pods too point into the body and the arena (nf_pod.borrowed):
 	 * 500 pods' records were ~6,000 allocations, each freed again */
 	s.frozen_enc_len = (size_t)(r.p - (const uint8_t *)body);
+	if (map && !r.bad) {
+		size_t n = body_len - s.frozen_enc_len;
+		if (s.frozen_enc_len != le32toh(h->pods_off) || !(s.frozen_pods = malloc(n + 1))) {
+			r.bad = true;
+		} else {
+			memcpy(s.frozen_pods, r.p, n);
+			r.p = (const uint8_t *)s.frozen_pods;
+			r.end = r.p + n;
+		}
+	}
 	get_pods(&r, &s, len);
 	if (r.bad) {
 		nf_state_free(&s);
@@ -785,56 +831,63 @@ int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t
 	if (!(body = malloc(blen - sizeof(h) + 1)))
 		return -ENOMEM;
 	memcpy(body, buf + sizeof(h), blen - sizeof(h));
-	return decode(&h, body, blen - sizeof(h), len, out);
+	return decode(&h, body, blen - sizeof(h), len, NULL, 0, out);
 }
 
 /* The cache of path, if it is a regular file of ours that nobody else could
- * have written (the same rule as the state file's): its header, and its
- * body read into a buffer of its own (malloc'd, *body_len + 1 bytes),
- * which decode keeps: no copy of a body that can be megabytes. */
-static int read_cache(const char *path, struct cache_header *h, char **body, size_t *body_len)
+ * have written (the same rule as the state file's): mapped read only and
+ * populated (*map, *map_len bytes; its header first), not read into the
+ * heap: with 1,000 policies the ~0.4 MB read cost a fault per page. The
+ * file is replaced by a rename or written in place under the state lock,
+ * which the caller holds while it uses the mapping; in place, the next
+ * cache leaves the bytes of the frozen part (those a decoded state points
+ * into) where they are (write_in_place). */
+static int map_cache(const char *path, void **map, size_t *map_len)
 {
 	_cleanup_free_ char *cpath = cache_path(path);
 	struct stat st;
-	size_t n;
+	void *m;
 	int fd;
 
-	*body = NULL;
 	if (!cpath)
 		return -ENOMEM;
 	if ((fd = open(cpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
-	    st.st_size > (off_t)(1u << 30) || (size_t)st.st_size < sizeof(*h) ||
-	    nf_read_upto(fd, (char *)h, sizeof(*h)) != sizeof(*h)) {
+	    st.st_size > (off_t)(1u << 30) || (size_t)st.st_size < sizeof(struct cache_header)) {
 		close(fd);
 		return -EINVAL;
 	}
-	n = (size_t)st.st_size - sizeof(*h);
-	if (!(*body = malloc(n + 1))) {
-		close(fd);
-		return -ENOMEM;
-	}
-	*body_len = nf_read_upto(fd, *body, n);
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 	close(fd);
+	if (m == MAP_FAILED)
+		return -errno;
+	*map = m;
+	*map_len = (size_t)st.st_size;
 	return 0;
 }
 
 static int cache_load(const char *path, const char *text, size_t len, struct nf_state *out, bool pods_only)
 {
 	struct cache_header h;
-	char *body = NULL;
-	size_t blen = 0;
-	int r = read_cache(path, &h, &body, &blen);
+	void *map = NULL;
+	size_t mlen = 0, blen;
+	char *body;
+	int r = map_cache(path, &map, &mlen);
 
 	memset(out, 0, sizeof(*out));
-	if (r == 0 && (check_head(&h, blen, text, len) < 0 || check_body(&h, body, blen) < 0))
+	if (r < 0)
+		return r;
+	memcpy(&h, map, sizeof(h));
+	body = (char *)map + sizeof(h);
+	blen = mlen - sizeof(h);
+	if (check_head(&h, blen, text, len) < 0 || check_body(&h, body, blen) < 0)
 		r = -EINVAL;
 	if (r == 0 && !pods_only)
-		return decode(&h, body, blen, len, out); /* takes body */
+		return decode(&h, body, blen, len, map, mlen, out); /* takes the mapping */
 	if (r == 0)
 		r = decode_pods(&h, body, blen, len, out);
-	free(body);
+	munmap(map, mlen);
 	return r;
 }
 

@@ -871,7 +871,11 @@ void nf_state_free(struct nf_state *s)
 		return;
 	if (s->frozen) {
 		nf_state_arena_free(s->frozen);
-		free(s->frozen_enc);
+		if (s->frozen_map)
+			munmap(s->frozen_map, s->frozen_map_len);
+		else
+			free(s->frozen_enc);
+		free(s->frozen_pods);
 	} else {
 		for (size_t i = 0; i < s->npolicies; i++)
 			nf_policy_free(&s->policies[i]);

@@ -1248,6 +1248,45 @@ static void test_state_mapped(void **state)
 		assert_int_equal(back.npods, 1);
 		assert_string_equal(back.pods[0].name, "a");
 		nf_state_free(&back);
+		/* from the cache (mapped): another pod in, a out, saved; the new
+		 * cache, written in place, puts b's record where a's was */
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_non_null(s.frozen_map);
+		j = J("{'containerID': 'c2', 'ifname': 'eth0', 'namespace': 'other', 'name': 'bbbbbbbbbbbb',"
+		      " 'hostVeth': 'veth2', 'ips': ['10.0.0.2/24']}");
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+		assert_true(nf_state_remove_pod(&s, "c1", "eth0"));
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		assert_int_equal(s.npods, 1);
+		assert_string_equal(s.pods[0].name, "bbbbbbbbbbbb");
+		nf_state_free(&s);
+		assert_int_equal(nf_state_load_fast(path, &back, &err), 0);
+		assert_non_null(back.frozen); /* the cache of the new text */
+		assert_int_equal(back.npods, 1);
+		assert_string_equal(back.pods[0].name, "bbbbbbbbbbbb");
+		assert_string_equal(back.pods[0].ns, "other");
+		/* a third pod, saved; then, both decoded from the cache, the
+		 * first goes: the second's record, which s still uses, is
+		 * overwritten in the file (and cut off it) by the save */
+		j = J("{'containerID': 'c3', 'ifname': 'eth0', 'namespace': 'third', 'name': 'cc',"
+		      " 'hostVeth': 'veth3', 'ips': ['10.0.0.3/24']}");
+		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+		json_decref(j);
+		assert_int_equal(nf_state_put_pod(&back, &pod), NF_PUT_CREATED);
+		assert_int_equal(nf_state_save_pods(path, &back, &err), 0);
+		nf_state_free(&back);
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_non_null(s.frozen_map);
+		assert_int_equal(s.npods, 2);
+		assert_true(s.pods[1].borrowed);
+		assert_true(nf_state_remove_pod(&s, "c2", "eth0"));
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		assert_string_equal(s.pods[0].name, "cc");
+		assert_string_equal(s.pods[0].ns, "third");
+		assert_string_equal(s.pods[0].host_veth, "veth3");
+		nf_state_free(&s);
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/state.json.model", dir);
 		unlink(path);
@@ -1539,7 +1578,14 @@ static void test_state_model_cache(void **state)
 	assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
 	json_decref(j);
 	assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+	assert_non_null(s.frozen_map); /* decoded from a mapping of the cache */
 	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	/* the new cache was written in place under it: what s points into
+	 * (the frozen part in the mapping, the pods in their copy) is intact */
+	assert_string_equal(s.policies[0].egress_rules[0].id, "default/p egress[0]");
+	assert_string_equal(s.policies[0].name, "p");
+	assert_string_equal(s.pods[0].host_veth, "veth1");
+	assert_string_equal(s.pods[0].container_id, "c1");
 	nf_state_free(&s);
 	assert_int_equal(nf_state_load(path, &t, &err), 0);
 	assert_int_equal(t.npods, 2);
