@@ -380,21 +380,6 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	return 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* The cache c (encode's pieces) over the old one. keep: c's frozen part
  * (its second piece) is that file's own, where it is (the state was
  * decoded from a mapping of it): only the header and the pods are
@@ -412,8 +397,8 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, bool kee
 	    st.st_nlink != 1)
 		r = -EINVAL;
 	else if (keep && c->n == 3)
-		r = pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0) ?:
-		    pwrite_all(fd, c->v[2].iov_base, c->v[2].iov_len, (off_t)(c->v[0].iov_len + c->v[1].iov_len));
+		r = nf_pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0) ?:
+		    nf_pwrite_all(fd, c->v[2].iov_base, c->v[2].iov_len, (off_t)(c->v[0].iov_len + c->v[1].iov_len));
 	else
 		r = nf_write_all_v(fd, c);
 	if (r == 0 && ftruncate(fd, (off_t)c->len) < 0)

@@ -300,12 +300,12 @@ size_t nf_read_upto(int fd, char *buf, size_t size)
 	return got;
 }
 
-int nf_write_all(int fd, const char *buf, size_t len)
+int nf_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -313,6 +313,11 @@ int nf_write_all(int fd, const char *buf, size_t len)
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+int nf_write_all(int fd, const char *buf, size_t len)
+{
+	return nf_pwrite_all(fd, buf, len, 0);
 }
 
 void nf_pieces_add(struct nf_pieces *t, const void *text, size_t len)

@@ -48,6 +48,8 @@ size_t nf_read_upto(int fd, char *buf, size_t size);
 /* Writes all of buf at the start of fd (retrying on EINTR and short
  * writes): 0, or -errno. */
 int nf_write_all(int fd, const char *buf, size_t len);
+/* all of buf at offset off of fd: 0 or -errno */
+int nf_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
 /* Replaces path with a new file (0600) holding text: written next to it
  * under the name "<state>.tmp.XXXXXX" (which nf_state_lock removes if its

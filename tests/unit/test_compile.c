@@ -1084,6 +1084,18 @@ static void test_pod_delta_random(void **state)
 	}
 }
 
+static void put_pod_doc(struct nf_state *s, const char *doc)
+{
+	struct nf_error err = {0};
+	struct nf_pod pod = {0};
+	json_t *j = json_loads(doc, 0, NULL);
+
+	assert_non_null(j);
+	assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+	json_decref(j);
+	assert_true(nf_state_put_pod(s, &pod) >= 0);
+}
+
 /* The rules and peer sets of a family no pod has are left out; the pod
  * that brings the first address of a family, or takes the last, is not
  * one pod's share (plan_pod_separable): every kind's chain changes. */
@@ -1108,13 +1120,8 @@ static void test_family_used(void **state)
 			    "\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"podSelector\":{\"matchLabels\":{\"app\":\"b\"}}},"
 			    "{\"ipBlock\":{\"cidr\":\"10.9.0.0/16\"}},{\"ipBlock\":{\"cidr\":\"fd00:9::/32\"}}],"
 			    "\"ports\":[{\"port\":80}]},{\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]}]}}");
-	for (size_t i = 0; i < 2; i++) {
-		struct nf_pod pod = {0};
-		json_t *j = json_loads(pods[i], 0, NULL);
-		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
-		json_decref(j);
-		assert_true(nf_state_put_pod(&s, &pod) >= 0);
-	}
+	for (size_t i = 0; i < 2; i++)
+		put_pod_doc(&s, pods[i]);
 	/* IPv4 only: one rule per (peer, port) of IPv4, none of IPv6 */
 	assert_true(plan_family_used(&s, AF_INET, NULL));
 	assert_false(plan_family_used(&s, AF_INET6, NULL));
@@ -1130,13 +1137,7 @@ static void test_family_used(void **state)
 	free(text);
 	plan_free(&p);
 	/* the first pod with an IPv6 address changes every kind's chain */
-	{
-		struct nf_pod pod = {0};
-		json_t *j = json_loads(pods[2], 0, NULL);
-		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
-		json_decref(j);
-		assert_true(nf_state_put_pod(&s, &pod) >= 0);
-	}
+	put_pod_doc(&s, pods[2]);
 	assert_false(plan_pod_separable(&s, nf_state_find_pod(&s, "c3", "eth0")));
 	assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c3", "eth0"), &a, &b), -EAGAIN);
 	assert_true(plan_pod_separable(&s, nf_state_find_pod(&s, "c2", "eth0")));
@@ -1153,13 +1154,7 @@ static void test_family_used(void **state)
 		assert_int_equal(plan_compile(&s, &less, &err), 0);
 		assert_int_equal(tightened(&p, &less, &s), 0);
 		plan_free(&less);
-		{
-			struct nf_pod pod = {0};
-			json_t *j = json_loads(pods[2], 0, NULL);
-			assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
-			json_decref(j);
-			assert_true(nf_state_put_pod(&s, &pod) >= 0);
-		}
+		put_pod_doc(&s, pods[2]);
 	}
 	plan_free(&p);
 	/* the last pod with an IPv4 address is not separable either */
