@@ -17,15 +17,7 @@
 #include <sys/socket.h>
 #include <xxhash.h>
 
-static uint64_t fnv1a64(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
+#define fnv1a64 nf_fnv1a64
 
 /* The hash of a name in the indexes below. Not for making names (those
  * are fnv1a64's: the kernel keeps them): XXH3 is several times faster on
@@ -171,6 +163,9 @@ struct builder {
 		const struct nf_policy *pol; /* of a selector peer's entry */
 		const struct nf_peer *peer;
 		bool sets_done;
+		uint64_t h; /* fnv1a64(key) (the model's, made once): the names' hex digits */
+		const char *prefix;
+		bool named; /* n4 and n6 made (named()): only for the sets a compile uses */
 		char n4[24], n6[24]; /* the set names made from key */
 	} **memo;
 	size_t nmemo, nused; /* nmemo: a power of two */
@@ -258,13 +253,14 @@ static void set_names(char *n4, char *n6, const char *prefix, uint64_t h)
 }
 
 /* The memo entry of id (a peer's or a rule's address, NULL: any
- * destination), made with key and the set names (prefix) if new; NULL when
- * out of memory. */
-static struct pmemo *memo_get(struct builder *b, const void *id, const char *key, const char *prefix)
+ * destination) for key, whose fnv1a64 is h (the model keeps it: hashing
+ * the keys of every peer of 1,000 policies, and naming their sets, on
+ * each ADD was a third of the pod's share), made if new; NULL when out of
+ * memory. Its set names are made by named(), when a set is. */
+static struct pmemo *memo_get(struct builder *b, const void *id, const char *key, uint64_t h, const char *prefix)
 {
 	size_t i = ((uintptr_t)id >> 2) * 0x9e3779b97f4a7c15ULL & (b->nmemo - 1);
 	struct pmemo *m;
-	uint64_t h;
 
 	for (; b->memo[i]; i = (i + 1) & (b->nmemo - 1))
 		if (b->memo[i]->id == id)
@@ -302,17 +298,29 @@ static struct pmemo *memo_get(struct builder *b, const void *id, const char *key
 	m->pol = NULL;
 	m->peer = NULL;
 	m->sets_done = false;
-	h = fnv1a64(key);
-	set_names(m->n4, m->n6, prefix, h);
+	m->h = h;
+	m->prefix = prefix;
+	m->named = false;
 	b->memo[i] = m;
 	b->nused++;
+	return m;
+}
+
+/* m, its set names made */
+static struct pmemo *named(struct pmemo *m)
+{
+	if (!m->named) {
+		set_names(m->n4, m->n6, m->prefix, m->h);
+		m->named = true;
+	}
 	return m;
 }
 
 /* The memo entry of a peer (NULL: any destination). */
 static struct pmemo *peer_memo(struct builder *b, const struct nf_peer *peer)
 {
-	return memo_get(b, peer, peer ? peer->key : "any destination", "sel");
+	return memo_get(b, peer, peer ? peer->key : "any destination",
+			peer ? peer->key_hash : fnv1a64("any destination"), "sel");
 }
 
 /* Does some pod of s have an address of family f? A kind's rules of the
@@ -471,6 +479,7 @@ static int selector_sets(struct builder *b, const struct nf_policy *pol, const s
 
 	if (!m)
 		return -ENOMEM;
+	named(m);
 	/* none of a family no pod has (family_used) */
 	*name4 = b->fam[0] ? m->n4 : NULL;
 	*name6 = b->fam[1] ? m->n6 : NULL;
@@ -663,9 +672,10 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 	if (!key || !b->fam[family == AF_INET6]) /* most rules: no block of this family */
 		return 0;
 	/* memo id: an address inside the rule, distinct per family */
-	if (!(m = memo_get(b, (const char *)rule + (family == AF_INET ? 1 : 2), key, "cidr")))
+	if (!(m = memo_get(b, (const char *)rule + (family == AF_INET ? 1 : 2), key,
+			   rule->blocks_hash[family == AF_INET6], "cidr")))
 		return -ENOMEM;
-	*name = family == AF_INET ? m->n4 : m->n6;
+	*name = family == AF_INET ? named(m)->n4 : named(m)->n6;
 	if (m->sets_done)
 		return 0;
 	m->sets_done = true;
@@ -948,13 +958,16 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 
 /* ---- one pod's share (plan.h: plan_pod_delta) ---- */
 
-/* A set name and a policy whose rules make it; the entries of one name
- * are chained from the first (a name can come from hundreds of policies:
- * the same hash that many times would make the open addressing crawl). */
+/* The peer sets (a memo entry: its two names) a policy's rules make; the
+ * entries of one key are chained from the first (a key can come from
+ * hundreds of policies: the same hash that many times would make the
+ * open addressing crawl). Indexed by the key's hash, which the model
+ * keeps: no name is made or hashed for the ~6,000 peers of 1,000
+ * policies, only for the sets the pod's share has. */
 struct name_pol {
-	const char *name;
+	struct pmemo *m;
 	size_t pol;
-	size_t next; /* the next entry of this name + 1; 0: none */
+	size_t next; /* the next entry of this key + 1; 0: none */
 };
 
 struct delta {
@@ -962,7 +975,7 @@ struct delta {
 	const struct nf_pod *pod;
 	struct name_pol *np;
 	size_t nnp;
-	struct hidx by_name; /* the first entry of each name in np */
+	struct hidx by_name; /* the first entry of each key in np */
 	signed char *selects_other; /* per policy: -1 unknown, 0, 1 */
 };
 
@@ -986,54 +999,81 @@ static bool selects_other(struct delta *d, size_t i)
 
 struct name_q {
 	const struct delta *d;
-	const char *name;
+	const char *name;      /* a set name, or NULL: */
+	const struct pmemo *m; /* the sets of m */
 };
 
 static bool name_eq(const void *ctx, size_t i)
 {
 	const struct name_q *q = ctx;
-	return strcmp(q->d->np[i].name, q->name) == 0;
+	struct pmemo *m = q->d->np[i].m;
+
+	if (!q->name) /* the same sets: the same kind of set, the same key */
+		return m->prefix == q->m->prefix && strcmp(m->key, q->m->key) == 0;
+	named(m);
+	return strcmp(m->n4, q->name) == 0 || strcmp(m->n6, q->name) == 0;
 }
 
-/* The first entry of set name `name` in d->np, or -1. */
-static long first_of(const struct delta *d, const char *name, uint64_t h)
+/* The hash a set name was made from ("<prefix>_<16 hex>_<4|6>",
+ * set_names); for any other name, what no key is likely to hash to (the
+ * entries found are compared by name). */
+static uint64_t name_h(const char *name)
 {
-	struct name_q q = {d, name};
-	return hidx_find(&d->by_name, h, name_eq, &q);
+	const char *p = strchr(name, '_');
+	uint64_t h = 0;
+
+	for (int k = 1; p && k <= 16; k++) {
+		char c = p[k];
+		if (c >= '0' && c <= '9')
+			h = h << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			h = h << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			break;
+	}
+	return h;
+}
+
+/* The first entry of set `name` in d->np, or -1. */
+static long first_of(const struct delta *d, const char *name)
+{
+	struct name_q q = {d, name, NULL};
+	return hidx_find(&d->by_name, name_h(name), name_eq, &q);
 }
 
 /* Is set `name` in the plan of the state without d->pod? (Some policy
  * whose rules make it selects another pod.) */
 static bool used_by_others(struct delta *d, const char *name)
 {
-	for (long i = first_of(d, name, name_hash(name)); i >= 0; i = (long)d->np[i].next - 1)
+	for (long i = first_of(d, name); i >= 0; i = (long)d->np[i].next - 1)
 		if (selects_other(d, d->np[i].pol))
 			return true;
 	return false;
 }
 
-static int np_push(struct delta *d, size_t *cap, const char *name, size_t pol)
+static int np_push(struct delta *d, size_t *cap, struct pmemo *m, size_t pol)
 {
+	struct name_q q = {d, NULL, m};
+	long first;
+
 	if (d->nnp == *cap) {
-		struct name_pol *q = realloc(d->np, (*cap ? 2 * *cap : 256) * sizeof(*q));
-		if (!q)
+		struct name_pol *v = realloc(d->np, (*cap ? 2 * *cap : 256) * sizeof(*v));
+		if (!v)
 			return -ENOMEM;
-		d->np = q;
+		d->np = v;
 		*cap = *cap ? 2 * *cap : 256;
 	}
-	uint64_t h = name_hash(name);
-	long first = first_of(d, name, h);
-
-	d->np[d->nnp] = (struct name_pol){name, pol, 0};
+	first = hidx_find(&d->by_name, m->h, name_eq, &q);
+	d->np[d->nnp] = (struct name_pol){m, pol, 0};
 	if (first < 0)
-		return hidx_add(&d->by_name, h, d->nnp++);
+		return hidx_add(&d->by_name, m->h, d->nnp++);
 	d->np[d->nnp].next = d->np[first].next; /* after the first: order does not matter */
 	d->np[first].next = ++d->nnp;
 	return 0;
 }
 
-/* Every set name the egress rules make, with its policy; the memo makes
- * the names. */
+/* Every peer set the egress rules make (its memo entry), with its
+ * policy. */
 static int index_set_names(struct delta *d)
 {
 	struct builder *b = d->b;
@@ -1046,25 +1086,19 @@ static int index_set_names(struct delta *d)
 			for (size_t k = 0; k < ru->npeers; k++) {
 				const struct nf_peer *pe = &ru->peers[k];
 				struct pmemo *m;
-				const char *names[2];
-				size_t nn = 0;
 
 				if (pe->kind == NF_PEER_IPBLOCK)
 					continue;
-				if (!(m = peer_memo(b, pe)))
+				if (!(m = peer_memo(b, pe)) || np_push(d, &cap, m, i) < 0)
 					return -ENOMEM;
-				names[nn++] = m->n4;
-				names[nn++] = m->n6;
-				for (size_t f = 0; f < nn; f++)
-					if (np_push(d, &cap, names[f], i) < 0)
-						return -ENOMEM;
 			}
 			for (int f = 0; f < 2; f++) {
 				struct pmemo *m;
 				if (!ru->blocks[f])
 					continue;
-				if (!(m = memo_get(b, (const char *)ru + (f ? 2 : 1), ru->blocks[f], "cidr")) ||
-				    np_push(d, &cap, f ? m->n6 : m->n4, i) < 0)
+				if (!(m = memo_get(b, (const char *)ru + (f ? 2 : 1), ru->blocks[f], ru->blocks_hash[f],
+						   "cidr")) ||
+				    np_push(d, &cap, m, i) < 0)
 					return -ENOMEM;
 			}
 		}
@@ -1166,7 +1200,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 					continue;
 				if (!(m = peer_memo(b, pe)))
 					return -ENOMEM;
-				names[0] = m->n4;
+				names[0] = named(m)->n4;
 				names[1] = m->n6;
 				for (int f = 0; f < 2; f++) {
 					if (!b->fam[f] || !used_by_others(d, names[f]))
@@ -1200,11 +1234,10 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 		} else if (!set->interval) {
 			/* whole: every pod the peer designates */
 			const struct pmemo *m = NULL;
-			for (struct memo_block *blk = b->blocks; blk && !m; blk = blk->next)
-				for (size_t e = 0; e < blk->used && !m; e++)
-					if (blk->e[e].peer && (strcmp(blk->e[e].n4, set->name) == 0 ||
-							       strcmp(blk->e[e].n6, set->name) == 0))
-						m = &blk->e[e];
+			/* the entry of the peer its chain was compiled with */
+			for (long e = first_of(d, set->name); e >= 0 && !m; e = (long)d->np[e].next - 1)
+				if (d->np[e].m->peer)
+					m = d->np[e].m;
 			if (!m)
 				return -EAGAIN; /* not a selector set: never */
 			set->n = 0;

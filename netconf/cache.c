@@ -34,7 +34,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 5u
+#define CACHE_VERSION 6u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -138,6 +138,12 @@ static void put_u32(struct wbuf *w, size_t v)
 }
 
 /* length, bytes and a NUL (so a decoded string can point at them) */
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+	uint64_t b = htole64(v);
+	put(w, &b, 8);
+}
+
 static void put_str(struct wbuf *w, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
@@ -205,6 +211,7 @@ static void put_policy(struct wbuf *w, const struct nf_policy *p)
 					put_cidr(w, &pe->ipblock.except[k]);
 			}
 			put_str(w, pe->key);
+			put_u64(w, pe->key_hash);
 		}
 		put_u8(w, r->has_ports);
 		put_u32(w, r->nports);
@@ -219,6 +226,8 @@ static void put_policy(struct wbuf *w, const struct nf_policy *p)
 		put_str(w, r->id);
 		put_str(w, r->blocks[0]);
 		put_str(w, r->blocks[1]);
+		put_u64(w, r->blocks_hash[0]);
+		put_u64(w, r->blocks_hash[1]);
 	}
 }
 
@@ -234,12 +243,6 @@ static void put_pod(struct wbuf *w, const struct nf_pod *p)
 	put_u32(w, p->naddrs);
 	for (size_t i = 0; i < p->naddrs; i++)
 		put_cidr(w, &p->addrs[i]);
-}
-
-static void put_u64(struct wbuf *w, uint64_t v)
-{
-	uint64_t b = htole64(v);
-	put(w, &b, 8);
 }
 
 /* spans: where each pod's record lies in the text the cache is made for
@@ -612,6 +615,7 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 					get_cidr(r, &pe->ipblock.except[k]);
 			}
 			pe->key = get_str1(r);
+			pe->key_hash = get_u64(r);
 		}
 		ru->has_ports = get_u8(r);
 		GET_ARRAY(r, ru->ports, ru->nports, 10);
@@ -626,6 +630,8 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 		ru->id = get_str1(r);
 		ru->blocks[0] = get_str(r);
 		ru->blocks[1] = get_str(r);
+		ru->blocks_hash[0] = get_u64(r);
+		ru->blocks_hash[1] = get_u64(r);
 	}
 }
 

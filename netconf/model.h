@@ -123,6 +123,7 @@ struct nf_peer {
 	 * same share it (compile names their address sets after it). Made by
 	 * nf_policy_from_json, once, not by every compile. */
 	char *key;
+	uint64_t key_hash; /* nf_fnv1a64(key): the hex digits of its sets' names */
 };
 
 #define NF_PROTO_TCP 6
@@ -149,6 +150,7 @@ struct nf_rule {
 	 * [1] IPv6; NULL: none), which name the rule's one interval set */
 	char *id;
 	char *blocks[2];
+	uint64_t blocks_hash[2]; /* nf_fnv1a64 of each (0: none) */
 };
 
 struct nf_policy {
@@ -163,6 +165,9 @@ struct nf_policy {
 };
 
 void nf_policy_free(struct nf_policy *p); /* frees members, not p */
+/* FNV-1a, 64 bits: what netfence names the kernel's sets after (stable
+ * across versions: the kernel keeps the names) */
+uint64_t nf_fnv1a64(const char *s);
 /* A networking.k8s.io/v1 NetworkPolicy object -> model, validated as the API
  * server validates it. default_ns fills a missing metadata.namespace (and is
  * written into the stored object). Every error names the JSON path, e.g.

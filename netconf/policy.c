@@ -158,6 +158,7 @@ static int make_keys(struct nf_policy *p)
 			int f;
 			if (!(pe->key = peer_key(p->ns, pe)))
 				return -ENOMEM;
+			pe->key_hash = nf_fnv1a64(pe->key);
 			if (pe->kind != NF_PEER_IPBLOCK)
 				continue;
 			f = pe->ipblock.cidr.family == AF_INET6;
@@ -172,8 +173,20 @@ static int make_keys(struct nf_policy *p)
 				ru->blocks[f] = joined;
 			}
 		}
+		for (int f = 0; f < 2; f++)
+			ru->blocks_hash[f] = ru->blocks[f] ? nf_fnv1a64(ru->blocks[f]) : 0;
 	}
 	return 0;
+}
+
+uint64_t nf_fnv1a64(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
 }
 
 void nf_policy_free(struct nf_policy *p)

@@ -1334,6 +1334,15 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
 	assert_non_null(d.frozen);
 	assert_int_equal(d.npolicies, s->npolicies);
+	/* the keys' hashes (the sets' names) come back as made */
+	for (size_t i = 0; i < d.npolicies; i++)
+		for (size_t j = 0; j < d.policies[i].negress; j++) {
+			const struct nf_rule *ru = &d.policies[i].egress_rules[j];
+			for (size_t k = 0; k < ru->npeers; k++)
+				assert_true(ru->peers[k].key_hash == nf_fnv1a64(ru->peers[k].key));
+			for (int f = 0; f < 2; f++)
+				assert_true(ru->blocks_hash[f] == (ru->blocks[f] ? nf_fnv1a64(ru->blocks[f]) : 0));
+		}
 	assert_int_equal(d.npods, s->npods);
 	for (size_t i = 0; i < s->npods; i++) {
 		json_t *x = nf_pod_to_json(&s->pods[i]), *y = nf_pod_to_json(&d.pods[i]);
