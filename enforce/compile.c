@@ -17,12 +17,9 @@
 #include <sys/socket.h>
 #include <xxhash.h>
 
-#define fnv1a64 nf_fnv1a64
-
-/* The hash of a name in the indexes below. Not for making names (those
- * are fnv1a64's: the kernel keeps them): XXH3 is several times faster on
- * the ~22 bytes of a set name, and the delta hashes every set name of
- * every policy on each ADD and DEL. */
+/* The hash of a name in the indexes below (the plan's sets, a chain's
+ * rules). Not for making names (those are nf_fnv1a64's: the kernel keeps
+ * them): XXH3 is several times faster on the ~22 bytes of a set name. */
 static uint64_t name_hash(const char *s)
 {
 	return XXH3_64bits(s, strlen(s));
@@ -163,7 +160,7 @@ struct builder {
 		const struct nf_policy *pol; /* of a selector peer's entry */
 		const struct nf_peer *peer;
 		bool sets_done;
-		uint64_t h; /* fnv1a64(key) (the model's, made once): the names' hex digits */
+		uint64_t h; /* nf_fnv1a64(key) (the model's, made once): the names' hex digits */
 		const char *prefix;
 		bool named; /* n4 and n6 made (named()): only for the sets a compile uses */
 		char n4[24], n6[24]; /* the set names made from key */
@@ -253,7 +250,7 @@ static void set_names(char *n4, char *n6, const char *prefix, uint64_t h)
 }
 
 /* The memo entry of id (a peer's or a rule's address, NULL: any
- * destination) for key, whose fnv1a64 is h (the model keeps it: hashing
+ * destination) for key, whose nf_fnv1a64 is h (the model keeps it: hashing
  * the keys of every peer of 1,000 policies, and naming their sets, on
  * each ADD was a third of the pod's share), made if new; NULL when out of
  * memory. Its set names are made by named(), when a set is. */
@@ -320,7 +317,7 @@ static struct pmemo *named(struct pmemo *m)
 static struct pmemo *peer_memo(struct builder *b, const struct nf_peer *peer)
 {
 	return memo_get(b, peer, peer ? peer->key : "any destination",
-			peer ? peer->key_hash : fnv1a64("any destination"), "sel");
+			peer ? peer->key_hash : nf_fnv1a64("any destination"), "sel");
 }
 
 /* Does some pod of s have an address of family f? A kind's rules of the
@@ -637,7 +634,7 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 				idx[f] = -1;
 				if (!b->fam[f])
 					continue; /* family_used */
-				snprintf(n, sizeof(n), "np_%016llx_%c", (unsigned long long)fnv1a64(skey), f ? '6' : '4');
+				snprintf(n, sizeof(n), "np_%016llx_%c", (unsigned long long)nf_fnv1a64(skey), f ? '6' : '4');
 				if ((idx[f] = ensure_set(b, n, skey, f ? AF_INET6 : AF_INET, false, &created)) < 0)
 					return idx[f];
 				if ((r = add_rule(b, ch, f ? AF_INET6 : AF_INET, n, &num, comment)) < 0)

@@ -137,13 +137,13 @@ static void put_u32(struct wbuf *w, size_t v)
 	put(w, &b, 4);
 }
 
-/* length, bytes and a NUL (so a decoded string can point at them) */
 static void put_u64(struct wbuf *w, uint64_t v)
 {
 	uint64_t b = htole64(v);
 	put(w, &b, 8);
 }
 
+/* length, bytes and a NUL (so a decoded string can point at them) */
 static void put_str(struct wbuf *w, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
@@ -362,12 +362,11 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
 			  size_t pods_end, char **out, size_t *outlen)
 {
-	struct nf_pieces t = {0}, c;
+	struct nf_pieces t = nf_pieces_of(text, len), c;
 	char *buf, *all;
 	size_t n = 0;
 	int r;
 
-	nf_pieces_add(&t, text, len);
 	if ((r = encode(s, &t, pods_at, pods_end, NULL, &buf, &c)) < 0)
 		return r;
 	if ((all = malloc(c.len)))
@@ -433,7 +432,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
 	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
-	    (write_in_place(cpath, &c, s->frozen_map && s->frozen_enc == (char *)s->frozen_map + sizeof(struct cache_header)) < 0 &&
+	    (write_in_place(cpath, &c, s->frozen_map != NULL) < 0 &&
 	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);
 }
@@ -650,11 +649,10 @@ static void get_pod(struct rbuf *r, struct nf_pod *p)
 		get_cidr(r, &p->addrs[i]);
 }
 
-/* The header of buf, if buf is a whole cache made from text: 0 and *h,
- * with pods_at/pods_end checked against text and pods_off against the body
- * (read_cache caps a cache at 1 GiB: the offset fits in 32 bits). */
 /* Is h the header of a cache of text (len bytes) with a body of body_len
- * bytes? (The body's own hash: check_body.) */
+ * bytes, pods_at/pods_end within text and pods_off within the body
+ * (map_cache caps a cache at 1 GiB: the offset fits in 32 bits)? The
+ * body's own hash: check_body. */
 static int check_head(const struct cache_header *h, size_t body_len, const char *text, size_t len)
 {
 	XXH128_hash_t th;
@@ -675,6 +673,7 @@ static int check_body(const struct cache_header *h, const char *body, size_t bod
 	return le64toh(h->body_hash) == XXH3_64bits(body, body_len) ? 0 : -EINVAL;
 }
 
+/* The header of buf, if buf is a whole cache made from text: 0 and *h. */
 static int check_header(const char *buf, size_t blen, const char *text, size_t len, struct cache_header *h)
 {
 	if (blen < sizeof(*h))
@@ -742,8 +741,8 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 
 	s.pods_at = le64toh(h->pods_at);
 	s.pods_end = le64toh(h->pods_end);
-	/* the body, kept: the frozen part's strings point into it, and an
-	 * ADD or DEL writes its frozen part back as it is (put_state) */
+	/* the body, kept: the frozen part's strings point into it, and the
+	 * next cache is made with its frozen part as it is (encode) */
 	r = (struct rbuf){.p = (const uint8_t *)body, .end = (const uint8_t *)body + body_len, .arena = &arena};
 	/* the arena exists even for a state without policies: s.frozen says
 	 * where the state came from */

@@ -266,8 +266,9 @@ struct nf_state {
 	char *frozen_enc;
 	size_t frozen_enc_len;
 	/* frozen_enc is in frozen_map, a read-only mapping of the cache file
-	 * (frozen_map_len bytes, the header first; NULL: on the heap), and
-	 * the pods' strings in frozen_pods, a copy of the cache's pods */
+	 * (frozen_map_len bytes, the header first, frozen_enc right after it;
+	 * NULL: on the heap), and the pods' strings in frozen_pods, a copy of
+	 * the cache's pods */
 	void *frozen_map;
 	size_t frozen_map_len;
 	char *frozen_pods;

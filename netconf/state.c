@@ -519,11 +519,8 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 	}
 	if ((r = parse_state(path, buf, len, map, out, err)) < 0)
 		return r;
-	{
-		struct nf_pieces t = {0};
-		nf_pieces_add(&t, out->raw, out->raw_len);
-		nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL);
-	}
+	struct nf_pieces t = nf_pieces_of(out->raw, out->raw_len);
+	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL);
 	return 0;
 }
 
@@ -617,9 +614,8 @@ int nf_replace_file_v(const char *state, const char *path, const struct nf_piece
 
 int nf_replace_file(const char *state, const char *path, const char *text, size_t len, bool durable)
 {
-	struct nf_pieces t = {0};
+	struct nf_pieces t = nf_pieces_of(text, len);
 
-	nf_pieces_add(&t, text, len);
 	return nf_replace_file_v(state, path, &t, durable);
 }
 

@@ -21,6 +21,14 @@ struct nf_pieces {
 };
 /* appends (text, len) if there is room (else the caller's bug: ignored) */
 void nf_pieces_add(struct nf_pieces *t, const void *text, size_t len);
+/* text in one piece */
+static inline struct nf_pieces nf_pieces_of(const void *text, size_t len)
+{
+	struct nf_pieces t = {0};
+
+	nf_pieces_add(&t, text, len);
+	return t;
+}
 
 struct nf_state_lock {
 	int fd;

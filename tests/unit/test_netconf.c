@@ -1075,6 +1075,18 @@ static int rmdir_state(const char *dir)
 	return rmdir(dir);
 }
 
+/* s gets the pod of the JSON record doc (J's quoting) */
+static void put_pod_json(struct nf_state *s, const char *doc)
+{
+	struct nf_error err = { 0 };
+	struct nf_pod pod;
+	json_t *j = J(doc);
+
+	assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+	json_decref(j);
+	assert_int_equal(nf_state_put_pod(s, &pod), NF_PUT_CREATED);
+}
+
 /* nf_state_save_pods replaces just the "pods" value of the loaded text:
  * found at the top level, whatever the layout, key order and strings that
  * look like it; the result reads back as the whole state would. */
@@ -1219,8 +1231,6 @@ static void test_state_mapped(void **state)
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		struct nf_error err = { 0 };
 		struct nf_state s = { 0 }, back = { 0 };
-		struct nf_pod pod;
-		json_t *j;
 		FILE *f = fopen(path, "w");
 
 		assert_non_null(f);
@@ -1237,11 +1247,8 @@ static void test_state_mapped(void **state)
 			if (!fast)
 				nf_state_free(&s);
 		}
-		j = J("{'containerID': 'c1', 'ifname': 'eth0', 'namespace': 'default', 'name': 'a',"
-		      " 'hostVeth': 'veth1', 'ips': ['10.0.0.1/24']}");
-		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
-		json_decref(j);
-		assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+		put_pod_json(&s, "{'containerID': 'c1', 'ifname': 'eth0', 'namespace': 'default', 'name': 'a',"
+				 " 'hostVeth': 'veth1', 'ips': ['10.0.0.1/24']}");
 		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
 		nf_state_free(&s);
 		assert_int_equal(nf_state_load(path, &back, &err), 0);
@@ -1252,11 +1259,8 @@ static void test_state_mapped(void **state)
 		 * cache, written in place, puts b's record where a's was */
 		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 		assert_non_null(s.frozen_map);
-		j = J("{'containerID': 'c2', 'ifname': 'eth0', 'namespace': 'other', 'name': 'bbbbbbbbbbbb',"
-		      " 'hostVeth': 'veth2', 'ips': ['10.0.0.2/24']}");
-		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
-		json_decref(j);
-		assert_int_equal(nf_state_put_pod(&s, &pod), NF_PUT_CREATED);
+		put_pod_json(&s, "{'containerID': 'c2', 'ifname': 'eth0', 'namespace': 'other', 'name': 'bbbbbbbbbbbb',"
+				 " 'hostVeth': 'veth2', 'ips': ['10.0.0.2/24']}");
 		assert_true(nf_state_remove_pod(&s, "c1", "eth0"));
 		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
 		assert_int_equal(s.npods, 1);
@@ -1270,11 +1274,8 @@ static void test_state_mapped(void **state)
 		/* a third pod, saved; then, both decoded from the cache, the
 		 * first goes: the second's record, which s still uses, is
 		 * overwritten in the file (and cut off it) by the save */
-		j = J("{'containerID': 'c3', 'ifname': 'eth0', 'namespace': 'third', 'name': 'cc',"
-		      " 'hostVeth': 'veth3', 'ips': ['10.0.0.3/24']}");
-		assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
-		json_decref(j);
-		assert_int_equal(nf_state_put_pod(&back, &pod), NF_PUT_CREATED);
+		put_pod_json(&back, "{'containerID': 'c3', 'ifname': 'eth0', 'namespace': 'third', 'name': 'cc',"
+				    " 'hostVeth': 'veth3', 'ips': ['10.0.0.3/24']}");
 		assert_int_equal(nf_state_save_pods(path, &back, &err), 0);
 		nf_state_free(&back);
 		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
@@ -1290,11 +1291,9 @@ static void test_state_mapped(void **state)
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/state.json.model", dir);
 		unlink(path);
-		snprintf(path, sizeof(path), "%s/state.json.prev", dir);
-		unlink(path);
 		snprintf(path, sizeof(path), "%s/state.json", dir);
 	}
-	rmdir(dir);
+	assert_int_equal(rmdir_state(dir), 0); /* nothing else left behind */
 }
 
 static void test_state_stage(void **state)
