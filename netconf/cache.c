@@ -24,6 +24,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 6u
+#define CACHE_VERSION 7u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -46,7 +47,15 @@ struct cache_header {
 	uint64_t pods_at, pods_end; /* the span of "pods" in that text */
 	uint64_t body_len;
 	uint64_t body_hash; /* XXH3-64 of the body */
+	/* nf_state.synced_ino of that text: the inode of "<state>.synced"
+	 * when the text outside "pods" is that file's (0: not known) */
+	uint64_t synced_ino;
 };
+/* tests/unit/test_compile.c and tests/fuzz/fuzz_cache.c write a header's
+ * body_len and body_hash themselves */
+_Static_assert(sizeof(struct cache_header) == 80 && offsetof(struct cache_header, body_len) == 56 &&
+		       offsetof(struct cache_header, body_hash) == 64,
+	       "the cache header's layout is known to the tests");
 
 /* ---- arena: the frozen part of a state, freed at once ---- */
 
@@ -316,7 +325,7 @@ static XXH128_hash_t text_hash(const struct nf_pieces *text)
  * known: the pods' spans in text, if the caller has them (else found,
  * which needs text in one piece). */
 static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t pods_at, size_t pods_end,
-		  const size_t (*known)[2], char **buf, struct nf_pieces *out)
+		  uint64_t synced_ino, const size_t (*known)[2], char **buf, struct nf_pieces *out)
 {
 	struct wbuf w = {0};
 	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
@@ -350,6 +359,7 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 	hp->pods_off = htole32((uint32_t)(frozen + w.pods_off - sizeof(h)));
 	hp->body_len = htole64(frozen + w.len - sizeof(h));
 	hp->body_hash = htole64(XXH3_64bits_digest(bh));
+	hp->synced_ino = htole64(synced_ino);
 	XXH3_freeState(bh);
 	*out = (struct nf_pieces){0};
 	nf_pieces_add(out, w.p, sizeof(h));
@@ -367,7 +377,7 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	size_t n = 0;
 	int r;
 
-	if ((r = encode(s, &t, pods_at, pods_end, NULL, &buf, &c)) < 0)
+	if ((r = encode(s, &t, pods_at, pods_end, s->synced_ino, NULL, &buf, &c)) < 0)
 		return r;
 	if ((all = malloc(c.len)))
 		for (int i = 0; i < c.n; i++) {
@@ -411,7 +421,7 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, bool kee
 }
 
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2])
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], uint64_t synced_ino)
 {
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
 	_cleanup_free_ size_t(*found)[2] = NULL;
@@ -431,7 +441,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	 * too (its hash names another text), but a failed write should not
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
-	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
+	    encode(s, text, pods_at, pods_end, synced_ino, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
 	    (write_in_place(cpath, &c, s->frozen_map != NULL) < 0 &&
 	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);
@@ -716,6 +726,7 @@ static int decode_pods(const struct cache_header *h, const char *body, size_t bo
 
 	s.pods_at = le64toh(h->pods_at);
 	s.pods_end = le64toh(h->pods_end);
+	s.synced_ino = le64toh(h->synced_ino);
 	r = (struct rbuf){.p = (const uint8_t *)body + le32toh(h->pods_off), .end = (const uint8_t *)body + body_len};
 	get_pods(&r, &s, len);
 	if (r.bad) {
@@ -741,6 +752,7 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 
 	s.pods_at = le64toh(h->pods_at);
 	s.pods_end = le64toh(h->pods_end);
+	s.synced_ino = le64toh(h->synced_ino);
 	/* the body, kept: the frozen part's strings point into it, and the
 	 * next cache is made with its frozen part as it is (encode) */
 	r = (struct rbuf){.p = (const uint8_t *)body, .end = (const uint8_t *)body + body_len, .arena = &arena};

@@ -272,6 +272,10 @@ struct nf_state {
 	void *frozen_map;
 	size_t frozen_map_len;
 	char *frozen_pods;
+	/* the inode of "<state>.synced" when the text outside "pods" is that
+	 * file's, which is on disk (the model cache records it; 0: not
+	 * known): a save of the pods alone then needs no fsync (state.h) */
+	uint64_t synced_ino;
 };
 
 void nf_state_free(struct nf_state *s); /* frees members, not s */

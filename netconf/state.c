@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -355,9 +356,9 @@ int nf_write_all_v(int fd, const struct nf_pieces *text)
 }
 
 /* The text of the state file: 0 and *buf (NUL-terminated; *map: mapped,
- * that many bytes, else 0: on the heap), or 1 when there is no file (an
- * empty state), or an error. */
-static int read_state(const char *path, char **buf, size_t *len, size_t *map, struct nf_error *err)
+ * that many bytes, else 0: on the heap) and *ino (its inode), or 1 when
+ * there is no file (an empty state), or an error. */
+static int read_state(const char *path, char **buf, size_t *len, size_t *map, uint64_t *ino, struct nf_error *err)
 {
 	struct stat st;
 	size_t size, got = 0;
@@ -388,6 +389,7 @@ static int read_state(const char *path, char **buf, size_t *len, size_t *map, st
 	}
 	size = (size_t)st.st_size;
 	*map = 0;
+	*ino = (uint64_t)st.st_ino;
 	/* mapped, not read: the file is only ever replaced by a rename, never
 	 * written in place, so its pages stay what they are; reading the 0.5
 	 * MB of 1,000 policies into the heap cost a fault per page (~0.2 ms).
@@ -499,28 +501,77 @@ static int parse_state_cached_pods(const char *path, char *buf, size_t len, size
 	return 0;
 }
 
+/* What a power loss leaves of a file renamed in before its data reached
+ * the disk: nothing, or zero bytes (JSON text never holds one). */
+static bool torn(const char *text, size_t len)
+{
+	return len == 0 || memchr(text, '\0', len) != NULL;
+}
+
+/* The state file's text (*buf, *len, *map) is torn: the text of
+ * "<path>.synced" instead, the last state that was synced to disk (its
+ * policies are the state file's: nf_state_save_pods), and *synced_ino
+ * its inode. Without a usable one the text stays (parsing it names the
+ * problem). */
+static void recover(const char *path, char **buf, size_t *len, size_t *map, uint64_t *synced_ino)
+{
+	_cleanup_free_ char *synced = NULL;
+	struct nf_error ignored = {0};
+	char *b = NULL;
+	size_t l = 0, m = 0;
+	uint64_t ino = 0;
+
+	if (asprintf(&synced, "%s.synced", path) < 0) {
+		synced = NULL;
+		return;
+	}
+	if (read_state(synced, &b, &l, &m, &ino, &ignored) != 0)
+		return;
+	if (torn(b, l)) {
+		nf_text_free(b, m);
+		return;
+	}
+	fprintf(stderr,
+		"netfence: warning: state file \"%s\" is %s, as a power loss leaves a file whose data had not "
+		"reached the disk; using \"%s\", the last state synced (the pods attached since are not in it)\n",
+		path, *len ? "zero-filled" : "empty", synced);
+	nf_text_free(*buf, *map);
+	*buf = b;
+	*len = l;
+	*map = m;
+	*synced_ino = ino;
+}
+
 static int load(const char *path, bool cached, struct nf_state *out, struct nf_error *err)
 {
 	char *buf = NULL;
 	size_t len = 0, map = 0;
-	int r = read_state(path, &buf, &len, &map, err);
+	uint64_t ino = 0, synced_ino = 0;
+	int r = read_state(path, &buf, &len, &map, &ino, err);
 
 	memset(out, 0, sizeof(*out));
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	if (!cached)
-		return parse_state_cached_pods(path, buf, len, map, out) == 0 ? 0
-									: parse_state(path, buf, len, map, out, err);
-	if (nf_state_cache_load(path, buf, len, out) == 0) {
+	if (cached && nf_state_cache_load(path, buf, len, out) == 0) {
 		out->raw = buf;
 		out->raw_len = len;
 		out->raw_map = map;
 		return 0;
 	}
+	/* a cache is only ever made of a text that parsed: a hit is whole */
+	if (torn(buf, len))
+		recover(path, &buf, &len, &map, &synced_ino);
+	if (!cached) {
+		r = parse_state_cached_pods(path, buf, len, map, out) == 0 ? 0
+									   : parse_state(path, buf, len, map, out, err);
+		out->synced_ino = r == 0 ? synced_ino : 0;
+		return r;
+	}
 	if ((r = parse_state(path, buf, len, map, out, err)) < 0)
 		return r;
+	out->synced_ino = synced_ino;
 	struct nf_pieces t = nf_pieces_of(out->raw, out->raw_len);
-	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL);
+	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL, synced_ino);
 	return 0;
 }
 
@@ -583,24 +634,29 @@ static char *tmp_template(const char *state)
 	return asprintf(&tmp, "%s.tmp.XXXXXX", state) < 0 ? NULL : tmp;
 }
 
-/* The second half: renames tmp over path (removes it if that fails);
- * durable: fsync the directory, which makes the rename itself durable. */
-static int put_file(const char *tmp, const char *path, bool durable)
+/* fsync of path's directory, which makes the renames in it durable */
+static void sync_dir(const char *path)
 {
 	_cleanup_free_ char *dircopy = strdup(path);
 	int dfd;
 
-	if (!dircopy)
-		return unlink(tmp), -ENOMEM;
+	if (dircopy && (dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+}
+
+/* The second half: renames tmp over path (removes it if that fails);
+ * durable: fsync the directory. */
+static int put_file(const char *tmp, const char *path, bool durable)
+{
 	if (rename(tmp, path) < 0) {
 		int r = -errno;
 		unlink(tmp);
 		return r;
 	}
-	if (durable && (dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	if (durable)
+		sync_dir(path);
 	return 0;
 }
 
@@ -635,7 +691,7 @@ static void stage_cache(struct nf_state_stage *st)
 	if (st->skip && nf_state_view_without(st->s, st->skip, &v) < 0)
 		return; /* the old cache names the old text: a miss */
 	nf_state_cache_write(st->path, &v, &st->pieces, st->pods_at, st->pods_end,
-			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL);
+			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL, st->synced_ino);
 	if (st->skip)
 		free(v.pods);
 }
@@ -646,9 +702,6 @@ static void *stage_write(void *arg)
 	int fd = -1;
 
 	nf_phase("writer");
-	/* always synced: the file holds the policies too, and an unsynced
-	 * file renamed over the old one can come back empty after a power
-	 * loss (XFS) */
 	st->error = st->whole ? whole_text(st) : pods_only_text(st);
 	nf_phase("writer-text");
 	/* the state being replaced keeps a second name, "<state>.prev", so
@@ -659,17 +712,24 @@ static void *stage_write(void *arg)
 	if (st->error == 0)
 		st->error = new_file_write(st->tmp, &st->pieces, &fd);
 	/* the file's blocks on their way to the disk while the cache is made
-	 * and written, then waited for: with 1,000 policies the fsync was
-	 * ~2 ms and the cache ~0.3 ms after it, both on the caller's clock
-	 * once the kernel's part got shorter */
+	 * and written; durable, then waited for (with 1,000 policies the
+	 * fsync was ~2 ms and the cache ~0.3 ms after it), and it will be
+	 * "<state>.synced" too (nf_state_stage_finish). Also when not synced:
+	 * ext4 starts the writeback of a file renamed over another in the
+	 * rename itself (auto_da_alloc), on the caller's clock, ~0.1 ms at
+	 * 1,000 policies; started here, it is under way by then. */
 	if (st->error == 0)
 		sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (st->error == 0 && st->durable) {
+		struct stat sb;
+		st->synced_ino = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_ino : 0;
+	}
 	nf_phase("writer-written");
 	if (st->error == 0 && st->cache)
 		stage_cache(st);
 	nf_phase("writer-cached");
 	if (st->error == 0)
-		st->error = new_file_close(st->tmp, fd, true);
+		st->error = new_file_close(st->tmp, fd, st->durable);
 	nf_phase("writer-done");
 	return NULL;
 }
@@ -697,17 +757,35 @@ static int start_beside(pthread_t *th, void *(*fn)(void *), void *arg)
 	return r == 0 ? 0 : pthread_create(th, NULL, fn, arg);
 }
 
+/* Is "<state>.synced" the file whose policies s has, on disk? */
+static bool synced_base(const struct nf_state_stage *st)
+{
+	struct stat sb;
+
+	return st->s->synced_ino && lstat(st->synced, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	       (uint64_t)sb.st_ino == st->s->synced_ino;
+}
+
 /* Starts making and writing the text of st->s (without st->skip). */
 static int stage_start(const char *path, struct nf_state_stage *st, struct nf_error *err)
 {
 	st->path = path;
 	if (asprintf(&st->prev, "%s.prev", path) < 0)
 		st->prev = NULL; /* no second name: the rename frees the old file */
-	if (!(st->tmp = tmp_template(path))) {
+	if (asprintf(&st->synced, "%s.synced", path) < 0)
+		st->synced = NULL;
+	if (!st->synced || !(st->tmp = tmp_template(path))) {
 		free(st->prev);
+		free(st->synced);
 		memset(st, 0, sizeof(*st));
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	}
+	/* the pods alone changed: no sync if the policies are on disk in
+	 * "<state>.synced" (nf_state_save_pods) */
+	if (!st->durable && synced_base(st))
+		st->synced_ino = st->s->synced_ino;
+	else
+		st->durable = true;
 	/* no thread (e.g. out of resources): write it now */
 	st->threaded = start_beside(&st->thread, stage_write, st) == 0;
 	if (!st->threaded)
@@ -887,6 +965,20 @@ void nf_state_stage_wait(struct nf_state_stage *st)
 	st->threaded = false;
 }
 
+/* The state file just renamed in, synced, gets the second name
+ * "<state>.synced" (by a rename, so that the name always holds a whole
+ * file). If that fails, the cache written for it names an inode the
+ * name does not have, and the next save of the pods is synced again. */
+static void link_synced(const struct nf_state_stage *st)
+{
+	_cleanup_free_ char *tmp = NULL;
+
+	if (asprintf(&tmp, "%s.tmp", st->synced) < 0)
+		return;
+	if ((unlink(tmp) == 0 || errno == ENOENT) && link(st->path, tmp) == 0 && rename(tmp, st->synced) < 0)
+		unlink(tmp);
+}
+
 int nf_state_stage_finish(struct nf_state_stage *st, bool keep, struct nf_error *err)
 {
 	const char *path = st->path;
@@ -897,13 +989,16 @@ int nf_state_stage_finish(struct nf_state_stage *st, bool keep, struct nf_error 
 	r = st->error;
 	if (r == 0 && !keep)
 		unlink(st->tmp);
-	else if (r == 0)
-		r = put_file(st->tmp, path, st->durable);
+	else if (r == 0 && (r = put_file(st->tmp, path, false)) == 0 && st->durable) {
+		link_synced(st);
+		sync_dir(path); /* both renames */
+	}
 	nf_phase("renamed");
 	free(st->spans);
 	free(st->text);
 	free(st->tmp);
 	free(st->prev);
+	free(st->synced);
 	memset(st, 0, sizeof(*st));
 	if (r < 0 && keep)
 		return nf_error_set(err, -r, CNI_ERR_IO, "writing state file \"%s\": %s", path, strerror(-r));

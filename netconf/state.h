@@ -39,7 +39,10 @@ int nf_state_lock(const char *path, struct nf_state_lock *lock, struct nf_error 
 void nf_state_unlock(struct nf_state_lock *lock);
 
 /* A missing file is an empty state. A corrupt or unreadable one is an error
- * (code NF_ERR_STATE) naming the path and what is wrong. */
+ * (code NF_ERR_STATE) naming the path and what is wrong; but one that is
+ * empty or holds zero bytes, what a power loss leaves of a file renamed in
+ * before its data reached the disk, is replaced by "<path>.synced" (the
+ * last state synced, nf_state_save_pods), with a warning on stderr. */
 int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err);
 int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error *err);
 /* nf_state_load for the CNI calls, which need the model but not the stored
@@ -75,9 +78,10 @@ size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spa
 
 /* The model cache (cache.c). Writers call nf_state_cache_write once the
  * new state text is written (failures only remove the cache). spans: where
- * each of s's pods is in text, if the writer knows (else they are found). */
+ * each of s's pods is in text, if the writer knows (else they are found).
+ * synced_ino: nf_state.synced_ino of that text, which the cache records. */
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], uint64_t synced_ino);
 /* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
 int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
 /* nf_state_cache_load of the pods alone (and pods_at/pods_end): not
@@ -89,17 +93,26 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
 int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
 json_t *nf_state_to_json(const struct nf_state *s);
-/* Writes a new file (0600) next to path, fsyncs it and renames it over path,
- * then fsyncs the directory. Refuses a state loaded from the model cache (it
- * has no objects to save). */
+/* Writes a new file (0600) next to path, fsyncs it, links it as
+ * "<path>.synced" and renames it over path, then fsyncs the directory.
+ * Refuses a state loaded from the model cache (it has no objects to save). */
 int nf_state_save(const char *path, const struct nf_state *s, struct nf_error *err);
 /* nf_state_save for a state of which only the pods changed since
  * nf_state_load (a CNI ADD or DEL): the loaded text with just the "pods"
  * array replaced, instead of serializing every policy again. Falls back to
- * nf_state_save when the state was not loaded from a file. The directory is
- * not synced: the policies are the same in the old file and the new one,
- * and after a power loss every pod is gone whichever of the two is found
- * (the new file itself is synced before the rename, so it is whole). */
+ * nf_state_save when the state was not loaded from a file.
+ *
+ * Not synced, when the text outside "pods" is that of "<path>.synced" and
+ * that file is on disk (s->synced_ino is its inode): the pods are what
+ * only lives as long as the node is up (their network namespaces, veths
+ * and rules are gone after a power loss, synced or not), and the
+ * policies are in "<path>.synced". A new file renamed over the old one
+ * before its data reached the disk can come back empty or zero-filled
+ * after a power loss (XFS; not ext4, which writes a file renamed over
+ * another before the rename); the load then takes "<path>.synced"
+ * instead (nf_state_load). Otherwise (an earlier build's file, no
+ * "<path>.synced", a cache miss) it is synced and linked as
+ * "<path>.synced", as nf_state_save does. */
 int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_error *err);
 
 /* The same saves in two steps, so that the slow part of a save, making
@@ -121,12 +134,14 @@ struct nf_state_stage {
 	bool cache;           /* pods_at..pods_end found: write the model cache */
 	size_t (*spans)[2];   /* where each pod's record is in text, if known */
 	size_t nspans;
-	bool durable;         /* fsync the directory after the rename */
+	bool durable;         /* fsync the file, link it as "<state>.synced", fsync the directory */
+	uint64_t synced_ino;  /* nf_state.synced_ino of the new text (cache) */
 	bool threaded;        /* thread runs (else the file was written inline) */
 	pthread_t thread;
 	const char *path;     /* the state file */
 	char *tmp;            /* the new file's name (a template until written) */
 	char *prev;           /* "<state>.prev": the state replaced, kept linked */
+	char *synced;         /* "<state>.synced" */
 	int error;            /* -errno of making or writing it */
 };
 int nf_state_stage(const char *path, const struct nf_state *s, const struct nf_pod *skip,

@@ -10,7 +10,7 @@
 #include "../../enforce/plan.h"
 #include "../../netconf/state.h"
 
-#define HDR 72 /* struct cache_header (netconf/cache.c) */
+#define HDR 80 /* struct cache_header (netconf/cache.c) */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1442,20 +1442,20 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	}
 	/* a flipped byte: the checksum catches it; with the checksum made to
 	 * match, the decoder's own checks must hold (every 3rd byte, 3 ways) */
-	for (size_t i = 72; i < blen; i += 3) {
+	for (size_t i = 80; i < blen; i += 3) {
 		static const uint8_t flips[] = {0x01, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
 			uint64_t h;
 			buf[i] ^= flips[f];
 			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), -EINVAL);
-			h = htole64(XXH3_64bits(buf + 72, blen - 72));
+			h = htole64(XXH3_64bits(buf + 80, blen - 80));
 			memcpy(buf + 64, &h, 8);
 			if (nf_state_cache_decode(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
-			h = htole64(XXH3_64bits(buf + 72, blen - 72));
+			h = htole64(XXH3_64bits(buf + 80, blen - 80));
 			memcpy(buf + 64, &h, 8);
 		}
 	}

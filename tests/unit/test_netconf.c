@@ -1060,17 +1060,21 @@ static void test_state_namespace_labels(void **state)
 	nf_labels_free(&l);
 }
 
-/* rmdir, after the "<state>.prev" files the saves leave (state.h) */
+/* rmdir, after the "<state>.prev" and "<state>.synced" files the saves
+ * leave (state.h) */
 static int rmdir_state(const char *dir)
 {
+	static const char *const kept[] = {"prev", "synced"};
 	char pattern[256];
 	glob_t g;
 
-	snprintf(pattern, sizeof(pattern), "%s/*.prev", dir);
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
+	for (size_t k = 0; k < 2; k++) {
+		snprintf(pattern, sizeof(pattern), "%s/*.%s", dir, kept[k]);
+		if (glob(pattern, 0, NULL, &g) == 0) {
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				unlink(g.gl_pathv[i]);
+			globfree(&g);
+		}
 	}
 	return rmdir(dir);
 }
@@ -1204,7 +1208,7 @@ static int stray_files(const char *dir)
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p))
 		if (strcmp(line, "state.json\n") && strcmp(line, "state.json.model\n") &&
-		    strcmp(line, "state.json.prev\n"))
+		    strcmp(line, "state.json.prev\n") && strcmp(line, "state.json.synced\n"))
 			n++;
 	pclose(p);
 	return n;
@@ -1528,6 +1532,134 @@ static void test_state_pod_records(void **state)
 	assert_int_equal(rmdir_state(dir), 0);
 }
 
+static uint64_t ino_of(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? (uint64_t)sb.st_ino : 0;
+}
+
+/* A save of the pods alone is synced only when the policies are not on
+ * disk already in "<state>.synced" (the cache records which file that
+ * is): a synced save links its file under that name, an unsynced one
+ * leaves the name alone. A state file that is empty or zero-filled (what
+ * a power loss leaves of an unsynced file) is read from "<state>.synced";
+ * without a whole one it is an error, as before. */
+static void test_state_synced(void **state)
+{
+	static const char text[] =
+		"{\"networkPolicies\": [{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
+		" \"metadata\": {\"name\": \"p\", \"namespace\": \"default\"},"
+		" \"spec\": {\"podSelector\": {}, \"policyTypes\": [\"Egress\"]}}], \"pods\": []}\n";
+	char dir[] = "/tmp/nf-test-synced-XXXXXX", path[64], cpath[80], synced[80], zeros[4096];
+	struct nf_error err = {0};
+	struct nf_state s = {0};
+	uint64_t ino;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	snprintf(synced, sizeof(synced), "%s.synced", path);
+	write_text(path, text, 0600);
+
+	/* an earlier build's file (no "<state>.synced"): synced and linked */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_int_equal(s.synced_ino, 0);
+	put_pod_json(&s, "{'containerID': 'c1', 'ifname': 'eth0', 'name': 'a', 'ips': ['10.0.0.1/24']}");
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	ino = ino_of(synced);
+	assert_true(ino != 0);
+	assert_true(ino == ino_of(path));
+
+	/* from the cache, which knows that file: not synced, the name stays */
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_non_null(s.frozen);
+		assert_true(s.synced_ino == ino);
+		put_pod_json(&s, round ? "{'containerID': 'c3', 'ifname': 'eth0', 'name': 'c'}"
+				       : "{'containerID': 'c2', 'ifname': 'eth0', 'name': 'b'}");
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		nf_state_free(&s);
+		assert_true(ino_of(synced) == ino);
+		assert_true(ino_of(path) != ino);
+	}
+	/* a parsed state does not know it: synced again */
+	assert_int_equal(nf_state_load(path, &s, &err), 0);
+	assert_int_equal(s.npods, 3);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	assert_true(ino_of(synced) == ino_of(path));
+	ino = ino_of(synced);
+
+	/* the name gone: synced again */
+	assert_int_equal(unlink(synced), 0);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_true(s.synced_ino == ino);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	assert_true(ino_of(synced) == ino_of(path));
+
+	/* a whole save (a policy change) is always synced and linked */
+	assert_int_equal(nf_state_load(path, &s, &err), 0);
+	assert_true(nf_state_remove_pod(&s, "c1", "eth0"));
+	assert_int_equal(nf_state_save(path, &s, &err), 0);
+	nf_state_free(&s);
+	ino = ino_of(synced);
+	assert_true(ino == ino_of(path));
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	put_pod_json(&s, "{'containerID': 'c4', 'ifname': 'eth0', 'name': 'd'}");
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	assert_true(ino_of(synced) == ino);
+
+	/* torn: empty, then zero-filled; both loads take "<state>.synced"
+	 * (its pods: b and c, not d), which the next save of the pods need
+	 * not sync */
+	for (int round = 0; round < 2; round++) {
+		assert_true((fd = open(path, O_WRONLY | O_TRUNC)) >= 0);
+		memset(zeros, 0, sizeof(zeros));
+		if (round)
+			assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
+		close(fd);
+		assert_int_equal(nf_state_load(path, &s, &err), 0);
+		assert_int_equal(s.npolicies, 1);
+		assert_int_equal(s.npods, 2);
+		nf_state_free(&s);
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_int_equal(s.npolicies, 1);
+		assert_int_equal(s.npods, 2);
+		assert_true(s.synced_ino == ino);
+		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		nf_state_free(&s);
+		assert_true(ino_of(synced) == ino);
+		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		assert_int_equal(s.npods, 2);
+		assert_string_equal(s.pods[1].name, "c");
+		nf_state_free(&s);
+	}
+
+	/* torn, and "<state>.synced" torn too, or missing: an error */
+	assert_true((fd = open(path, O_WRONLY | O_TRUNC)) >= 0);
+	close(fd);
+	for (int round = 0; round < 2; round++) {
+		if (round) {
+			assert_int_equal(unlink(synced), 0);
+		} else {
+			assert_true((fd = open(synced, O_WRONLY | O_TRUNC)) >= 0);
+			close(fd);
+		}
+		assert_int_equal(nf_state_load_fast(path, &s, &err), -EINVAL);
+		assert_int_equal(err.code, NF_ERR_STATE);
+		assert_non_null(strstr(err.msg, "is corrupt"));
+	}
+
+	unlink(cpath);
+	unlink(path);
+	assert_int_equal(rmdir_state(dir), 0);
+}
+
 /* nf_state_load_fast: the model cache is used for exactly the text it was
  * made from; a state loaded from it saves its pods like a parsed one, and
  * refuses a whole save; another text, or a cache that is a symlink or
@@ -1772,6 +1904,7 @@ int main(void)
 		cmocka_unit_test(test_state_stage),
 		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_state_pod_records),
+		cmocka_unit_test(test_state_synced),
 		cmocka_unit_test(test_podspec),
 	};
 
