@@ -266,7 +266,11 @@ nfc_check "netfencectl sync" nfc_ctl sync
 nfc_check "CHECK succeeds again after sync" nfc_cni check foo
 nfc_expect_deny foo tcp "$NFC_EXT4" 80 "external (after sync)"
 # someone alters foo's rules: CHECK must notice each kind of change
-foo_chain=$(nfc_in node nft list table inet netfence | awk '/chain kind_/ {c = $2} /comment "default {app=foo}"/ {print c; exit}')
+# the chain a pod's IPv4 address jumps to
+chain_of_pod() {
+	nfc_in node nft list map inet netfence egress4 | grep -oE "$(nfc_ip "$1" 4) : jump kind_[0-9a-f]+" | grep -oE 'kind_[0-9a-f]+'
+}
+foo_chain=$(chain_of_pod foo)
 tamper() { # DESC WANT nft-command...
 	local desc=$1 want=$2
 	shift 2
@@ -320,9 +324,15 @@ cp "$STATE" "$D/state.unedited"
 # DNS on 5353 instead of 53, written in place (same file, same mode)
 jq -c '(.networkPolicies[] | select(.metadata.name == "foo-deny-external-egress") | .spec.egress[0].ports[].port) |= 5353' \
 	"$D/state.unedited" >"$D/state.edited" && cat "$D/state.edited" >"$STATE"
-# (labels of its own: a new kind, whose chain the ADD compiles and sends)
-nfc_check "ADD of a pod of a new kind selected like foo, after the edit" nfc_pod e1 default app:foo,e:one
-e1_chain=$(nfc_in node nft list table inet netfence | awk '/chain kind_/ {c = $2} /comment "default {app=foo,e=one}"/ {print c; exit}')
+# and a second policy for pods with e=one: e1 below is selected by both, a
+# new kind, whose chain the ADD compiles and sends
+jq -c '.networkPolicies += [{apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy",
+	metadata: {name: "e-one", namespace: "default"},
+	spec: {podSelector: {matchLabels: {e: "one"}}, policyTypes: ["Egress"], egress: [{ports: [{port: 7}]}]}}]' \
+	"$D/state.edited" >"$D/state.edited2" && cat "$D/state.edited2" >"$STATE"
+nfc_check "ADD of a pod of a new kind (foo's policy and e-one), after the edit" nfc_pod e1 default app:foo,e:one
+e1_chain=$(chain_of_pod e1)
+nfc_check "... its own chain [$e1_chain], not foo's [$foo_chain]" test -n "$e1_chain" -a "$e1_chain" != "$foo_chain"
 nfc_check "its chain has the edited port (the cache of the old text was not used) [$e1_chain]" \
 	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence '$e1_chain' | grep -q 'dport 5353'"
 nfc_check_not "... and not the old one" \
@@ -335,12 +345,25 @@ echo "== the state becomes corrupt while foo runs: ADD fails closed, DEL still r
 foo_veth=$(cat "$NFC_DIR/pods/foo.veth")
 foo_ip4=$(nfc_ip foo 4)
 nfc_check "foo's veth is guarded" sh -c "ip netns exec $NFC_NODE nft list ruleset | grep -qF '\"$foo_veth\"'"
-# two pods of one kind of their own (selected like foo)
+# two pods of a kind of their own: selected by foo's policy and by one
+# for t=two
+cat >"$D/t-two.yaml" <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: t-two, namespace: default}
+spec:
+  podSelector: {matchLabels: {t: two}}
+  policyTypes: [Egress]
+  egress: [{ports: [{port: 7}]}]
+YAML
+nfc_check "a policy for the pods with t=two" nfc_ctl apply -f "$D/t-two.yaml"
 nfc_check "f2, a pod of a kind of its own, attached" nfc_pod f2 default app:foo,t:two
 nfc_check "f3, of the same kind, attached" nfc_pod f3 default app:foo,t:two
 f2_ip4=$(nfc_ip f2 4)
 f3_ip4=$(nfc_ip f3 4)
-two_chain=$(nfc_in node nft list table inet netfence | awk '/chain kind_/ {c = $2} /comment "default {app=foo,t=two}"/ {print c; exit}')
+two_chain=$(chain_of_pod f2)
+nfc_check "... one chain for both [$two_chain], not foo's" \
+	test -n "$two_chain" -a "$two_chain" = "$(chain_of_pod f3)" -a "$two_chain" != "$(chain_of_pod foo)"
 cp "$STATE" "$D/state.good"
 printf '{"pods": [ truncated' >"$STATE"
 nfc_check_not "ADD of another pod fails closed" nfc_pod late default app:foo

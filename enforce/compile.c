@@ -35,8 +35,8 @@ static uint64_t fnv1a64_add(uint64_t h, const char *s)
 	}
 }
 
-/* The hash of a pod's kind: its namespace and labels (sorted by key). */
-static uint64_t kind_hash(const struct nf_pod *pod)
+/* The hash of a pod's namespace and labels (sorted by key): its twins. */
+static uint64_t labels_hash(const struct nf_pod *pod)
 {
 	uint64_t h = fnv1a64_add(0xcbf29ce484222325ULL, pod->ns);
 
@@ -45,32 +45,94 @@ static uint64_t kind_hash(const struct nf_pod *pod)
 	return h;
 }
 
-/* One chain per kind: pods with the same namespace and labels (the
- * replicas of a workload) are selected by the same policies, so they share
- * a chain; a pod coming or going then adds or removes map and set
- * elements, and the kernel validates one chain per kind, not per pod. */
-char *plan_pod_chain_name(const struct nf_pod *pod)
+/* Does policy p select pod? (Egress policies of its namespace.) */
+static bool selects(const struct nf_policy *p, const struct nf_pod *pod)
+{
+	return p->egress && strcmp(p->ns, pod->ns) == 0 && nf_selector_matches(&p->pod_sel, &pod->labels);
+}
+
+/* A pod's kind: the policies that select it. Its chain holds their
+ * rules, so pods selected by the same policies share one chain, whatever
+ * their labels: the replicas of a workload, across rollouts
+ * (pod-template-hash) and StatefulSet pods (a label per pod) too; a pod
+ * coming or going adds or removes map and set elements, and the kernel
+ * validates one chain per set of selecting policies, not per pod or per
+ * label set. Named by h1, a sum of each policy's FNV-1a (of namespace
+ * and name: the same set in any order); h2, a sum of their XXH3, tells
+ * two sets apart that h1 would not (never silently one chain). */
+struct kind {
+	bool selected; /* some policy selects it */
+	uint64_t h1, h2;
+};
+
+static uint64_t mix64(uint64_t x) /* splitmix64's finalizer: sums of mixed hashes do not cancel */
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void kind_add(struct kind *k, const struct nf_policy *p)
+{
+	uint64_t h2 = XXH3_64bits(p->ns, strlen(p->ns) + 1);
+
+	k->selected = true;
+	k->h1 += mix64(fnv1a64_add(fnv1a64_add(0xcbf29ce484222325ULL, p->ns), p->name));
+	k->h2 += mix64(XXH3_64bits_withSeed(p->name, strlen(p->name), h2));
+}
+
+static struct kind kind_of(const struct nf_state *s, const struct nf_pod *pod)
+{
+	struct kind k = {0};
+
+	for (size_t i = 0; i < s->npolicies; i++)
+		if (selects(&s->policies[i], pod))
+			kind_add(&k, &s->policies[i]);
+	return k;
+}
+
+static char *kind_name(const struct kind *k)
 {
 	char *name = NULL;
 
-	if (asprintf(&name, "kind_%016llx", (unsigned long long)kind_hash(pod)) < 0)
+	if (asprintf(&name, "kind_%016llx", (unsigned long long)k->h1) < 0)
 		name = NULL;
 	return name;
 }
 
-/* "default {app=web,tier=db}": what the chain stands for (its comment). */
-static char *kind_comment(const struct nf_pod *pod)
+char *plan_pod_chain_name(const struct nf_state *s, const struct nf_pod *pod)
+{
+	struct kind k = kind_of(s, pod);
+
+	return kind_name(&k);
+}
+
+/* "default: foo-deny-external-egress, dns (+3 more)": what the chain
+ * stands for (its comment), under the 128 bytes nft loads. */
+static char *kind_comment(const struct nf_state *s, const struct nf_pod *pod)
 {
 	char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, n = 0, shown = 0;
 	FILE *f = open_memstream(&buf, &len);
 
 	if (!f)
 		return NULL;
-	fprintf(f, "%s {", pod->ns);
-	for (size_t i = 0; i < pod->labels.n; i++)
-		fprintf(f, "%s%s=%s", i ? "," : "", pod->labels.v[i].key, pod->labels.v[i].value);
-	fputc('}', f);
+	fprintf(f, "%s:", pod->ns);
+	for (size_t i = 0; i < s->npolicies; i++) {
+		const struct nf_policy *p = &s->policies[i];
+		if (!selects(p, pod))
+			continue;
+		n++;
+		fflush(f);
+		if (len + strlen(p->name) + 2 <= 100) {
+			fprintf(f, "%s %s", shown ? "," : "", p->name);
+			shown++;
+		}
+	}
+	if (n > shown)
+		fprintf(f, " (+%zu more)", n - shown);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -80,11 +142,9 @@ static char *kind_comment(const struct nf_pod *pod)
 
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod)
 {
-	for (size_t i = 0; i < s->npolicies; i++) {
-		const struct nf_policy *p = &s->policies[i];
-		if (p->egress && strcmp(p->ns, pod->ns) == 0 && nf_selector_matches(&p->pod_sel, &pod->labels))
+	for (size_t i = 0; i < s->npolicies; i++)
+		if (selects(&s->policies[i], pod))
 			return true;
-	}
 	return false;
 }
 
@@ -180,15 +240,22 @@ struct builder {
 	/* plan_pod_delta: the one pod whose addresses peer sets are filled
 	 * with (NULL: every pod of the state) */
 	const struct nf_pod *only;
-	/* pods with the same namespace and labels ("twins": the replicas of a
-	 * workload) share one chain, compiled for the first of them */
+	/* pods with the same namespace and labels ("twins"): one kind, found
+	 * for the first of them */
 	struct twin {
 		const struct nf_pod *pod; /* the first of them; NULL: free slot */
 		uint64_t hash;
-		bool selected;
-		size_t chain; /* its chain in the plan, when selected */
+		struct kind kind;
+		size_t chain; /* its kind's chain in the plan, when selected */
 	} *twins;
 	size_t ntwins; /* a power of two */
+	/* the kinds' chains compiled so far (kc[i]: chain kc[i].chain), by h1 */
+	struct kind_chain {
+		struct kind kind;
+		size_t chain;
+	} *kc;
+	size_t nkc;
+	struct hidx kinds;
 };
 
 /* Appends item, growing the array geometrically: its capacity is the next
@@ -380,6 +447,8 @@ static int builder_init(struct builder *b)
 static void builder_fini(struct builder *b)
 {
 	free(b->twins);
+	free(b->kc);
+	hidx_free(&b->kinds);
 	free(b->memo);
 	hidx_free(&b->sets_by_name);
 	hidx_free(&b->chain_rules);
@@ -766,7 +835,7 @@ static bool same_labels(const struct nf_labels *a, const struct nf_labels *b)
 /* The pod's twin entry; *fresh: made now (pod is the first of its kind). */
 static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *fresh)
 {
-	uint64_t h = kind_hash(pod);
+	uint64_t h = labels_hash(pod);
 	size_t i = h & (b->ntwins - 1);
 
 	for (; b->twins[i].pod; i = (i + 1) & (b->ntwins - 1)) {
@@ -782,18 +851,18 @@ static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *f
 	return &b->twins[i];
 }
 
-/* The chain of the pod's kind, compiled and appended to the plan. */
-static int compile_chain(struct builder *b, const struct nf_pod *pod)
+/* The chain of the pod's kind k, compiled and appended to the plan. */
+static int compile_chain(struct builder *b, const struct nf_pod *pod, const struct kind *k)
 {
 	struct plan_chain ch = {0};
 	int r = -ENOMEM;
 
-	if (!(ch.name = plan_pod_chain_name(pod)) || !(ch.comment = kind_comment(pod)))
+	if (!(ch.name = kind_name(k)) || !(ch.comment = kind_comment(b->s, pod)))
 		goto fail;
 	hidx_clear(&b->chain_rules);
 	for (size_t i = 0; i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
-		if (!pol->egress || strcmp(pol->ns, pod->ns) != 0 || !nf_selector_matches(&pol->pod_sel, &pod->labels))
+		if (!selects(pol, pod))
 			continue;
 		for (size_t j = 0; j < pol->negress; j++)
 			if ((r = compile_egress_rule(b, &ch, pol, &pol->egress_rules[j], j)) < 0)
@@ -807,6 +876,43 @@ static int compile_chain(struct builder *b, const struct nf_pod *pod)
 fail:
 	chain_free(&ch);
 	return r;
+}
+
+struct kind_q {
+	const struct builder *b;
+	uint64_t h1;
+};
+
+static bool kind_at(const void *ctx, size_t i)
+{
+	const struct kind_q *q = ctx;
+	return q->b->kc[i].kind.h1 == q->h1;
+}
+
+/* *chain: the chain of kind k in the plan, compiled for pod (one of that
+ * kind) unless an earlier pod's made it. Two sets of policies whose
+ * names would be the same (h1) but whose h2 differ: -EEXIST, not one
+ * chain for both. */
+static int kind_chain(struct builder *b, const struct nf_pod *pod, const struct kind *k, size_t *chain)
+{
+	struct kind_q q = {b, k->h1};
+	struct kind_chain e = {*k, 0};
+	long i = hidx_find(&b->kinds, k->h1, kind_at, &q);
+	int r;
+
+	if (i >= 0) {
+		if (b->kc[i].kind.h2 != k->h2)
+			return -EEXIST;
+		*chain = b->kc[i].chain;
+		return 0;
+	}
+	if ((r = compile_chain(b, pod, k)) < 0)
+		return r;
+	e.chain = b->p->nchains - 1;
+	if (PUSH(b->kc, b->nkc, e) < 0 || hidx_add(&b->kinds, k->h1, b->nkc - 1) < 0)
+		return -ENOMEM;
+	*chain = e.chain;
+	return 0;
 }
 
 /* The pod's own entries: its addresses -> `chain` in the dispatch maps,
@@ -845,11 +951,8 @@ static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin 
 {
 	int r;
 
-	if (first) {
-		if ((r = compile_chain(b, pod)) < 0)
-			return r;
-		twin->chain = b->p->nchains - 1;
-	}
+	if (first && (r = kind_chain(b, pod, &twin->kind, &twin->chain)) < 0)
+		return r;
 	return add_pod_entries(b, pod, b->p->chains[twin->chain].name);
 }
 
@@ -936,8 +1039,8 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		struct twin *t = twin_of(&b, &s->pods[i], &first);
 
 		if (first)
-			t->selected = plan_pod_is_selected(s, &s->pods[i]);
-		if (!t->selected)
+			t->kind = kind_of(s, &s->pods[i]);
+		if (!t->kind.selected)
 			continue;
 		if ((r = compile_pod(&b, &s->pods[i], t, first)) < 0) {
 			builder_fini(&b);
@@ -1140,15 +1243,39 @@ static int copy_set_empty(struct plan *to, const struct plan_set *s)
 	return 0;
 }
 
+/* Is q of kind k, the kind of a pod the policies sel[0..nsel) select?
+ * Those are tried first: most pods fail at the first. */
+static bool same_kind(const struct nf_state *s, const struct nf_pod *q, const size_t *sel, size_t nsel,
+		      const struct kind *k)
+{
+	struct kind kq;
+
+	for (size_t i = 0; i < nsel; i++)
+		if (!selects(&s->policies[sel[i]], q))
+			return false;
+	kq = kind_of(s, q);
+	return kq.h1 == k->h1 && kq.h2 == k->h2;
+}
+
 static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 {
 	struct builder *b = d->b;
 	const struct nf_pod *pod = d->pod;
-	bool selected = plan_pod_is_selected(b->s, pod), kin = false;
+	struct kind kd = {0};
+	bool selected, kin = false;
 	_cleanup_free_ char *chain = NULL;
-	size_t nown;
+	_cleanup_free_ size_t *sel = malloc((b->s->npolicies + 1) * sizeof(*sel));
+	size_t nown, nsel = 0;
 	int r;
 
+	if (!sel)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->s->npolicies; i++)
+		if (selects(&b->s->policies[i], pod)) {
+			kind_add(&kd, &b->s->policies[i]);
+			sel[nsel++] = i;
+		}
+	selected = kd.selected;
 	/* the kinds of the other pods (selects_other); kin: one of them is of
 	 * the pod's kind (its chain is theirs, with or without the pod) */
 	for (size_t i = 0; i < b->s->npods; i++) {
@@ -1157,7 +1284,8 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 		if (q == pod)
 			continue;
 		twin_of(b, q, &first);
-		kin = kin || (strcmp(q->ns, pod->ns) == 0 && same_labels(&q->labels, &pod->labels));
+		kin = kin || (selected && strcmp(q->ns, pod->ns) == 0 &&
+			      (same_labels(&q->labels, &pod->labels) || (first && same_kind(b->s, q, sel, nsel, &kd))));
 	}
 	/* the tables exist while some pod is selected: an ADD that makes the
 	 * first selected pod creates them, the DEL of the last one deletes
@@ -1174,9 +1302,9 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 	/* 1. the chain of its kind, unless other pods have it (peer sets
 	 * with its own addresses only, for now), and its entries */
 	b->only = pod;
-	if (selected && !(chain = plan_pod_chain_name(pod)))
+	if (selected && !(chain = kind_name(&kd)))
 		return -ENOMEM;
-	if (selected && !kin && (r = compile_chain(b, pod)) < 0)
+	if (selected && !kin && (r = compile_chain(b, pod, &kd)) < 0)
 		return r;
 	if (selected && (r = add_pod_entries(b, pod, chain)) < 0)
 		return r;

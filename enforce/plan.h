@@ -19,8 +19,8 @@
  *         icmpv6 type nd-router-solicit..nd-neighbor-advert accept
  *         ip saddr vmap @egress4
  *         ip6 saddr vmap @egress6
- *     chain <plan_chain.name>: one per kind of selected pod (namespace and
- *         labels): the allow rules, then "counter drop"
+ *     chain <plan_chain.name>: one per kind of selected pod (the set of
+ *         policies that select it): the allow rules, then "counter drop"
  *
  *   table netdev netfence-<NN>            NN = 00..31, a hash of <dev> (plan_as_table)
  *     chain <plan_antispoof.chain> hook ingress device <dev> priority -500:
@@ -93,7 +93,7 @@ struct plan_rule {
 
 struct plan_chain {
 	char *name;    /* "kind_<16 hex>" (plan_pod_chain_name) */
-	char *comment; /* the kind: "default {app=foo,tier=web}" */
+	char *comment; /* the kind: "default: foo-deny-external-egress, dns" */
 	size_t nrules;
 	struct plan_rule *rules; /* allow rules; the chain ends in counter drop */
 };
@@ -138,9 +138,10 @@ bool plan_is_empty(const struct plan *p);
 
 /* compile.c: node state -> plan. Pure: no kernel, no I/O. */
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err);
-/* The name of the chain of the pod's kind (namespace and labels: pods of
- * one kind share it), "kind_<16 hex>" (caller frees). */
-char *plan_pod_chain_name(const struct nf_pod *pod);
+/* The name of the chain of the pod's kind in state s: the policies that
+ * select it (pods selected by the same policies share it, whatever their
+ * labels), "kind_<16 hex>" (caller frees). */
+char *plan_pod_chain_name(const struct nf_state *s, const struct nf_pod *pod);
 /* Is this pod selected by any Egress policy? */
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod);
 

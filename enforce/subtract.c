@@ -75,7 +75,7 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 
 	if (!plan_pod_separable(s, pod))
 		return -EAGAIN;
-	if (!(chain = plan_pod_chain_name(pod)))
+	if (!(chain = plan_pod_chain_name(s, pod)))
 		return -ENOMEM;
 	p.chains = calloc(with->nchains + 1, sizeof(*p.chains));
 	p.dispatch = calloc(with->ndispatch + 1, sizeof(*p.dispatch));

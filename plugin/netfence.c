@@ -311,7 +311,7 @@ static int cmd_check(struct ctx *c, struct nf_error *err)
 	}
 	if (!plan_pod_is_selected(&s, pod))
 		goto out;
-	if (!(chain = plan_pod_chain_name(pod))) {
+	if (!(chain = plan_pod_chain_name(&s, pod))) {
 		r = -ENOMEM;
 		goto out;
 	}

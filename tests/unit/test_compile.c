@@ -111,7 +111,7 @@ static const struct plan_chain *chain_of(const struct plan *p, const struct nf_s
 		char *cn;
 		if (strcmp(s->pods[i].name, name) != 0)
 			continue;
-		cn = plan_pod_chain_name(&s->pods[i]);
+		cn = plan_pod_chain_name(s, &s->pods[i]);
 		for (size_t j = 0; j < p->nchains; j++) {
 			if (strcmp(p->chains[j].name, cn) == 0) {
 				free(cn);
@@ -347,9 +347,22 @@ static void test_deny_all(void **state)
 	assert_true(nf_state_put_policy(&s, &pol) >= 0);
 	add_pods(&s, "testdata/pods-np14.json");
 	assert_int_equal(plan_compile(&s, &p, &err), 0);
-	assert_int_equal(p.nchains, 3); /* foo, web, bar: not kube-dns (kube-system) */
-	for (size_t i = 0; i < p.nchains; i++)
-		assert_int_equal(p.chains[i].nrules, 0);
+	/* foo, web and bar (not kube-dns: kube-system) are of one kind, the
+	 * pods this policy alone selects, whatever their labels */
+	assert_int_equal(p.nchains, 1);
+	assert_int_equal(p.chains[0].nrules, 0);
+	assert_string_equal(p.chains[0].comment, "default: deny");
+	{
+		size_t n = 0, want = 0;
+		for (size_t i = 0; i < p.ndispatch; i++)
+			n += strcmp(p.dispatch[i].chain, p.chains[0].name) == 0;
+		for (size_t i = 0; i < s.npods; i++)
+			if (strcmp(s.pods[i].ns, "default") == 0)
+				want += s.pods[i].naddrs;
+		assert_int_equal(n, p.ndispatch);
+		assert_int_equal(n, want);
+		assert_true(want >= 3);
+	}
 	plan_free(&p);
 	nf_state_free(&s);
 	json_decref(obj);
@@ -1096,6 +1109,126 @@ static void put_pod_doc(struct nf_state *s, const char *doc)
 	assert_true(nf_state_put_pod(s, &pod) >= 0);
 }
 
+/* A policy selecting pods of app in (x, y), one of app=y, and pods x1, x2
+ * (app=x, different tiers), y1 (app=y), z1 (app=z): kind = the set of
+ * selecting policies. */
+static void kinds_state(struct nf_state *s, bool reversed)
+{
+	static const char *const pols[] = {
+		"{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":{\"name\":\"a\"},"
+		"\"spec\":{\"podSelector\":{\"matchExpressions\":[{\"key\":\"app\",\"operator\":\"In\",\"values\":[\"x\",\"y\"]}]},"
+		"\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]}]}}",
+		"{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":{\"name\":\"b\"},"
+		"\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"y\"}},\"policyTypes\":[\"Egress\"],"
+		"\"egress\":[{\"ports\":[{\"port\":443}]}]}}",
+	};
+	static const char *const pods[] = {
+		"{\"containerID\":\"c-x1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"x1\","
+		"\"labels\":{\"app\":\"x\",\"tier\":\"1\"},\"hostVeth\":\"vx1\",\"ips\":[\"10.0.0.1/24\"]}",
+		"{\"containerID\":\"c-x2\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"x2\","
+		"\"labels\":{\"app\":\"x\",\"tier\":\"2\"},\"hostVeth\":\"vx2\",\"ips\":[\"10.0.0.2/24\"]}",
+		"{\"containerID\":\"c-y1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"y1\","
+		"\"labels\":{\"app\":\"y\"},\"hostVeth\":\"vy1\",\"ips\":[\"10.0.0.3/24\"]}",
+		"{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
+		"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}",
+	};
+
+	memset(s, 0, sizeof(*s));
+	add_json_policy(s, pols[reversed]);
+	add_json_policy(s, pols[!reversed]);
+	for (size_t i = 0; i < NF_ARRAY_SIZE(pods); i++)
+		put_pod_doc(s, pods[i]);
+}
+
+/* Pods are of one kind when the same policies select them, whatever
+ * their labels: one chain per set of selecting policies, named after
+ * that set in any order; a pod of a kind other pods have brings no chain
+ * of its own (plan_pod_delta), the first one of a kind does. */
+static void test_kinds_by_policies(void **state)
+{
+	struct nf_state s, r;
+	struct nf_error err = {0};
+	struct plan p = {0}, q = {0}, with = {0}, without = {0};
+	const struct plan_chain *x1, *x2, *y1;
+	char *name;
+
+	kinds_state(&s, false);
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	assert_int_equal(p.nchains, 2);
+	x1 = chain_of(&p, &s, "x1");
+	x2 = chain_of(&p, &s, "x2");
+	y1 = chain_of(&p, &s, "y1");
+	assert_non_null(x1);
+	assert_ptr_equal(x1, x2);
+	assert_non_null(y1);
+	assert_ptr_not_equal(x1, y1);
+	assert_null(chain_of(&p, &s, "z1"));
+	assert_string_equal(x1->comment, "default: a");
+	assert_string_equal(y1->comment, "default: a, b");
+	assert_int_equal(x1->nrules, 1);
+	assert_int_equal(y1->nrules, 2);
+	assert_int_equal(p.ndispatch, 3);
+
+	/* the same set listed in the other order: the same names */
+	kinds_state(&r, true);
+	assert_int_equal(plan_compile(&r, &q, &err), 0);
+	for (size_t i = 0; i < 3; i++) {
+		char *a = plan_pod_chain_name(&s, &s.pods[i]), *b = plan_pod_chain_name(&r, &r.pods[i]);
+		assert_string_equal(a, b);
+		free(a);
+		free(b);
+	}
+	name = plan_pod_chain_name(&s, &s.pods[0]);
+	assert_string_equal(name, x1->name);
+	free(name);
+
+	/* x2's share: its entries, no chain (x1 has the kind); y1's: its chain */
+	assert_int_equal(plan_pod_delta(&s, &s.pods[1], &without, &with), 0);
+	assert_int_equal(with.nchains, 0);
+	assert_int_equal(with.ndispatch, 1);
+	assert_string_equal(with.dispatch[0].chain, x1->name);
+	plan_free(&with);
+	plan_free(&without);
+	assert_int_equal(plan_pod_delta(&s, &s.pods[2], &without, &with), 0);
+	assert_int_equal(with.nchains, 1);
+	assert_string_equal(with.chains[0].name, y1->name);
+	plan_free(&with);
+	plan_free(&without);
+	assert_true(check_deltas(&s) >= 3);
+
+	plan_free(&p);
+	plan_free(&q);
+	nf_state_free(&s);
+	nf_state_free(&r);
+}
+
+/* A kind's comment names its policies, within the 128 bytes nft loads. */
+static void test_kind_comment_long(void **state)
+{
+	struct nf_state s = {0};
+	struct nf_error err = {0};
+	struct plan p = {0};
+	char doc[512];
+
+	for (int i = 0; i < 30; i++) {
+		snprintf(doc, sizeof(doc),
+			 "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":"
+			 "{\"name\":\"a-rather-long-policy-name-%02d\"},\"spec\":{\"podSelector\":{},"
+			 "\"policyTypes\":[\"Egress\"],\"egress\":[{\"ports\":[{\"port\":%d}]}]}}",
+			 i, 1000 + i);
+		add_json_policy(&s, doc);
+	}
+	put_pod_doc(&s, "{\"containerID\":\"c1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"p\","
+			"\"hostVeth\":\"vp\",\"ips\":[\"10.0.0.1/24\"]}");
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	assert_int_equal(p.nchains, 1);
+	assert_true(strlen(p.chains[0].comment) < 128);
+	assert_non_null(strstr(p.chains[0].comment, "default: a-rather-long-policy-name-00, "));
+	assert_non_null(strstr(p.chains[0].comment, " more)"));
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
 /* The rules and peer sets of a family no pod has are left out; the pod
  * that brings the first address of a family, or takes the last, is not
  * one pod's share (plan_pod_separable): every kind's chain changes. */
@@ -1533,6 +1666,8 @@ int main(void)
 		cmocka_unit_test(test_patterns_golden),
 		cmocka_unit_test(test_no_policy_empty),
 		cmocka_unit_test(test_deny_all),
+		cmocka_unit_test(test_kinds_by_policies),
+		cmocka_unit_test(test_kind_comment_long),
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
