@@ -502,10 +502,21 @@ static int parse_state_cached_pods(const char *path, char *buf, size_t len, size
 }
 
 /* What a power loss leaves of a file renamed in before its data reached
- * the disk: nothing, or zero bytes (JSON text never holds one). */
+ * the disk: nothing, or blocks of zero bytes where the data was to be
+ * (a 4 KiB block, or the last one's part, all zeros; JSON text never
+ * holds a zero byte). A stray zero byte in text is corruption, not this. */
 static bool torn(const char *text, size_t len)
 {
-	return len == 0 || memchr(text, '\0', len) != NULL;
+	static const char zeros[4096];
+
+	if (len == 0)
+		return true;
+	for (size_t at = 0; at < len; at += sizeof(zeros)) {
+		size_t n = len - at < sizeof(zeros) ? len - at : sizeof(zeros);
+		if (text[at] == '\0' && memcmp(text + at, zeros, n) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* The state file's text (*buf, *len, *map) is torn: the text of
@@ -534,7 +545,7 @@ static void recover(const char *path, char **buf, size_t *len, size_t *map, uint
 	fprintf(stderr,
 		"netfence: warning: state file \"%s\" is %s, as a power loss leaves a file whose data had not "
 		"reached the disk; using \"%s\", the last state synced (the pods attached since are not in it)\n",
-		path, *len ? "zero-filled" : "empty", synced);
+		path, *len ? "zero-filled in places" : "empty", synced);
 	nf_text_free(*buf, *map);
 	*buf = b;
 	*len = l;

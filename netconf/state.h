@@ -40,9 +40,10 @@ void nf_state_unlock(struct nf_state_lock *lock);
 
 /* A missing file is an empty state. A corrupt or unreadable one is an error
  * (code NF_ERR_STATE) naming the path and what is wrong; but one that is
- * empty or holds zero bytes, what a power loss leaves of a file renamed in
- * before its data reached the disk, is replaced by "<path>.synced" (the
- * last state synced, nf_state_save_pods), with a warning on stderr. */
+ * empty or has a block of zero bytes (4 KiB, or the last one's part),
+ * what a power loss leaves of a file renamed in before its data reached
+ * the disk, is replaced by "<path>.synced" (the last state synced,
+ * nf_state_save_pods), with a warning on stderr. */
 int nf_state_load(const char *path, struct nf_state *out, struct nf_error *err);
 int nf_state_from_json(const json_t *root, struct nf_state *out, struct nf_error *err);
 /* nf_state_load for the CNI calls, which need the model but not the stored

@@ -1640,6 +1640,15 @@ static void test_state_synced(void **state)
 		nf_state_free(&s);
 	}
 
+	/* a stray zero byte is corruption, not a power loss: an error */
+	write_text(path, text, 0600);
+	assert_true((fd = open(path, O_WRONLY)) >= 0);
+	assert_int_equal(pwrite(fd, "", 1, 10), 1);
+	close(fd);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "is corrupt"));
+	assert_int_equal(nf_state_load(path, &s, &err), -EINVAL);
+
 	/* torn, and "<state>.synced" torn too, or missing: an error */
 	assert_true((fd = open(path, O_WRONLY | O_TRUNC)) >= 0);
 	close(fd);
