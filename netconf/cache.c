@@ -331,7 +331,7 @@ static XXH128_hash_t text_hash(const struct nf_pieces *text)
  * known: the pods' spans in text, if the caller has them (else found,
  * which needs text in one piece). */
 static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t pods_at, size_t pods_end,
-		  uint64_t synced_ino, const size_t (*known)[2], char **buf, struct nf_pieces *out)
+		  const size_t (*known)[2], char **buf, struct nf_pieces *out)
 {
 	struct wbuf w = {0};
 	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
@@ -365,7 +365,7 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 	hp->pods_off = htole32((uint32_t)(frozen + w.pods_off - sizeof(h)));
 	hp->body_len = htole64(frozen + w.len - sizeof(h));
 	hp->body_hash = htole64(XXH3_64bits_digest(bh));
-	hp->synced_ino = htole64(synced_ino);
+	hp->synced_ino = htole64(s->synced_ino);
 	XXH3_freeState(bh);
 	*out = (struct nf_pieces){0};
 	nf_pieces_add(out, w.p, sizeof(h));
@@ -383,7 +383,7 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	size_t n = 0;
 	int r;
 
-	if ((r = encode(s, &t, pods_at, pods_end, s->synced_ino, NULL, &buf, &c)) < 0)
+	if ((r = encode(s, &t, pods_at, pods_end, NULL, &buf, &c)) < 0)
 		return r;
 	if ((all = malloc(c.len)))
 		for (int i = 0; i < c.n; i++) {
@@ -427,7 +427,7 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, bool kee
 }
 
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], uint64_t synced_ino)
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2])
 {
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
 	_cleanup_free_ size_t(*found)[2] = NULL;
@@ -447,7 +447,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	 * too (its hash names another text), but a failed write should not
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
-	    encode(s, text, pods_at, pods_end, synced_ino, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
+	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
 	    (write_in_place(cpath, &c, s->frozen_map != NULL) < 0 &&
 	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);

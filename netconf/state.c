@@ -356,8 +356,8 @@ int nf_write_all_v(int fd, const struct nf_pieces *text)
 }
 
 /* The text of the state file: 0 and *buf (NUL-terminated; *map: mapped,
- * that many bytes, else 0: on the heap) and *ino (its inode), or 1 when
- * there is no file (an empty state), or an error. */
+ * that many bytes, else 0: on the heap) and, if ino is not NULL, *ino
+ * (its inode), or 1 when there is no file (an empty state), or an error. */
 static int read_state(const char *path, char **buf, size_t *len, size_t *map, uint64_t *ino, struct nf_error *err)
 {
 	struct stat st;
@@ -389,7 +389,8 @@ static int read_state(const char *path, char **buf, size_t *len, size_t *map, ui
 	}
 	size = (size_t)st.st_size;
 	*map = 0;
-	*ino = (uint64_t)st.st_ino;
+	if (ino)
+		*ino = (uint64_t)st.st_ino;
 	/* mapped, not read: the file is only ever replaced by a rename, never
 	 * written in place, so its pages stay what they are; reading the 0.5
 	 * MB of 1,000 policies into the heap cost a fault per page (~0.2 ms).
@@ -557,8 +558,8 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 {
 	char *buf = NULL;
 	size_t len = 0, map = 0;
-	uint64_t ino = 0, synced_ino = 0;
-	int r = read_state(path, &buf, &len, &map, &ino, err);
+	uint64_t synced_ino = 0;
+	int r = read_state(path, &buf, &len, &map, NULL, err);
 
 	memset(out, 0, sizeof(*out));
 	if (r != 0)
@@ -582,7 +583,7 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 		return r;
 	out->synced_ino = synced_ino;
 	struct nf_pieces t = nf_pieces_of(out->raw, out->raw_len);
-	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL, synced_ino);
+	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL);
 	return 0;
 }
 
@@ -701,8 +702,9 @@ static void stage_cache(struct nf_state_stage *st)
 
 	if (st->skip && nf_state_view_without(st->s, st->skip, &v) < 0)
 		return; /* the old cache names the old text: a miss */
+	v.synced_ino = st->synced_ino; /* the new text's */
 	nf_state_cache_write(st->path, &v, &st->pieces, st->pods_at, st->pods_end,
-			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL, st->synced_ino);
+			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL);
 	if (st->skip)
 		free(v.pods);
 }

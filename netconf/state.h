@@ -80,9 +80,9 @@ size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spa
 /* The model cache (cache.c). Writers call nf_state_cache_write once the
  * new state text is written (failures only remove the cache). spans: where
  * each of s's pods is in text, if the writer knows (else they are found).
- * synced_ino: nf_state.synced_ino of that text, which the cache records. */
+ * The cache records s->synced_ino with the text. */
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], uint64_t synced_ino);
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
 /* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
 int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
 /* nf_state_cache_load of the pods alone (and pods_at/pods_end): not
