@@ -83,14 +83,24 @@ static void kind_add(struct kind *k, const struct nf_policy *p)
 	k->h2 += mix64(XXH3_64bits_withSeed(p->name, strlen(p->name), h2));
 }
 
-static struct kind kind_of(const struct nf_state *s, const struct nf_pod *pod)
+/* The kind of pod in s; sel (if not NULL, room for every policy): the
+ * indexes of the policies that select it, *nsel of them. */
+static struct kind kind_sel(const struct nf_state *s, const struct nf_pod *pod, size_t *sel, size_t *nsel)
 {
 	struct kind k = {0};
 
 	for (size_t i = 0; i < s->npolicies; i++)
-		if (selects(&s->policies[i], pod))
+		if (selects(&s->policies[i], pod)) {
 			kind_add(&k, &s->policies[i]);
+			if (sel)
+				sel[(*nsel)++] = i;
+		}
 	return k;
+}
+
+static struct kind kind_of(const struct nf_state *s, const struct nf_pod *pod)
+{
+	return kind_sel(s, pod, NULL, NULL);
 }
 
 static char *kind_name(const struct kind *k)
@@ -109,35 +119,45 @@ char *plan_pod_chain_name(const struct nf_state *s, const struct nf_pod *pod)
 	return kind_name(&k);
 }
 
-/* "default: foo-deny-external-egress, dns (+3 more)": what the chain
- * stands for (its comment), under the 128 bytes nft loads. */
-static char *kind_comment(const struct nf_state *s, const struct nf_pod *pod)
-{
-	char *buf = NULL;
-	size_t len = 0, n = 0, shown = 0;
-	FILE *f = open_memstream(&buf, &len);
+/* The chain's comment, "default: foo-deny-external-egress, dns (+3 more)"
+ * (what it stands for, under the 128 bytes nft loads), made while the
+ * policies selecting the pod are compiled into it: the namespace, then
+ * kind_comment_add for each, then kind_comment_end. */
+struct kind_comment {
+	FILE *f;
+	char *buf;
+	size_t len, n, shown;
+};
 
-	if (!f)
-		return NULL;
-	fprintf(f, "%s:", pod->ns);
-	for (size_t i = 0; i < s->npolicies; i++) {
-		const struct nf_policy *p = &s->policies[i];
-		if (!selects(p, pod))
-			continue;
-		n++;
-		fflush(f);
-		if (len + strlen(p->name) + 2 <= 100) {
-			fprintf(f, "%s %s", shown ? "," : "", p->name);
-			shown++;
-		}
+static bool kind_comment_start(struct kind_comment *c, const char *ns)
+{
+	*c = (struct kind_comment){0};
+	if (!(c->f = open_memstream(&c->buf, &c->len)))
+		return false;
+	fprintf(c->f, "%s:", ns);
+	return true;
+}
+
+static void kind_comment_add(struct kind_comment *c, const char *policy)
+{
+	c->n++;
+	fflush(c->f);
+	if (c->len + strlen(policy) + 2 <= 100) {
+		fprintf(c->f, "%s %s", c->shown ? "," : "", policy);
+		c->shown++;
 	}
-	if (n > shown)
-		fprintf(f, " (+%zu more)", n - shown);
-	if (fclose(f) != 0) {
-		free(buf);
+}
+
+/* the comment (caller frees), or NULL (out of memory) */
+static char *kind_comment_end(struct kind_comment *c)
+{
+	if (c->n > c->shown)
+		fprintf(c->f, " (+%zu more)", c->n - c->shown);
+	if (fclose(c->f) != 0) {
+		free(c->buf);
 		return NULL;
 	}
-	return buf;
+	return c->buf;
 }
 
 bool plan_pod_is_selected(const struct nf_state *s, const struct nf_pod *pod)
@@ -855,25 +875,33 @@ static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *f
 static int compile_chain(struct builder *b, const struct nf_pod *pod, const struct kind *k)
 {
 	struct plan_chain ch = {0};
+	struct kind_comment cm;
 	int r = -ENOMEM;
 
-	if (!(ch.name = kind_name(k)) || !(ch.comment = kind_comment(b->s, pod)))
+	if (!kind_comment_start(&cm, pod->ns))
+		return -ENOMEM;
+	if (!(ch.name = kind_name(k)))
 		goto fail;
 	hidx_clear(&b->chain_rules);
 	for (size_t i = 0; i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
 		if (!selects(pol, pod))
 			continue;
+		kind_comment_add(&cm, pol->name);
 		for (size_t j = 0; j < pol->negress; j++)
 			if ((r = compile_egress_rule(b, &ch, pol, &pol->egress_rules[j], j)) < 0)
 				goto fail;
 	}
-	if (PUSH(b->p->chains, b->p->nchains, ch) < 0) {
+	ch.comment = kind_comment_end(&cm);
+	cm.f = NULL;
+	if (!ch.comment || PUSH(b->p->chains, b->p->nchains, ch) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	return 0;
 fail:
+	if (cm.f)
+		free(kind_comment_end(&cm));
 	chain_free(&ch);
 	return r;
 }
@@ -1261,7 +1289,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 {
 	struct builder *b = d->b;
 	const struct nf_pod *pod = d->pod;
-	struct kind kd = {0};
+	struct kind kd;
 	bool selected, kin = false;
 	_cleanup_free_ char *chain = NULL;
 	_cleanup_free_ size_t *sel = malloc((b->s->npolicies + 1) * sizeof(*sel));
@@ -1270,11 +1298,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 
 	if (!sel)
 		return -ENOMEM;
-	for (size_t i = 0; i < b->s->npolicies; i++)
-		if (selects(&b->s->policies[i], pod)) {
-			kind_add(&kd, &b->s->policies[i]);
-			sel[nsel++] = i;
-		}
+	kd = kind_sel(b->s, pod, sel, &nsel);
 	selected = kd.selected;
 	/* the kinds of the other pods (selects_other); kin: one of them is of
 	 * the pod's kind (its chain is theirs, with or without the pod) */
