@@ -16,6 +16,9 @@
 # NFB_BASE_BIN_DIR=DIR: side by side with DIR/netfence, the baseline: each
 # round runs DEL+ADD with both, in alternating order, on the same state;
 # prints both and the ratios of the medians.
+# NFB_REPLICA=1: a pod of the measured pod's kind (app=bench) is attached
+# first, so that the ADD measured is a replica's (its kind's chain exists)
+# instead of the first of its kind's.
 # NFB_PHASES=1: the plugin also reports its phases (NETFENCE_PHASES=1: ms
 # from the start of main at which each phase ended; netconf/phase.h); prints
 # the median of each, per command (and build).
@@ -29,6 +32,13 @@ plugins=("$NFB_PLUGIN" ${NFB_BASE:+"$NFB_BASE"})
 nfb__netns_add "$NFB_PFX-m-nf"
 nfb_in m-nf ip link set lo up
 nfb_fill "$pods" "$policies"
+if [ -n "${NFB_REPLICA:-}" ]; then # a pod of the measured pod's kind, attached first
+	nfb__netns_add "$NFB_PFX-m-tw"
+	nfb_in m-tw ip link set lo up
+	# shellcheck disable=SC2046
+	nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$(nfb_pod_args ns0 bench-tw app:bench)" "$NFB_CNITOOL" add nfb-nf \
+		"/var/run/netns/$NFB_PFX-m-tw" >/dev/null || nfb_die "cnitool add of the measured pod's twin"
+fi
 args=$(nfb_pod_args ns0 bench-nf app:bench)
 # shellcheck disable=SC2046
 nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$args" "$NFB_CNITOOL" add nfb-nf "/var/run/netns/$NFB_PFX-m-nf" \
