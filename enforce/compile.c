@@ -267,6 +267,7 @@ struct builder {
 		uint64_t hash;
 		struct kind kind;
 		size_t chain; /* its kind's chain in the plan, when selected */
+		bool done;    /* chain is set */
 	} *twins;
 	size_t ntwins; /* a power of two */
 	/* the kinds' chains compiled so far (kc[i]: chain kc[i].chain), by h1 */
@@ -767,6 +768,8 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 	m->sets_done = true;
 	if ((idx = ensure_set(b, *name, m->key, family, true, &created)) < 0 || !created)
 		return idx < 0 ? idx : 0;
+	if (b->only) /* a pod's share: the kernel has the set (compile_policy_sets), no pod is in it */
+		return 0;
 	for (size_t i = 0; i < rule->npeers; i++) {
 		const struct nf_peer *peer = &rule->peers[i];
 		if (peer->kind == NF_PEER_IPBLOCK && peer->ipblock.cidr.family == family &&
@@ -975,12 +978,13 @@ static int add_pod_entries(struct builder *b, const struct nf_pod *pod, const ch
 
 /* twin: the pod's entry; the chain of its kind is compiled (and its index
  * noted) for the first pod of the kind; the others jump to it. */
-static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin, bool first)
+static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin)
 {
 	int r;
 
-	if (first && (r = kind_chain(b, pod, &twin->kind, &twin->chain)) < 0)
+	if (!twin->done && (r = kind_chain(b, pod, &twin->kind, &twin->chain)) < 0)
 		return r;
+	twin->done = true;
 	return add_pod_entries(b, pod, b->p->chains[twin->chain].name);
 }
 
@@ -1052,6 +1056,36 @@ static void sort_sets(struct plan *p)
 		}
 }
 
+/* The peer sets of every egress policy's rules, filled: the plan has them
+ * while some pod is selected, whether a kind's chain uses them or not,
+ * so that an ADD or DEL changes their elements only, never makes or
+ * deletes one (plan_pod_delta): a new kind's chain finds the sets of its
+ * rules there, and a pod's addresses go into every set whose peer
+ * designates it. (The sets of named ports come with the chains that use
+ * them: they depend on the pods, and a state with one is compiled whole.) */
+static int compile_policy_sets(struct builder *b)
+{
+	for (size_t i = 0; i < b->s->npolicies; i++) {
+		const struct nf_policy *pol = &b->s->policies[i];
+		for (size_t j = 0; pol->egress && j < pol->negress; j++) {
+			const struct nf_rule *ru = &pol->egress_rules[j];
+			int r;
+			for (size_t k = 0; ru->has_to && k < ru->npeers; k++) {
+				const char *s4, *s6;
+				if (ru->peers[k].kind != NF_PEER_IPBLOCK &&
+				    (r = selector_sets(b, pol, &ru->peers[k], &s4, &s6)) < 0)
+					return r;
+			}
+			for (int f = 0; f < 2 && ru->has_to; f++) {
+				const char *set;
+				if ((r = ipblocks_set(b, ru, f ? AF_INET6 : AF_INET, &set)) < 0)
+					return r;
+			}
+		}
+	}
+	return 0;
+}
+
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err)
 {
 	struct plan p = {0};
@@ -1062,15 +1096,29 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		builder_fini(&b);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
 	}
+	bool any = false;
+
 	for (size_t i = 0; i < s->npods; i++) {
 		bool first;
 		struct twin *t = twin_of(&b, &s->pods[i], &first);
 
 		if (first)
 			t->kind = kind_of(s, &s->pods[i]);
+		any = any || t->kind.selected;
+	}
+	/* the sets, while some pod is selected (the tables exist) */
+	if (any && (r = compile_policy_sets(&b)) < 0) {
+		builder_fini(&b);
+		plan_free(&p);
+		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the policies' peer sets: %s", strerror(-r));
+	}
+	for (size_t i = 0; any && i < s->npods; i++) {
+		bool first;
+		struct twin *t = twin_of(&b, &s->pods[i], &first);
+
 		if (!t->kind.selected)
 			continue;
-		if ((r = compile_pod(&b, &s->pods[i], t, first)) < 0) {
+		if ((r = compile_pod(&b, &s->pods[i], t)) < 0) {
 			builder_fini(&b);
 			plan_free(&p);
 			return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules of pod %s/%s: %s",
@@ -1085,164 +1133,6 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 }
 
 /* ---- one pod's share (plan.h: plan_pod_delta) ---- */
-
-/* The peer sets (a memo entry: its two names) a policy's rules make; the
- * entries of one key are chained from the first (a key can come from
- * hundreds of policies: the same hash that many times would make the
- * open addressing crawl). Indexed by the key's hash, which the model
- * keeps: no name is made or hashed for the ~6,000 peers of 1,000
- * policies, only for the sets the pod's share has. */
-struct name_pol {
-	struct pmemo *m;
-	size_t pol;
-	size_t next; /* the next entry of this key + 1; 0: none */
-};
-
-struct delta {
-	struct builder *b;
-	const struct nf_pod *pod;
-	struct name_pol *np;
-	size_t nnp;
-	struct hidx by_name; /* the first entry of each key in np */
-	signed char *selects_other; /* per policy: -1 unknown, 0, 1 */
-};
-
-/* Does policy i select a pod other than d->pod? (Its chain then uses the
- * sets of the policy's rules without d->pod.) The first pod of each
- * (namespace, labels) kind stands for its kind. */
-static bool selects_other(struct delta *d, size_t i)
-{
-	const struct nf_policy *pol = &d->b->s->policies[i];
-
-	if (d->selects_other[i] < 0) {
-		d->selects_other[i] = 0;
-		for (size_t k = 0; pol->egress && k < d->b->ntwins && !d->selects_other[i]; k++) {
-			const struct nf_pod *q = d->b->twins[k].pod;
-			d->selects_other[i] = q && strcmp(q->ns, pol->ns) == 0 &&
-					      nf_selector_matches(&pol->pod_sel, &q->labels);
-		}
-	}
-	return d->selects_other[i];
-}
-
-struct name_q {
-	const struct delta *d;
-	const char *name;      /* a set name, or NULL: */
-	const struct pmemo *m; /* the sets of m */
-};
-
-static bool name_eq(const void *ctx, size_t i)
-{
-	const struct name_q *q = ctx;
-	struct pmemo *m = q->d->np[i].m;
-
-	if (!q->name) /* the same sets: the same kind of set, the same key */
-		return m->prefix == q->m->prefix && strcmp(m->key, q->m->key) == 0;
-	named(m);
-	return strcmp(m->n4, q->name) == 0 || strcmp(m->n6, q->name) == 0;
-}
-
-/* The hash a set name was made from ("<prefix>_<16 hex>_<4|6>",
- * set_names); for any other name, what no key is likely to hash to (the
- * entries found are compared by name). */
-static uint64_t name_h(const char *name)
-{
-	const char *p = strchr(name, '_');
-	uint64_t h = 0;
-
-	for (int k = 1; p && k <= 16; k++) {
-		char c = p[k];
-		if (c >= '0' && c <= '9')
-			h = h << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			h = h << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			break;
-	}
-	return h;
-}
-
-/* The first entry of set `name` in d->np, or -1. */
-static long first_of(const struct delta *d, const char *name)
-{
-	struct name_q q = {d, name, NULL};
-	return hidx_find(&d->by_name, name_h(name), name_eq, &q);
-}
-
-/* Is set `name` in the plan of the state without d->pod? (Some policy
- * whose rules make it selects another pod.) */
-static bool used_by_others(struct delta *d, const char *name)
-{
-	for (long i = first_of(d, name); i >= 0; i = (long)d->np[i].next - 1)
-		if (selects_other(d, d->np[i].pol))
-			return true;
-	return false;
-}
-
-static int np_push(struct delta *d, size_t *cap, struct pmemo *m, size_t pol)
-{
-	struct name_q q = {d, NULL, m};
-	long first;
-
-	if (d->nnp == *cap) {
-		struct name_pol *v = realloc(d->np, (*cap ? 2 * *cap : 256) * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		d->np = v;
-		*cap = *cap ? 2 * *cap : 256;
-	}
-	first = hidx_find(&d->by_name, m->h, name_eq, &q);
-	d->np[d->nnp] = (struct name_pol){m, pol, 0};
-	if (first < 0)
-		return hidx_add(&d->by_name, m->h, d->nnp++);
-	d->np[d->nnp].next = d->np[first].next; /* after the first: order does not matter */
-	d->np[first].next = ++d->nnp;
-	return 0;
-}
-
-/* Every peer set the egress rules make (its memo entry), with its
- * policy. */
-static int index_set_names(struct delta *d)
-{
-	struct builder *b = d->b;
-	size_t cap = 0;
-
-	for (size_t i = 0; i < b->s->npolicies; i++) {
-		const struct nf_policy *pol = &b->s->policies[i];
-		for (size_t j = 0; pol->egress && j < pol->negress; j++) {
-			const struct nf_rule *ru = &pol->egress_rules[j];
-			for (size_t k = 0; k < ru->npeers; k++) {
-				const struct nf_peer *pe = &ru->peers[k];
-				struct pmemo *m;
-
-				if (pe->kind == NF_PEER_IPBLOCK)
-					continue;
-				if (!(m = peer_memo(b, pe)) || np_push(d, &cap, m, i) < 0)
-					return -ENOMEM;
-			}
-			for (int f = 0; f < 2; f++) {
-				struct pmemo *m;
-				if (!ru->blocks[f])
-					continue;
-				if (!(m = memo_get(b, (const char *)ru + (f ? 2 : 1), ru->blocks[f], ru->blocks_hash[f],
-						   "cidr")) ||
-				    np_push(d, &cap, m, i) < 0)
-					return -ENOMEM;
-			}
-		}
-	}
-	return 0;
-}
-
-static bool is_pod_addr(const struct nf_pod *pod, const struct nf_cidr *h)
-{
-	for (size_t i = 0; i < pod->naddrs; i++) {
-		struct nf_cidr a = host_of(&pod->addrs[i]);
-		if (nf_cidr_cmp(&a, h) == 0)
-			return true;
-	}
-	return false;
-}
 
 /* The pod's addresses of family into set i of the plan being built. */
 static int add_pod_addrs(struct builder *b, size_t i, const struct nf_pod *pod)
@@ -1285,23 +1175,27 @@ static bool same_kind(const struct nf_state *s, const struct nf_pod *q, const si
 	return kq.h1 == k->h1 && kq.h2 == k->h2;
 }
 
-static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
+/* The pod's share: its kind's chain when no other pod has that kind, its
+ * entries, and the peer sets that take its addresses, with those alone
+ * (empty in `without`). The kernel has every peer set already
+ * (compile_policy_sets): the sets of a new kind's rules are in both
+ * plans, as they are (empty, or with the pod's addresses in `with`), so
+ * that nothing is sent for them but the pod's addresses. */
+static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *without, struct plan *with)
 {
-	struct builder *b = d->b;
-	const struct nf_pod *pod = d->pod;
 	struct kind kd;
-	bool selected, kin = false;
+	bool selected, kin = false, others = false;
 	_cleanup_free_ char *chain = NULL;
 	_cleanup_free_ size_t *sel = malloc((b->s->npolicies + 1) * sizeof(*sel));
-	size_t nown, nsel = 0;
+	size_t nsel = 0;
 	int r;
 
 	if (!sel)
 		return -ENOMEM;
 	kd = kind_sel(b->s, pod, sel, &nsel);
 	selected = kd.selected;
-	/* the kinds of the other pods (selects_other); kin: one of them is of
-	 * the pod's kind (its chain is theirs, with or without the pod) */
+	/* the kinds of the other pods; kin: one of them is of the pod's kind
+	 * (its chain is theirs, with or without the pod) */
 	for (size_t i = 0; i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
 		bool first;
@@ -1313,18 +1207,15 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 	}
 	/* the tables exist while some pod is selected: an ADD that makes the
 	 * first selected pod creates them, the DEL of the last one deletes
-	 * them; both are whole programs, not changes */
-	if (selected) {
-		bool others = false;
-		for (size_t k = 0; k < b->ntwins && !others; k++)
-			others = b->twins[k].pod && plan_pod_is_selected(b->s, b->twins[k].pod);
-		if (!others)
-			return -EAGAIN;
-	}
-	if ((r = index_set_names(d)) < 0)
-		return r;
-	/* 1. the chain of its kind, unless other pods have it (peer sets
-	 * with its own addresses only, for now), and its entries */
+	 * them; both are whole programs, not changes. A pod no policy selects
+	 * while no other is has nothing in the kernel either way. */
+	for (size_t k = 0; k < b->ntwins && !others; k++)
+		others = b->twins[k].pod && plan_pod_is_selected(b->s, b->twins[k].pod);
+	if (!others)
+		return selected ? -EAGAIN : 0;
+	/* 1. the chain of its kind, unless other pods have it, and its
+	 * entries; the sets its rules use hold the pod's addresses alone
+	 * (b->only) */
 	b->only = pod;
 	if (selected && !(chain = kind_name(&kd)))
 		return -ENOMEM;
@@ -1332,8 +1223,7 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 		return r;
 	if (selected && (r = add_pod_entries(b, pod, chain)) < 0)
 		return r;
-	nown = b->p->nsets;
-	/* 2. the peer sets of other pods' rules that take its addresses */
+	/* 2. the other peer sets that take its addresses */
 	for (size_t i = 0; i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
 		for (size_t j = 0; pol->egress && j < pol->negress; j++) {
@@ -1341,7 +1231,6 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 			for (size_t k = 0; ru->has_to && k < ru->npeers; k++) {
 				const struct nf_peer *pe = &ru->peers[k];
 				struct pmemo *m;
-				const char *names[2];
 				bool created;
 				int idx;
 
@@ -1349,12 +1238,11 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 					continue;
 				if (!(m = peer_memo(b, pe)))
 					return -ENOMEM;
-				names[0] = named(m)->n4;
-				names[1] = m->n6;
+				named(m);
 				for (int f = 0; f < 2; f++) {
-					if (!b->fam[f] || !used_by_others(d, names[f]))
-						continue; /* no chain uses it, with or without the pod */
-					if ((idx = ensure_set(b, names[f], m->key, f ? AF_INET6 : AF_INET, false,
+					if (!b->fam[f])
+						continue; /* the plan has no set of that family */
+					if ((idx = ensure_set(b, f ? m->n6 : m->n4, m->key, f ? AF_INET6 : AF_INET, false,
 							      &created)) < 0)
 						return idx;
 					if (created && (r = add_pod_addrs(b, (size_t)idx, pod)) < 0)
@@ -1363,42 +1251,10 @@ static int pod_delta(struct delta *d, struct plan *without, struct plan *with)
 			}
 		}
 	}
-	/* 3. split: a set other chains use holds just its addresses (and is
-	 * empty without it); a set only its chain uses is new, and whole */
-	for (size_t i = 0; i < b->p->nsets; i++) {
-		struct plan_set *set = &b->p->sets[i];
-		bool others = i >= nown || used_by_others(d, set->name);
-
-		if (others) {
-			size_t u = 0;
-			if (set->interval) /* ipBlocks: no pod in it */
-				u = 0;
-			else
-				for (size_t k = 0; k < set->n; k++)
-					if (is_pod_addr(pod, &set->elems[k]))
-						set->elems[u++] = set->elems[k];
-			set->n = u;
-			if ((r = copy_set_empty(without, set)) < 0)
-				return r;
-		} else if (!set->interval) {
-			/* whole: every pod the peer designates */
-			const struct pmemo *m = NULL;
-			/* the entry of the peer its chain was compiled with */
-			for (long e = first_of(d, set->name); e >= 0 && !m; e = (long)d->np[e].next - 1)
-				if (d->np[e].m->peer)
-					m = d->np[e].m;
-			if (!m)
-				return -EAGAIN; /* not a selector set: never */
-			set->n = 0;
-			b->only = NULL;
-			r = set->family == AF_INET ? fill_selector_sets(b, m->pol, m->peer, (int)i, -1)
-						   : fill_selector_sets(b, m->pol, m->peer, -1, (int)i);
-			b->only = pod;
-			if (r < 0)
-				return r;
-		}
-	}
-	/* the pod's share: all of that plan; without it, the sets alone */
+	/* 3. without the pod: the same sets, empty */
+	for (size_t i = 0; i < b->p->nsets; i++)
+		if ((r = copy_set_empty(without, &b->p->sets[i])) < 0)
+			return r;
 	*with = *b->p;
 	memset(b->p, 0, sizeof(*b->p));
 	sort_sets(with);
@@ -1410,23 +1266,15 @@ int plan_pod_delta(const struct nf_state *s, const struct nf_pod *pod, struct pl
 {
 	struct plan p = {0};
 	struct builder b = {.s = s, .p = &p};
-	struct delta d = {.b = &b, .pod = pod};
 	int r;
 
 	memset(without, 0, sizeof(*without));
 	memset(with, 0, sizeof(*with));
 	if (!plan_pod_separable(s, pod))
 		return -EAGAIN;
-	if ((r = builder_init(&b)) == 0 && !(d.selects_other = malloc(s->npolicies + 1)))
-		r = -ENOMEM;
-	if (r == 0) {
-		memset(d.selects_other, -1, s->npolicies + 1);
-		r = pod_delta(&d, without, with);
-	}
+	if ((r = builder_init(&b)) == 0)
+		r = pod_delta(&b, pod, without, with);
 	builder_fini(&b);
-	free(d.np);
-	hidx_free(&d.by_name);
-	free(d.selects_other);
 	plan_free(&p);
 	if (r < 0) {
 		plan_free(without);

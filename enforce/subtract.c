@@ -4,9 +4,9 @@
  * (the kernel holds one, the diff goes to the other), and compiling twice
  * was half of the cost of an ADD. What one pod adds to a plan is local:
  * its dispatch entries and anti-spoofing chain, its addresses in the peer
- * sets, and, when it is the only pod of its kind (namespace and labels),
- * the kind's chain and the sets only that chain uses; other chains do not
- * depend on it. Named ports break that (a pod's containerPorts can
+ * sets, and, when it is the only pod of its kind (the policies that
+ * select it), the kind's chain; other chains do not depend on it, and
+ * the peer sets are every policy's, with or without it. Named ports break that (a pod's containerPorts can
  * add rules to other pods' chains), as do records that share the pod's
  * address or veth (stale attachments): then the caller compiles. */
 #include "plan.h"
@@ -54,15 +54,6 @@ bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod)
 		if (!plan_family_used(s, pod->addrs[i].family, pod))
 			return false;
 	return true;
-}
-
-static bool referenced(const struct plan *p, const char *set)
-{
-	for (size_t i = 0; i < p->nchains; i++)
-		for (size_t j = 0; j < p->chains[i].nrules; j++)
-			if (p->chains[i].rules[j].dst_set && strcmp(p->chains[i].rules[j].dst_set, set) == 0)
-				return true;
-	return false;
 }
 
 int plan_without_pod(const struct plan *with, const struct nf_state *s, const struct nf_pod *pod,
@@ -128,8 +119,8 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 		const struct plan_set *st = &with->sets[i];
 		struct plan_set *d;
 
-		if (!referenced(&p, st->name)) /* only the pod's rules used it */
-			continue;
+		/* every peer set stays while a pod is selected (compile.c
+		 * compile_policy_sets): the pod's addresses leave them */
 		d = &p.sets[p.nsets++];
 		*d = *st;
 		d->name = NULL;

@@ -1656,6 +1656,96 @@ static void test_ipblock_union(void **state)
 	nf_state_free(&s);
 }
 
+static const struct plan_set *set_with(const struct plan *p, const char *elem)
+{
+	for (size_t i = 0; i < p->nsets; i++)
+		if (set_has(&p->sets[i], elem))
+			return &p->sets[i];
+	return NULL;
+}
+
+/* Every egress policy's peer sets are in the plan while some pod is
+ * selected, whether a kind's chain uses them or not: an ADD then only
+ * changes set elements and (for a new kind) one chain; it never makes a
+ * set or fills one whole. */
+static void test_sets_always(void **state)
+{
+	struct nf_state s;
+	struct nf_error err = {0};
+	struct plan p = {0}, with = {0}, without = {0};
+	const struct plan_set *z;
+	static const char *const c_doc =
+		"{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":"
+		"{\"name\":\"c\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"nobody\"}},"
+		"\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"podSelector\":{\"matchLabels\":"
+		"{\"app\":\"z\"}}},{\"ipBlock\":{\"cidr\":\"192.0.2.0/24\"}}],\"ports\":[{\"port\":80}]}]}}";
+	static const char *const d_doc =
+		"{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":"
+		"{\"name\":\"d\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"y\"}},"
+		"\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"podSelector\":{\"matchLabels\":"
+		"{\"app\":\"x\"}}},{\"ipBlock\":{\"cidr\":\"198.51.100.0/24\"}}]}]}}";
+
+	(void)state;
+	kinds_state(&s, false);
+	/* c selects no pod; its peers are z1 and a block */
+	add_json_policy(&s, c_doc);
+	/* d selects y1 with a: y1's kind is new (a, b, d), its rules' sets
+	 * hold x1 and x2, and a block */
+	add_json_policy(&s, d_doc);
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	z = set_with(&p, "10.0.0.4");
+	assert_non_null(z); /* c's peer set: no chain uses it */
+	assert_int_equal(z->n, 1);
+	assert_non_null(set_with(&p, "192.0.2.0/24"));
+	for (size_t i = 0; i < p.nchains; i++)
+		for (size_t j = 0; j < p.chains[i].nrules; j++)
+			assert_true(!p.chains[i].rules[j].dst_set || strcmp(p.chains[i].rules[j].dst_set, z->name) != 0);
+
+	/* y1, alone of its kind: its chain; the sets of its rules in both
+	 * plans, as they were (x1's and x2's addresses and the block are in
+	 * the kernel): nothing is sent for them */
+	assert_int_equal(plan_pod_delta(&s, &s.pods[2], &without, &with), 0);
+	assert_int_equal(with.nchains, 1);
+	assert_int_equal(with.nsets, without.nsets);
+	assert_true(with.nsets >= 2);
+	for (size_t i = 0; i < with.nsets; i++) {
+		assert_string_equal(with.sets[i].name, without.sets[i].name);
+		assert_int_equal(with.sets[i].n, 0);
+		assert_int_equal(without.sets[i].n, 0);
+	}
+	plan_free(&with);
+	plan_free(&without);
+	/* z1, selected by nothing: its address in c's set, which it does not make */
+	assert_int_equal(plan_pod_delta(&s, &s.pods[3], &without, &with), 0);
+	assert_int_equal(with.nchains + with.ndispatch + with.nantispoof, 0);
+	assert_int_equal(with.nsets, 1);
+	assert_string_equal(with.sets[0].name, z->name);
+	assert_int_equal(with.sets[0].n, 1);
+	assert_int_equal(without.nsets, 1);
+	assert_int_equal(without.sets[0].n, 0);
+	plan_free(&with);
+	plan_free(&without);
+	assert_true(check_deltas(&s) >= 4);
+	plan_free(&p);
+	nf_state_free(&s);
+
+	/* no pod selected: no tables, no sets, and z1's share is nothing (not
+	 * its address in a set the kernel does not have) */
+	memset(&s, 0, sizeof(s));
+	add_json_policy(&s, c_doc);
+	put_pod_doc(&s, "{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
+			"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}");
+	put_pod_doc(&s, "{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
+			"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}");
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	assert_true(plan_is_empty(&p));
+	assert_int_equal(p.nsets, 0);
+	assert_int_equal(plan_pod_delta(&s, &s.pods[0], &without, &with), 0);
+	assert_int_equal(with.nchains + with.nsets + with.ndispatch + without.nsets, 0);
+	plan_free(&p);
+	nf_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1668,6 +1758,7 @@ int main(void)
 		cmocka_unit_test(test_deny_all),
 		cmocka_unit_test(test_kinds_by_policies),
 		cmocka_unit_test(test_kind_comment_long),
+		cmocka_unit_test(test_sets_always),
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
