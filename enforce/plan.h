@@ -10,7 +10,9 @@
  *     map egress6 { ipv6_addr : verdict }
  *     set rejudge4 { ipv4_addr }              pods whose flows a policy change
  *     set rejudge6 { ipv6_addr }              judges again (empty but for then)
- *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks)
+ *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks): the
+ *                                             sets of every egress policy's rules, used by a
+ *                                             kind's chain or not (compile.c compile_policy_sets)
  *     chain prerouting  hook prerouting priority filter, policy accept:
  *         (only while re-judging, inserted and removed outside the plan, txn.h:
  *          ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
@@ -165,9 +167,9 @@ bool plan_family_used(const struct nf_state *s, int family, const struct nf_pod 
 /* compile.c: one pod's share of the plan of s (a state that holds it),
  * without compiling the other pods, for an ADD or DEL to send just that:
  * `with` holds its dispatch entries and anti-spoofing chain, the chain of
- * its kind when no other pod has that kind (and then the sets only that
- * chain uses, whole), and every other set its addresses are in (with only
- * those addresses); `without` holds those other sets, empty. The kernel
+ * its kind when no other pod has that kind, and the sets that chain uses
+ * and those its addresses are in, with only its addresses; `without`
+ * holds those sets, empty (the kernel has every peer set, filled). The kernel
  * goes from plan(s without pod) to plan(s) by the changes from `without`
  * to `with` (nft_apply_delta), and back the other way. -EAGAIN when the
  * share cannot be told apart (plan_pod_separable), or when the pod is the
