@@ -233,7 +233,8 @@ struct builder {
 	/* the set names of every peer (and of every rule's ipBlocks), made
 	 * once per compile: a growing open-addressing table of pointers on the
 	 * id's address, to entries that never move (names handed out stay
-	 * valid); only what selected pods' rules use gets an entry */
+	 * valid); a whole compile makes one for every egress policy's peers
+	 * (compile_policy_sets), a pod's share for those it looks at */
 	struct pmemo {
 		const void *id;
 		const char *key; /* the model's (nf_peer.key, nf_rule.blocks) */
@@ -258,7 +259,8 @@ struct builder {
 	 * peer sets of a family no pod has are left out (family_used) */
 	bool fam[2];
 	/* plan_pod_delta: the one pod whose addresses peer sets are filled
-	 * with (NULL: every pod of the state) */
+	 * with, ipBlock sets being left empty (NULL: every pod of the state,
+	 * every block) */
 	const struct nf_pod *only;
 	/* pods with the same namespace and labels ("twins"): one kind, found
 	 * for the first of them */
@@ -1096,7 +1098,7 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		builder_fini(&b);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
 	}
-	bool any = false;
+	bool any = false; /* some pod is selected: the tables exist */
 
 	for (size_t i = 0; i < s->npods; i++) {
 		bool first;
