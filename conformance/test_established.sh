@@ -142,6 +142,19 @@ nfc_ctl apply -f "$NFC_DIR/foo-egress.yaml" >/dev/null
 for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
 nfc_check "the marker is gone and rejudge4 is empty (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 
+echo "== ... and from an ADD or a DEL (a change killed after its transaction, before it handed its marker over)"
+nfc_in node nft insert rule inet netfence prerouting ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
+nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
+: >"$NFC_DIR/state.json.rejudge"
+nfc_check "ADD of a pod with the killed change's marker, rule and addresses left" nfc_pod adopt1 default app:bar
+for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+nfc_check "the marker, rule and rejudge4 are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
+nfc_in node nft insert rule inet netfence prerouting ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
+: >"$NFC_DIR/state.json.rejudge"
+nfc_check "DEL of that pod with a marker and rule left" nfc_pod_del adopt1
+for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+nfc_check "the marker and rule are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
+
 echo "== the policy is deleted: the surviving flows go on"
 nfc_ctl delete networkpolicy foo-egress >/dev/null
 for v in 4 6; do

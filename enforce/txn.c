@@ -290,6 +290,19 @@ static void rejudge_orphan(const char *path, const char *name)
 	close(fd); /* a worker is on it */
 }
 
+/* Called with the state lock held by a change that does not re-judge (an
+ * ADD or DEL): a change killed after its transaction, before it handed
+ * its marker to a worker, left its re-judging rules in the base chain;
+ * they get a worker now, not at the next policy change. (Most calls:
+ * one open() that finds no marker.) */
+static void adopt_orphan(const char *path)
+{
+	char rj[CT_LOCK_PATH_MAX];
+
+	if (rejudge_path(path, rj) == 0)
+		rejudge_orphan(path, rj);
+}
+
 /* Called with the state lock held, before a change that re-judges: a new
  * token in the marker, which is returned shared-locked (or -1). */
 static int rejudge_mark(const char *name, uint64_t *token)
@@ -422,6 +435,8 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 			else
 				rejudge_orphan(path, rj);
 		}
+	} else {
+		adopt_orphan(path);
 	}
 	if ((r = mark_dirty(t, err)) < 0) {
 		nf_state_stage_finish(stage, false, NULL);
@@ -586,6 +601,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	}
 	if (kernel)
 		clear_dirty(t);
+	adopt_orphan(path);
 	if (!adding) { /* see txn.h */
 		del_cleanup_start(path, t->gone);
 		t->gone = NULL;
