@@ -401,7 +401,12 @@ gc_conf >"$NFC_DIR/gc.json"
 out=$(nfc_netfence CNI_COMMAND=GC CNI_PATH="$NFC_DIR/bin" <"$NFC_DIR/gc.json" 2>&1)
 nfc_check "GC [] succeeds [$out]" test $? = 0
 nfc_check "no pod recorded" test "$(jq '.pods | length' "$NFC_DIR/state.json")" = 0
-nfc_check_not "no netfence table left in the node" grep -q netfence <<<"$(ruleset)"
+rs=$(ruleset)
+nfc_check_not "no kind's chain left in the node" grep -q "chain kind_" <<<"$rs"
+nfc_check_not "no dispatch entry left" grep -q ": jump kind_" <<<"$rs"
+nfc_check_not "no anti-spoofing chain left" grep -q "chain as_" <<<"$rs"
 nfc_check "the policy is kept" has_policy foo-deny-external-egress
+nfc_check "... and so is table inet netfence, with its peer sets (the tables live as long as an egress policy)" \
+	grep -q "table inet netfence" <<<"$rs"
 
 nfc_summary

@@ -1059,7 +1059,7 @@ static void sort_sets(struct plan *p)
 }
 
 /* The peer sets of every egress policy's rules, filled: the plan has them
- * while some pod is selected, whether a kind's chain uses them or not,
+ * while the state has an egress policy, whether a kind's chain uses them or not,
  * so that an ADD or DEL changes their elements only, never makes or
  * deletes one (plan_pod_delta): a new kind's chain finds the sets of its
  * rules there, and a pod's addresses go into every set whose peer
@@ -1098,17 +1098,14 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		builder_fini(&b);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
 	}
-	bool any = false; /* some pod is selected: the tables exist */
+	bool any = false;
 
-	for (size_t i = 0; i < s->npods; i++) {
-		bool first;
-		struct twin *t = twin_of(&b, &s->pods[i], &first);
-
-		if (first)
-			t->kind = kind_of(s, &s->pods[i]);
-		any = any || t->kind.selected;
-	}
-	/* the sets, while some pod is selected (the tables exist) */
+	/* the tables exist while the state has an egress policy, whether a
+	 * pod is selected or not: the first selected pod's ADD, and the last
+	 * one's DEL, change a chain and elements, not every set */
+	for (size_t i = 0; i < s->npolicies && !any; i++)
+		any = s->policies[i].egress;
+	p.tables = any;
 	if (any && (r = compile_policy_sets(&b)) < 0) {
 		builder_fini(&b);
 		plan_free(&p);
@@ -1118,6 +1115,8 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		bool first;
 		struct twin *t = twin_of(&b, &s->pods[i], &first);
 
+		if (first)
+			t->kind = kind_of(s, &s->pods[i]);
 		if (!t->kind.selected)
 			continue;
 		if ((r = compile_pod(&b, &s->pods[i], t)) < 0) {
@@ -1186,7 +1185,7 @@ static bool same_kind(const struct nf_state *s, const struct nf_pod *q, const si
 static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *without, struct plan *with)
 {
 	struct kind kd;
-	bool selected, kin = false, others = false;
+	bool selected, kin = false, tables = false;
 	_cleanup_free_ char *chain = NULL;
 	_cleanup_free_ size_t *sel = malloc((b->s->npolicies + 1) * sizeof(*sel));
 	size_t nsel = 0;
@@ -1207,14 +1206,12 @@ static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *w
 		kin = kin || (selected && strcmp(q->ns, pod->ns) == 0 &&
 			      (same_labels(&q->labels, &pod->labels) || (first && same_kind(b->s, q, sel, nsel, &kd))));
 	}
-	/* the tables exist while some pod is selected: an ADD that makes the
-	 * first selected pod creates them, the DEL of the last one deletes
-	 * them; both are whole programs, not changes. A pod no policy selects
-	 * while no other is has nothing in the kernel either way. */
-	for (size_t k = 0; k < b->ntwins && !others; k++)
-		others = b->twins[k].pod && plan_pod_is_selected(b->s, b->twins[k].pod);
-	if (!others)
-		return selected ? -EAGAIN : 0;
+	/* the tables exist while the state has an egress policy (then a pod
+	 * no policy selects has nothing in the kernel, with or without it) */
+	for (size_t i = 0; i < b->s->npolicies && !tables; i++)
+		tables = b->s->policies[i].egress;
+	if (!tables)
+		return 0;
 	/* 1. the chain of its kind, unless other pods have it, and its
 	 * entries; the sets its rules use hold the pod's addresses alone
 	 * (b->only) */

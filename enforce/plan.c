@@ -41,7 +41,7 @@ void plan_free(struct plan *p)
 
 bool plan_is_empty(const struct plan *p)
 {
-	return !p || (p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);
+	return !p || (!p->tables && p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);
 }
 
 unsigned plan_as_shard(const char *chain)

@@ -12,7 +12,9 @@
  *     set rejudge6 { ipv6_addr }              judges again (empty but for then)
  *     set <plan_set.name> ...                 peer addresses (selectors, ipBlocks): the
  *                                             sets of every egress policy's rules, used by a
- *                                             kind's chain or not (compile.c compile_policy_sets)
+ *                                             kind's chain or not (compile.c compile_policy_sets);
+ *                                             the tables exist while the state has an
+ *                                             egress policy (plan.tables)
  *     chain prerouting  hook prerouting priority filter, policy accept:
  *         (only while re-judging, inserted and removed outside the plan, txn.h:
  *          ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
@@ -117,6 +119,10 @@ struct plan {
 	size_t nsets;
 	struct plan_set *sets;
 	bool sets_sorted; /* by name (plan_compile does it) */
+	/* the netfence tables exist, with the peer sets of every egress
+	 * policy, even with no chain: the state has an egress policy
+	 * (plan_compile) */
+	bool tables;
 	size_t nchains;
 	struct plan_chain *chains;
 	size_t ndispatch;
@@ -135,7 +141,8 @@ unsigned plan_as_shard(const char *chain);
 /* Is netdev table `name` netfence's: "netfence-..." (a shard's, or a pod's
  * of earlier builds) or the single table of earlier builds ("netfence")? */
 bool plan_is_as_table(const char *name);
-/* true when no pod is selected: the netfence tables should not exist */
+/* true when the netfence tables should not exist: no egress policy
+ * (tables unset) and nothing else in the plan */
 bool plan_is_empty(const struct plan *p);
 
 /* compile.c: node state -> plan. Pure: no kernel, no I/O. */

@@ -144,7 +144,7 @@ char *plan_render(const struct plan *p)
 	if (!f)
 		return NULL;
 	if (plan_is_empty(p)) {
-		fprintf(f, "# no pod is selected by an egress policy: no netfence tables\n");
+		fprintf(f, "# no egress policy: no netfence tables\n");
 		fclose(f);
 		return out;
 	}

@@ -59,7 +59,7 @@ bool plan_pod_separable(const struct nf_state *s, const struct nf_pod *pod)
 int plan_without_pod(const struct plan *with, const struct nf_state *s, const struct nf_pod *pod,
 		     struct plan *out)
 {
-	struct plan p = {.sets_sorted = with->sets_sorted};
+	struct plan p = {.sets_sorted = with->sets_sorted, .tables = with->tables};
 	_cleanup_free_ char *chain = NULL;
 	bool kin = false; /* another pod jumps to its kind's chain */
 	int r = -ENOMEM;

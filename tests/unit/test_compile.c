@@ -1343,17 +1343,22 @@ static void test_pod_delta(void **state)
 		total += check_deltas(&s);
 		nf_state_free(&s);
 	}
-	/* every pod of every state but the sole selected ones (9 of 133) */
-	assert_int_equal(total, 124);
-	/* the only selected pod: its ADD creates the tables, its DEL deletes
-	 * them; not a change of one pod's share */
+	/* every pod of every state, the sole selected ones (9 of 133) too */
+	assert_int_equal(total, 133);
+	/* the only selected pod: the tables exist without it (the state has
+	 * an egress policy); its share is its kind's chain and entries */
 	{
 		struct nf_state s = {0};
 		struct plan a = {0}, b = {0};
 		add_manifest(&s, "testdata/namespaces.yaml");
 		add_manifest(&s, "testdata/foo-deny-external-egress.yaml");
 		add_pods(&s, "testdata/pods-np14.json");
-		assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-foo", "eth0"), &a, &b), -EAGAIN);
+		assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-foo", "eth0"), &a, &b), 0);
+		assert_int_equal(b.nchains, 1);
+		assert_int_equal(b.nantispoof, 1);
+		assert_int_equal(a.nchains + a.nantispoof + a.ndispatch, 0);
+		plan_free(&a);
+		plan_free(&b);
 		assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-web", "eth0"), &a, &b), 0);
 		plan_free(&a);
 		plan_free(&b);
@@ -1664,8 +1669,8 @@ static const struct plan_set *set_with(const struct plan *p, const char *elem)
 	return NULL;
 }
 
-/* Every egress policy's peer sets are in the plan while some pod is
- * selected, whether a kind's chain uses them or not: an ADD then only
+/* Every egress policy's peer sets are in the plan while the state has an
+ * egress policy, whether a kind's chain uses them or not: an ADD then only
  * changes set elements and (for a new kind) one chain; it never makes a
  * set or fills one whole. */
 static void test_sets_always(void **state)
@@ -1729,8 +1734,8 @@ static void test_sets_always(void **state)
 	plan_free(&p);
 	nf_state_free(&s);
 
-	/* no pod selected: no tables, no sets, and z1's share is nothing (not
-	 * its address in a set the kernel does not have) */
+	/* no pod selected: the tables and sets all the same (the state has
+	 * an egress policy), z1's address in c's set */
 	memset(&s, 0, sizeof(s));
 	add_json_policy(&s, c_doc);
 	put_pod_doc(&s, "{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
@@ -1738,8 +1743,27 @@ static void test_sets_always(void **state)
 	put_pod_doc(&s, "{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
 			"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}");
 	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	assert_false(plan_is_empty(&p));
+	assert_int_equal(p.nchains + p.ndispatch + p.nantispoof, 0);
+	assert_non_null(set_with(&p, "10.0.0.4"));
+	assert_int_equal(plan_pod_delta(&s, &s.pods[0], &without, &with), 0);
+	assert_int_equal(with.nchains + with.ndispatch, 0);
+	assert_int_equal(with.nsets, 1);
+	assert_int_equal(with.sets[0].n, 1);
+	plan_free(&with);
+	plan_free(&without);
+	assert_true(check_deltas(&s) >= 2);
+	plan_free(&p);
+	nf_state_free(&s);
+
+	/* no egress policy: no tables, nothing of a pod in the kernel */
+	memset(&s, 0, sizeof(s));
+	put_pod_doc(&s, "{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
+			"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}");
+	put_pod_doc(&s, "{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
+			"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}");
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
 	assert_true(plan_is_empty(&p));
-	assert_int_equal(p.nsets, 0);
 	assert_int_equal(plan_pod_delta(&s, &s.pods[0], &without, &with), 0);
 	assert_int_equal(with.nchains + with.nsets + with.ndispatch + without.nsets, 0);
 	plan_free(&p);
