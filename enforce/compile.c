@@ -269,7 +269,6 @@ struct builder {
 		uint64_t hash;
 		struct kind kind;
 		size_t chain; /* its kind's chain in the plan, when selected */
-		bool done;    /* chain is set */
 	} *twins;
 	size_t ntwins; /* a power of two */
 	/* the kinds' chains compiled so far (kc[i]: chain kc[i].chain), by h1 */
@@ -980,13 +979,12 @@ static int add_pod_entries(struct builder *b, const struct nf_pod *pod, const ch
 
 /* twin: the pod's entry; the chain of its kind is compiled (and its index
  * noted) for the first pod of the kind; the others jump to it. */
-static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin)
+static int compile_pod(struct builder *b, const struct nf_pod *pod, struct twin *twin, bool first)
 {
 	int r;
 
-	if (!twin->done && (r = kind_chain(b, pod, &twin->kind, &twin->chain)) < 0)
+	if (first && (r = kind_chain(b, pod, &twin->kind, &twin->chain)) < 0)
 		return r;
-	twin->done = true;
 	return add_pod_entries(b, pod, b->p->chains[twin->chain].name);
 }
 
@@ -1088,6 +1086,17 @@ static int compile_policy_sets(struct builder *b)
 	return 0;
 }
 
+/* The tables exist while the state has an egress policy, whether a pod is
+ * selected or not: the first selected pod's ADD, and the last one's DEL,
+ * change a chain and elements, not the tables and every set. */
+static bool has_egress_policy(const struct nf_state *s)
+{
+	for (size_t i = 0; i < s->npolicies; i++)
+		if (s->policies[i].egress)
+			return true;
+	return false;
+}
+
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err)
 {
 	struct plan p = {0};
@@ -1098,20 +1107,13 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		builder_fini(&b);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
 	}
-	bool any = false;
-
-	/* the tables exist while the state has an egress policy, whether a
-	 * pod is selected or not: the first selected pod's ADD, and the last
-	 * one's DEL, change a chain and elements, not every set */
-	for (size_t i = 0; i < s->npolicies && !any; i++)
-		any = s->policies[i].egress;
-	p.tables = any;
-	if (any && (r = compile_policy_sets(&b)) < 0) {
+	p.tables = has_egress_policy(s);
+	if (p.tables && (r = compile_policy_sets(&b)) < 0) {
 		builder_fini(&b);
 		plan_free(&p);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the policies' peer sets: %s", strerror(-r));
 	}
-	for (size_t i = 0; any && i < s->npods; i++) {
+	for (size_t i = 0; p.tables && i < s->npods; i++) {
 		bool first;
 		struct twin *t = twin_of(&b, &s->pods[i], &first);
 
@@ -1119,9 +1121,15 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 			t->kind = kind_of(s, &s->pods[i]);
 		if (!t->kind.selected)
 			continue;
-		if ((r = compile_pod(&b, &s->pods[i], t)) < 0) {
+		if ((r = compile_pod(&b, &s->pods[i], t, first)) < 0) {
 			builder_fini(&b);
 			plan_free(&p);
+			if (r == -EEXIST)
+				return nf_error_set(err, EEXIST, CNI_ERR_IO,
+						    "compiling the rules of pod %s/%s: the set of policies selecting it "
+						    "hashes to the chain name kind_%016llx of another set of policies; "
+						    "renaming one of its policies gives it another",
+						    s->pods[i].ns, s->pods[i].name, (unsigned long long)t->kind.h1);
 			return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules of pod %s/%s: %s",
 					    s->pods[i].ns, s->pods[i].name, strerror(-r));
 		}
@@ -1185,7 +1193,7 @@ static bool same_kind(const struct nf_state *s, const struct nf_pod *q, const si
 static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *without, struct plan *with)
 {
 	struct kind kd;
-	bool selected, kin = false, tables = false;
+	bool selected, kin = false;
 	_cleanup_free_ char *chain = NULL;
 	_cleanup_free_ size_t *sel = malloc((b->s->npolicies + 1) * sizeof(*sel));
 	size_t nsel = 0;
@@ -1193,25 +1201,22 @@ static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *w
 
 	if (!sel)
 		return -ENOMEM;
+	/* no egress policy, no tables: a pod has nothing in the kernel */
+	if (!has_egress_policy(b->s))
+		return 0;
 	kd = kind_sel(b->s, pod, sel, &nsel);
 	selected = kd.selected;
 	/* the kinds of the other pods; kin: one of them is of the pod's kind
 	 * (its chain is theirs, with or without the pod) */
-	for (size_t i = 0; i < b->s->npods; i++) {
+	for (size_t i = 0; selected && i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
 		bool first;
 		if (q == pod)
 			continue;
 		twin_of(b, q, &first);
-		kin = kin || (selected && strcmp(q->ns, pod->ns) == 0 &&
+		kin = kin || (strcmp(q->ns, pod->ns) == 0 &&
 			      (same_labels(&q->labels, &pod->labels) || (first && same_kind(b->s, q, sel, nsel, &kd))));
 	}
-	/* the tables exist while the state has an egress policy (then a pod
-	 * no policy selects has nothing in the kernel, with or without it) */
-	for (size_t i = 0; i < b->s->npolicies && !tables; i++)
-		tables = b->s->policies[i].egress;
-	if (!tables)
-		return 0;
 	/* 1. the chain of its kind, unless other pods have it, and its
 	 * entries; the sets its rules use hold the pod's addresses alone
 	 * (b->only) */

@@ -6,7 +6,8 @@
  * its dispatch entries and anti-spoofing chain, its addresses in the peer
  * sets, and, when it is the only pod of its kind (the policies that
  * select it), the kind's chain; other chains do not depend on it, and
- * the peer sets are every policy's, with or without it. Named ports break that (a pod's containerPorts can
+ * the peer sets are every policy's, with or without it. Named ports
+ * break that (a pod's containerPorts can
  * add rules to other pods' chains), as do records that share the pod's
  * address or veth (stale attachments): then the caller compiles. */
 #include "plan.h"
@@ -119,8 +120,8 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 		const struct plan_set *st = &with->sets[i];
 		struct plan_set *d;
 
-		/* every peer set stays while a pod is selected (compile.c
-		 * compile_policy_sets): the pod's addresses leave them */
+		/* every peer set stays while the state has an egress policy
+		 * (compile.c compile_policy_sets): the pod's addresses leave them */
 		d = &p.sets[p.nsets++];
 		*d = *st;
 		d->name = NULL;

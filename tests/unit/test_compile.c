@@ -1689,6 +1689,13 @@ static void test_sets_always(void **state)
 		"{\"name\":\"d\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"y\"}},"
 		"\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"podSelector\":{\"matchLabels\":"
 		"{\"app\":\"x\"}}},{\"ipBlock\":{\"cidr\":\"198.51.100.0/24\"}}]}]}}";
+	/* pods no policy selects (as kinds_state's z1), app=z and app=w */
+	static const char *const z1_doc =
+		"{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
+		"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}";
+	static const char *const w1_doc =
+		"{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
+		"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}";
 
 	(void)state;
 	kinds_state(&s, false);
@@ -1738,10 +1745,8 @@ static void test_sets_always(void **state)
 	 * an egress policy), z1's address in c's set */
 	memset(&s, 0, sizeof(s));
 	add_json_policy(&s, c_doc);
-	put_pod_doc(&s, "{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
-			"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}");
-	put_pod_doc(&s, "{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
-			"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}");
+	put_pod_doc(&s, z1_doc);
+	put_pod_doc(&s, w1_doc);
 	assert_int_equal(plan_compile(&s, &p, &err), 0);
 	assert_false(plan_is_empty(&p));
 	assert_int_equal(p.nchains + p.ndispatch + p.nantispoof, 0);
@@ -1758,10 +1763,8 @@ static void test_sets_always(void **state)
 
 	/* no egress policy: no tables, nothing of a pod in the kernel */
 	memset(&s, 0, sizeof(s));
-	put_pod_doc(&s, "{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
-			"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}");
-	put_pod_doc(&s, "{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
-			"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}");
+	put_pod_doc(&s, z1_doc);
+	put_pod_doc(&s, w1_doc);
 	assert_int_equal(plan_compile(&s, &p, &err), 0);
 	assert_true(plan_is_empty(&p));
 	assert_int_equal(plan_pod_delta(&s, &s.pods[0], &without, &with), 0);
