@@ -11,12 +11,15 @@
  * rename: the hash makes it a miss until then), in place, without fsync:
  * losing it costs one parse.
  *
- * File: header, then the body: u32 counts and records, little endian,
- * strings as u32 length (0xffffffff: NULL) and bytes. Policies, namespaces
- * and pod registrations are decoded into one arena (nf_state.frozen) and
- * read only, and so are the pods, borrowed (nf_pod.borrowed: an ADD or DEL
- * adds or removes whole records); nf_state_cache_load_pods, for
- * netfencectl, makes them on the heap. The stored JSON objects (->obj) are
+ * File: header, then the body: the frozen part (policies, namespaces and
+ * pod registrations), then the pods. The frozen part is an image of its
+ * decoded structs, mapped in place (below: "the image"), then their
+ * records; records are u32 counts and fields, little endian, strings as
+ * u32 length (0xffffffff: NULL), bytes and a NUL. Without a usable image
+ * the records are decoded into one arena (nf_state.frozen), read only, and
+ * so are the pods, borrowed (nf_pod.borrowed: an ADD or DEL adds or
+ * removes whole records); nf_state_cache_load_pods, for netfencectl,
+ * makes them on the heap. The stored JSON objects (->obj) are
  * not kept: a state loaded from the cache can only be saved with
  * nf_state_save_pods. */
 #include "state.h"
@@ -35,7 +38,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 7u
+#define CACHE_VERSION 8u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -56,6 +59,19 @@ struct cache_header {
 _Static_assert(sizeof(struct cache_header) == 80 && offsetof(struct cache_header, body_len) == 56 &&
 		       offsetof(struct cache_header, body_hash) == 64,
 	       "the cache header's layout is known to the tests");
+
+/* The first struct of the image (below): where the frozen part's arrays
+ * are. len, base and layout first, at fixed places: a body without an
+ * image begins with IMAGE_NONE zero bytes. */
+struct image_root {
+	uint64_t len;    /* the image's bytes, this root first */
+	uint64_t base;   /* the address it is made for: IMAGE_BASE */
+	uint64_t layout; /* image_layout() of the build that made it */
+	size_t npolicies, nnamespaces, npodspecs;
+	struct nf_policy *policies;
+	struct nf_namespace *namespaces;
+	struct nf_podspec *podspecs;
+};
 
 /* ---- arena: the frozen part of a state, freed at once ---- */
 
@@ -108,7 +124,7 @@ void nf_state_arena_free(void *arena)
 struct wbuf {
 	char *p;
 	size_t len, cap;
-	size_t pods_off; /* put_state: where the pods begin */
+	size_t pods_off; /* put_pods: where the pods begin */
 	bool oom;
 };
 
@@ -260,15 +276,9 @@ static void put_pod(struct wbuf *w, const struct nf_pod *p)
 		put_cidr(w, &p->addrs[i]);
 }
 
-/* spans: where each pod's record lies in the text the cache is made for
- * (NULL: unknown) */
-static void put_state(struct wbuf *w, const struct nf_state *s, const size_t (*spans)[2])
+/* The frozen part's records: policies, namespaces, pod registrations */
+static void put_frozen(struct wbuf *w, const struct nf_state *s)
 {
-	/* frozen parts never change: their bytes are those of the cache they
-	 * came from (an ADD or DEL re-encodes only the pods); encode writes
-	 * them from there */
-	if (s->frozen_enc)
-		goto pods;
 	put_u32(w, s->npolicies);
 	for (size_t i = 0; i < s->npolicies; i++)
 		put_policy(w, &s->policies[i]);
@@ -290,7 +300,12 @@ static void put_state(struct wbuf *w, const struct nf_state *s, const size_t (*s
 			put_u8(w, p->ports[j].proto);
 		}
 	}
-pods:
+}
+
+/* spans: where each pod's record lies in the text the cache is made for
+ * (NULL: unknown) */
+static void put_pods(struct wbuf *w, const struct nf_state *s, const size_t (*spans)[2])
+{
 	w->pods_off = w->len;
 	put_u32(w, s->npods);
 	for (size_t i = 0; i < s->npods; i++) {
@@ -305,6 +320,8 @@ static char *cache_path(const char *path)
 	char *p;
 	return asprintf(&p, "%s.model", path) < 0 ? NULL : p;
 }
+
+static void put_image(struct wbuf *w, const char *enc, size_t elen);
 
 /* The text's hash, piece by piece */
 static XXH128_hash_t text_hash(const struct nf_pieces *text)
@@ -346,7 +363,21 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 		spans = NULL;
 	}
 	put(&w, &h, sizeof(h));
-	put_state(&w, s, known ? known : (const size_t(*)[2])spans);
+	/* the frozen part: the image of its records, then their encoding.
+	 * A frozen state's own bytes are reused as they are (an ADD or DEL
+	 * re-encodes only the pods). */
+	if (!s->frozen_enc) {
+		struct wbuf e = {0};
+		put_frozen(&e, s);
+		if (e.oom) {
+			w.oom = true;
+		} else {
+			put_image(&w, e.p, e.len);
+			put(&w, e.p, e.len);
+		}
+		free(e.p);
+	}
+	put_pods(&w, s, known ? known : (const size_t(*)[2])spans);
 	free(spans);
 	bh = w.oom ? NULL : XXH3_createState();
 	if (!bh || XXH3_64bits_reset(bh) == XXH_ERROR) {
@@ -665,6 +696,395 @@ static void get_pod(struct rbuf *r, struct nf_pod *p)
 		get_cidr(r, &p->addrs[i]);
 }
 
+/* The frozen part's records from r, into r's arena: its root first, then
+ * the arrays, in the order of the records (the image's layout, below). */
+static struct image_root *get_frozen(struct rbuf *r)
+{
+	struct image_root *root = alloc(r, sizeof(*root));
+
+	if (!root)
+		return NULL;
+	GET_ARRAY(r, root->policies, root->npolicies, 20);
+	for (size_t i = 0; i < root->npolicies && !r->bad; i++)
+		get_policy(r, &root->policies[i]);
+	GET_ARRAY(r, root->namespaces, root->nnamespaces, 8);
+	for (size_t i = 0; i < root->nnamespaces && !r->bad; i++) {
+		root->namespaces[i].name = get_str1(r);
+		get_labels(r, &root->namespaces[i].labels);
+	}
+	GET_ARRAY(r, root->podspecs, root->npodspecs, 16);
+	for (size_t i = 0; i < root->npodspecs && !r->bad; i++) {
+		struct nf_podspec *p = &root->podspecs[i];
+		p->ns = get_str1(r);
+		p->name = get_str1(r);
+		get_labels(r, &p->labels);
+		GET_ARRAY(r, p->ports, p->nports, 7);
+		for (size_t j = 0; j < p->nports && !r->bad; j++) {
+			p->ports[j].name = get_str(r);
+			p->ports[j].port = (uint16_t)get_u16(r);
+			p->ports[j].proto = (uint8_t)get_u8(r);
+		}
+	}
+	return r->bad ? NULL : root;
+}
+
+/* ---- the image: the frozen part as decoded, mapped, not decoded ----
+ *
+ * Decoding 1,000 policies cost an ADD ~0.5 ms, half of it the fresh pages
+ * of the arena (docs/performance.md). So the cache also holds the decoded
+ * structs themselves, as get_frozen lays them out in its arena, with every
+ * pointer made for the cache file mapped at IMAGE_BASE: the body begins
+ * with the image (its root first), then the encoded records its strings
+ * point into, then the pods. A load maps the file there
+ * (MAP_FIXED_NOREPLACE) and checks the image instead of decoding it; if
+ * the address is taken, the format is another build's (image_root.layout)
+ * or the image does not check, it decodes the records after it.
+ *
+ * The check is the decoder's own, on the structs: every array must begin
+ * where the one before it ended, in get_frozen's order, with its count
+ * fitting in the image; every string must be NUL-terminated in the encoded
+ * records, each after the one before; every bool 0 or 1, every enum and
+ * address family one the decoder makes, every pointer it leaves NULL NULL.
+ * So a corrupt image (the body's hash made to match) reads nothing outside
+ * the mapping, aliases nothing, and costs no more than its size. */
+
+#if UINTPTR_MAX > 0xffffffffu
+#define IMAGE_BASE ((uintptr_t)0x4e4600000000) /* "NF": far from the heap, the binary and mmap's range */
+#else
+#define IMAGE_BASE ((uintptr_t)0) /* no image */
+#endif
+#define IMAGE_ALIGN ((size_t)_Alignof(max_align_t)) /* arena_alloc's */
+#define IMAGE_NONE 16 /* a body without an image: 16 zero bytes first */
+
+/* The image's layout, in this build: a change to any of these structs
+ * makes another build's image a miss (its records are still decoded). */
+static uint64_t image_layout(void)
+{
+#define F(t, f) offsetof(struct t, f)
+	static const size_t v[] = {
+		CACHE_VERSION, sizeof(void *), IMAGE_BASE, IMAGE_ALIGN, sizeof(struct image_root),
+		F(image_root, policies), F(image_root, namespaces), F(image_root, podspecs),
+		sizeof(struct nf_policy), F(nf_policy, ns), F(nf_policy, name), F(nf_policy, pod_sel),
+		F(nf_policy, egress), F(nf_policy, ingress), F(nf_policy, negress), F(nf_policy, egress_rules),
+		F(nf_policy, obj), sizeof(struct nf_rule), F(nf_rule, has_to), F(nf_rule, npeers),
+		F(nf_rule, peers), F(nf_rule, has_ports), F(nf_rule, nports), F(nf_rule, ports), F(nf_rule, id),
+		F(nf_rule, blocks), F(nf_rule, blocks_hash), sizeof(struct nf_peer), F(nf_peer, kind),
+		F(nf_peer, has_pod_sel), F(nf_peer, has_ns_sel), F(nf_peer, pod_sel), F(nf_peer, ns_sel),
+		F(nf_peer, ipblock), F(nf_peer, key), F(nf_peer, key_hash), sizeof(struct nf_ipblock),
+		F(nf_ipblock, cidr), F(nf_ipblock, nexcept), F(nf_ipblock, except), sizeof(struct nf_cidr),
+		F(nf_cidr, family), F(nf_cidr, addr), F(nf_cidr, prefix), sizeof(struct nf_port),
+		F(nf_port, proto), F(nf_port, has_port), F(nf_port, port), F(nf_port, end_port), F(nf_port, name),
+		sizeof(struct nf_selector), F(nf_selector, match_labels), F(nf_selector, nexprs),
+		F(nf_selector, exprs), sizeof(struct nf_sel_expr), F(nf_sel_expr, key), F(nf_sel_expr, op),
+		F(nf_sel_expr, nvalues), F(nf_sel_expr, values), sizeof(struct nf_labels), F(nf_labels, n),
+		F(nf_labels, v), sizeof(struct nf_label), F(nf_label, key), F(nf_label, value),
+		sizeof(struct nf_namespace), F(nf_namespace, name), F(nf_namespace, labels), F(nf_namespace, obj),
+		sizeof(struct nf_podspec), F(nf_podspec, ns), F(nf_podspec, name), F(nf_podspec, labels),
+		F(nf_podspec, nports), F(nf_podspec, ports), F(nf_podspec, obj),
+		sizeof(struct nf_container_port), F(nf_container_port, name), F(nf_container_port, port),
+		F(nf_container_port, proto),
+	};
+#undef F
+	return XXH3_64bits(v, sizeof(v));
+}
+
+/* One walk of the image's structs, in get_frozen's order, that either
+ * checks them where they are mapped (check) or moves the pointers of
+ * freshly decoded ones to where they will be mapped. */
+struct iwalk {
+	bool check, bad;
+	/* moving: what to add to the arrays' and the strings' addresses */
+	uintptr_t arr_delta, str_delta;
+	/* checking: where the next array must begin and the image's end; the
+	 * earliest the next string may begin, and the encoded records' end */
+	uintptr_t cur, end, scur, send;
+};
+
+/* The array a struct's pointer field (at field) points to, n items of
+ * size bytes: where it is now (NULL: none, or bad). */
+static void *w_arr(struct iwalk *w, void *field, size_t n, size_t size)
+{
+	void *p;
+	uintptr_t a;
+
+	memcpy(&p, field, sizeof(p));
+	if (w->bad)
+		return NULL;
+	a = (uintptr_t)p;
+	if (!w->check) {
+		if (p) {
+			a += w->arr_delta;
+			memcpy(field, &a, sizeof(a));
+		}
+		return p;
+	}
+	if (!n) {
+		if (p)
+			w->bad = true;
+		return NULL;
+	}
+	/* (no division: this runs for every array of 1,000 policies) */
+	if (a != w->cur || __builtin_mul_overflow(n, size, &n) || n > w->end - a) {
+		w->bad = true;
+		return NULL;
+	}
+	n = (n + IMAGE_ALIGN - 1) & ~(IMAGE_ALIGN - 1);
+	if (n > w->end - a) {
+		w->bad = true;
+		return NULL;
+	}
+	w->cur = a + n;
+	return p;
+}
+
+/* A string: NUL-terminated where its record's length says, in the
+ * records, after the string before it. (A NUL before that only makes it
+ * shorter.) */
+static void w_str(struct iwalk *w, void *field, bool required)
+{
+	const char *s;
+	uint32_t n;
+	uintptr_t a;
+
+	memcpy(&s, field, sizeof(s));
+	a = (uintptr_t)s;
+	if (w->bad || (!s && !required))
+		return;
+	if (!w->check) {
+		a += w->str_delta;
+		memcpy(field, &a, sizeof(a));
+		return;
+	}
+	if (!s || a < w->scur || a - w->scur < 4 || a >= w->send) {
+		w->bad = true;
+		return;
+	}
+	memcpy(&n, s - 4, 4);
+	n = le32toh(n);
+	if (n >= w->send - a || s[n] != '\0') {
+		w->bad = true;
+		return;
+	}
+	w->scur = a + n + 1;
+}
+
+/* a bool's byte, which must be 0 or 1 (read as a byte: another value in
+ * a bool is undefined behaviour) */
+static bool w_flag(struct iwalk *w, const void *field)
+{
+	uint8_t v;
+
+	memcpy(&v, field, 1);
+	if (v > 1)
+		w->bad = true;
+	return v == 1;
+}
+
+static int w_int(struct iwalk *w, const void *field, int max)
+{
+	int v;
+
+	memcpy(&v, field, sizeof(v));
+	if (w->check && (v < 0 || v > max))
+		w->bad = true;
+	return v;
+}
+
+/* bytes the decoder leaves zero (a pointer it leaves NULL, a selector or
+ * an ipBlock a peer does not have) */
+static void w_zero(struct iwalk *w, const void *p, size_t n)
+{
+	static const uint8_t zero[sizeof(struct nf_ipblock) + sizeof(struct nf_selector)];
+
+	_Static_assert(sizeof(struct nf_selector) <= sizeof(zero) && sizeof(void *) <= sizeof(zero), "w_zero");
+	if (w->check && memcmp(p, zero, n) != 0)
+		w->bad = true;
+}
+
+static void w_cidr(struct iwalk *w, const struct nf_cidr *c)
+{
+	int fam;
+	uint8_t prefix;
+
+	if (!w->check)
+		return;
+	memcpy(&fam, &c->family, sizeof(fam));
+	memcpy(&prefix, &c->prefix, 1);
+	if ((fam != AF_INET && fam != AF_INET6) || prefix > (fam == AF_INET ? 32 : 128))
+		w->bad = true;
+}
+
+static void w_labels(struct iwalk *w, struct nf_labels *l)
+{
+	struct nf_label *v = w_arr(w, &l->v, l->n, sizeof(*v));
+
+	for (size_t i = 0; v && i < l->n && !w->bad; i++) {
+		w_str(w, &v[i].key, true);
+		w_str(w, &v[i].value, true);
+	}
+}
+
+static void w_selector(struct iwalk *w, struct nf_selector *s)
+{
+	struct nf_sel_expr *e;
+
+	w_labels(w, &s->match_labels);
+	e = w_arr(w, &s->exprs, s->nexprs, sizeof(*e));
+	for (size_t i = 0; e && i < s->nexprs && !w->bad; i++) {
+		char **v;
+		w_str(w, &e[i].key, true);
+		w_int(w, &e[i].op, NF_SEL_DOES_NOT_EXIST);
+		v = w_arr(w, &e[i].values, e[i].nvalues, sizeof(*v));
+		for (size_t j = 0; v && j < e[i].nvalues && !w->bad; j++)
+			w_str(w, &v[j], true);
+	}
+}
+
+static void w_peer(struct iwalk *w, struct nf_peer *pe)
+{
+	int kind = w_int(w, &pe->kind, NF_PEER_IPBLOCK);
+	bool has_pod = w_flag(w, &pe->has_pod_sel), has_ns = w_flag(w, &pe->has_ns_sel);
+
+	if (has_pod)
+		w_selector(w, &pe->pod_sel);
+	else
+		w_zero(w, &pe->pod_sel, sizeof(pe->pod_sel));
+	if (has_ns)
+		w_selector(w, &pe->ns_sel);
+	else
+		w_zero(w, &pe->ns_sel, sizeof(pe->ns_sel));
+	if (kind == NF_PEER_IPBLOCK) {
+		struct nf_cidr *ex;
+		w_cidr(w, &pe->ipblock.cidr);
+		ex = w_arr(w, &pe->ipblock.except, pe->ipblock.nexcept, sizeof(*ex));
+		for (size_t k = 0; ex && k < pe->ipblock.nexcept && !w->bad; k++)
+			w_cidr(w, &ex[k]);
+	} else {
+		w_zero(w, &pe->ipblock, sizeof(pe->ipblock));
+	}
+	w_str(w, &pe->key, true);
+}
+
+static void w_policy(struct iwalk *w, struct nf_policy *p)
+{
+	struct nf_rule *ru;
+
+	w_str(w, &p->ns, true);
+	w_str(w, &p->name, true);
+	w_selector(w, &p->pod_sel);
+	w_flag(w, &p->egress);
+	w_flag(w, &p->ingress);
+	w_zero(w, &p->obj, sizeof(p->obj));
+	ru = w_arr(w, &p->egress_rules, p->negress, sizeof(*ru));
+	for (size_t i = 0; ru && i < p->negress && !w->bad; i++) {
+		struct nf_peer *pe;
+		struct nf_port *po;
+		w_flag(w, &ru[i].has_to);
+		pe = w_arr(w, &ru[i].peers, ru[i].npeers, sizeof(*pe));
+		for (size_t j = 0; pe && j < ru[i].npeers && !w->bad; j++)
+			w_peer(w, &pe[j]);
+		w_flag(w, &ru[i].has_ports);
+		po = w_arr(w, &ru[i].ports, ru[i].nports, sizeof(*po));
+		for (size_t j = 0; po && j < ru[i].nports && !w->bad; j++) {
+			w_flag(w, &po[j].has_port);
+			w_str(w, &po[j].name, false);
+		}
+		w_str(w, &ru[i].id, true);
+		w_str(w, &ru[i].blocks[0], false);
+		w_str(w, &ru[i].blocks[1], false);
+	}
+}
+
+static void w_root(struct iwalk *w, struct image_root *root)
+{
+	struct nf_policy *p = w_arr(w, &root->policies, root->npolicies, sizeof(*p));
+	struct nf_namespace *n;
+	struct nf_podspec *ps;
+
+	for (size_t i = 0; p && i < root->npolicies && !w->bad; i++)
+		w_policy(w, &p[i]);
+	n = w_arr(w, &root->namespaces, root->nnamespaces, sizeof(*n));
+	for (size_t i = 0; n && i < root->nnamespaces && !w->bad; i++) {
+		w_str(w, &n[i].name, true);
+		w_labels(w, &n[i].labels);
+		w_zero(w, &n[i].obj, sizeof(n[i].obj));
+	}
+	ps = w_arr(w, &root->podspecs, root->npodspecs, sizeof(*ps));
+	for (size_t i = 0; ps && i < root->npodspecs && !w->bad; i++) {
+		struct nf_container_port *po;
+		w_str(w, &ps[i].ns, true);
+		w_str(w, &ps[i].name, true);
+		w_labels(w, &ps[i].labels);
+		w_zero(w, &ps[i].obj, sizeof(ps[i].obj));
+		po = w_arr(w, &ps[i].ports, ps[i].nports, sizeof(*po));
+		for (size_t j = 0; po && j < ps[i].nports && !w->bad; j++)
+			w_str(w, &po[j].name, false);
+	}
+}
+
+/* The image of the frozen part's records enc (elen bytes), for a body that
+ * begins with it and goes on with enc, at IMAGE_BASE + sizeof(header):
+ * into w. Without one (a 32-bit build, a huge state, no memory, records
+ * the decoder refuses), IMAGE_NONE zero bytes. */
+static void put_image(struct wbuf *w, const char *enc, size_t elen)
+{
+	static const char none[IMAGE_NONE];
+	/* the decoded structs are at most ~20 times their records (a peer:
+	 * 7 bytes, 136 decoded): what does not fit makes no image */
+	size_t cap = 32 * elen + 4096;
+	struct chunk *c = NULL, *arena;
+	struct image_root *root = NULL;
+	struct rbuf r;
+	void *m;
+
+	if (IMAGE_BASE && elen <= ((size_t)32 << 20) &&
+	    (m = mmap(NULL, sizeof(*c) + cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) !=
+		    MAP_FAILED) {
+		c = arena = m;
+		c->size = cap;
+		r = (struct rbuf){.p = (const uint8_t *)enc, .end = (const uint8_t *)enc + elen, .arena = &arena};
+		root = get_frozen(&r);
+		if (r.bad || r.p != r.end || arena != c || c->used > ((size_t)1 << 29))
+			root = NULL;
+	}
+	if (root) {
+		struct iwalk mv = {
+			.arr_delta = IMAGE_BASE + sizeof(struct cache_header) - (uintptr_t)c->data,
+			.str_delta = IMAGE_BASE + sizeof(struct cache_header) + c->used - (uintptr_t)enc,
+		};
+		w_root(&mv, root);
+		root->len = c->used;
+		root->base = IMAGE_BASE;
+		root->layout = image_layout();
+		put(w, root, c->used);
+	} else {
+		put(w, none, sizeof(none));
+	}
+	if (c)
+		nf_state_arena_free(arena);
+}
+
+/* The image at the start of body (mapped at IMAGE_BASE + the header), of
+ * ilen bytes, the records from there to pods_off: its root if it checks,
+ * else NULL. */
+static struct image_root *image_check(char *body, size_t ilen, size_t pods_off)
+{
+	struct image_root *root = (struct image_root *)body;
+	struct iwalk w = {
+		.check = true,
+		.cur = (uintptr_t)body + ((sizeof(*root) + IMAGE_ALIGN - 1) & ~(IMAGE_ALIGN - 1)),
+		.end = (uintptr_t)body + ilen,
+		.scur = (uintptr_t)body + ilen,
+		.send = (uintptr_t)body + pods_off,
+	};
+
+	if (!IMAGE_BASE || (uintptr_t)body != IMAGE_BASE + sizeof(struct cache_header) || root->len != ilen ||
+	    root->base != IMAGE_BASE || root->layout != image_layout())
+		return NULL;
+	w_root(&w, root);
+	return w.bad || w.cur != w.end ? NULL : root;
+}
+
 /* Is h the header of a cache of text (len bytes) with a body of body_len
  * bytes, pods_at/pods_end within text and pods_off within the body
  * (map_cache caps a cache at 1 GiB: the offset fits in 32 bits)? The
@@ -753,8 +1173,11 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 		  struct nf_state *out)
 {
 	struct chunk *arena = NULL;
+	struct image_root *root = NULL;
 	struct rbuf r;
 	struct nf_state s = {0};
+	uint64_t ilen = 0, enc_at;
+	size_t pods_off;
 
 	s.pods_at = le64toh(h->pods_at);
 	s.pods_end = le64toh(h->pods_end);
@@ -775,33 +1198,36 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	s.frozen_enc = body;
 	s.frozen_map = map;
 	s.frozen_map_len = map_len;
-	GET_ARRAY(&r, s.policies, s.npolicies, 20);
-	for (size_t i = 0; i < s.npolicies && !r.bad; i++)
-		get_policy(&r, &s.policies[i]);
-	GET_ARRAY(&r, s.namespaces, s.nnamespaces, 8);
-	for (size_t i = 0; i < s.nnamespaces && !r.bad; i++) {
-		s.namespaces[i].name = get_str1(&r);
-		get_labels(&r, &s.namespaces[i].labels);
+	/* the frozen part: the image, then the records it was made from
+	 * (what a state without a usable image decodes), up to the pods */
+	pods_off = le32toh(h->pods_off);
+	if (body_len >= IMAGE_NONE)
+		memcpy(&ilen, body, sizeof(ilen));
+	ilen = le64toh(ilen);
+	enc_at = ilen ? ilen : IMAGE_NONE;
+	if (body_len < IMAGE_NONE || ilen % IMAGE_ALIGN || (ilen && ilen < sizeof(*root)) || enc_at > pods_off)
+		r.bad = true;
+	else if (!(map && ilen && (root = image_check(body, (size_t)ilen, pods_off)))) {
+		r.p = (const uint8_t *)body + enc_at;
+		if (!(root = get_frozen(&r)) || r.p != (const uint8_t *)body + pods_off)
+			r.bad = true;
 	}
-	GET_ARRAY(&r, s.podspecs, s.npodspecs, 16);
-	for (size_t i = 0; i < s.npodspecs && !r.bad; i++) {
-		struct nf_podspec *p = &s.podspecs[i];
-		p->ns = get_str1(&r);
-		p->name = get_str1(&r);
-		get_labels(&r, &p->labels);
-		GET_ARRAY(&r, p->ports, p->nports, 7);
-		for (size_t j = 0; j < p->nports && !r.bad; j++) {
-			p->ports[j].name = get_str(&r);
-			p->ports[j].port = (uint16_t)get_u16(&r);
-			p->ports[j].proto = (uint8_t)get_u8(&r);
-		}
+	if (!r.bad) {
+		s.policies = root->policies;
+		s.npolicies = root->npolicies;
+		s.namespaces = root->namespaces;
+		s.nnamespaces = root->nnamespaces;
+		s.podspecs = root->podspecs;
+		s.npodspecs = root->npodspecs;
+		s.frozen_image = root == (struct image_root *)body;
 	}
 	/* the pods too point into the body and the arena (nf_pod.borrowed):
 	 * 500 pods' records were ~6,000 allocations, each freed again */
-	s.frozen_enc_len = (size_t)(r.p - (const uint8_t *)body);
+	s.frozen_enc_len = pods_off;
+	r.p = (const uint8_t *)body + pods_off;
 	if (map && !r.bad) {
-		size_t n = body_len - s.frozen_enc_len;
-		if (s.frozen_enc_len != le32toh(h->pods_off) || !(s.frozen_pods = malloc(n + 1))) {
+		size_t n = body_len - pods_off;
+		if (!(s.frozen_pods = malloc(n + 1))) {
 			r.bad = true;
 		} else {
 			memcpy(s.frozen_pods, r.p, n);
@@ -828,14 +1254,40 @@ int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, s
 	return decode_pods(&h, buf + sizeof(h), blen - sizeof(h), len, out);
 }
 
+/* A mapping of len bytes at IMAGE_BASE, where an image is made to be
+ * (NULL: the place is taken, or this is no 64-bit build) */
+static void *map_at_base(size_t len, int fd)
+{
+	void *m;
+
+	if (!IMAGE_BASE)
+		return NULL;
+	m = mmap((void *)IMAGE_BASE, len, fd < 0 ? PROT_READ | PROT_WRITE : PROT_READ,
+		 (fd < 0 ? MAP_ANONYMOUS : 0) | MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	if (m != (void *)IMAGE_BASE) { /* a kernel before 4.17: a hint */
+		munmap(m, len);
+		return NULL;
+	}
+	return m;
+}
+
 int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
 {
 	struct cache_header h;
 	char *body;
+	void *m;
 
 	memset(out, 0, sizeof(*out));
 	if (check_header(buf, blen, text, len, &h) < 0)
 		return -EINVAL;
+	/* as a load from the file would: at the image's place if it is free */
+	if ((m = map_at_base(blen, -1))) {
+		memcpy(m, buf, blen);
+		mprotect(m, blen, PROT_READ);
+		return decode(&h, (char *)m + sizeof(h), blen - sizeof(h), len, m, blen, out);
+	}
 	if (!(body = malloc(blen - sizeof(h) + 1)))
 		return -ENOMEM;
 	memcpy(body, buf + sizeof(h), blen - sizeof(h));
@@ -866,7 +1318,9 @@ static int map_cache(const char *path, void **map, size_t *map_len)
 		close(fd);
 		return -EINVAL;
 	}
-	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	/* where its image is made to be mapped, if the place is free */
+	if (!(m = map_at_base((size_t)st.st_size, fd)))
+		m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED)
 		return -errno;

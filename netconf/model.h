@@ -272,6 +272,9 @@ struct nf_state {
 	void *frozen_map;
 	size_t frozen_map_len;
 	char *frozen_pods;
+	/* the frozen part's structs are the cache's image, mapped, not
+	 * decoded (cache.c) */
+	bool frozen_image;
 	/* the inode of "<state>.synced" when the text outside "pods" is that
 	 * file's, which is on disk (the model cache records it; 0: not
 	 * known): a save of the pods alone then needs no fsync (state.h) */

@@ -1471,6 +1471,34 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	assert_int_equal(nf_state_cache_encode(s, text, len, 0, len, &buf, &blen), 0);
 	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
 	assert_non_null(d.frozen);
+	/* its structs are the cache's image, mapped where it was made for */
+	if (sizeof(void *) == 8)
+		assert_true(d.frozen_image);
+	/* with that place taken (d has it), the records are decoded: the same
+	 * plan, and the same bytes for the next cache */
+	{
+		struct nf_state e = {0};
+		char *a2, *b2, *buf3 = NULL;
+		size_t blen3 = 0;
+		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &e), 0);
+		assert_false(e.frozen_image);
+		assert_int_equal(plan_compile(&d, &p1, &err), 0);
+		assert_int_equal(plan_compile(&e, &p2, &err), 0);
+		a2 = plan_render(&p1);
+		b2 = plan_render(&p2);
+		assert_string_equal(a2, b2);
+		free(a2);
+		free(b2);
+		plan_free(&p1);
+		plan_free(&p2);
+		memset(&p1, 0, sizeof(p1));
+		memset(&p2, 0, sizeof(p2));
+		assert_int_equal(nf_state_cache_encode(&e, text, len, 0, len, &buf3, &blen3), 0);
+		assert_int_equal(blen3, blen);
+		assert_memory_equal(buf3, buf, blen);
+		free(buf3);
+		nf_state_free(&e);
+	}
 	assert_int_equal(d.npolicies, s->npolicies);
 	/* the keys' hashes (the sets' names) come back as made */
 	for (size_t i = 0; i < d.npolicies; i++)
@@ -1597,7 +1625,43 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			memcpy(buf + 64, &h, 8);
 		}
 	}
+	/* the image's words (pointers, counts, flags) made to say something
+	 * else, each alone, with the checksum made to match: refused, or
+	 * decoded from the records (the image does not check), or some state,
+	 * never a read outside the cache (ASan) */
+	{
+		uint64_t ilen, h;
+		memcpy(&ilen, buf + 80, 8);
+		ilen = le64toh(ilen);
+		assert_true(ilen >= 64 && ilen < blen - 80);
+		for (size_t i = 80; i + 8 <= 80 + ilen; i += 8) {
+			uint64_t was, next, vals[6];
+			memcpy(&was, buf + i, 8);
+			memcpy(&next, buf + (i + 16 <= blen ? i + 8 : i), 8);
+			vals[0] = 0;
+			vals[1] = next;
+			vals[2] = was + 16;
+			vals[3] = was - 16;
+			vals[4] = was + ((uint64_t)1 << 40);
+			vals[5] = ~(uint64_t)0;
+			for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
+				memcpy(buf + i, &vals[v], 8);
+				h = htole64(XXH3_64bits(buf + 80, blen - 80));
+				memcpy(buf + 64, &h, 8);
+				if (nf_state_cache_decode(buf, blen, text, len, &d) == 0) {
+					struct plan pv = {0};
+					if (plan_compile(&d, &pv, &err) == 0)
+						plan_free(&pv);
+					nf_state_free(&d);
+				}
+			}
+			memcpy(buf + i, &was, 8);
+		}
+		h = htole64(XXH3_64bits(buf + 80, blen - 80));
+		memcpy(buf + 64, &h, 8);
+	}
 	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
+	assert_true(d.frozen_image || sizeof(void *) != 8);
 	nf_state_free(&d);
 	free(buf);
 }
