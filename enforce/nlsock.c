@@ -76,6 +76,16 @@ void nlsock_close(struct mnl_socket *nl)
 	mnl_socket_close(nl);
 }
 
+void nlsock_keep_fd(int fd)
+{
+	if (fd < 0)
+		return;
+	if (enabled && nkept < KEEP_MAX)
+		kept[nkept++] = fd;
+	else
+		close(fd);
+}
+
 static int int_cmp(const void *a, const void *b)
 {
 	int x = *(const int *)a, y = *(const int *)b;

@@ -37,6 +37,10 @@ void nlsock_note_deletions(void);
  * deletion was committed. */
 void nlsock_close(struct mnl_socket *nl);
 
+/* Takes descriptor fd, whose last close is costly (an unlinked file's
+ * blocks are freed then), to close it in the child; closes it now
+ * without deferral or room. */
+void nlsock_keep_fd(int fd);
 /* Runs fn(arg, deferred) in the child of nlsock_release_deferred(), before
  * it releases the sockets, then free(arg). Without deferral, when the work
  * cannot be queued, or if fork fails, that happens in this process, at once

@@ -590,6 +590,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	nf_phase("applied");
 	if (del_from) { /* the thread reads s until then */
 		nf_state_stage_wait(st);
+		nlsock_keep_fd(nf_state_stage_take_prev(st));
 		nf_state_remove_pod(del_from, t->gone_cid, t->gone_ifname);
 	}
 	if ((r = nf_state_stage_finish(st, true, err)) < 0) {
@@ -654,6 +655,7 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 		return r;
 	if ((r = plan_compile(s, &before, err)) >= 0 && (r = plan_minus(&before, s, pod, &after, err)) >= 0) {
 		nf_state_stage_wait(&st); /* the thread reads s until then */
+		nlsock_keep_fd(nf_state_stage_take_prev(&st));
 		nf_state_remove_pod(s, container_id, ifname);
 		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, &st, err);
 	} else {

@@ -719,9 +719,19 @@ static void *stage_write(void *arg)
 	nf_phase("writer-text");
 	/* the state being replaced keeps a second name, "<state>.prev", so
 	 * that the rename does not free its blocks on the caller's clock
-	 * (~0.25 ms here); the previous one's are freed here instead */
-	if (st->prev && (unlink(st->prev) == 0 || errno == ENOENT))
-		link(st->path, st->prev);
+	 * (~0.25 ms here); the previous one's are freed here instead, or, in
+	 * a DEL, where this thread is what the caller waits for at 1,000
+	 * policies, by the child a DEL forks anyway (its conntrack cleanup):
+	 * held open across the unlink, the file is freed by the last close */
+	if (st->prev) {
+		int held = st->skip ? open(st->prev, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+		if (unlink(st->prev) == 0 || errno == ENOENT) {
+			link(st->path, st->prev);
+			st->prev_fd = held;
+		} else if (held >= 0) {
+			close(held);
+		}
+	}
 	if (st->error == 0)
 		st->error = new_file_write(st->tmp, &st->pieces, &fd);
 	/* the file's blocks on their way to the disk while the cache is made
@@ -783,6 +793,7 @@ static bool synced_base(const struct nf_state_stage *st)
 static int stage_start(const char *path, struct nf_state_stage *st, struct nf_error *err)
 {
 	st->path = path;
+	st->prev_fd = -1;
 	if (asprintf(&st->prev, "%s.prev", path) < 0)
 		st->prev = NULL; /* no second name: the rename frees the old file */
 	if (asprintf(&st->synced, "%s.synced", path) < 0)
@@ -791,6 +802,7 @@ static int stage_start(const char *path, struct nf_state_stage *st, struct nf_er
 		free(st->prev);
 		free(st->synced);
 		memset(st, 0, sizeof(*st));
+		st->prev_fd = -1;
 		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "writing state file \"%s\": out of memory", path);
 	}
 	/* the pods alone changed: no sync if the policies are on disk in
@@ -992,12 +1004,23 @@ static void link_synced(const struct nf_state_stage *st)
 		unlink(tmp);
 }
 
+int nf_state_stage_take_prev(struct nf_state_stage *st)
+{
+	int fd = st->threaded ? -1 : st->prev_fd;
+
+	if (fd >= 0)
+		st->prev_fd = -1;
+	return fd;
+}
+
 int nf_state_stage_finish(struct nf_state_stage *st, bool keep, struct nf_error *err)
 {
 	const char *path = st->path;
 	int r;
 
 	nf_state_stage_wait(st);
+	if (st->prev_fd >= 0)
+		close(st->prev_fd);
 	nf_phase("joined");
 	r = st->error;
 	if (r == 0 && !keep)

@@ -1354,6 +1354,44 @@ static void test_state_stage(void **state)
 	assert_memory_equal(t.raw + t.pods[1].raw_at, rec_c, strlen(rec_c));
 	nf_state_free(&t);
 
+	/* another DEL: the former "<state>.prev" is unlinked but handed over
+	 * open (nf_state_stage_take_prev), for the caller to close off its
+	 * clock; the file it replaces is the new "<state>.prev". Not for a
+	 * save that is no DEL. */
+	{
+		char before[2048];
+		struct stat sb;
+		ssize_t n;
+		int fd;
+
+		read_text(path, before, sizeof(before));
+		assert_int_equal(nf_state_load(path, &t, &err), 0);
+		assert_int_equal(nf_state_stage_pods(path, &t, &t.pods[1], &st, &err), 0);
+		nf_state_stage_wait(&st);
+		fd = nf_state_stage_take_prev(&st);
+		assert_true(fd >= 0);
+		assert_int_equal(nf_state_stage_take_prev(&st), -1); /* once */
+		assert_int_equal(fstat(fd, &sb), 0);
+		assert_int_equal(sb.st_nlink, 0);
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		assert_true(n > 0);
+		buf[n] = '\0';
+		assert_string_equal(buf, text);
+		close(fd);
+		assert_true(nf_state_remove_pod(&t, "c3", "eth0"));
+		assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
+		read_text(prev, buf, sizeof(buf));
+		assert_string_equal(buf, before);
+		nf_state_free(&t);
+		assert_int_equal(nf_state_load(path, &t, &err), 0);
+		assert_int_equal(nf_state_stage_pods(path, &t, NULL, &st, &err), 0);
+		nf_state_stage_wait(&st);
+		assert_int_equal(nf_state_stage_take_prev(&st), -1);
+		assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
+		nf_state_free(&t);
+		assert_int_equal(stray_files(dir), 0);
+	}
+
 	/* a state never loaded from a file is staged whole, without skip */
 	assert_int_equal(nf_state_stage(path, &s, &s.pods[0], &st, &err), 0);
 	assert_int_equal(nf_state_stage_finish(&st, false, &err), 0);
