@@ -8,11 +8,16 @@ gnuplot data files DIR/lat-add.dat, lat-del.dat, dp.dat (bench/plot.gp).
 Statistics: median and p90 (nearest rank) over the runs. "added" is the
 per-round difference candidate - baseline (both from the same round, run
 back to back in a random order), "ratio" the per-round quotient; their
-median and p90 are over the rounds. Exits 1 when any timed command failed.
+median and p90 are over the rounds. The targets also get a 90 % bootstrap
+interval (the rounds of each cell resampled, 1,000 times, fixed seed): what
+the median could as well have been on this machine, which says whether a
+growth of a few tenths of a millisecond is resolved at all. Exits 1 when
+any timed command failed.
 """
 import collections
 import math
 import os
+import random
 import re
 import sys
 
@@ -31,6 +36,19 @@ def med(xs):
         return float("nan")
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def boot(fn, lists, n=1000, seed=1):
+    """90 % bootstrap interval of fn(*lists), each list resampled."""
+    if not all(lists):
+        return float("nan"), float("nan")
+    rnd = random.Random(seed)
+    vals = sorted(fn(*[[l[rnd.randrange(len(l))] for _ in l] for l in lists]) for _ in range(n))
+    return vals[int(0.05 * n)], vals[int(0.95 * n) - 1]
+
+
+def interval(lo_hi):
+    return "90 %% interval %s .. %s" % (f2(lo_hi[0]), f2(lo_hi[1]))
 
 
 def read_tsv(path):
@@ -119,7 +137,7 @@ def main():
     cells = sorted({(k[0], k[1]) for k in lat})
     pods = sorted({c[0] for c in cells})
     sizes = sorted({c[1] for c in cells})
-    added, tun_added = {}, {}
+    added, tun_added, diffs = {}, {}, {}
     if cells:
         w("## 1. CNI ADD and DEL latency (cnitool process, ms)\n")
         w("`base` = bridge + host-local, `nf` = + netfence, `fw` = + firewall (iptables backend), "
@@ -142,6 +160,7 @@ def main():
                 tu = lat.get((p, s, cmd, "tun"), {})
                 dt = [tu[r] - b[r] for r in sorted(set(b) & set(tu))]
                 added[(p, s, cmd)] = (med(dn), pct(dn, 90))
+                diffs[(p, s, cmd)] = dn
                 tun_added[(p, s, cmd)] = med(dt) if dt else None
                 w("| %d | %d | %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %s |" % (
                     p, s, cmd, f2(med(list(b.values()))), f2(med(list(n.values()))), f2(med(dn)),
@@ -165,8 +184,9 @@ def main():
             a = added.get((pm, sm, cmd))
             if a:
                 t = tun_added.get((pm, sm, cmd))
-                w("- %s at %d pods x %d policies: netfence adds %s ms (median; target < 3 ms): %s%s" % (
-                    cmd, pm, sm, f2(a[0]), "met" if a[0] < 3 else "**missed**",
+                w("- %s at %d pods x %d policies: netfence adds %s ms (median; %s; target < 3 ms): %s%s" % (
+                    cmd, pm, sm, f2(a[0]), interval(boot(med, [diffs[(pm, sm, cmd)]])),
+                    "met" if a[0] < 3 else "**missed**",
                     " (tuning, a trivial plugin, adds %s ms in the same rounds)" % f2(t) if t is not None else ""))
             lo, hi = added.get((pods[0], sm, cmd)), added.get((pods[-1], sm, cmd))
             if lo and hi and len(pods) > 1:
@@ -174,13 +194,15 @@ def main():
                 tl, th = tun_added.get((pods[0], sm, cmd)), tun_added.get((pods[-1], sm, cmd))
                 tg = " (tuning, a trivial plugin, in the same rounds: %s -> %s, %+.2f ms)" % (
                     f2(tl), f2(th), th - tl) if tl is not None and th is not None else ""
-                w("- %s, %d -> %d pods at %d policies: +%s ms (target < 1 ms): %s%s" % (
-                    cmd, pods[0], pods[-1], sm, f2(g), "met" if g < 1 else "**missed**", tg))
+                ci = boot(lambda x, y: med(y) - med(x), [diffs[(pods[0], sm, cmd)], diffs[(pods[-1], sm, cmd)]])
+                w("- %s, %d -> %d pods at %d policies: %+.2f ms (%s; target < 1 ms): %s%s" % (
+                    cmd, pods[0], pods[-1], sm, g, interval(ci), "met" if g < 1 else "**missed**", tg))
             lo, hi = added.get((pm, sizes[0], cmd)), added.get((pm, sizes[-1], cmd))
             if lo and hi and len(sizes) > 1:
                 g = hi[0] - lo[0]
-                w("- %s, %d -> %d policies at %d pods: +%s ms (target < 1 ms): %s" % (
-                    cmd, sizes[0], sizes[-1], pm, f2(g), "met" if g < 1 else "**missed**"))
+                ci = boot(lambda x, y: med(y) - med(x), [diffs[(pm, sizes[0], cmd)], diffs[(pm, sizes[-1], cmd)]])
+                w("- %s, %d -> %d policies at %d pods: %+.2f ms (%s; target < 1 ms): %s" % (
+                    cmd, sizes[0], sizes[-1], pm, g, interval(ci), "met" if g < 1 else "**missed**"))
         w("")
 
     # ---- memory
