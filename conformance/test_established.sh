@@ -215,7 +215,10 @@ nfconf | nfc_netfence CNI_COMMAND=DEL CNI_CONTAINERID=reuse1 CNI_NETNS= CNI_IFNA
 # ADD must return after it is released. A file still there once released is
 # a cleanup that died before its work was done: the ADD does it (web2, not
 # selected, makes an entry to web's address first), then removes the file.
-sleep 0.5
+# reuse1's DEL left a cleanup of web's addresses of its own, whose child
+# flushes them a second later: wait for it to be done, or it may take the
+# entry made here (it did, on a slow machine, with a fixed 0.5 s sleep).
+for _ in $(seq 100); do [ -e "$NFC_DIR/state.json.conntrack-$web4" ] || break; sleep 0.1; done
 nfc_expect_allow web2 udp "$web4" 5353 "an entry to web's old address"
 nfc_check "conntrack has it" ct_has "$web4"
 lockf=$NFC_DIR/state.json.conntrack-$web4
