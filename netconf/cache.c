@@ -88,14 +88,21 @@ struct chunk {
  * kernel had just zeroed) and a small state costs no more than it uses. */
 #define ARENA_CHUNK ((size_t)1 << 20)
 
+/* every allocation's alignment, and so the image's (below) */
+#define ARENA_ALIGN ((size_t)_Alignof(max_align_t))
+
+static size_t align_up(size_t n)
+{
+	return (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+}
+
 static void *arena_alloc(struct chunk **a, size_t size)
 {
 	struct chunk *c = *a;
-	size_t align = _Alignof(max_align_t);
 
-	size = (size + align - 1) & ~(align - 1);
+	size = align_up(size);
 	if (!size)
-		size = align;
+		size = ARENA_ALIGN;
 	if (!c || c->size - c->used < size) {
 		size_t len = sizeof(*c) + size > ARENA_CHUNK ? sizeof(*c) + size : ARENA_CHUNK;
 		void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -753,7 +760,6 @@ static struct image_root *get_frozen(struct rbuf *r)
 #else
 #define IMAGE_BASE ((uintptr_t)0) /* no image */
 #endif
-#define IMAGE_ALIGN ((size_t)_Alignof(max_align_t)) /* arena_alloc's */
 #define IMAGE_NONE 16 /* a body without an image: 16 zero bytes first */
 
 /* The image's layout, in this build: a change to any of these structs
@@ -762,7 +768,7 @@ static uint64_t image_layout(void)
 {
 #define F(t, f) offsetof(struct t, f)
 	static const size_t v[] = {
-		CACHE_VERSION, sizeof(void *), IMAGE_BASE, IMAGE_ALIGN, sizeof(struct image_root),
+		CACHE_VERSION, sizeof(void *), IMAGE_BASE, ARENA_ALIGN, sizeof(struct image_root),
 		F(image_root, policies), F(image_root, namespaces), F(image_root, podspecs),
 		sizeof(struct nf_policy), F(nf_policy, ns), F(nf_policy, name), F(nf_policy, pod_sel),
 		F(nf_policy, egress), F(nf_policy, ingress), F(nf_policy, negress), F(nf_policy, egress_rules),
@@ -828,7 +834,7 @@ static void *w_arr(struct iwalk *w, void *field, size_t n, size_t size)
 		w->bad = true;
 		return NULL;
 	}
-	n = (n + IMAGE_ALIGN - 1) & ~(IMAGE_ALIGN - 1);
+	n = align_up(n); /* as arena_alloc placed the next one */
 	if (n > w->end - a) {
 		w->bad = true;
 		return NULL;
@@ -1030,7 +1036,7 @@ static void put_image(struct wbuf *w, const char *enc, size_t elen)
 {
 	static const char none[IMAGE_NONE];
 	/* the decoded structs are at most ~20 times their records (a peer:
-	 * 7 bytes, 136 decoded): what does not fit makes no image */
+	 * 7 bytes, 128 decoded): what does not fit makes no image */
 	size_t cap = 32 * elen + 4096;
 	struct chunk *c = NULL, *arena;
 	struct image_root *root = NULL;
@@ -1072,7 +1078,7 @@ static struct image_root *image_check(char *body, size_t ilen, size_t pods_off)
 	struct image_root *root = (struct image_root *)body;
 	struct iwalk w = {
 		.check = true,
-		.cur = (uintptr_t)body + ((sizeof(*root) + IMAGE_ALIGN - 1) & ~(IMAGE_ALIGN - 1)),
+		.cur = (uintptr_t)body + align_up(sizeof(*root)),
 		.end = (uintptr_t)body + ilen,
 		.scur = (uintptr_t)body + ilen,
 		.send = (uintptr_t)body + pods_off,
@@ -1205,7 +1211,7 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 		memcpy(&ilen, body, sizeof(ilen));
 	ilen = le64toh(ilen);
 	enc_at = ilen ? ilen : IMAGE_NONE;
-	if (body_len < IMAGE_NONE || ilen % IMAGE_ALIGN || (ilen && ilen < sizeof(*root)) || enc_at > pods_off)
+	if (body_len < IMAGE_NONE || ilen % ARENA_ALIGN || (ilen && ilen < sizeof(*root)) || enc_at > pods_off)
 		r.bad = true;
 	else if (!(map && ilen && (root = image_check(body, (size_t)ilen, pods_off)))) {
 		r.p = (const uint8_t *)body + enc_at;

@@ -397,8 +397,9 @@ static int read_state(const char *path, char **buf, size_t *len, size_t *map, ui
 	 * Read only (nothing writes into a loaded text), not populated: a
 	 * fault maps the 16 pages around it (fault_around_bytes), and the
 	 * load that hashes 1,000 policies' text was ~0.01 ms faster so than
-	 * with MAP_POPULATE's page-by-page walk; one zero byte past the end: the page after a file of whole pages
-	 * is an anonymous one (under a shorter file's last page, zeros) */
+	 * with MAP_POPULATE's page-by-page walk. One zero byte past the end:
+	 * the page after a file of whole pages is an anonymous one (under a
+	 * shorter file's last page, zeros) */
 	if (size > 0) {
 		size_t pg = (size_t)sysconf(_SC_PAGESIZE), m = (size + 1 + pg - 1) / pg * pg;
 		void *a = mmap(NULL, m, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
