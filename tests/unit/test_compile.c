@@ -1456,6 +1456,15 @@ static void test_twins(void **state)
 	}
 }
 
+/* A cache's body hash (header bytes 64-71) made to match its body again,
+ * so that a changed byte reaches the decoder's own checks */
+static void fix_body_hash(char *buf, size_t blen)
+{
+	uint64_t h = htole64(XXH3_64bits(buf + 80, blen - 80));
+
+	memcpy(buf + 64, &h, 8);
+}
+
 /* The model cache (netconf/cache.c): the state decoded from its bytes
  * compiles to the same plan and encodes to the same bytes; any other text,
  * any truncation, any corrupted byte (even with the checksum fixed up) is
@@ -1611,18 +1620,15 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	for (size_t i = 80; i < blen; i += 3) {
 		static const uint8_t flips[] = {0x01, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
-			uint64_t h;
 			buf[i] ^= flips[f];
 			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), -EINVAL);
-			h = htole64(XXH3_64bits(buf + 80, blen - 80));
-			memcpy(buf + 64, &h, 8);
+			fix_body_hash(buf, blen);
 			if (nf_state_cache_decode(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
-			h = htole64(XXH3_64bits(buf + 80, blen - 80));
-			memcpy(buf + 64, &h, 8);
+			fix_body_hash(buf, blen);
 		}
 	}
 	/* the image's words (pointers, counts, flags) made to say something
@@ -1630,7 +1636,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	 * decoded from the records (the image does not check), or some state,
 	 * never a read outside the cache (ASan) */
 	{
-		uint64_t ilen, h;
+		uint64_t ilen;
 		memcpy(&ilen, buf + 80, 8);
 		ilen = le64toh(ilen);
 		assert_true(ilen >= 64 && ilen < blen - 80);
@@ -1646,8 +1652,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			vals[5] = ~(uint64_t)0;
 			for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
 				memcpy(buf + i, &vals[v], 8);
-				h = htole64(XXH3_64bits(buf + 80, blen - 80));
-				memcpy(buf + 64, &h, 8);
+				fix_body_hash(buf, blen);
 				if (nf_state_cache_decode(buf, blen, text, len, &d) == 0) {
 					struct plan pv = {0};
 					if (plan_compile(&d, &pv, &err) == 0)
@@ -1657,8 +1662,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			}
 			memcpy(buf + i, &was, 8);
 		}
-		h = htole64(XXH3_64bits(buf + 80, blen - 80));
-		memcpy(buf + 64, &h, 8);
+		fix_body_hash(buf, blen);
 	}
 	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
 	assert_true(d.frozen_image || sizeof(void *) != 8);
@@ -1733,6 +1737,28 @@ static const struct plan_set *set_with(const struct plan *p, const char *elem)
 	return NULL;
 }
 
+/* Pods no policy selects (as kinds_state's z1), app=z and app=w */
+static const char *const z1_doc =
+	"{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
+	"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}";
+static const char *const w1_doc =
+	"{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
+	"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}";
+
+/* A state of z1 and w1 alone, with the policy policy_doc (NULL: none),
+ * compiled into p */
+static void unselected_state(struct nf_state *s, const char *policy_doc, struct plan *p)
+{
+	struct nf_error err = {0};
+
+	memset(s, 0, sizeof(*s));
+	if (policy_doc)
+		add_json_policy(s, policy_doc);
+	put_pod_doc(s, z1_doc);
+	put_pod_doc(s, w1_doc);
+	assert_int_equal(plan_compile(s, p, &err), 0);
+}
+
 /* Every egress policy's peer sets are in the plan while the state has an
  * egress policy, whether a kind's chain uses them or not: an ADD then only
  * changes set elements and (for a new kind) one chain; it never makes a
@@ -1753,13 +1779,6 @@ static void test_sets_always(void **state)
 		"{\"name\":\"d\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"y\"}},"
 		"\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"podSelector\":{\"matchLabels\":"
 		"{\"app\":\"x\"}}},{\"ipBlock\":{\"cidr\":\"198.51.100.0/24\"}}]}]}}";
-	/* pods no policy selects (as kinds_state's z1), app=z and app=w */
-	static const char *const z1_doc =
-		"{\"containerID\":\"c-z1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"z1\","
-		"\"labels\":{\"app\":\"z\"},\"hostVeth\":\"vz1\",\"ips\":[\"10.0.0.4/24\"]}";
-	static const char *const w1_doc =
-		"{\"containerID\":\"c-w1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"w1\","
-		"\"labels\":{\"app\":\"w\"},\"hostVeth\":\"vw1\",\"ips\":[\"10.0.0.5/24\"]}";
 
 	(void)state;
 	kinds_state(&s, false);
@@ -1807,11 +1826,7 @@ static void test_sets_always(void **state)
 
 	/* no pod selected: the tables and sets all the same (the state has
 	 * an egress policy), z1's address in c's set */
-	memset(&s, 0, sizeof(s));
-	add_json_policy(&s, c_doc);
-	put_pod_doc(&s, z1_doc);
-	put_pod_doc(&s, w1_doc);
-	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	unselected_state(&s, c_doc, &p);
 	assert_false(plan_is_empty(&p));
 	assert_int_equal(p.nchains + p.ndispatch + p.nantispoof, 0);
 	assert_non_null(set_with(&p, "10.0.0.4"));
@@ -1826,10 +1841,7 @@ static void test_sets_always(void **state)
 	nf_state_free(&s);
 
 	/* no egress policy: no tables, nothing of a pod in the kernel */
-	memset(&s, 0, sizeof(s));
-	put_pod_doc(&s, z1_doc);
-	put_pod_doc(&s, w1_doc);
-	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	unselected_state(&s, NULL, &p);
 	assert_true(plan_is_empty(&p));
 	assert_int_equal(plan_pod_delta(&s, &s.pods[0], &without, &with), 0);
 	assert_int_equal(with.nchains + with.nsets + with.ndispatch + without.nsets, 0);
