@@ -92,9 +92,12 @@ rejudge_left() { # the marker, addresses in the sets, rules using them
 	  nfc_in node nft list set inet netfence rejudge6 | grep elements
 	  nfc_in node nft list chain inet netfence prerouting | grep '@rejudge'; } 2>/dev/null
 }
+wait_rejudged() { # up to 5 s for a worker to leave nothing (rejudge_left)
+	for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+}
 # (first the tightening's child, a second later, deletes the entries of
 # foo's flows; their next packets make new ones)
-for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+wait_rejudged
 for v in 4 6; do expect_flow u1-$v ok "IPv$v udp/7001 once the tightening's child is done"; done
 foo4=$(nfc_ip foo 4)
 nfc_bg foo flow-udp-7101 python3 "$FLOW" serve udp 7101 "$NFC_DIR"
@@ -129,7 +132,7 @@ nfc_check "... and the re-judging rule heads the base chain" \
 	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence prerouting | grep -A1 'policy accept' | grep -q '@rejudge4'"
 expect_flow u1-4 timeout "IPv4 udp/7001, no longer allowed"
 expect_flow t0-4 ok "IPv4 tcp/7000, still allowed"
-for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+wait_rejudged
 nfc_check "then the child empties them, removes the rules and the marker (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 nfc_check "foo's conntrack entries to udp/7001 are gone (walked by the child)" \
 	sh -c "! ip netns exec $NFC_NODE cat /proc/net/nf_conntrack | grep -E 'udp .*src=$foo4 .*dport=7001 ' | grep -v UNREPLIED | grep -q ."
@@ -139,7 +142,7 @@ echo "== a marker no child holds (its child died) gets a worker from the next ch
 nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
 : >"$NFC_DIR/state.json.rejudge"
 nfc_ctl apply -f "$NFC_DIR/foo-egress.yaml" >/dev/null
-for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+wait_rejudged
 nfc_check "the marker is gone and rejudge4 is empty (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 
 echo "== ... and from an ADD or a DEL (a change killed after its transaction, before it handed its marker over)"
@@ -147,12 +150,12 @@ nfc_in node nft insert rule inet netfence prerouting ip saddr @rejudge4 ct state
 nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
 : >"$NFC_DIR/state.json.rejudge"
 nfc_check "ADD of a pod with the killed change's marker, rule and addresses left" nfc_pod adopt1 default app:bar
-for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+wait_rejudged
 nfc_check "the marker, rule and rejudge4 are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 nfc_in node nft insert rule inet netfence prerouting ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
 : >"$NFC_DIR/state.json.rejudge"
 nfc_check "DEL of that pod with a marker and rule left" nfc_pod_del adopt1
-for _ in $(seq 50); do [ -z "$(rejudge_left)" ] && break; sleep 0.1; done
+wait_rejudged
 nfc_check "the marker and rule are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 
 echo "== the policy is deleted: the surviving flows go on"
