@@ -47,6 +47,11 @@ def boot(fn, lists, n=1000, seed=1):
     return vals[int(0.05 * n)], vals[int(0.95 * n) - 1]
 
 
+def growth_interval(lo, hi):
+    """... of med(hi) - med(lo): a growth target's"""
+    return boot(lambda x, y: med(y) - med(x), [lo, hi])
+
+
 def interval(lo_hi):
     return "90 %% interval %s .. %s" % (f2(lo_hi[0]), f2(lo_hi[1]))
 
@@ -194,13 +199,13 @@ def main():
                 tl, th = tun_added.get((pods[0], sm, cmd)), tun_added.get((pods[-1], sm, cmd))
                 tg = " (tuning, a trivial plugin, in the same rounds: %s -> %s, %+.2f ms)" % (
                     f2(tl), f2(th), th - tl) if tl is not None and th is not None else ""
-                ci = boot(lambda x, y: med(y) - med(x), [diffs[(pods[0], sm, cmd)], diffs[(pods[-1], sm, cmd)]])
+                ci = growth_interval(diffs[(pods[0], sm, cmd)], diffs[(pods[-1], sm, cmd)])
                 w("- %s, %d -> %d pods at %d policies: %+.2f ms (%s; target < 1 ms): %s%s" % (
                     cmd, pods[0], pods[-1], sm, g, interval(ci), "met" if g < 1 else "**missed**", tg))
             lo, hi = added.get((pm, sizes[0], cmd)), added.get((pm, sizes[-1], cmd))
             if lo and hi and len(sizes) > 1:
                 g = hi[0] - lo[0]
-                ci = boot(lambda x, y: med(y) - med(x), [diffs[(pm, sizes[0], cmd)], diffs[(pm, sizes[-1], cmd)]])
+                ci = growth_interval(diffs[(pm, sizes[0], cmd)], diffs[(pm, sizes[-1], cmd)])
                 w("- %s, %d -> %d policies at %d pods: %+.2f ms (%s; target < 1 ms): %s" % (
                     cmd, sizes[0], sizes[-1], pm, g, interval(ci), "met" if g < 1 else "**missed**"))
         w("")
