@@ -255,4 +255,14 @@ web2_lock=$NFC_DIR/state.json.conntrack-$web2_4
 for _ in $(seq 50); do [ -e "$web2_lock" ] || break; sleep 0.1; done
 nfc_check_not "its cleanup ran and removed its file" test -e "$web2_lock"
 for a in "$web2_4" "$web2_6"; do nfc_check_not "... no entry of $a is left" ct_has "$a"; done
+# the state files the saves replace (README, "State file"): a save that is
+# no DEL parks the one "<state>.prev" named before as "<state>.old.N",
+# the child of the next DEL deletes them
+old_left() { compgen -G "$NFC_DIR/state.json.old.*"; }
+wait_no_old() { for _ in $(seq 50); do old_left >/dev/null || return 0; sleep 0.1; done; return 1; }
+nfc_check "... and, after it, deleted the parked state files" wait_no_old
+nfc_check "ADD of old1" nfc_pod old1 default app:bar
+nfc_check "... parks the file <state>.prev named before as <state>.old.N" old_left
+nfc_check "DEL of old1" nfc_pod_del old1
+nfc_check "... whose child deletes it" wait_no_old
 nfc_summary

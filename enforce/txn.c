@@ -136,6 +136,23 @@ static void del_cleanup_start(const char *path, struct del_cleanup *c)
 	free(c);
 }
 
+static void unlink_old_work(void *arg, bool deferred)
+{
+	(void)deferred;
+	nf_state_unlink_old(arg);
+}
+
+/* A DEL's own cleanup, then the state files the ADDs before it replaced
+ * and parked (state.h), in the same child, after it. */
+static void del_cleanup_start_all(const char *path, struct del_cleanup *c)
+{
+	char *arg = strdup(path);
+
+	del_cleanup_start(path, c);
+	if (arg)
+		nlsock_defer_work(unlink_old_work, arg);
+}
+
 int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t naddrs, struct nf_error *err)
 {
 	char name[CT_LOCK_PATH_MAX];
@@ -470,7 +487,7 @@ static int commit_plans(struct txn *t, const char *path, const struct nf_state *
 	}
 	clear_dirty(t);
 	if (kind == COMMIT_DEL) { /* see txn.h */
-		del_cleanup_start(path, t->gone);
+		del_cleanup_start_all(path, t->gone);
 		t->gone = NULL;
 		goto out;
 	}
@@ -604,7 +621,7 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 		clear_dirty(t);
 	adopt_orphan(path);
 	if (!adding) { /* see txn.h */
-		del_cleanup_start(path, t->gone);
+		del_cleanup_start_all(path, t->gone);
 		t->gone = NULL;
 	}
 out:

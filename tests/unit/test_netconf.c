@@ -1060,15 +1060,15 @@ static void test_state_namespace_labels(void **state)
 	nf_labels_free(&l);
 }
 
-/* rmdir, after the "<state>.prev" and "<state>.synced" files the saves
- * leave (state.h) */
+/* rmdir, after the "<state>.prev", "<state>.synced" and "<state>.old.N"
+ * files the saves leave (state.h) */
 static int rmdir_state(const char *dir)
 {
-	static const char *const kept[] = {"prev", "synced"};
+	static const char *const kept[] = {"prev", "synced", "old.[0-9]"};
 	char pattern[256];
 	glob_t g;
 
-	for (size_t k = 0; k < 2; k++) {
+	for (size_t k = 0; k < 3; k++) {
 		snprintf(pattern, sizeof(pattern), "%s/*.%s", dir, kept[k]);
 		if (glob(pattern, 0, NULL, &g) == 0) {
 			for (size_t i = 0; i < g.gl_pathc; i++)
@@ -1195,8 +1195,26 @@ static size_t read_text(const char *path, char *buf, size_t size)
 	return n;
 }
 
-/* Files in dir other than the state file, the one it replaced and its
- * model cache. */
+/* "<state>.old.<i>" in buf */
+static const char *old_name(const char *path, int i, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s.old.%d", path, i);
+	return buf;
+}
+
+/* How many of "<state>.old.N" exist. */
+static int parked_files(const char *path)
+{
+	char name[128];
+	int n = 0;
+
+	for (int i = 0; i < NF_STATE_OLD_SLOTS; i++)
+		n += access(old_name(path, i, name, sizeof(name)), F_OK) == 0;
+	return n;
+}
+
+/* Files in dir other than the state file, the one it replaced, the ones
+ * parked before (parked_files) and its model cache. */
 static int stray_files(const char *dir)
 {
 	char cmd[128], line[256];
@@ -1208,7 +1226,9 @@ static int stray_files(const char *dir)
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p))
 		if (strcmp(line, "state.json\n") && strcmp(line, "state.json.model\n") &&
-		    strcmp(line, "state.json.prev\n") && strcmp(line, "state.json.synced\n"))
+		    strcmp(line, "state.json.prev\n") && strcmp(line, "state.json.synced\n") &&
+		    !(strncmp(line, "state.json.old.", 15) == 0 && line[15] >= '0' &&
+		      line[15] < '0' + NF_STATE_OLD_SLOTS && strcmp(line + 16, "\n") == 0))
 			n++;
 	pclose(p);
 	return n;
@@ -1308,7 +1328,7 @@ static void test_state_stage(void **state)
 		" {\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}], \"networkPolicies\": []}\n";
 	static const char rec_a[] = "{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"name\": \"a\"}";
 	static const char rec_c[] = "{\"containerID\": \"c3\", \"ifname\": \"eth0\", \"name\": \"c\"}";
-	char dir[] = "/tmp/nf-test-stage-XXXXXX", path[64], cpath[80], prev[80], buf[2048];
+	char dir[] = "/tmp/nf-test-stage-XXXXXX", path[64], cpath[80], prev[80], oname[96], buf[2048];
 	struct nf_error err = {0};
 	struct nf_state s = {0}, t = {0}, fresh = {0};
 	struct nf_state_stage st;
@@ -1389,7 +1409,45 @@ static void test_state_stage(void **state)
 		assert_int_equal(nf_state_stage_take_prev(&st), -1);
 		assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
 		nf_state_free(&t);
-		assert_int_equal(stray_files(dir), 0);
+		/* ... which parks the former "<state>.prev" instead */
+		assert_int_equal(parked_files(path), 1);
+		read_text(old_name(path, 0, oname, sizeof(oname)), buf, sizeof(buf));
+		assert_string_equal(buf, before);
+		nf_state_unlink_old(path);
+		assert_int_equal(parked_files(path), 0);
+	}
+
+	/* saves that are no DEL park the file "<state>.prev" named before in
+	 * the first free "<state>.old.N", whole; with every one taken, the
+	 * next save unlinks it; nf_state_unlink_old (the next DEL's child)
+	 * removes them all */
+	{
+		char texts[NF_STATE_OLD_SLOTS + 2][2048];
+
+		for (int i = 0; i < NF_STATE_OLD_SLOTS + 2; i++) {
+			char one[128];
+
+			read_text(prev, texts[i], sizeof(texts[i]));
+			/* a state of its own each time: the files parked differ */
+			snprintf(one, sizeof(one),
+				 "{\"pods\": [{\"containerID\": \"c%d\", \"ifname\": \"eth0\", \"name\": \"p\"}]}\n", i);
+			write_text(path, one, 0600);
+			assert_int_equal(nf_state_load(path, &t, &err), 0);
+			assert_int_equal(nf_state_stage_pods(path, &t, NULL, &st, &err), 0);
+			assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
+			nf_state_free(&t);
+			assert_int_equal(stray_files(dir), 0);
+			assert_int_equal(parked_files(path), i < NF_STATE_OLD_SLOTS ? i + 1 : NF_STATE_OLD_SLOTS);
+		}
+		for (int i = 0; i < NF_STATE_OLD_SLOTS; i++) {
+			read_text(old_name(path, i, oname, sizeof(oname)), buf, sizeof(buf));
+			assert_string_equal(buf, texts[i]);
+			if (i > 0)
+				assert_non_null(strstr(buf, "\"c"));
+		}
+		assert_int_equal(access(old_name(path, NF_STATE_OLD_SLOTS, oname, sizeof(oname)), F_OK), -1);
+		nf_state_unlink_old(path);
+		assert_int_equal(parked_files(path), 0);
 	}
 
 	/* a state never loaded from a file is staged whole, without skip */
