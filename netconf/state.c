@@ -788,6 +788,7 @@ static void *stage_write(void *arg)
 	if (st->error == 0)
 		st->error = new_file_close(st->tmp, fd, st->durable);
 	nf_phase("writer-done");
+	__atomic_store_n(&st->written, 1, __ATOMIC_RELEASE); /* st is not touched after this */
 	return NULL;
 }
 
@@ -1020,10 +1021,38 @@ int nf_state_stage_pods(const char *path, const struct nf_state *s, const struct
 	return stage_start(path, st, err);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
 void nf_state_stage_wait(struct nf_state_stage *st)
 {
-	if (st->threaded)
-		pthread_join(st->thread, NULL);
+	/* When the caller waits here, the thread is its critical path (a DEL
+	 * at 100 policies), and the thread's exit and the futex wake-up of its
+	 * joiner took ~0.06 ms more on this VM: watch the flag it sets when it
+	 * is done with st for up to 0.5 ms, on this CPU, idle otherwise; the
+	 * thread is left to end on its own then. */
+	if (st->threaded) {
+		struct timespec t0, t;
+		bool done;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (!(done = __atomic_load_n(&st->written, __ATOMIC_ACQUIRE))) {
+			cpu_relax();
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > 500000L)
+				break;
+		}
+		if (done)
+			pthread_detach(st->thread);
+		else
+			pthread_join(st->thread, NULL);
+	}
 	st->threaded = false;
 }
 

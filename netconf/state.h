@@ -138,6 +138,7 @@ struct nf_state_stage {
 	bool durable;         /* fsync the file, link it as "<state>.synced", fsync the directory */
 	uint64_t synced_ino;  /* nf_state.synced_ino of the new text (cache) */
 	bool threaded;        /* thread runs (else the file was written inline) */
+	int written;          /* set by the thread when it is done with st (atomic) */
 	pthread_t thread;
 	const char *path;     /* the state file */
 	char *tmp;            /* the new file's name (a template until written) */
