@@ -106,6 +106,7 @@ for np in "${pods_a[@]}"; do
 done
 cp "$NFB_DIR/log/plugin-rusage.tsv" "$out/plugin-rusage.tsv"
 cp "$NFB_DIR/log/grow.tsv" "$out/grow.tsv"
+cp "$NFB_DIR/log/lat.err" "$out/lat.err" 2>/dev/null
 
 # ---- 2. policy change ----------------------------------------------------
 say "policy change at $pmax pods: verify, then $PC_ROUNDS rounds of {noop, sel100, bulk} at $smin policies"
