@@ -11,7 +11,8 @@
 # in OUT (nfb_time). Then MEMROUNDS ADD+DEL of the nf pod with the plugin
 # under nfb_time (bin-mem), for its peak RSS (log/plugin-rusage.tsv, the
 # label is $NFB_CELL, which libcni passes on to the plugin's environment).
-# Env: NFB_DIR, NFB_TIME, NFB_CNITOOL.
+# Env: NFB_DIR, NFB_TIME, NFB_CNITOOL; NFB_EACH=1: the rounds run every
+# plugin under nfb_time (bin-each), each call a line in log/each.tsv.
 set -u
 out=$1 cell=$2 rounds=$3 memrounds=$4 pfx=$5
 cni() { # BIN CMD VARIANT LABEL
@@ -21,9 +22,11 @@ cni() { # BIN CMD VARIANT LABEL
 		>/dev/null 2>>"$NFB_DIR/log/lat.err"
 }
 fails=0
+bin=bin
+[ -n "${NFB_EACH:-}" ] && bin=bin-each # every plugin timed too (log/each.tsv)
 for ((r = 1; r <= rounds; r++)); do
-	for v in $(shuf -e base nf fw tun); do cni bin add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
-	for v in $(shuf -e base nf fw tun); do cni bin del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
+	for v in $(shuf -e base nf fw tun); do cni "$bin" add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
+	for v in $(shuf -e base nf fw tun); do cni "$bin" del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
 done
 for ((r = 1; r <= memrounds; r++)); do
 	cni bin-mem add nf "$cell MEMADD nf $r" || fails=$((fails + 1))

@@ -23,7 +23,8 @@
 #   nfb_bg NAME CMD...     start CMD in the background there (pid recorded)
 #   nfb_ctl ARGS...        bin/netfencectl in the node netns (stderr to log/ctl.err)
 #   nfb_cni_env [BIN]      the env(1) assignments of a cnitool call (BIN: bin,
-#                          bin-mem = netfence under nfb_time, bin-prof = under callgrind)
+#                          bin-mem = netfence under nfb_time, bin-prof = under callgrind,
+#                          bin-each = every plugin under nfb_time, log/each.tsv)
 #   nfb_pods_grow N        attach pods 0..N-1 to nfb-nf (canary0, canary1, fillers)
 #   nfb_pod NAME NET ARGS  one pod netns attached with `cnitool add`
 #   nfb_die MSG
@@ -155,7 +156,7 @@ nfb_setup() {
 	trap nfb_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	mkdir -p "$NFB_DIR"/{net.d,bin,bin-mem,bin-prof,cache,ipam,log,gen,dp,nfbin} && mkdir -m 0700 "$NFB_DIR/state"
+	mkdir -p "$NFB_DIR"/{net.d,bin,bin-mem,bin-prof,bin-each,cache,ipam,log,gen,dp,nfbin} && mkdir -m 0700 "$NFB_DIR/state"
 	cp "$NFB_PLUGIN" "$NFB_NETFENCECTL" "$NFB_DIR/nfbin/" || nfb_die "copying the binaries"
 	NFB_PLUGIN=$NFB_DIR/nfbin/netfence NFB_NETFENCECTL=$NFB_DIR/nfbin/netfencectl
 	: >"$NFB_DIR/netns"
@@ -173,6 +174,13 @@ nfb_setup() {
 	printf '#!/bin/sh\nexec valgrind -q --tool=callgrind --collect-systime=nsec --callgrind-out-file=%s %s\n' \
 		"$NFB_DIR/log/callgrind.out.%p" "$NFB_PLUGIN" >"$NFB_DIR/bin-prof/netfence"
 	chmod +x "$NFB_DIR/bin-mem/netfence" "$NFB_DIR/bin-prof/netfence"
+	# every plugin with its wall time logged, labelled "<NFB_CELL> <plugin>"
+	# (bench/run.sh with NFB_EACH=1: which plugin of the chain takes the time)
+	for f in /usr/lib/cni/* "$NFB_PLUGIN"; do
+		printf '#!/bin/sh\nexec %s -o %s -l "${NFB_CELL:-$CNI_COMMAND} %s" -- %s\n' "$NFB_TIME" \
+			"$NFB_DIR/log/each.tsv" "$(basename "$f")" "$f" >"$NFB_DIR/bin-each/$(basename "$f")"
+		chmod +x "$NFB_DIR/bin-each/$(basename "$f")"
+	done
 
 	# The three variants share one bridge and subnet (disjoint address
 	# ranges: one gateway address, as the bridge plugin requires), so the

@@ -107,6 +107,7 @@ done
 cp "$NFB_DIR/log/plugin-rusage.tsv" "$out/plugin-rusage.tsv"
 cp "$NFB_DIR/log/grow.tsv" "$out/grow.tsv"
 cp "$NFB_DIR/log/lat.err" "$out/lat.err" 2>/dev/null
+[ -z "${NFB_EACH:-}" ] || cp "$NFB_DIR/log/each.tsv" "$out/each.tsv"
 
 # ---- 2. policy change ----------------------------------------------------
 say "policy change at $pmax pods: verify, then $PC_ROUNDS rounds of {noop, sel100, bulk} at $smin policies"
