@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential pkg-config libjansson-dev libmnl-dev libnftnl-dev libyaml-dev libxxhash-dev libcmocka-dev
       nftables iproute2 containernetworking-plugins golang-go golang-github-appc-cni-dev
       busybox-static dnsmasq-base jq valgrind clang libclang-rt-14-dev python3 python3-yaml
-      containerd runc iperf3 gnuplot-nox iptables time strace"
+      containerd runc iperf3 gnuplot-nox iptables time strace procps"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
