@@ -1605,12 +1605,12 @@ static int nidx_cmp(const void *a, const void *b)
 	return strcmp(((const struct nidx *)a)->name, ((const struct nidx *)b)->name);
 }
 
-/* sorted (name, index) pairs of n objects of size sz whose first member is
- * the name */
 /* What the kernel holds of a chain that the new plan has and the old one
  * has not (probe_chains). */
 enum { CHAIN_NEW, CHAIN_KEEP, CHAIN_REFILL };
 
+/* sorted (name, index) pairs of n objects of size sz whose first member is
+ * the name */
 static struct nidx *nidx_build(const void *v, size_t n, size_t sz)
 {
 	struct nidx *x = calloc(n + 1, sizeof(*x));
@@ -3244,8 +3244,7 @@ static int probe_chains(struct tx *tx, const struct plan *b, const struct plan *
 	struct nidx *pc = nidx_build(p->chains, p->nchains, sizeof(*p->chains));
 	struct chain_names names = { 0 };
 	size_t nnew = 0;
-	struct q q = { 0 };
-	bool asked = false;
+	struct q q = { 0 }; /* q_close frees what q_open got, also if it failed */
 	int r = -ENOMEM;
 
 	if (!bc || !pc)
@@ -3266,7 +3265,6 @@ static int probe_chains(struct tx *tx, const struct plan *b, const struct plan *
 		struct nf_error ignored = { 0 };
 		if (q_open(&q, &ignored) < 0)
 			goto out;
-		asked = true;
 	}
 	if (list) {
 		if (q_chain_names(&q, &names) < 0)
@@ -3298,9 +3296,8 @@ static int probe_chains(struct tx *tx, const struct plan *b, const struct plan *
 		struct nf_error e = { 0 };
 		struct rsink want = { 0 };
 		const struct plan_chain *c = &p->chains[i];
-		int k;
-
 		struct nftnl_chain *kc = NULL;
+		int k;
 
 		if (tx->chain_state[i] != CHAIN_REFILL)
 			continue;
@@ -3318,8 +3315,7 @@ static int probe_chains(struct tx *tx, const struct plan *b, const struct plan *
 		tx->chain_state[i] = k == 0 ? CHAIN_KEEP : k == -ENOENT ? CHAIN_NEW : CHAIN_REFILL;
 	}
 out:
-	if (asked)
-		q_close(&q);
+	q_close(&q);
 	for (size_t k = 0; k < names.n; k++)
 		free(names.v[k]);
 	free(names.v);
