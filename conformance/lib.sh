@@ -555,14 +555,6 @@ nfc_expect_resolve() {
 	nfc__report DNS $ok "$pod" "nslookup $name @$server" "$extra"
 }
 
-# nfc_within TENTHS CMD...: CMD succeeds within TENTHS tenths of a second (polled)
-nfc_within() {
-	local n=$1 i
-	shift
-	for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
-	return 1
-}
-
 nfc_check() {
 	local desc=$1 out
 	shift

@@ -423,46 +423,6 @@ check_not "diff from a plan the kernel does not hold fails" driver diff apply1 a
 node nft list ruleset >"$TMP/after-drift"
 check "... and changes nothing" diff "$TMP/before-drift" "$TMP/after-drift"
 
-echo "== chains a DEL leaves behind (txn.h): an ADD finds them, a policy change deletes them"
-# the DEL of the last pod of pod_cccc's kind: its map entry goes, the chain stays
-unjump() { node nft delete element inet netfence egress4 '{ 10.1.0.6 }'; }
-check "full apply2" driver apply2
-out=$(driver gc pod_cccc 2>&1)
-check "nft_delete_unused_chain leaves a chain a map entry jumps to [$out]" test "$out" = left
-check "  ... it is still there" driver exists pod_cccc
-allow "p2 -> 10.1.0.20:5432/tcp (pod_cccc's rule in force)" p2 tcp 10.1.0.20 5432
-unjump
-check "ADD of its kind (delta apply2-bare -> apply2) while it is left" driver delta apply2-bare apply2
-norm >"$TMP/kept"
-check "  ... finds it as planned: the ruleset equals plan 2 applied in full (no rule twice)" \
-	diff -u "$TMP/full2" "$TMP/kept"
-deny "p2 -> 10.1.0.20:5433/tcp (its drop in force)" p2 tcp 10.1.0.20 5433
-unjump
-node nft add rule inet netfence pod_cccc tcp dport 5433 accept
-check "ADD of its kind while it is left with other rules" driver delta apply2-bare apply2
-norm >"$TMP/refilled"
-check "  ... refills it: the ruleset equals plan 2 applied in full" diff -u "$TMP/full2" "$TMP/refilled"
-deny "p2 -> 10.1.0.20:5433/tcp (the stray rule gone)" p2 tcp 10.1.0.20 5433
-unjump
-out=$(driver gc pod_cccc 2>&1)
-check "nft_delete_unused_chain deletes it once nothing jumps to it [$out]" test "$out" = deleted
-check_not "  ... it is gone" driver exists pod_cccc
-out=$(driver gc pod_cccc 2>&1)
-check "  ... and again: nothing to do [$out]" test "$out" = left
-check "ADD of its kind after the child deleted it" driver delta apply2-bare apply2
-norm >"$TMP/remade"
-check "  ... makes it: the ruleset equals plan 2 applied in full" diff -u "$TMP/full2" "$TMP/remade"
-check "full apply1" driver apply1
-# left by a DEL, using a set that plan 2 does not have, and one that plan 2
-# makes (the same name is the same kind: the same comment)
-node nft add chain inet netfence kind_left \; add rule inet netfence kind_left ip daddr @peers_web accept \; \
-	add chain inet netfence pod_cccc '{ comment "default/c" ; }' \; \
-	add rule inet netfence pod_cccc tcp dport 9 accept
-check "policy change (diff apply1 -> apply2) with chains left" driver diff apply1 apply2
-norm >"$TMP/gcdiff"
-check "  ... deleted the one no plan has, refilled the other: equals plan 2 applied in full" \
-	diff -u "$TMP/full2" "$TMP/gcdiff"
-
 echo "== empty plan, delete"
 check "apply empty" driver empty
 check "no netfence table left" bash -c "! ip netns exec $NODE nft list tables | grep -q netfence"
@@ -562,7 +522,6 @@ if command -v valgrind >/dev/null; then
 	node ip link add nfv1 type veth peer name nfp1
 	for c in apply1 "check apply1 pod_aaaa" "remove pod_aaaa as_nfv1 10.1.0.5 fd00::5" \
 		"check apply1 pod_aaaa" "remove pod_aaaa as_nfv1 10.1.0.5" bad apply2 "exists pod_cccc" \
-		"gc pod_cccc" "delta apply2 apply2-bare" "delta apply2-bare apply2" "diff apply2 apply1" \
 		"big 2000" "check big:2000 pod_big" empty delete "remove pod_aaaa as_nfv1 10.1.0.5"; do
 		# shellcheck disable=SC2086
 		node valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \

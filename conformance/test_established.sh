@@ -36,12 +36,19 @@ YAML
 	nfc_ctl apply -f "$NFC_DIR/$name.yaml"
 }
 
+# within TENTHS CMD...: CMD succeeds within TENTHS tenths of a second (polled)
+within() {
+	local n=$1 i
+	shift
+	for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
+	return 1
+}
 # flow_start ID proto port family [POD [FROM]]: a long-lived flow FROM (foo) -> POD (web)
 flow_start() {
 	local id=$1 proto=$2 port=$3 v=$4 to=${5:-web} from=${6:-foo} d=$NFC_DIR/flow-$1
 	mkdir -p "$d"
 	nfc_bg "$from" "flow-$id" python3 "$FLOW" client "$proto" "$(nfc_ip "$to" "$v")" "$port" "$d"
-	nfc_within 50 test -e "$d/connected"
+	within 50 test -e "$d/connected"
 }
 # flow_ping ID: send on the flow, print ok|timeout
 flow_ping() {
@@ -94,7 +101,7 @@ rejudge_left() { # the marker, addresses in the sets, rules using them
 rejudged() { [ -z "$(rejudge_left)" ]; } # a worker left nothing
 # (first the tightening's child, a second later, deletes the entries of
 # foo's flows; their next packets make new ones)
-nfc_within 50 rejudged
+within 50 rejudged
 for v in 4 6; do expect_flow u1-$v ok "IPv$v udp/7001 once the tightening's child is done"; done
 foo4=$(nfc_ip foo 4)
 nfc_bg foo flow-udp-7101 python3 "$FLOW" serve udp 7101 "$NFC_DIR"
@@ -129,7 +136,7 @@ nfc_check "... and the re-judging rule heads the base chain" \
 	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence prerouting | grep -A1 'policy accept' | grep -q '@rejudge4'"
 expect_flow u1-4 timeout "IPv4 udp/7001, no longer allowed"
 expect_flow t0-4 ok "IPv4 tcp/7000, still allowed"
-nfc_within 50 rejudged
+within 50 rejudged
 nfc_check "then the child empties them, removes the rules and the marker (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 nfc_check "foo's conntrack entries to udp/7001 are gone (walked by the child)" \
 	sh -c "! ip netns exec $NFC_NODE cat /proc/net/nf_conntrack | grep -E 'udp .*src=$foo4 .*dport=7001 ' | grep -v UNREPLIED | grep -q ."
@@ -139,7 +146,7 @@ echo "== a marker no child holds (its child died) gets a worker from the next ch
 nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
 : >"$NFC_DIR/state.json.rejudge"
 nfc_ctl apply -f "$NFC_DIR/foo-egress.yaml" >/dev/null
-nfc_within 50 rejudged
+within 50 rejudged
 nfc_check "the marker is gone and rejudge4 is empty (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 
 echo "== ... and from an ADD or a DEL (a change killed after its transaction, before it handed its marker over)"
@@ -147,12 +154,12 @@ nfc_in node nft insert rule inet netfence prerouting ip saddr @rejudge4 ct state
 nfc_in node nft add element inet netfence rejudge4 "{ $foo4 }"
 : >"$NFC_DIR/state.json.rejudge"
 nfc_check "ADD of a pod with the killed change's marker, rule and addresses left" nfc_pod adopt1 default app:bar
-nfc_within 50 rejudged
+within 50 rejudged
 nfc_check "the marker, rule and rejudge4 are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 nfc_in node nft insert rule inet netfence prerouting ip saddr @rejudge4 ct state established,related ct direction original ip saddr vmap @egress4
 : >"$NFC_DIR/state.json.rejudge"
 nfc_check "DEL of that pod with a marker and rule left" nfc_pod_del adopt1
-nfc_within 50 rejudged
+within 50 rejudged
 nfc_check "the marker and rule are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 
 echo "== the policy is deleted: the surviving flows go on"
@@ -218,13 +225,13 @@ nfconf | nfc_netfence CNI_COMMAND=DEL CNI_CONTAINERID=reuse1 CNI_NETNS= CNI_IFNA
 # reuse1's DEL left a cleanup of web's addresses of its own, whose child
 # flushes them a second later: wait for it to be done, or it may take the
 # entry made here (it did, on a slow machine, with a fixed 0.5 s sleep).
-nfc_within 100 test ! -e "$NFC_DIR/state.json.conntrack-$web4"
+within 100 test ! -e "$NFC_DIR/state.json.conntrack-$web4"
 nfc_expect_allow web2 udp "$web4" 5353 "an entry to web's old address"
 nfc_check "conntrack has it" ct_has "$web4"
 lockf=$NFC_DIR/state.json.conntrack-$web4
 flock -x "$lockf" -c "touch '$NFC_DIR/locked'; sleep 1; touch '$NFC_DIR/released'" &
 holder=$!
-nfc_within 50 test -e "$NFC_DIR/locked"
+within 50 test -e "$NFC_DIR/locked"
 nfconf "$reuse_pr" | nfc_netfence CNI_COMMAND=ADD CNI_CONTAINERID=reuse2 CNI_NETNS=/var/run/netns/ghost \
 	CNI_IFNAME=eth0 "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=reuse" >/dev/null
 nfc_check "an ADD of an address whose cleanup holds its lock returns after the lock is released" \
@@ -235,7 +242,7 @@ nfc_check_not "... and did the dead cleanup's work: no entry of $web4" ct_has "$
 nfconf | nfc_netfence CNI_COMMAND=DEL CNI_CONTAINERID=reuse2 CNI_NETNS= CNI_IFNAME=eth0 >/dev/null
 nfc_check "the rest of web's DEL (cnitool)" nfc_pod_del web
 no_ct_locks() { ! ls "$NFC_DIR" | grep -q 'state.json.conntrack'; }
-nfc_check "no conntrack lock file is left behind" nfc_within 30 no_ct_locks
+nfc_check "no conntrack lock file is left behind" within 30 no_ct_locks
 # foo lost the permission to reach web's addresses, not any other: its flows
 # to web2 keep their entries (checked before any packet could re-create one)
 for a in "$web2_4" "$web2_6"; do nfc_check "the entries of $a are untouched" ct_has "$a"; done
@@ -245,7 +252,7 @@ for d in "$NFC_DIR"/flow-*; do touch "$d/stop"; done
 sleep 1
 nfc_check "web2's DEL (cnitool)" nfc_pod_del web2
 web2_lock=$NFC_DIR/state.json.conntrack-$web2_4
-nfc_within 50 test ! -e "$web2_lock"
+within 50 test ! -e "$web2_lock"
 nfc_check_not "its cleanup ran and removed its file" test -e "$web2_lock"
 for a in "$web2_4" "$web2_6"; do nfc_check_not "... no entry of $a is left" ct_has "$a"; done
 # the state files the saves replace (README, "State file"): a save that is
@@ -253,9 +260,9 @@ for a in "$web2_4" "$web2_6"; do nfc_check_not "... no entry of $a is left" ct_h
 # the child of the next DEL deletes them
 old_left() { compgen -G "$NFC_DIR/state.json.old.*"; }
 no_old() { ! old_left >/dev/null; }
-nfc_check "... and, after it, deleted the parked state files" nfc_within 50 no_old
+nfc_check "... and, after it, deleted the parked state files" within 50 no_old
 nfc_check "ADD of old1" nfc_pod old1 default app:bar
 nfc_check "... parks the file <state>.prev named before as <state>.old.N" old_left
 nfc_check "DEL of old1" nfc_pod_del old1
-nfc_check "... whose child deletes it" nfc_within 50 no_old
+nfc_check "... whose child deletes it" within 50 no_old
 nfc_summary

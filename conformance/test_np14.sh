@@ -180,21 +180,8 @@ nfc_check_not "no trace of foo's addresses" grep -qwF -e "$ip4" -e "$ip6" <<<"$r
 nfc_check_not "no state record of foo" sh -c "ip netns exec $NFC_NODE env NETFENCE_STATE=$NFC_DIR/state.json $NFC_NETFENCECTL get pods | grep -qw '^foo'"
 nfc_pod_del foo2
 rs=$(nfc_in node nft list ruleset)
-# the DEL of the last pod of a kind leaves the kind's chain, unused, to its
-# child, which deletes it a second later (txn.h)
-nfc_check "the kind's chain is left right after the last pod's DEL" grep -q "chain kind_" <<<"$rs"
-nfc_check_not "... and nothing jumps to it" grep -q "jump kind_" <<<"$rs"
+nfc_check_not "no kind's chain once no pod is selected" grep -q "chain kind_" <<<"$rs"
 nfc_check_not "... no anti-spoofing chain" grep -q "chain as_" <<<"$rs"
-# a pod of that kind within the second finds the chain (nothing twice), and
-# the first DEL's child, which comes after it, must leave the chain in use
-nfc_pod_plain foo2 default app:foo
-nfc_check "an ADD of that kind right after: kernel ruleset == netfencectl show" nfc_kernel_matches_plan
-sleep 1.5
-nfc_check "... still so once the first DEL's child has been" nfc_kernel_matches_plan
-nfc_pod_del foo2
-nfc_check "no kind's chain once no pod is selected (the DEL's child deleted it)" \
-	nfc_within 30 sh -c "! ip netns exec $NFC_NODE nft list ruleset | grep -q 'chain kind_'"
-rs=$(nfc_in node nft list ruleset)
 nfc_check "... the tables stay while the policy does" grep -q "table inet netfence" <<<"$rs"
 nfc_check "kernel ruleset == netfencectl show with no pod selected" nfc_kernel_matches_plan
 nfc_check "the kube-proxy table is untouched" grep -q "ip daddr 10.96.0.80" <<<"$rs"

@@ -835,6 +835,16 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 	return 0;
 }
 
+static void chain_free(struct plan_chain *c)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		free(c->rules[i].dst_set);
+		free(c->rules[i].comment);
+	}
+	free(c->rules);
+	free(c->name);
+	free(c->comment);
+}
 
 static bool same_labels(const struct nf_labels *a, const struct nf_labels *b)
 {
@@ -896,7 +906,7 @@ static int compile_chain(struct builder *b, const struct nf_pod *pod, const stru
 fail:
 	if (cm.f)
 		free(kind_comment_end(&cm));
-	plan_chain_free(&ch);
+	chain_free(&ch);
 	return r;
 }
 

@@ -130,13 +130,7 @@ struct tx {
 	/* full apply: the netdev tables of netfence's found in the kernel */
 	char *const *stale;
 	uint32_t as_made; /* bit NN: table netdev netfence-NN made in this batch */
-	/* apply_changes (probe_chains): per chain of the new plan, what the
-	 * kernel has of it when the old plan has not (CHAIN_*); and the
-	 * chains of the table that neither plan has, deleted */
-	uint8_t *chain_state;
-	char **gc;
-	size_t ngc;
-	/* nft_remove_pod: what the messages are about; apply_changes: gc */
+	/* nft_remove_pod: what the messages are about */
 	char *const *rm_chains;
 	const char *rm_as;
 	const struct nf_cidr *rm_keys;
@@ -168,10 +162,6 @@ static void tx_fini(struct tx *tx)
 	free(tx->scratch);
 	free(tx->objs);
 	free(tx->plan_set_ids);
-	free(tx->chain_state);
-	for (size_t i = 0; i < tx->ngc; i++)
-		free(tx->gc[i]);
-	free(tx->gc);
 }
 
 /* A NULL-terminated list of names (as_tables). */
@@ -1605,10 +1595,6 @@ static int nidx_cmp(const void *a, const void *b)
 	return strcmp(((const struct nidx *)a)->name, ((const struct nidx *)b)->name);
 }
 
-/* What the kernel holds of a chain that the new plan has and the old one
- * has not (probe_chains). */
-enum { CHAIN_NEW, CHAIN_KEEP, CHAIN_REFILL };
-
 /* sorted (name, index) pairs of n objects of size sz whose first member is
  * the name */
 static struct nidx *nidx_build(const void *v, size_t n, size_t sz)
@@ -1926,11 +1912,6 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		del_chain(tx, NFPROTO_INET, b->chains[i].name, OBJ_OLDCHAIN, i);
 		n++;
 	}
-	for (size_t i = 0; i < tx->ngc; i++) { /* left by a DEL (probe_chains) */
-		flush_chain(tx, NFPROTO_INET, tx->gc[i], OBJ_RMRULES, i);
-		del_chain(tx, NFPROTO_INET, tx->gc[i], OBJ_RMCHAIN, i);
-		n++;
-	}
 	/* 3. sets: new ones, and the elements of changed ones */
 	for (size_t i = 0; i < p->nsets && !tx->oom; i++) {
 		const struct plan_set *s = &p->sets[i];
@@ -1979,14 +1960,12 @@ static int build_diff(struct tx *tx, const struct plan *b, const struct plan *p,
 		const struct plan_chain *c = &p->chains[i];
 		long j = nidx_find(bc, b->nchains, c->name);
 
-		int st = j >= 0 ? CHAIN_REFILL : tx->chain_state ? tx->chain_state[i] : CHAIN_NEW;
-
-		if ((j >= 0 && rules_equal(c, &b->chains[j])) || st == CHAIN_KEEP)
+		if (j >= 0 && rules_equal(c, &b->chains[j]))
 			continue;
-		if (j < 0) /* NLM_F_CREATE: nothing if a DEL left it (probe_chains) */
-			add_chain(tx, NFPROTO_INET, c->name, -1, 0, NULL, c->comment, OBJ_CHAIN, i);
-		if (st == CHAIN_REFILL)
+		if (j >= 0)
 			flush_chain(tx, NFPROTO_INET, c->name, OBJ_DIFFFLUSH, i);
+		else
+			add_chain(tx, NFPROTO_INET, c->name, -1, 0, NULL, c->comment, OBJ_CHAIN, i);
 		add_pod_chain_rules(tx, p, i);
 		n++;
 	}
@@ -2049,10 +2028,8 @@ out:
 	return r;
 }
 
-static int probe_chains(struct tx *tx, const struct plan *b, const struct plan *p, bool list);
-
 static int apply_changes(const struct plan *before, const struct plan *after, const struct nf_cidr *rejudge,
-			 size_t nrejudge, bool rules_present, bool list, bool *changed, struct nf_error *err)
+			 size_t nrejudge, bool rules_present, bool *changed, struct nf_error *err)
 {
 	struct tx tx;
 	size_t n = 0;
@@ -2063,8 +2040,6 @@ static int apply_changes(const struct plan *before, const struct plan *after, co
 		return r;
 	r = tx_init(&tx, after);
 	tx.rejudge_rules_present = rules_present;
-	if (r == 0)
-		r = probe_chains(&tx, before, after, list);
 	if (r == 0)
 		r = build_diff(&tx, before, after, rejudge, nrejudge, &n);
 	if (r < 0) {
@@ -2090,14 +2065,14 @@ int nft_apply_diff(const struct plan *before, const struct plan *after, const st
 		int r = rejudge_rules_present(&present, err);
 		if (r < 0)
 			return r;
-		return apply_changes(before, after, rejudge, nrejudge, present, true, changed, err);
+		return apply_changes(before, after, rejudge, nrejudge, present, changed, err);
 	}
-	return apply_changes(before, after, NULL, 0, false, true, changed, err);
+	return apply_changes(before, after, NULL, 0, false, changed, err);
 }
 
 int nft_apply_delta(const struct plan *before, const struct plan *after, bool *changed, struct nf_error *err)
 {
-	return apply_changes(before, after, NULL, 0, false, false, changed, err);
+	return apply_changes(before, after, NULL, 0, false, changed, err);
 }
 
 int nft_delete_all(struct nf_error *err)
@@ -3134,196 +3109,6 @@ static int check_chain(struct q *q, uint16_t family, const char *name, int hookn
 	return r;
 }
 
-/* ---- chains a DEL left behind ----
- *
- * A DEL leaves the chain of its pod's kind, when it was the last pod of
- * that kind, for its child to delete a second later
- * (nft_delete_unused_chain, txn.h): deleting a chain in the DEL made the
- * veth deletion that follows it in the runtime's DEL (bridge's) ~2 ms
- * slower at 500 pods (docs/performance.md). Until then the chain is in
- * the kernel, unused, and in no plan. So a change that makes a chain asks
- * first whether it is there: an ADD (delta) asks for each chain it makes
- * (one query, ~12 us here) and, when a pod of that kind comes back and
- * finds it as the plan has it, only adds its map entries; a policy change
- * (diff) lists the table's chains once, refills those it makes, and
- * deletes those no plan has (their rules may use a set it deletes). */
-
-static bool in_names(char *const *v, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i], name) == 0)
-			return true;
-	return false;
-}
-
-/* Adds name to *v unless it is there; -ENOMEM. */
-static int add_name(char ***v, size_t *n, const char *name)
-{
-	char **q;
-
-	if (in_names(*v, *n, name))
-		return 0;
-	if (!(q = realloc(*v, (*n + 1) * sizeof(*q))))
-		return -ENOMEM;
-	*v = q;
-	if (!(q[*n] = strdup(name)))
-		return -ENOMEM;
-	(*n)++;
-	return 0;
-}
-
-struct chain_names {
-	char **v;
-	size_t n;
-	bool oom;
-};
-
-/* A chain of a dump, parsed, with its table and name (NULL if absent);
- * NULL if it cannot be parsed */
-static struct nftnl_chain *chain_of_msg(const struct nlmsghdr *nlh, const char **table, const char **name)
-{
-	struct nftnl_chain *c = nftnl_chain_alloc();
-
-	if (c && nftnl_chain_nlmsg_parse(nlh, c) == 0) {
-		*table = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
-		*name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
-		return c;
-	}
-	if (c)
-		nftnl_chain_free(c);
-	return NULL;
-}
-
-static int chain_names_cb(const struct nlmsghdr *nlh, void *data)
-{
-	struct chain_names *x = data;
-	const char *t = NULL, *name = NULL;
-	struct nftnl_chain *c = chain_of_msg(nlh, &t, &name);
-
-	if (!c)
-		return parse_fail();
-	if (t && name && strcmp(t, PLAN_TABLE) == 0 && !nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM) &&
-	    add_name(&x->v, &x->n, name) < 0)
-		x->oom = true;
-	nftnl_chain_free(c);
-	if (x->oom) {
-		errno = ENOMEM;
-		return MNL_CB_ERROR;
-	}
-	return MNL_CB_OK;
-}
-
-/* The regular chains of table inet netfence: one dump. */
-static int q_chain_names(struct q *q, struct chain_names *x)
-{
-	struct nlmsghdr *nlh = q_hdr(q, NFT_MSG_GETCHAIN, NFPROTO_INET, true);
-	struct nftnl_chain *c = nftnl_chain_alloc();
-	int r = 0;
-
-	if (!c || nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, PLAN_TABLE) < 0)
-		r = -ENOMEM;
-	else
-		nftnl_chain_nlmsg_build_payload(nlh, c);
-	if (c)
-		nftnl_chain_free(c);
-	if (r == 0)
-		r = q_run(q, chain_names_cb, x);
-	if (r == -ENOENT)
-		r = 0;
-	return x->oom ? -ENOMEM : r;
-}
-
-/* Fills tx->chain_state for the chains p has and b has not, and, with
- * `list` (a policy change), tx->gc. A query that fails makes the chain
- * CHAIN_REFILL (made if missing, flushed, filled: right whatever the
- * kernel has) and collects nothing: a chain left behind then makes the
- * deletion of a set it uses fail, and the caller applies the whole plan. */
-static int probe_chains(struct tx *tx, const struct plan *b, const struct plan *p, bool list)
-{
-	struct nidx *bc = nidx_build(b->chains, b->nchains, sizeof(*b->chains));
-	struct nidx *pc = nidx_build(p->chains, p->nchains, sizeof(*p->chains));
-	struct chain_names names = { 0 };
-	size_t nnew = 0;
-	struct q q = { 0 }; /* q_close frees what q_open got, also if it failed */
-	int r = -ENOMEM;
-
-	if (!bc || !pc)
-		goto out;
-	for (size_t i = 0; i < p->nchains; i++)
-		nnew += nidx_find(bc, b->nchains, p->chains[i].name) < 0;
-	r = 0;
-	if (!nnew && !list)
-		goto out;
-	r = -ENOMEM;
-	if (p->nchains && !(tx->chain_state = calloc(p->nchains, 1)))
-		goto out;
-	r = 0;
-	for (size_t i = 0; i < p->nchains; i++)
-		if (nidx_find(bc, b->nchains, p->chains[i].name) < 0)
-			tx->chain_state[i] = CHAIN_REFILL;
-	{
-		struct nf_error ignored = { 0 };
-		if (q_open(&q, &ignored) < 0)
-			goto out;
-	}
-	if (list) {
-		if (q_chain_names(&q, &names) < 0)
-			goto out;
-		for (size_t i = 0; i < p->nchains; i++)
-			if (tx->chain_state[i])
-				tx->chain_state[i] = CHAIN_NEW;
-		for (size_t k = 0; k < names.n; k++) {
-			long j = nidx_find(pc, p->nchains, names.v[k]);
-			if (nidx_find(bc, b->nchains, names.v[k]) >= 0)
-				continue;
-			if (j >= 0) {
-				tx->chain_state[j] = CHAIN_REFILL;
-			} else {
-				char **v = realloc(tx->gc, (tx->ngc + 1) * sizeof(*v));
-				if (!v) {
-					r = -ENOMEM;
-					goto out;
-				}
-				tx->gc = v;
-				tx->gc[tx->ngc++] = names.v[k];
-				names.v[k] = NULL;
-			}
-		}
-		tx->rm_chains = tx->gc;
-		goto out;
-	}
-	for (size_t i = 0; i < p->nchains; i++) {
-		struct nf_error e = { 0 };
-		struct rsink want = { 0 };
-		const struct plan_chain *c = &p->chains[i];
-		struct nftnl_chain *kc = NULL;
-		int k;
-
-		if (tx->chain_state[i] != CHAIN_REFILL)
-			continue;
-		/* the usual answer first, without building the rules to compare */
-		k = q_chain(&q, NFPROTO_INET, c->name, &kc);
-		if (kc)
-			nftnl_chain_free(kc);
-		if (k == -ENOENT) {
-			tx->chain_state[i] = CHAIN_NEW;
-			continue;
-		}
-		pod_chain_rules(&want, p, i, NULL);
-		k = want.oom ? -ENOMEM : check_chain(&q, NFPROTO_INET, c->name, -1, 0, NULL, c->comment, &want, &e);
-		sink_fini(&want);
-		tx->chain_state[i] = k == 0 ? CHAIN_KEEP : k == -ENOENT ? CHAIN_NEW : CHAIN_REFILL;
-	}
-out:
-	q_close(&q);
-	for (size_t k = 0; k < names.n; k++)
-		free(names.v[k]);
-	free(names.v);
-	free(bc);
-	free(pc);
-	return r;
-}
-
 static int check_table(struct q *q, uint16_t family, const char *name, struct nf_error *err)
 {
 	int r = q_table(q, family, name);
@@ -3451,6 +3236,29 @@ static void rm_free(struct rm *rm)
 	free(rm->keys);
 }
 
+static bool in_names(char *const *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Adds name to *v unless it is there; -ENOMEM. */
+static int add_name(char ***v, size_t *n, const char *name)
+{
+	char **q;
+
+	if (in_names(*v, *n, name))
+		return 0;
+	if (!(q = realloc(*v, (*n + 1) * sizeof(*q))))
+		return -ENOMEM;
+	*v = q;
+	if (!(q[*n] = strdup(name)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
 
 static bool rm_wanted(struct nftnl_set_elem *e, int family, const char *chain,
 		      const struct nf_cidr *addrs, size_t naddrs)
@@ -3659,20 +3467,6 @@ static int rm_send(const struct rm *rm, const char *as, struct nf_error *err)
 	return r;
 }
 
-int nft_delete_unused_chain(const char *name, bool *deleted, struct nf_error *err)
-{
-	char *chains[1] = { (char *)name };
-	struct rm rm = { .chains = chains, .nchains = 1 };
-	int r = rm_send(&rm, NULL, err);
-
-	*deleted = r == 0;
-	if (r == -ENOENT || r == -EBUSY) { /* gone already, or a pod of its kind came back */
-		nf_error_clear(err);
-		r = 0;
-	}
-	return r;
-}
-
 int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *antispoof_chain, struct nf_error *err)
 {
@@ -3724,11 +3518,16 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 static int as_list_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct as_list *x = data;
-	const char *t = NULL, *name = NULL;
-	struct nftnl_chain *c = chain_of_msg(nlh, &t, &name);
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	const char *t, *name;
 
-	if (!c)
+	if (!c || nftnl_chain_nlmsg_parse(nlh, c) < 0) {
+		if (c)
+			nftnl_chain_free(c);
 		return parse_fail();
+	}
+	t = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
+	name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
 	if (t && name && plan_is_as_table(t)) {
 		char *ts = NULL, *ns = NULL;
 		if (x->n == x->cap) {

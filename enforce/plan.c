@@ -6,17 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void plan_chain_free(struct plan_chain *c)
-{
-	for (size_t j = 0; c->rules && j < c->nrules; j++) {
-		free(c->rules[j].dst_set);
-		free(c->rules[j].comment);
-	}
-	free(c->rules);
-	free(c->name);
-	free(c->comment);
-}
-
 void plan_free(struct plan *p)
 {
 	if (!p)
@@ -27,8 +16,16 @@ void plan_free(struct plan *p)
 		free(p->sets[i].elems);
 	}
 	free(p->sets);
-	for (size_t i = 0; p->chains && i < p->nchains; i++)
-		plan_chain_free(&p->chains[i]);
+	for (size_t i = 0; p->chains && i < p->nchains; i++) {
+		struct plan_chain *c = &p->chains[i];
+		for (size_t j = 0; c->rules && j < c->nrules; j++) {
+			free(c->rules[j].dst_set);
+			free(c->rules[j].comment);
+		}
+		free(c->rules);
+		free(c->name);
+		free(c->comment);
+	}
 	free(p->chains);
 	for (size_t i = 0; p->dispatch && i < p->ndispatch; i++)
 		free(p->dispatch[i].chain);

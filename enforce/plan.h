@@ -132,7 +132,6 @@ struct plan {
 };
 
 void plan_free(struct plan *p); /* frees members, not p */
-void plan_chain_free(struct plan_chain *c); /* frees members, not c */
 /* The netdev table of antispoof chain `chain` ("as_<dev>"):
  * "netfence-NN", NN the FNV-1a hash of <dev> modulo PLAN_AS_SHARDS, two
  * decimal digits; into buf. */
@@ -264,12 +263,5 @@ int nft_check_pod(const struct plan *p, const char *chain, const char *dev, stru
  * deleted. */
 int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *antispoof_chain, struct nf_error *err);
-/* Deletes chain `name` of table inet netfence unless something still
- * jumps to it, in one transaction: the kernel refuses to delete a chain
- * that a map element or a rule jumps to (EBUSY), and the flush that comes
- * first is undone with it. *deleted: whether it was there and is gone; 0
- * also when it is missing or in use (nothing to do). For the chain of a
- * deleted pod's kind, which a DEL leaves to its child (txn.h). */
-int nft_delete_unused_chain(const char *name, bool *deleted, struct nf_error *err);
 
 #endif

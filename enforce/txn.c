@@ -142,56 +142,6 @@ static void unlink_old_work(void *arg, bool deferred)
 	nf_state_unlink_old(arg);
 }
 
-/* The chain of a deleted pod's kind, left by its DEL (txn.h): deleted
- * unless a pod of that kind came back meanwhile (then a map element jumps
- * to it and the kernel refuses), under the state lock, so that no change
- * is between asking about the chain and making it. */
-static void chain_gc_work(void *arg, bool deferred)
-{
-	struct nf_state_lock lock = {-1};
-	struct nf_error err = {0};
-	const char *path = arg, *chain = path + strlen(path) + 1;
-	bool deleted;
-
-	/* deferred: after the conntrack work, which waited; else in the DEL,
-	 * which holds the lock */
-	if ((deferred && nf_state_lock(path, &lock, &err) < 0) || nft_delete_unused_chain(chain, &deleted, &err) < 0)
-		syslog(LOG_WARNING | LOG_DAEMON,
-		       "netfence: the chain \"%s\" of a deleted pod's kind was left in table inet %s: %s",
-		       chain, PLAN_TABLE, err.msg);
-	nf_state_unlock(&lock);
-}
-
-/* Takes the chain of the pod's kind out of `with` when `without` has it
- * not (its last pod goes), so that the DEL's transaction leaves it, and
- * hands it to the DEL's child (chain_gc_work): deleting a chain there
- * made the veth deletion that follows in the runtime's DEL ~2 ms slower
- * at 500 pods (docs/performance.md). The dispatch entries that jump to it
- * still go: it stays, unused, until the child deletes it or an ADD of its
- * kind finds it (nft.c, "chains a DEL left behind"). The work's argument
- * ("<path>\0<chain>"), or NULL: nothing to leave, or no memory (then the
- * transaction deletes it). */
-static char *leave_kind_chain(const char *path, struct plan *with, const struct plan *without)
-{
-	for (size_t i = 0; i < with->nchains; i++) {
-		struct plan_chain *c = &with->chains[i];
-		bool stays = false;
-		char *arg;
-
-		for (size_t k = 0; k < without->nchains && !stays; k++)
-			stays = strcmp(without->chains[k].name, c->name) == 0;
-		if (stays)
-			continue;
-		if (asprintf(&arg, "%s%c%s", path, '\0', c->name) < 0)
-			return NULL;
-		plan_chain_free(c);
-		memmove(c, c + 1, (with->nchains - i - 1) * sizeof(*c));
-		with->nchains--;
-		return arg;
-	}
-	return NULL;
-}
-
 /* A DEL's own cleanup, then the state files the ADDs before it replaced
  * and parked (state.h), in the same child, after it. */
 static void del_cleanup_start_all(const char *path, struct del_cleanup *c)
@@ -629,7 +579,6 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	struct plan without = {0}, with = {0};
 	const struct plan *before = adding ? &without : &with, *after = adding ? &with : &without;
 	bool kernel, changed = false;
-	char *left = NULL; /* DEL: the chain it leaves (leave_kind_chain) */
 	int r;
 
 	if (t->force)
@@ -640,8 +589,6 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 		nf_state_stage_finish(st, false, NULL);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: %s", strerror(-r));
 	}
-	if (!adding)
-		left = leave_kind_chain(path, &with, &without);
 	nf_phase("planned");
 	/* a pod no policy selects and no peer set takes: nothing for the
 	 * kernel, no marker */
@@ -676,12 +623,8 @@ static int commit_delta(struct txn *t, const char *path, const struct nf_state *
 	if (!adding) { /* see txn.h */
 		del_cleanup_start_all(path, t->gone);
 		t->gone = NULL;
-		if (left)
-			nlsock_defer_work(chain_gc_work, left);
-		left = NULL;
 	}
 out:
-	free(left);
 	plan_free(&without);
 	plan_free(&with);
 	return r;

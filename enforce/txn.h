@@ -25,16 +25,6 @@
  * the pod's own addresses, if any, and does the cleanup itself for a file
  * no cleanup holds (not yet run, or dead).
  *
- * The DEL of the last pod of a kind leaves the kind's chain in the kernel
- * (its map entries go): deleting a chain made the veth deletion that
- * comes right after netfence's DEL in the runtime's (bridge's) ~2 ms
- * slower at 500 pods (docs/performance.md). The same child deletes it
- * after its conntrack cleanup, under the state lock, unless a pod of that
- * kind came back (nft_delete_unused_chain). Meanwhile it is in no plan:
- * an ADD of its kind finds it (as planned: it only adds its map entries;
- * otherwise it refills it), a policy change deletes it (nft.c, "chains a
- * DEL left behind"), a full apply drops it with the table.
- *
  * Crash safety: "<state>.dirty" exists while the kernel may be ahead of the
  * state file (between nft_apply and the rename of the new state). A
  * transaction that finds it (its predecessor died there) re-programs the

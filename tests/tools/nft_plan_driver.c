@@ -3,9 +3,6 @@
  *
  *   nft_plan_driver apply1 | apply2 | empty | delete | bad
  *   nft_plan_driver diff FROM TO      nft_apply_diff from plan FROM (held) to plan TO
- *   nft_plan_driver delta FROM TO     nft_apply_delta from FROM to TO (apply1, apply2, and
- *                                     apply2-bare: plan 2 without pod_cccc and its map entry)
- *   nft_plan_driver gc CHAIN          nft_delete_unused_chain: prints "deleted" or "left"
  *   nft_plan_driver exists CHAIN      exit 0 if it exists, 1 if not
  *   nft_plan_driver big N             N interval prefixes, N host addresses, N dispatch entries
  *   nft_plan_driver check PLAN CHAIN  nft_check_pod of a plan (apply1, apply2, big:N) without
@@ -205,17 +202,6 @@ static void plan2(struct plan *p)
 	add_antispoof(p, "nfv29", L("10.1.0.29"));
 }
 
-/* plan 2 as a DEL of the last pod of pod_cccc's kind leaves the kernel:
- * the chain is in no plan (txn.h) */
-static void plan2_bare(struct plan *p)
-{
-	plan2(p);
-	plan_chain_free(&p->chains[0]);
-	p->nchains = 0;
-	free(p->dispatch[0].chain);
-	p->ndispatch = 0;
-}
-
 /* rejected by the kernel: a chain name over NFT_CHAIN_MAXNAMELEN, and a
  * dispatch entry jumping to a chain that does not exist */
 static void plan_bad(struct plan *p)
@@ -314,38 +300,23 @@ int main(int argc, char **argv)
 		printf("%s matches the plan\n", argv[3]);
 		return 0;
 	}
-	if (strcmp(cmd, "gc") == 0 && argc == 3) {
-		bool deleted = false;
-		r = nft_delete_unused_chain(argv[2], &deleted, &err);
-		if (r < 0) {
-			fprintf(stderr, "error %d (code %d): %s\n", r, err.code, err.msg);
-			return 1;
-		}
-		printf("%s\n", deleted ? "deleted" : "left");
-		return 0;
-	}
-	/* diff FROM TO: the kernel holds plan FROM; send only the difference
-	 * (delta: as an ADD or DEL does) */
-	if ((strcmp(cmd, "diff") == 0 || strcmp(cmd, "delta") == 0) && argc == 4) {
+	/* diff FROM TO: the kernel holds plan FROM; send only the difference */
+	if (strcmp(cmd, "diff") == 0 && argc == 4) {
 		struct plan from = { 0 };
 		bool changed = false, rejudging = false;
 		void (*mk[2])(struct plan *);
 
 		for (int i = 0; i < 2; i++) {
 			const char *n = argv[2 + i];
-			mk[i] = strcmp(n, "apply1") == 0   ? plan1
-				: strcmp(n, "apply2") == 0 ? plan2
-				: strcmp(n, "apply2-bare") == 0 ? plan2_bare
-							     : NULL;
+			mk[i] = strcmp(n, "apply1") == 0 ? plan1 : strcmp(n, "apply2") == 0 ? plan2 : NULL;
 			if (!mk[i]) {
-				fprintf(stderr, "%s: unknown plan %s\n", cmd, n);
+				fprintf(stderr, "diff: unknown plan %s\n", n);
 				return 2;
 			}
 		}
 		mk[0](&from);
 		mk[1](&p);
-		r = cmd[1] == 'i' ? nft_apply_diff(&from, &p, NULL, 0, &changed, &rejudging, &err)
-				  : nft_apply_delta(&from, &p, &changed, &err);
+		r = nft_apply_diff(&from, &p, NULL, 0, &changed, &rejudging, &err);
 		plan_free(&from);
 		plan_free(&p);
 		if (r < 0) {
