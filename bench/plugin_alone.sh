@@ -8,9 +8,8 @@
 # pod, then runs ROUNDS x (DEL, ADD) of bin/netfence directly with that
 # pod's prevResult, 50 ms apart (so that one call's left-overs, such as
 # the RCU grace period a DEL's child waits out, do not land on the next),
-# each ADD once the DEL's child (its conntrack cleanup and the deletion of
-# the chain of the pod's kind, about 1 s later) is done, so that every ADD
-# makes the kind's chain,
+# each ADD once the DEL's child (its conntrack cleanup, about 1 s later)
+# has ended,
 # each timed by bench/nfb_time. Prints the median and p90 of each. Used to
 # find where the plugin spends its time (see docs/performance.md); the
 # figures of record are bench/run.sh's, against a baseline.
@@ -62,9 +61,8 @@ nfb_in node env CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$NFB_PFX-m-nf" 
 			for c in DEL ADD; do
 				sleep 0.05
 				# the ADD gets the address the DEL freed: let the DEL'"'"'s
-				# child finish first (its conntrack cleanup, which the ADD
-				# would do else, and the deletion of the chain of the
-				# pod'"'"'s kind, which the ADD would find else: txn.h)
+				# child end first (its conntrack cleanup, which the ADD
+				# would do else; then it closes the netlink socket it kept)
 				for ((w = 0; w < 50; w++)); do
 					compgen -G "$state.conntrack-*" >/dev/null || pgrep -x netfence >/dev/null || break
 					sleep 0.1
