@@ -162,6 +162,20 @@ nfc_check "DEL of that pod with a marker and rule left" nfc_pod_del adopt1
 within 50 rejudged
 nfc_check "the marker and rule are gone (left: $(rejudge_left | tr '\n' ' '))" test -z "$(rejudge_left)"
 
+echo "== ... and from the worker of the change before it (killed after it wrote its token into a marker a worker holds)"
+policy foo-egress 7000/TCP >/dev/null
+nfc_check "a tightening apply: its worker holds the marker" \
+	sh -c "! flock -n -x '$NFC_DIR/state.json.rejudge' true"
+# the killed change: its token in the same marker, its address in the set,
+# no worker of its own (the running one finds a token not its own)
+printf '%016x' 4660 | dd of="$NFC_DIR/state.json.rejudge" conv=notrunc status=none
+nfc_in node nft add element inet netfence rejudge6 "{ $(nfc_ip foo 6) }"
+within 50 rejudged
+nfc_check "the running worker took it over: marker, rules and sets are gone (left: $(rejudge_left | tr '\n' ' '))" \
+	test -z "$(rejudge_left)"
+policy foo-egress 7000/TCP 7001/UDP >/dev/null
+within 50 rejudged
+
 echo "== the policy is deleted: the surviving flows go on"
 nfc_ctl delete networkpolicy foo-egress >/dev/null
 for v in 4 6; do

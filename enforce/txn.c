@@ -194,7 +194,9 @@ int txn_conntrack_barrier(const char *path, const struct nf_cidr *addrs, size_t 
  * the state lock, takes them out of the sets and removes the marker, but
  * only if the token is still the one it started with: else a later change
  * added addresses meanwhile and its own worker, whose walk comes after
- * that change, empties the sets. So no change waits for a worker. */
+ * that change, empties the sets; if nothing else holds the marker then,
+ * that change died before handing it over, and the worker takes its
+ * token and walks again. So no change waits for a worker. */
 
 /* Like DEL's: the next commands (kubectl applying more manifests, the
  * runtime) do not compete with the walk for the CPU; meanwhile the
@@ -237,21 +239,45 @@ static void rejudge_work(void *arg, bool deferred)
 		sleep_ms(REJUDGE_DELAY_MS);
 	if ((r = rejudge_path(j->state, name)) < 0)
 		goto out;
-	r = nft_rejudge_list(&v, &n, &err);
-	if (r == 0 && n > 0)
-		r = conntrack_flush_sources(v, n, &err);
-	if (r < 0)
-		goto out;
-	/* the state lock, without creating anything (the state may be gone) */
-	snprintf(lockname, sizeof(lockname), "%s.lock", j->state);
-	if ((lk = lock_ct_file(lockname, 0, LOCK_EX)) < 0)
-		goto out;
-	fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd >= 0 && token_read(fd, &now) && now == j->token && (r = nft_rejudge_end(v, n, &err)) == 0)
-		unlink(name);
-	if (fd >= 0)
-		close(fd);
-	close(lk);
+	for (int round = 0; round < 4; round++) {
+		struct stat a, b;
+		bool adopted = false;
+
+		free(v);
+		v = NULL;
+		n = 0;
+		r = nft_rejudge_list(&v, &n, &err);
+		if (r == 0 && n > 0)
+			r = conntrack_flush_sources(v, n, &err);
+		if (r < 0)
+			goto out;
+		/* the state lock, without creating anything (the state may be gone) */
+		snprintf(lockname, sizeof(lockname), "%s.lock", j->state);
+		if ((lk = lock_ct_file(lockname, 0, LOCK_EX)) < 0)
+			goto out;
+		fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0 && token_read(fd, &now)) {
+			if (now == j->token) {
+				if ((r = nft_rejudge_end(v, n, &err)) == 0)
+					unlink(name);
+			} else if (fstat(fd, &a) == 0 && fstat(j->fd, &b) == 0 && a.st_ino == b.st_ino &&
+				   a.st_dev == b.st_dev && flock(j->fd, LOCK_EX | LOCK_NB) == 0) {
+				/* A later change wrote its token into our marker and
+				 * nothing else holds it: it died before handing it to
+				 * a worker (changes are done: we hold the state lock).
+				 * Its addresses are in the sets: walk again, for it. A
+				 * live worker or change holds it: theirs then (a
+				 * failed conversion drops our lock, which is fine). */
+				adopted = flock(j->fd, LOCK_SH) == 0;
+				j->token = now;
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+		close(lk);
+		if (!adopted)
+			break;
+	}
 out:
 	if (r < 0 && r != -ENAMETOOLONG)
 		syslog(LOG_WARNING | LOG_DAEMON,
