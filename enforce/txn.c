@@ -239,6 +239,8 @@ static void rejudge_work(void *arg, bool deferred)
 		sleep_ms(REJUDGE_DELAY_MS);
 	if ((r = rejudge_path(j->state, name)) < 0)
 		goto out;
+	/* the state lock, without creating anything (the state may be gone) */
+	snprintf(lockname, sizeof(lockname), "%s.lock", j->state);
 	for (int round = 0; round < 4; round++) {
 		struct stat a, b;
 		bool adopted = false;
@@ -251,8 +253,6 @@ static void rejudge_work(void *arg, bool deferred)
 			r = conntrack_flush_sources(v, n, &err);
 		if (r < 0)
 			goto out;
-		/* the state lock, without creating anything (the state may be gone) */
-		snprintf(lockname, sizeof(lockname), "%s.lock", j->state);
 		if ((lk = lock_ct_file(lockname, 0, LOCK_EX)) < 0)
 			goto out;
 		fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
