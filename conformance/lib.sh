@@ -631,7 +631,8 @@ nfc_summary() {
 # A DEL leaves a child behind that cleans conntrack up a second later, and
 # so does a policy change that restricts running pods (enforce/txn.h): wait
 # for those of this test's plugin runs (their command line names this
-# test's dir: its bin/netfence, or a valgrind log in it) and netfencectl
+# test's dir: its bin/netfence, or a valgrind log in it before the plugin's
+# bin/netfence or build/netfence-dynamic) and netfencectl
 # runs (their environment names this test's state file) to exit (10 s at
 # most, then they are killed: this test started them).
 nfc__wait_deferred() {
@@ -642,7 +643,8 @@ nfc__wait_deferred() {
 			[ "${d#/proc/}" = $$ ] && continue
 			c=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null)
 			case $c in
-			*"$NFC_DIR/"*bin/netfence* | "$NFC_DIR/bin/netfence"*) left="$left ${d#/proc/}" ;;
+			*"$NFC_DIR/"*bin/netfence* | *"$NFC_DIR/"*build/netfence-dynamic* | "$NFC_DIR/bin/netfence"*)
+				left="$left ${d#/proc/}" ;;
 			*bin/netfencectl*)
 				tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "NETFENCE_STATE=$NFC_DIR/state.json" &&
 					left="$left ${d#/proc/}" ;;

@@ -14,7 +14,7 @@ VG="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possi
 rm "$NFC_DIR/bin/netfence"
 cat >"$NFC_DIR/bin/netfence" <<EOF2
 #!/bin/sh
-exec $VG "$NFC_ROOT/bin/netfence" "\$@"
+exec $VG "$NFC_ROOT/build/netfence-dynamic" "\$@"
 EOF2
 chmod +x "$NFC_DIR/bin/netfence"
 
@@ -35,7 +35,7 @@ nfc_check_not "bad manifest is rejected (valgrind)" vg_ctl apply -f "$NFC_ROOT/t
 
 # GC and STATUS are not in libcni 1.1.2: call the plugin as a 1.1 runtime would
 vg_plugin() { # CNI_COMMAND <stdin
-	nfc__nsexec "$NFC_NODE" env -i PATH="$PATH" CNI_COMMAND="$1" CNI_PATH="$NFC_DIR/bin" $VG "$NFC_ROOT/bin/netfence"
+	nfc__nsexec "$NFC_NODE" env -i PATH="$PATH" CNI_COMMAND="$1" CNI_PATH="$NFC_DIR/bin" $VG "$NFC_ROOT/build/netfence-dynamic"
 }
 keep=$(jq -c '{containerID: .containerID, ifname: .ifname}' <<<"$(nfc_ctl get pods -A -o json | jq -c '.items[] | select(.name == "kube-dns")')")
 printf '{"cniVersion":"1.1.0","name":"nfc","type":"netfence","stateFile":"%s","cni.dev/valid-attachments":[%s]}' \
