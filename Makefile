@@ -11,7 +11,7 @@ CFLAGS += -pthread -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unu
 	  -D_GNU_SOURCE -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS))
 LDLIBS += -pthread $(shell $(PKG_CONFIG) --libs $(PKGS))
 # The plugin is started once per pod ADD and DEL: it is one static
-# executable (as the reference plugins are), so that no dynamic loader maps
+# executable (as upstream's releases of the reference plugins are), so that no dynamic loader maps
 # and binds libraries at each call (~0.3 ms on a cold start here,
 # docs/performance.md) and a node needs no library to run it. Debian ships
 # libmnl only as a shared library: plugin/mnl.c has the part of its API
@@ -165,7 +165,7 @@ bench-smoke: bench-build
 
 .PHONY: all check conformance install clean lint fuzz bench bench-build bench-smoke
 .SECONDARY:
--include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d
+-include $(LIB_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d) build/plugin/netfence.d build/plugin/netfencectl.d build/plugin/mnl.d
 
 # enforce/nft.c test driver, for conformance/nft_apply_test.sh (root; it
 # makes its own network namespaces).

@@ -1,11 +1,14 @@
-/* The part of libmnl's API that the plugin and libnftnl call, for linking
- * the plugin as one static executable (Makefile, PLUGIN_LINK=static).
+/* The part of libmnl's API that the plugin and libnftnl call (and the
+ * batch's reset and an attribute's length, which complete the families
+ * tests/unit/test_mnl.c checks against libmnl), for linking the plugin as
+ * one static executable (Makefile, PLUGIN_LINK=static).
  *
  * Debian ships libmnl only as a shared library, and a static executable
  * cannot load one. The plugin is started for every pod ADD and DEL, and
  * the dynamic loader's work (mapping libc and libmnl, binding, relocating)
  * was ~0.3 ms of each call on a cold start (docs/performance.md); a static
- * plugin is also one file to copy to a node, as the reference plugins are.
+ * plugin is also one file to copy to a node, as the upstream releases of
+ * the reference plugins are (Debian's builds of them link libc).
  *
  * Compiled against <libmnl/libmnl.h>, so that every prototype, constant and
  * type (MNL_TYPE_*, MNL_CB_*, the iteration macros) is libmnl's own; the
@@ -19,6 +22,13 @@
 #include <sys/socket.h>
 
 #include <libmnl/libmnl.h>
+
+/* libmnl's way of failing: errno set, -1 returned */
+static int fail(int e)
+{
+	errno = e;
+	return -1;
+}
 
 /* --- sockets --- */
 
@@ -56,10 +66,8 @@ int mnl_socket_bind(struct mnl_socket *nl, unsigned int groups, pid_t pid)
 	if (bind(nl->fd, (struct sockaddr *)&nl->addr, sizeof(nl->addr)) < 0 ||
 	    getsockname(nl->fd, (struct sockaddr *)&nl->addr, &len) < 0)
 		return -1;
-	if (len != sizeof(nl->addr) || nl->addr.nl_family != AF_NETLINK) {
-		errno = EINVAL;
-		return -1;
-	}
+	if (len != sizeof(nl->addr) || nl->addr.nl_family != AF_NETLINK)
+		return fail(EINVAL);
 	return 0;
 }
 
@@ -97,25 +105,16 @@ ssize_t mnl_socket_recvfrom(const struct mnl_socket *nl, void *buf, size_t siz)
 
 	if (r < 0)
 		return r;
-	if (msg.msg_flags & MSG_TRUNC) {
-		errno = ENOSPC;
-		return -1;
-	}
-	if (msg.msg_namelen != sizeof(from)) {
-		errno = EINVAL;
-		return -1;
-	}
+	if (msg.msg_flags & MSG_TRUNC)
+		return fail(ENOSPC);
+	if (msg.msg_namelen != sizeof(from))
+		return fail(EINVAL);
 	return r;
 }
 
 int mnl_socket_setsockopt(const struct mnl_socket *nl, int type, void *buf, socklen_t len)
 {
 	return setsockopt(nl->fd, SOL_NETLINK, type, buf, len);
-}
-
-int mnl_socket_getsockopt(const struct mnl_socket *nl, int type, void *buf, socklen_t *len)
-{
-	return getsockopt(nl->fd, SOL_NETLINK, type, buf, len);
 }
 
 /* --- messages --- */
@@ -296,60 +295,45 @@ struct nlattr *mnl_attr_next(const struct nlattr *attr)
 
 int mnl_attr_type_valid(const struct nlattr *attr, uint16_t maxtype)
 {
-	if (mnl_attr_get_type(attr) > maxtype) {
-		errno = EOPNOTSUPP;
-		return -1;
-	}
+	if (mnl_attr_get_type(attr) > maxtype)
+		return fail(EOPNOTSUPP);
 	return 1;
 }
 
-/* the payload of a type of exp_len bytes (0: any length) */
-static int validate(const struct nlattr *attr, enum mnl_attr_data_type type, size_t exp_len)
+/* the payload of a type of exp_len bytes (0: any length); the checks in
+ * libmnl's order, which decides the errno when two fail */
+int mnl_attr_validate2(const struct nlattr *attr, enum mnl_attr_data_type type, size_t exp_len)
 {
 	uint16_t len = mnl_attr_get_payload_len(attr);
 	const char *data = mnl_attr_get_payload(attr);
 
-	if (len < exp_len) {
-		errno = ERANGE;
-		return -1;
-	}
+	if ((unsigned)type >= MNL_TYPE_MAX)
+		return fail(EINVAL);
+	if (len < exp_len)
+		return fail(ERANGE);
 	switch (type) {
 	case MNL_TYPE_FLAG:
-		if (len > 0) {
-			errno = ERANGE;
-			return -1;
-		}
+		if (len > 0)
+			return fail(ERANGE);
 		break;
 	case MNL_TYPE_NUL_STRING:
-		if (len == 0) {
-			errno = ERANGE;
-			return -1;
-		}
-		if (data[len - 1] != '\0') {
-			errno = EINVAL;
-			return -1;
-		}
+		if (len == 0)
+			return fail(ERANGE);
+		if (data[len - 1] != '\0')
+			return fail(EINVAL);
 		break;
 	case MNL_TYPE_STRING:
-		if (len == 0) {
-			errno = ERANGE;
-			return -1;
-		}
+		if (len == 0)
+			return fail(ERANGE);
 		break;
 	case MNL_TYPE_NESTED: /* empty, or at least one attribute's header */
-		if (len > 0 && len < MNL_ATTR_HDRLEN) {
-			errno = ERANGE;
-			return -1;
-		}
+		if (len > 0 && len < MNL_ATTR_HDRLEN)
+			return fail(ERANGE);
 		break;
 	default:
 		break;
 	}
-	if (exp_len && len > exp_len) {
-		errno = ERANGE;
-		return -1;
-	}
-	return 0;
+	return exp_len && len > exp_len ? fail(ERANGE) : 0;
 }
 
 int mnl_attr_validate(const struct nlattr *attr, enum mnl_attr_data_type type)
@@ -360,20 +344,7 @@ int mnl_attr_validate(const struct nlattr *attr, enum mnl_attr_data_type type)
 		[MNL_TYPE_MSECS] = sizeof(uint64_t),
 	};
 
-	if ((unsigned)type >= MNL_TYPE_MAX) {
-		errno = EINVAL;
-		return -1;
-	}
-	return validate(attr, type, fixed[type]);
-}
-
-int mnl_attr_validate2(const struct nlattr *attr, enum mnl_attr_data_type type, size_t exp_len)
-{
-	if ((unsigned)type >= MNL_TYPE_MAX) {
-		errno = EINVAL;
-		return -1;
-	}
-	return validate(attr, type, exp_len);
+	return mnl_attr_validate2(attr, type, (unsigned)type < MNL_TYPE_MAX ? fixed[type] : 0);
 }
 
 int mnl_attr_parse(const struct nlmsghdr *nlh, unsigned int offset, mnl_attr_cb_t cb, void *data)
@@ -490,11 +461,6 @@ void mnl_attr_nest_end(struct nlmsghdr *nlh, struct nlattr *start)
 	start->nla_len = (uint16_t)((char *)mnl_nlmsg_get_payload_tail(nlh) - (char *)start);
 }
 
-void mnl_attr_nest_cancel(struct nlmsghdr *nlh, struct nlattr *start)
-{
-	nlh->nlmsg_len -= (uint32_t)((char *)mnl_nlmsg_get_payload_tail(nlh) - (char *)start);
-}
-
 /* --- running callbacks over a buffer of messages --- */
 
 static int cb_noop(const struct nlmsghdr *nlh, void *data)
@@ -512,10 +478,8 @@ static int cb_error(const struct nlmsghdr *nlh, void *data)
 {
 	const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
 
-	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct nlmsgerr))) {
-		errno = EBADMSG;
-		return MNL_CB_ERROR;
-	}
+	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct nlmsgerr)))
+		return fail(EBADMSG); /* MNL_CB_ERROR */
 	errno = err->error < 0 ? -err->error : err->error;
 	return err->error == 0 ? MNL_CB_STOP : MNL_CB_ERROR;
 }
@@ -535,18 +499,12 @@ int mnl_cb_run(const void *buf, size_t numbytes, unsigned int seq, unsigned int 
 	while (mnl_nlmsg_ok(nlh, len)) {
 		mnl_cb_t cb;
 
-		if (!mnl_nlmsg_portid_ok(nlh, portid)) {
-			errno = ESRCH;
-			return -1;
-		}
-		if (!mnl_nlmsg_seq_ok(nlh, seq)) {
-			errno = EPROTO;
-			return -1;
-		}
-		if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) { /* the dump changed under it */
-			errno = EINTR;
-			return -1;
-		}
+		if (!mnl_nlmsg_portid_ok(nlh, portid))
+			return fail(ESRCH);
+		if (!mnl_nlmsg_seq_ok(nlh, seq))
+			return fail(EPROTO);
+		if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) /* the dump changed under it */
+			return fail(EINTR);
 		cb = nlh->nlmsg_type >= NLMSG_MIN_TYPE ? cb_data : control[nlh->nlmsg_type];
 		if (cb && (r = cb(nlh, data)) <= MNL_CB_STOP)
 			return r;

@@ -152,6 +152,10 @@ static void test_validate(void **state)
 	errno = 0;
 	assert_int_equal(mnl_attr_validate2(a, MNL_TYPE_BINARY, 3), -1);
 	assert_int_equal(errno, ERANGE);
+	/* too long and not NUL-terminated: the type's check decides */
+	errno = 0;
+	assert_int_equal(mnl_attr_validate2(a, MNL_TYPE_NUL_STRING, 3), -1);
+	assert_int_equal(errno, EINVAL);
 
 	a = attr_of(3, "ab\0");
 	assert_int_equal(mnl_attr_validate(a, MNL_TYPE_NUL_STRING), 0);
