@@ -180,7 +180,9 @@ nfc_check_not "no trace of foo's addresses" grep -qwF -e "$ip4" -e "$ip6" <<<"$r
 nfc_check_not "no state record of foo" sh -c "ip netns exec $NFC_NODE env NETFENCE_STATE=$NFC_DIR/state.json $NFC_NETFENCECTL get pods | grep -qw '^foo'"
 nfc_pod_del foo2
 rs=$(nfc_in node nft list ruleset)
-nfc_check_not "no kind's chain once no pod is selected" grep -q "chain kind_" <<<"$rs"
+nfc_check_not "nothing jumps to a kind's chain once no pod is selected" grep -q "jump kind_" <<<"$rs"
+nfc_check "... but foo's kind's chain stays, idle, for its next pod (enforce/txn.h)" \
+	test "$(grep -c "chain kind_" <<<"$rs")" = 1
 nfc_check_not "... no anti-spoofing chain" grep -q "chain as_" <<<"$rs"
 nfc_check "... the tables stay while the policy does" grep -q "table inet netfence" <<<"$rs"
 nfc_check "kernel ruleset == netfencectl show with no pod selected" nfc_kernel_matches_plan

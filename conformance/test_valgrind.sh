@@ -30,6 +30,18 @@ nfc_check "show (valgrind)" vg_ctl show
 nfc_check "DEL foo (valgrind)" nfc_cni del foo
 nfc_check "DEL foo again (valgrind)" nfc_cni del foo
 rm -f "$NFC_DIR/pods/foo.attached"
+# idle kinds (enforce/txn.h): foo's DEL left one; foo2 takes it over; with
+# one kept at most, foo3's DEL (other labels, the same kind) drops foo2's
+nfc_check "foo's DEL left an idle kind" test "$(jq '[.pods[] | select(.idle)] | length' "$NFC_DIR/state.json")" = 1
+jq '.plugins[-1].idleKindChains = 1' "$NFC_DIR/net.d/nfc.conflist" >"$NFC_DIR/c.tmp" && mv "$NFC_DIR/c.tmp" "$NFC_DIR/net.d/nfc.conflist"
+nfc_check "ADD foo2, of the idle kind (valgrind)" nfc_pod foo2 default app:foo
+nfc_check "ADD foo3, of that kind, other labels (valgrind)" nfc_pod foo3 default app:foo,x:y
+nfc_check "DEL foo2: idle again (valgrind)" nfc_cni del foo2
+rm -f "$NFC_DIR/pods/foo2.attached"
+nfc_check "DEL foo3: its idle kind replaces foo2's (valgrind)" nfc_cni del foo3
+rm -f "$NFC_DIR/pods/foo3.attached"
+nfc_check "... one idle kind, foo3's labels" \
+	jq -e '[.pods[] | select(.idle)] | length == 1 and .[0].labels == {"app": "foo", "x": "y"}' "$NFC_DIR/state.json"
 nfc_check "delete -f (valgrind)" vg_ctl delete -f "$NFC_ROOT/testdata/foo-deny-external-egress.yaml"
 nfc_check_not "bad manifest is rejected (valgrind)" vg_ctl apply -f "$NFC_ROOT/testdata/cni/add-ptp-0.4.0.json"
 
@@ -46,7 +58,7 @@ rm -f "$NFC_DIR/pods/bar.attached"
 nfc_check "STATUS (valgrind)" vg_plugin STATUS <"$NFC_DIR/gc.json"
 
 runs=$(ls "$NFC_DIR"/log/vg.*.log | wc -l)
-nfc_check "valgrind ran ($runs runs)" test "$runs" -ge 13
+nfc_check "valgrind ran ($runs runs)" test "$runs" -ge 17
 bad=$(grep -l "ERROR SUMMARY: [1-9]\|definitely lost\|indirectly lost\|Invalid \(read\|write\)" "$NFC_DIR"/log/vg.*.log)
 [ -n "$bad" ] && cat $bad >&2
 nfc_check "valgrind logs are clean" test -z "$bad"

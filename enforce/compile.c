@@ -846,16 +846,6 @@ static void chain_free(struct plan_chain *c)
 	free(c->comment);
 }
 
-static bool same_labels(const struct nf_labels *a, const struct nf_labels *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++) /* both sorted by key */
-		if (strcmp(a->v[i].key, b->v[i].key) != 0 || strcmp(a->v[i].value, b->v[i].value) != 0)
-			return false;
-	return true;
-}
-
 /* The pod's twin entry; *fresh: made now (pod is the first of its kind). */
 static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *fresh)
 {
@@ -864,7 +854,7 @@ static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *f
 
 	for (; b->twins[i].pod; i = (i + 1) & (b->ntwins - 1)) {
 		const struct nf_pod *q = b->twins[i].pod;
-		if (b->twins[i].hash == h && strcmp(q->ns, pod->ns) == 0 && same_labels(&q->labels, &pod->labels)) {
+		if (b->twins[i].hash == h && strcmp(q->ns, pod->ns) == 0 && nf_labels_equal(&q->labels, &pod->labels)) {
 			*fresh = false;
 			return &b->twins[i];
 		}
@@ -1122,6 +1112,7 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 		if (!t->kind.selected)
 			continue;
 		if ((r = compile_pod(&b, &s->pods[i], t, first)) < 0) {
+			const char *name = s->pods[i].idle ? "(an idle kind)" : s->pods[i].name;
 			builder_fini(&b);
 			plan_free(&p);
 			if (r == -EEXIST)
@@ -1129,9 +1120,9 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 						    "compiling the rules of pod %s/%s: the set of policies selecting it "
 						    "hashes to the chain name kind_%016llx of another set of policies; "
 						    "renaming one of its policies gives it another",
-						    s->pods[i].ns, s->pods[i].name, (unsigned long long)t->kind.h1);
+						    s->pods[i].ns, name, (unsigned long long)t->kind.h1);
 			return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules of pod %s/%s: %s",
-					    s->pods[i].ns, s->pods[i].name, strerror(-r));
+					    s->pods[i].ns, name, strerror(-r));
 		}
 	}
 	builder_fini(&b);
@@ -1215,7 +1206,7 @@ static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *w
 			continue;
 		twin_of(b, q, &first);
 		kin = kin || (strcmp(q->ns, pod->ns) == 0 &&
-			      (same_labels(&q->labels, &pod->labels) || (first && same_kind(b->s, q, sel, nsel, &kd))));
+			      (nf_labels_equal(&q->labels, &pod->labels) || (first && same_kind(b->s, q, sel, nsel, &kd))));
 	}
 	/* 1. the chain of its kind, unless other pods have it, and its
 	 * entries; the sets its rules use hold the pod's addresses alone

@@ -6,7 +6,8 @@
  * its dispatch entries and anti-spoofing chain, its addresses in the peer
  * sets, and, when it is the only pod of its kind (the policies that
  * select it), the kind's chain; other chains do not depend on it, and
- * the peer sets are every policy's, with or without it. Named ports
+ * the peer sets are every policy's, with or without it; an idle kind
+ * (txn.h) keeps its chain too. Named ports
  * break that (a pod's containerPorts can
  * add rules to other pods' chains), as do records that share the pod's
  * address or veth (stale attachments): then the caller compiles. */
@@ -82,6 +83,15 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 		if (!(p.dispatch[p.ndispatch++].chain = strdup(with->dispatch[i].chain)))
 			goto fail;
 		kin = kin || strcmp(with->dispatch[i].chain, chain) == 0;
+	}
+	/* an idle kind of the pod's kind holds its chain too (txn.h) */
+	for (size_t i = 0; !kin && i < s->npods; i++) {
+		_cleanup_free_ char *other = NULL;
+		if (!s->pods[i].idle)
+			continue;
+		if (!(other = plan_pod_chain_name(s, &s->pods[i])))
+			goto fail;
+		kin = strcmp(other, chain) == 0;
 	}
 	for (size_t i = 0; i < with->nchains; i++) {
 		const struct plan_chain *c = &with->chains[i];

@@ -663,7 +663,10 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 	struct nf_state_stage st;
 	int r;
 
-	if ((r = stage(path, s, COMMIT_ADD, NULL, &st, err)) < 0 ||
+	/* an idle kind of the pod's namespace and labels: its chain is the
+	 * pod's now (the plans, with it or without it, are the same), and the
+	 * state saved has the pod instead */
+	if ((r = stage(path, s, COMMIT_ADD, nf_state_twin(s, pod, true), &st, err)) < 0 ||
 	    (r = commit_delta(t, path, s, NULL, pod, &st, err)) != -EAGAIN)
 		return r;
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
@@ -675,8 +678,42 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 	return r;
 }
 
+/* A DEL that makes an idle kind when idle_max are there already: the
+ * oldest goes (its chain with it, unless a pod has its kind), which the
+ * pod's share does not say; so both plans are compiled whole. Once in
+ * idle_max kinds going idle. */
+static int commit_del_evicting(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
+			       const char *ifname, struct nf_error *err)
+{
+	struct plan after = {0}, before = {0};
+	struct nf_state_stage st;
+	size_t oldest = 0;
+	int r;
+
+	if ((r = plan_compile(s, &before, err)) < 0)
+		return r;
+	while (!s->pods[oldest].idle)
+		oldest++;
+	nf_state_remove_pod_at(s, oldest);
+	if (nf_state_add_idle(s, nf_state_find_pod(s, container_id, ifname)) < 0) {
+		r = nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
+		goto out;
+	}
+	nf_state_remove_pod(s, container_id, ifname);
+	if ((r = stage(path, s, COMMIT_DEL, NULL, &st, err)) < 0)
+		goto out;
+	if ((r = plan_compile(s, &after, err)) < 0)
+		nf_state_stage_finish(&st, false, NULL);
+	else
+		r = commit_plans(t, path, s, &before, &after, COMMIT_DEL, &st, err);
+out:
+	plan_free(&before);
+	plan_free(&after);
+	return r;
+}
+
 int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
-		   const char *ifname, bool *removed, struct nf_error *err)
+		   const char *ifname, size_t idle_max, bool *removed, struct nf_error *err)
 {
 	const struct nf_pod *pod = nf_state_find_pod(s, container_id, ifname);
 	struct plan after = {0}, before = {0};
@@ -693,6 +730,15 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	memcpy(t->gone->addrs, pod->addrs, pod->naddrs * sizeof(t->gone->addrs[0]));
 	t->gone_cid = container_id;
 	t->gone_ifname = ifname;
+	/* the last pod of its namespace and labels, selected: its kind goes
+	 * idle, the kernel keeps its chain (see txn.h) */
+	if (idle_max && !nf_state_twin(s, pod, false) && plan_pod_is_selected(s, pod)) {
+		if (nf_state_nidle(s) >= idle_max)
+			return commit_del_evicting(t, path, s, container_id, ifname, err);
+		if (nf_state_add_idle(s, pod) < 0)
+			return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
+		pod = nf_state_find_pod(s, container_id, ifname); /* s->pods moved */
+	}
 	if ((r = stage(path, s, COMMIT_DEL, pod, &st, err)) < 0 ||
 	    (r = commit_delta(t, path, s, s, pod, &st, err)) != -EAGAIN)
 		return r;

@@ -56,6 +56,20 @@ int txn_commit(struct txn *t, const char *path, const struct nf_state *s, struct
  * nf_state_load_fast. */
 int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
 
+/* Idle kinds. A DEL of the last pod of its namespace and labels that a
+ * policy selects leaves its kind's chain in the kernel, and an idle
+ * record of that namespace and those labels (nf_pod.idle) in the state,
+ * for the next pod of the kind (a restart, a rollout, a job's next run):
+ * its ADD then adds set elements and map entries, not a chain of a rule
+ * per selecting policy's rule (0.5 ms at 50 selecting policies,
+ * docs/performance.md). An idle record has no address, so nothing jumps
+ * to its chain; the plans hold its chain like any pod's kind's, so every
+ * policy change, sync and recovery keeps it as the policies say, and a
+ * policy that stops selecting it takes the chain away. The ADD of a pod
+ * of its namespace and labels takes the record over. At most idle_max
+ * (the conflist's "idleKindChains") are kept: the DEL that would make
+ * one more drops the oldest; 0 keeps none. */
+
 /* ADD and DEL change the state by one pod: begin without compiling, and
  * compile once, deriving the other plan (plan_without_pod).
  * txn_commit_add: s already holds `pod`. txn_commit_del: s still holds
@@ -66,7 +80,7 @@ int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, str
 int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
 		   struct nf_error *err);
 int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
-		   const char *ifname, bool *removed, struct nf_error *err);
+		   const char *ifname, size_t idle_max, bool *removed, struct nf_error *err);
 void txn_end(struct txn *t);
 
 /* Waits until no DEL's conntrack cleanup of one of addrs is running (see

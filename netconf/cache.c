@@ -38,7 +38,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 8u
+#define CACHE_VERSION 9u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -271,6 +271,7 @@ static void put_policy(struct wbuf *w, const struct nf_policy *p)
 
 static void put_pod(struct wbuf *w, const struct nf_pod *p)
 {
+	put_u8(w, p->idle);
 	put_str(w, p->container_id);
 	put_str(w, p->ifname);
 	put_str(w, p->ns);
@@ -691,8 +692,9 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 static void get_pod(struct rbuf *r, struct nf_pod *p)
 {
 	/* NULL where nf_pod_from_json allows it, and only there */
-	p->container_id = get_str1(r);
-	p->ifname = get_str1(r);
+	p->idle = get_u8(r) != 0;
+	p->container_id = p->idle ? get_str(r) : get_str1(r);
+	p->ifname = p->idle ? get_str(r) : get_str1(r);
 	p->ns = get_str1(r);
 	p->name = get_str(r);
 	get_labels(r, &p->labels);

@@ -133,6 +133,26 @@ static int parse_valid_attachments(const json_t *root, struct nf_cni_conf *c, st
 	return 0;
 }
 
+static int parse_idle_kinds(const json_t *root, struct nf_cni_conf *c, struct nf_error *err)
+{
+	const json_t *v = json_object_get(root, "idleKindChains");
+	char *text;
+
+	c->idle_kinds = NF_DEFAULT_IDLE_KINDS;
+	if (!v)
+		return 0;
+	if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= NF_MAX_IDLE_KINDS) {
+		c->idle_kinds = (size_t)json_integer_value(v);
+		return 0;
+	}
+	text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	nf_error_set(err, EINVAL, CNI_ERR_INVALID_CONFIG,
+		     "idleKindChains: must be a whole number from 0 to %d, got %.64s", NF_MAX_IDLE_KINDS,
+		     text ? text : "another value");
+	free(text);
+	return -EINVAL;
+}
+
 int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, struct nf_error *err)
 {
 	struct nf_cni_conf c = {0};
@@ -179,6 +199,8 @@ int nf_cni_conf_parse(const char *buf, size_t len, struct nf_cni_conf *out, stru
 		r = -ENOMEM;
 		goto fail;
 	}
+	if ((r = parse_idle_kinds(root, &c, err)) < 0)
+		goto fail;
 	pr = json_object_get(root, "prevResult");
 	if (pr && !json_is_null(pr)) {
 		if (!json_is_object(pr)) {

@@ -18,10 +18,17 @@ struct nf_attachment {
 	char *ifname;
 };
 
+#define NF_DEFAULT_IDLE_KINDS 32
+#define NF_MAX_IDLE_KINDS 1024
+
 struct nf_cni_conf {
 	char *cni_version;
 	char *name;
 	char *state_file;     /* "stateFile", or NF_DEFAULT_STATE_FILE */
+	/* "idleKindChains": how many idle kinds' chains the node keeps (txn.h),
+	 * NF_DEFAULT_IDLE_KINDS when absent; 0: a kind's chain goes with its
+	 * last pod */
+	size_t idle_kinds;
 	json_t *prev_result;  /* owned reference, NULL when absent */
 	bool has_arg_labels;  /* args.cni.labels present */
 	struct nf_labels arg_labels;

@@ -261,6 +261,16 @@ const char *nf_labels_get(const struct nf_labels *l, const char *key)
 	return found ? l->v[i].value : NULL;
 }
 
+bool nf_labels_equal(const struct nf_labels *a, const struct nf_labels *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) /* both sorted by key */
+		if (strcmp(a->v[i].key, b->v[i].key) != 0 || strcmp(a->v[i].value, b->v[i].value) != 0)
+			return false;
+	return true;
+}
+
 int nf_labels_copy(struct nf_labels *dst, const struct nf_labels *src)
 {
 	struct nf_labels c = { 0 };

@@ -54,6 +54,7 @@ void nf_labels_free(struct nf_labels *l);
 int nf_labels_set(struct nf_labels *l, const char *key, const char *value);
 const char *nf_labels_get(const struct nf_labels *l, const char *key);
 int nf_labels_copy(struct nf_labels *dst, const struct nf_labels *src);
+bool nf_labels_equal(const struct nf_labels *a, const struct nf_labels *b);
 /* Validation as the API server does it (qualified name key, value <= 63
  * chars of [A-Za-z0-9_.-], alnum at both ends). */
 int nf_label_key_validate(const char *key, const char *field, struct nf_error *err);
@@ -206,6 +207,12 @@ struct nf_pod {
 	 * the state it was loaded into (nf_state.frozen): nf_pod_free leaves
 	 * them; nf_pod_own makes them the pod's before any is changed */
 	bool borrowed;
+	/* an idle kind ("idle": true): no attachment, but the namespace and
+	 * labels of a deleted one, the last of its kind, whose kind's chain
+	 * the kernel keeps for the next pod of that kind (txn.h, idle kinds).
+	 * Nothing else: no container, interface, name, network, address or
+	 * host veth; the lookups (nf_state_find_pod, ...) pass it over. */
+	bool idle;
 };
 
 void nf_pod_free(struct nf_pod *p);

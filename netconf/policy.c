@@ -773,8 +773,13 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 	if (!json_is_object(obj))
 		return nf_error_set(err, EINVAL, code, "pod: expected an object, got %s",
 				    nf_json_type_name(obj));
-	if ((r = req_string(obj, "containerID", "", &cid, code, err)) < 0 ||
-	    (r = req_string(obj, "ifname", "", &ifname, code, err)) < 0 ||
+	v = member(obj, "idle");
+	if (v && !json_is_boolean(v))
+		return nf_error_set(err, EINVAL, code, "idle: expected a boolean, got %s", nf_json_type_name(v));
+	p.idle = v && json_is_true(v);
+	/* an idle kind is no attachment: a namespace and labels */
+	if ((r = (p.idle ? opt_string : req_string)(obj, "containerID", "", &cid, code, err)) < 0 ||
+	    (r = (p.idle ? opt_string : req_string)(obj, "ifname", "", &ifname, code, err)) < 0 ||
 	    (r = opt_string(obj, "namespace", "", &ns, code, err)) < 0 ||
 	    (r = opt_string(obj, "name", "", &name, code, err)) < 0 ||
 	    (r = opt_string(obj, "hostVeth", "", &veth, code, err)) < 0 ||
@@ -796,6 +801,11 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 	ips = member(obj, "ips");
 	if (ips && (r = want_type(ips, JSON_ARRAY, "ips", code, err)) < 0)
 		goto fail;
+	if (p.idle && (json_array_size(ips) || veth || cid || ifname)) {
+		r = nf_error_set(err, EINVAL, code, "idle: an idle kind has no %s",
+				 veth ? "hostVeth" : cid ? "containerID" : ifname ? "ifname" : "ips");
+		goto fail;
+	}
 	if (json_array_size(ips)) {
 		p.addrs = calloc(json_array_size(ips), sizeof(*p.addrs));
 		if (!p.addrs) {
@@ -838,8 +848,10 @@ json_t *nf_pod_to_json(const struct nf_pod *p)
 
 	if (!o || !ips || !labels)
 		goto fail;
-	r |= json_object_set_new(o, "containerID", json_string(p->container_id ? p->container_id : ""));
-	r |= json_object_set_new(o, "ifname", json_string(p->ifname ? p->ifname : ""));
+	if (!p->idle) {
+		r |= json_object_set_new(o, "containerID", json_string(p->container_id ? p->container_id : ""));
+		r |= json_object_set_new(o, "ifname", json_string(p->ifname ? p->ifname : ""));
+	}
 	if (p->ns)
 		r |= json_object_set_new(o, "namespace", json_string(p->ns));
 	if (p->name)
@@ -858,6 +870,8 @@ json_t *nf_pod_to_json(const struct nf_pod *p)
 	}
 	r |= json_object_set_new(o, "ips", ips);
 	ips = NULL;
+	if (p->idle)
+		r |= json_object_set_new(o, "idle", json_true());
 	if (r)
 		goto fail;
 	return o;

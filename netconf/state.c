@@ -758,7 +758,9 @@ static void *stage_write(void *arg)
 	 * the next DEL to unlink (state.h), and unlinked here only when all
 	 * of those are taken */
 	if (st->prev) {
-		int held = st->skip ? open(st->prev, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+		/* a DEL skips its pod; an ADD may skip the idle kind its pod
+		 * takes over, and parks */
+		int held = st->skip && !st->skip->idle ? open(st->prev, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 		if ((held < 0 && park_prev(st)) || unlink(st->prev) == 0 || errno == ENOENT) {
 			link(st->path, st->prev);
 			st->prev_fd = held;
@@ -1155,7 +1157,8 @@ const struct nf_pod *nf_state_find_pod(const struct nf_state *s, const char *con
 				       const char *ifname)
 {
 	for (size_t i = 0; i < s->npods; i++)
-		if (streq0(s->pods[i].container_id, container_id) && streq0(s->pods[i].ifname, ifname))
+		if (!s->pods[i].idle && streq0(s->pods[i].container_id, container_id) &&
+		    streq0(s->pods[i].ifname, ifname))
 			return &s->pods[i];
 	return NULL;
 }
@@ -1164,7 +1167,7 @@ const struct nf_pod *nf_state_find_pod_by_name(const struct nf_state *s, const c
 					       const char *name)
 {
 	for (size_t i = 0; i < s->npods; i++)
-		if (streq0(s->pods[i].ns, ns) && streq0(s->pods[i].name, name))
+		if (!s->pods[i].idle && streq0(s->pods[i].ns, ns) && streq0(s->pods[i].name, name))
 			return &s->pods[i];
 	return NULL;
 }
@@ -1172,7 +1175,8 @@ const struct nf_pod *nf_state_find_pod_by_name(const struct nf_state *s, const c
 int nf_state_put_pod(struct nf_state *s, struct nf_pod *pod)
 {
 	for (size_t i = 0; i < s->npods; i++) {
-		if (streq0(s->pods[i].container_id, pod->container_id) && streq0(s->pods[i].ifname, pod->ifname)) {
+		if (!s->pods[i].idle && streq0(s->pods[i].container_id, pod->container_id) &&
+		    streq0(s->pods[i].ifname, pod->ifname)) {
 			nf_pod_free(&s->pods[i]);
 			s->pods[i] = *pod;
 			memset(pod, 0, sizeof(*pod));
@@ -1276,7 +1280,7 @@ int nf_state_put_podspec(struct nf_state *s, struct nf_podspec *p)
 	/* the attachments of this pod take the registration's labels */
 	for (size_t i = 0; i < s->npods; i++) {
 		struct nf_pod *a = &s->pods[i];
-		if (streq0(a->ns, p->ns) && streq0(a->name, p->name)) {
+		if (!a->idle && streq0(a->ns, p->ns) && streq0(a->name, p->name)) {
 			struct nf_labels l = {0};
 			if (nf_pod_own(a) < 0 || nf_labels_copy(&l, &p->labels) < 0)
 				return -ENOMEM;
@@ -1316,7 +1320,8 @@ bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const cha
 	size_t j = 0;
 
 	for (size_t i = 0; i < s->npods; i++) {
-		if (streq0(s->pods[i].container_id, container_id) && streq0(s->pods[i].ifname, ifname)) {
+		if (!s->pods[i].idle && streq0(s->pods[i].container_id, container_id) &&
+		    streq0(s->pods[i].ifname, ifname)) {
 			nf_pod_free(&s->pods[i]);
 			removed = true;
 		} else {
@@ -1325,6 +1330,45 @@ bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const cha
 	}
 	s->npods = j;
 	return removed;
+}
+
+void nf_state_remove_pod_at(struct nf_state *s, size_t i)
+{
+	nf_pod_free(&s->pods[i]);
+	memmove(&s->pods[i], &s->pods[i + 1], (s->npods - i - 1) * sizeof(*s->pods));
+	s->npods--;
+}
+
+const struct nf_pod *nf_state_twin(const struct nf_state *s, const struct nf_pod *pod, bool idle_only)
+{
+	for (size_t i = 0; i < s->npods; i++) {
+		const struct nf_pod *q = &s->pods[i];
+		if (q != pod && (q->idle || !idle_only) && streq0(q->ns, pod->ns) && nf_labels_equal(&q->labels, &pod->labels))
+			return q;
+	}
+	return NULL;
+}
+
+size_t nf_state_nidle(const struct nf_state *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->npods; i++)
+		n += s->pods[i].idle;
+	return n;
+}
+
+int nf_state_add_idle(struct nf_state *s, const struct nf_pod *pod)
+{
+	struct nf_pod g = {.idle = true};
+
+	if (!(g.ns = strdup(pod->ns)) || nf_labels_copy(&g.labels, &pod->labels) < 0 ||
+	    GROW(s->pods, s->npods) < 0) {
+		nf_pod_free(&g);
+		return -ENOMEM;
+	}
+	s->pods[s->npods++] = g;
+	return 0;
 }
 
 bool nf_state_remove_policy(struct nf_state *s, const char *ns, const char *name)

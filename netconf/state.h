@@ -121,7 +121,8 @@ int nf_state_save_pods(const char *path, const struct nf_state *s, struct nf_err
  * fsync: ~0.7 ms here), runs on a thread while the caller changes the
  * kernel; nothing is visible until the rename in nf_state_stage_finish.
  * The thread makes the text from s (without the record skip, if not NULL:
- * a DEL's pod, still in s while the kernel changes), and the model cache
+ * a DEL's pod, still in s while the kernel changes, or the idle kind an
+ * ADD's pod takes over), and the model cache
  * for it, so s must not change until nf_state_stage_wait (or finish) has
  * returned. keep=false removes the new file (the kernel refused the
  * change). Every stage must be finished, under the same state lock. */
@@ -191,7 +192,8 @@ int nf_state_put_podspec(struct nf_state *s, struct nf_podspec *p);
 const struct nf_podspec *nf_state_find_podspec(const struct nf_state *s, const char *ns, const char *name);
 bool nf_state_remove_podspec(struct nf_state *s, const char *ns, const char *name);
 
-/* true when something was removed */
+/* true when something was removed. The lookups and removals by container
+ * and interface, or by namespace and name, pass idle kinds over. */
 bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const char *ifname);
 bool nf_state_remove_policy(struct nf_state *s, const char *ns, const char *name);
 bool nf_state_remove_namespace(struct nf_state *s, const char *name);
@@ -200,6 +202,15 @@ const struct nf_pod *nf_state_find_pod(const struct nf_state *s, const char *con
 				       const char *ifname);
 const struct nf_pod *nf_state_find_pod_by_name(const struct nf_state *s, const char *ns,
 					       const char *name);
+/* Another record than pod with its namespace and labels (an idle kind,
+ * if idle_only), or NULL. Idle kinds (nf_pod.idle; txn.h): how many there
+ * are; a new one made from pod (its namespace and labels; appended, so
+ * the oldest comes first); the record at s->pods + i
+ * removed. */
+const struct nf_pod *nf_state_twin(const struct nf_state *s, const struct nf_pod *pod, bool idle_only);
+size_t nf_state_nidle(const struct nf_state *s);
+int nf_state_add_idle(struct nf_state *s, const struct nf_pod *pod);
+void nf_state_remove_pod_at(struct nf_state *s, size_t i);
 /* *view: s without pod (a shallow copy: s keeps owning everything; free
  * view->pods only). -ENOMEM. */
 int nf_state_view_without(const struct nf_state *s, const struct nf_pod *pod, struct nf_state *view);

@@ -276,7 +276,8 @@ static int cmd_del(struct ctx *c, struct nf_error *err)
 	nf_phase("loaded");
 	if ((r = txn_begin_pod(&t, c->conf.state_file, &st, err)) < 0)
 		goto out;
-	r = txn_commit_del(&t, c->conf.state_file, &st, c->container_id, c->ifname, &removed, err);
+	r = txn_commit_del(&t, c->conf.state_file, &st, c->container_id, c->ifname, c->conf.idle_kinds, &removed,
+			   err);
 	nf_phase("committed");
 	if (r == 0 && t.warning[0])
 		fprintf(stderr, "netfence: %s\n", t.warning);
@@ -357,8 +358,9 @@ static int cmd_gc(struct ctx *c, struct nf_error *err)
 		const struct nf_pod *p = &st.pods[i];
 		_cleanup_free_ char *cid = NULL, *ifname = NULL;
 
-		/* a record without a network predates per-network GC: ours too */
-		if ((p->network && c->conf.name && strcmp(p->network, c->conf.name) != 0) ||
+		/* a record without a network predates per-network GC: ours too;
+		 * an idle kind is no attachment */
+		if (p->idle || (p->network && c->conf.name && strcmp(p->network, c->conf.name) != 0) ||
 		    attachment_valid(&c->conf, p))
 			continue;
 		cid = strdup(p->container_id);

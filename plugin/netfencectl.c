@@ -514,7 +514,7 @@ static int get_pods(const struct opts *o, const struct nf_state *s)
 		char ips[256] = "", pols[256] = "", buf[INET6_ADDRSTRLEN + 8];
 		size_t ipl = 0, pl = 0;
 
-		if (!o->all_ns && strcmp(p->ns, ns_or_default(o)) != 0)
+		if (p->idle || (!o->all_ns && strcmp(p->ns, ns_or_default(o)) != 0))
 			continue;
 		if (json) {
 			json_array_append_new(items, nf_pod_to_json(p));
@@ -777,7 +777,8 @@ static int label_pod(struct nf_state *st, const char *ns, const char *name, int 
 	}
 	for (size_t i = 0; i < st->npods; i++) {
 		bool c;
-		if (strcmp(st->pods[i].ns, ns) != 0 || !st->pods[i].name || strcmp(st->pods[i].name, name) != 0)
+		if (st->pods[i].idle || strcmp(st->pods[i].ns, ns) != 0 || !st->pods[i].name ||
+		    strcmp(st->pods[i].name, name) != 0)
 			continue;
 		found = true;
 		if ((r = change_labels(&st->pods[i].labels, argc, argv, overwrite, &c, err)) < 0)

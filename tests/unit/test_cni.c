@@ -69,6 +69,7 @@ static void test_conf_ptp(void **state)
 
 	assert_int_equal(nf_cni_conf_parse(buf, len, &c, &err), 0);
 	assert_string_equal(c.state_file, NF_DEFAULT_STATE_FILE);
+	assert_int_equal(c.idle_kinds, NF_DEFAULT_IDLE_KINDS);
 	assert_false(c.has_arg_labels);
 	assert_int_equal(nf_prev_result_parse(c.prev_result, "eth0", &pr, &err), 0);
 	assert_int_equal(pr.nhost, 1);
@@ -105,6 +106,13 @@ static void test_conf_bad(void **state)
 		{"{\"cniVersion\": \"1.0.0\", \"args\": {\"cni\": {\"labels\": [{\"key\": \"app\", \"value\": \"a b\"}]}}}",
 		 CNI_ERR_INVALID_CONFIG, "args.cni.labels[0].value"},
 		{"{\"cniVersion\": \"1.0.0\", \"cniVersion\": \"1.0.0\"}", CNI_ERR_DECODE, "duplicate"},
+		{"{\"cniVersion\": \"1.0.0\", \"idleKindChains\": -1}", CNI_ERR_INVALID_CONFIG,
+		 "idleKindChains: must be a whole number from 0 to 1024, got -1"},
+		{"{\"cniVersion\": \"1.0.0\", \"idleKindChains\": 1025}", CNI_ERR_INVALID_CONFIG, "got 1025"},
+		{"{\"cniVersion\": \"1.0.0\", \"idleKindChains\": \"8\"}", CNI_ERR_INVALID_CONFIG, "got \"8\""},
+		{"{\"cniVersion\": \"1.0.0\", \"idleKindChains\": 2.5}", CNI_ERR_INVALID_CONFIG, "got 2.5"},
+		{"{\"cniVersion\": \"1.0.0\", \"idleKindChains\": true}", CNI_ERR_INVALID_CONFIG, "got true"},
+		{"{\"cniVersion\": \"1.0.0\", \"idleKindChains\": null}", CNI_ERR_INVALID_CONFIG, "got null"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct nf_cni_conf c = {0};
@@ -112,6 +120,16 @@ static void test_conf_bad(void **state)
 		int r = nf_cni_conf_parse(cases[i].json, strlen(cases[i].json), &c, &err);
 		if (r >= 0 || err.code != cases[i].code || !strstr(err.msg, cases[i].needle))
 			fail_msg("case %zu (%s): r=%d code=%d msg=%s", i, cases[i].json, r, err.code, err.msg);
+	}
+	/* idleKindChains at its bounds */
+	for (int v = 0; v <= NF_MAX_IDLE_KINDS; v += NF_MAX_IDLE_KINDS) {
+		struct nf_cni_conf c = {0};
+		struct nf_error err = {0};
+		char json[96];
+		snprintf(json, sizeof(json), "{\"cniVersion\": \"1.0.0\", \"idleKindChains\": %d}", v);
+		assert_int_equal(nf_cni_conf_parse(json, strlen(json), &c, &err), 0);
+		assert_int_equal(c.idle_kinds, (size_t)v);
+		nf_cni_conf_free(&c);
 	}
 }
 

@@ -879,10 +879,13 @@ static size_t check_deltas(struct nf_state *s)
 	for (size_t i = 0; i < s->npods; i++) {
 		struct nf_state v = *s;
 		struct nf_error err = {0};
-		struct plan full = {0}, less = {0}, with = {0}, without = {0};
+		struct plan full = {0}, less = {0}, with = {0}, without = {0}, derived = {0};
 		char *want, *got;
-		int r = plan_pod_delta(s, &s->pods[i], &without, &with);
+		int r;
 
+		if (s->pods[i].idle) /* no ADD or DEL is one's */
+			continue;
+		r = plan_pod_delta(s, &s->pods[i], &without, &with);
 		if (r == -EAGAIN)
 			continue;
 		assert_int_equal(r, 0);
@@ -915,8 +918,19 @@ static size_t check_deltas(struct nf_state *s)
 				v.pods[v.npods++] = s->pods[k];
 		assert_int_equal(plan_compile(&v, &less, &err), 0);
 		free(v.pods);
-		patch(&full, &with, &without); /* DEL */
+		/* plan_without_pod (a DEL's, and an ADD's whole path) */
+		assert_int_equal(plan_without_pod(&full, s, &s->pods[i], &derived), 0);
 		free(want);
+		want = canonical(&less);
+		got = canonical(&derived);
+		if (strcmp(want, got) != 0) {
+			fprintf(stderr, "--- compiled\n%s--- derived\n%s", want, got);
+			fail_msg("%s/%s: the derived plan without it differs (above)", s->pods[i].ns, s->pods[i].name);
+		}
+		free(want);
+		free(got);
+		plan_free(&derived);
+		patch(&full, &with, &without); /* DEL */
 		want = canonical(&less);
 		got = canonical(&full);
 		if (strcmp(want, got) != 0) {
@@ -1060,7 +1074,22 @@ static void rnd_fill(struct nf_state *s, int only_fam)
 	}
 }
 
-/* check_deltas on 300 random states. */
+static void put_pod_doc(struct nf_state *s, const char *doc);
+
+/* n idle kinds (txn.h) of random namespaces and labels of rnd_fill's */
+static void rnd_idle(struct nf_state *s, int n)
+{
+	static const char *const apps[] = {"a", "b", "c"};
+
+	for (int i = 0; i < n; i++) {
+		char doc[256];
+		snprintf(doc, sizeof(doc), "{\"idle\":true,\"namespace\":\"ns%u\",\"labels\":{\"app\":\"%s\"%s}}",
+			 rnd(3), apps[rnd(3)], rnd(2) ? ",\"tier\":\"x\"" : "");
+		put_pod_doc(s, doc);
+	}
+}
+
+/* check_deltas on 300 random states, and on 200 with idle kinds. */
 static void test_pod_delta_random(void **state)
 {
 	size_t checked = 0;
@@ -1074,6 +1103,17 @@ static void test_pod_delta_random(void **state)
 	}
 	/* most pods are not the only selected one */
 	assert_true(checked > 300 * 12 / 2);
+	/* idle kinds: their chains are in the plans, and a pod of the kind
+	 * of one has none of its own in its share */
+	checked = 0;
+	for (int k = 0; k < 200; k++) {
+		struct nf_state s = {0};
+		rnd_fill(&s, -1);
+		rnd_idle(&s, 1 + (int)rnd(4));
+		checked += check_deltas(&s);
+		nf_state_free(&s);
+	}
+	assert_true(checked > 200 * 12 / 2);
 	/* single-stack nodes, either family: no rule or set of the other */
 	for (int fam = 0; fam < 2; fam++) {
 		checked = 0;
@@ -1200,6 +1240,90 @@ static void test_kinds_by_policies(void **state)
 	plan_free(&q);
 	nf_state_free(&s);
 	nf_state_free(&r);
+}
+
+/* Idle kinds (txn.h): y1 deleted, the last of its kind, and an idle
+ * record of its namespace and labels in its place: its kind's chain is
+ * in the plan as it was, nothing jumps to it; a new pod of its labels
+ * brings no chain in its share; an idle kind no policy selects has no
+ * chain; removing the idle record takes the chain away. */
+static void test_idle_kinds(void **state)
+{
+	struct nf_state s;
+	struct nf_error err = {0};
+	struct plan p = {0}, q = {0}, with = {0}, without = {0}, derived = {0};
+	const struct plan_chain *y1, *idle;
+	char *a, *b;
+
+	kinds_state(&s, false);
+	assert_int_equal(plan_compile(&s, &p, &err), 0);
+	y1 = chain_of(&p, &s, "y1");
+	assert_non_null(y1);
+	assert_null(nf_state_twin(&s, nf_state_find_pod(&s, "c-y1", "eth0"), false));
+	assert_int_equal(nf_state_add_idle(&s, nf_state_find_pod(&s, "c-y1", "eth0")), 0);
+	assert_int_equal(nf_state_nidle(&s), 1);
+	assert_true(s.pods[s.npods - 1].idle);
+	assert_null(s.pods[s.npods - 1].container_id);
+	assert_ptr_equal(nf_state_twin(&s, nf_state_find_pod(&s, "c-y1", "eth0"), true), &s.pods[s.npods - 1]);
+	assert_true(nf_state_remove_pod(&s, "c-y1", "eth0"));
+	assert_int_equal(nf_state_nidle(&s), 1); /* the removal passed it over */
+	assert_int_equal(plan_compile(&s, &q, &err), 0);
+	assert_int_equal(q.nchains, 2);
+	idle = NULL;
+	for (size_t i = 0; i < q.nchains; i++)
+		if (strcmp(q.chains[i].name, y1->name) == 0)
+			idle = &q.chains[i];
+	assert_non_null(idle);
+	assert_string_equal(idle->comment, y1->comment);
+	assert_int_equal(idle->nrules, y1->nrules);
+	assert_int_equal(q.ndispatch, 2); /* x1's, x2's */
+	for (size_t i = 0; i < q.ndispatch; i++)
+		assert_string_not_equal(q.dispatch[i].chain, y1->name);
+	assert_int_equal(q.nantispoof, 2); /* x1, x2 (no policy selects z1) */
+	plan_free(&q);
+
+	/* y2 (app=y) comes: no chain in its share, and the plan with it is the
+	 * plan with y1 (addresses, veth and name aside) */
+	put_pod_doc(&s, "{\"containerID\":\"c-y2\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"y2\","
+			"\"labels\":{\"app\":\"y\"},\"hostVeth\":\"vy1\",\"ips\":[\"10.0.0.3/24\"]}");
+	assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-y2", "eth0"), &without, &with), 0);
+	assert_int_equal(with.nchains, 0);
+	assert_int_equal(with.ndispatch, 1);
+	assert_string_equal(with.dispatch[0].chain, y1->name);
+	plan_free(&with);
+	plan_free(&without);
+	assert_int_equal(plan_compile(&s, &q, &err), 0);
+	a = plan_render(&p);
+	b = plan_render(&q);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	/* ... and y2 deleted again: the chain stays, derived or compiled */
+	assert_int_equal(plan_without_pod(&q, &s, nf_state_find_pod(&s, "c-y2", "eth0"), &derived), 0);
+	assert_int_equal(derived.nchains, 2);
+	assert_true(check_deltas(&s) >= 3);
+	plan_free(&derived);
+	plan_free(&q);
+
+	/* an idle kind that no policy selects (app=z): no chain */
+	assert_int_equal(nf_state_add_idle(&s, nf_state_find_pod(&s, "c-z1", "eth0")), 0);
+	assert_true(nf_state_remove_pod(&s, "c-z1", "eth0"));
+	assert_true(nf_state_remove_pod(&s, "c-y2", "eth0"));
+	assert_int_equal(nf_state_nidle(&s), 2);
+	assert_int_equal(plan_compile(&s, &q, &err), 0);
+	assert_int_equal(q.nchains, 2);
+	plan_free(&q);
+	/* the idle record of app=y removed: its chain goes */
+	for (size_t i = 0; i < s.npods; i++)
+		if (s.pods[i].idle && strcmp(nf_labels_get(&s.pods[i].labels, "app"), "y") == 0)
+			nf_state_remove_pod_at(&s, i);
+	assert_int_equal(nf_state_nidle(&s), 1);
+	assert_int_equal(plan_compile(&s, &q, &err), 0);
+	assert_int_equal(q.nchains, 1);
+	plan_free(&q);
+
+	plan_free(&p);
+	nf_state_free(&s);
 }
 
 /* A kind's comment names its policies, within the 128 bytes nft loads. */
@@ -1860,6 +1984,7 @@ int main(void)
 		cmocka_unit_test(test_no_policy_empty),
 		cmocka_unit_test(test_deny_all),
 		cmocka_unit_test(test_kinds_by_policies),
+		cmocka_unit_test(test_idle_kinds),
 		cmocka_unit_test(test_kind_comment_long),
 		cmocka_unit_test(test_sets_always),
 		cmocka_unit_test(test_peer_follows_pods),

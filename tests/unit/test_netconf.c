@@ -983,6 +983,29 @@ static void test_pod_roundtrip(void **state)
 	nf_pod_free(&p);
 	json_decref(j);
 
+	/* an idle kind: a namespace and labels, nothing else */
+	j = J("{'idle': true, 'namespace': 'web', 'labels': {'app': 'w'}}");
+	assert_int_equal(nf_pod_from_json(j, &p, &err), 0);
+	assert_true(p.idle);
+	assert_null(p.container_id);
+	assert_null(p.ifname);
+	assert_string_equal(p.ns, "web");
+	back = nf_pod_to_json(&p);
+	again = J("{'idle': true, 'namespace': 'web', 'labels': {'app': 'w'}, 'ips': []}");
+	assert_true(json_equal(back, again));
+	json_decref(again);
+	json_decref(back);
+	nf_pod_free(&p);
+	json_decref(j);
+	j = J("{'idle': false, 'containerID': 'c1', 'ifname': 'eth0'}");
+	assert_int_equal(nf_pod_from_json(j, &p, &err), 0);
+	assert_false(p.idle);
+	back = nf_pod_to_json(&p);
+	assert_null(json_object_get(back, "idle"));
+	json_decref(back);
+	nf_pod_free(&p);
+	json_decref(j);
+
 	/* a bare address is a /32 */
 	j = J("{'containerID': 'c1', 'ifname': 'eth0', 'ips': ['10.1.0.7']}");
 	assert_int_equal(nf_pod_from_json(j, &p, &err), 0);
@@ -1009,6 +1032,12 @@ static void test_pod_errors(void **state)
 		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': '10.0.0.1/24'}", "ips: expected an array", "a string" },
 		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': ['10.0.0.1/24', 'nope']}", "ips[1]: invalid CIDR", "\"nope\"" },
 		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': [4]}", "ips[0]: expected a string", "an integer" },
+		{ "{'containerID': 'c', 'ifname': 'eth0', 'idle': 'yes'}", "idle: expected a boolean", "a string" },
+		{ "{'idle': true, 'ips': ['10.0.0.1/24']}", "idle: an idle kind has no ips", "" },
+		{ "{'idle': true, 'hostVeth': 'veth1'}", "idle: an idle kind has no hostVeth", "" },
+		{ "{'idle': true, 'containerID': 'c'}", "idle: an idle kind has no containerID", "" },
+		{ "{'idle': true, 'ifname': 'eth0'}", "idle: an idle kind has no ifname", "" },
+		{ "{'idle': true, 'labels': {'a': 1}}", "labels[\"a\"]: label value must be a string", "" },
 	};
 
 	for (size_t i = 0; i < NF_ARRAY_SIZE(bad); i++) {
@@ -1769,6 +1798,79 @@ static void test_state_synced(void **state)
  * made from; a state loaded from it saves its pods like a parsed one, and
  * refuses a whole save; another text, or a cache that is a symlink or
  * writable by others, is parsed instead (and the cache made again). */
+/* Idle kinds in the state file and the model cache: loaded, cached and
+ * saved as they are; the lookups by container, interface or name pass
+ * them over. */
+static void test_state_idle(void **state)
+{
+	static const char text[] =
+		"{\"apiVersion\": \"netfence.dev/v1\", \"kind\": \"NetfenceNodeState\",\n"
+		" \"pods\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\", \"namespace\": \"default\", \"name\": \"a\","
+		" \"labels\": {\"k\": \"v\"}, \"hostVeth\": \"veth1\", \"ips\": [\"10.0.0.1/24\"]},"
+		" {\"idle\": true, \"namespace\": \"default\", \"labels\": {\"k\": \"w\"}}]}\n";
+	char dir[] = "/tmp/nf-test-idle-XXXXXX", path[64];
+	struct nf_error err = {0};
+	struct nf_state s = {0}, t = {0};
+	struct nf_pod named = {.ns = (char *)"default", .name = NULL};
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	write_text(path, text, 0600);
+	for (int pass = 0; pass < 3; pass++) { /* parsed (cache made), from the cache, parsed */
+		assert_int_equal(pass == 2 ? nf_state_load(path, &s, &err) : nf_state_load_fast(path, &s, &err), 0);
+		if (pass == 1)
+			assert_non_null(s.frozen);
+		assert_int_equal(s.npods, 2);
+		assert_true(s.pods[1].idle);
+		assert_false(s.pods[0].idle);
+		assert_null(s.pods[1].container_id);
+		assert_string_equal(nf_labels_get(&s.pods[1].labels, "k"), "w");
+		assert_int_equal(nf_state_nidle(&s), 1);
+		nf_state_free(&s);
+	}
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	/* a twin of pod a's labels made idle: found as a's twin, and the
+	 * lookups do not find it */
+	assert_null(nf_state_twin(&s, &s.pods[0], false));
+	assert_int_equal(nf_state_add_idle(&s, &s.pods[0]), 0);
+	assert_int_equal(nf_state_nidle(&s), 2);
+	assert_ptr_equal(nf_state_twin(&s, &s.pods[0], true), &s.pods[2]);
+	assert_ptr_equal(nf_state_find_pod(&s, "c1", "eth0"), &s.pods[0]);
+	named.name = (char *)"a";
+	assert_ptr_equal(nf_state_find_pod_by_name(&s, "default", "a"), &s.pods[0]);
+	assert_true(nf_state_remove_pod(&s, "c1", "eth0"));
+	assert_null(nf_state_find_pod_by_name(&s, named.ns, named.name));
+	assert_false(nf_state_remove_pod(&s, "c1", "eth0"));
+	assert_int_equal(s.npods, 2);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	for (int pass = 0; pass < 2; pass++) {
+		json_t *a, *want;
+		assert_int_equal(pass ? nf_state_load(path, &t, &err) : nf_state_load_fast(path, &t, &err), 0);
+		assert_int_equal(t.npods, 2);
+		assert_int_equal(nf_state_nidle(&t), 2);
+		a = nf_pod_to_json(&t.pods[1]);
+		want = json_loads("{\"idle\": true, \"namespace\": \"default\", \"labels\": {\"k\": \"v\"}, \"ips\": []}", 0, NULL);
+		assert_true(json_equal(a, want));
+		json_decref(a);
+		json_decref(want);
+		/* the oldest first */
+		assert_string_equal(nf_labels_get(&t.pods[0].labels, "k"), "w");
+		nf_state_remove_pod_at(&t, 0);
+		assert_int_equal(t.npods, 1);
+		nf_state_free(&t);
+	}
+	{
+		char name[96];
+		snprintf(name, sizeof(name), "%s.model", path);
+		unlink(name);
+		snprintf(name, sizeof(name), "%s.lock", path);
+		unlink(name);
+	}
+	unlink(path);
+	assert_int_equal(rmdir_state(dir), 0);
+}
+
 static void test_state_model_cache(void **state)
 {
 	static const char text[] =
@@ -2008,6 +2110,7 @@ int main(void)
 		cmocka_unit_test(test_state_mapped),
 		cmocka_unit_test(test_state_stage),
 		cmocka_unit_test(test_state_model_cache),
+		cmocka_unit_test(test_state_idle),
 		cmocka_unit_test(test_state_pod_records),
 		cmocka_unit_test(test_state_synced),
 		cmocka_unit_test(test_podspec),
