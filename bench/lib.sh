@@ -186,8 +186,10 @@ nfb_setup() {
 	# ranges: one gateway address, as the bridge plugin requires), so the
 	# baseline's pod joins the same populated bridge as netfence's and the
 	# difference between them is netfence's alone.
+	# NFB_IDLE_KINDS=N: netfence's "idleKindChains" (0: a kind's chain
+	# goes with its last pod, so that every measured ADD makes it)
 	nfb__conflist nfb-nf nfbr0 10.244.0.0/22 10.244.0.2 10.244.3.199 ",
-    {\"type\": \"netfence\", \"stateFile\": \"$NFB_DIR/state/state.json\"}"
+    {\"type\": \"netfence\", \"stateFile\": \"$NFB_DIR/state/state.json\"${NFB_IDLE_KINDS:+, \"idleKindChains\": $NFB_IDLE_KINDS}}"
 	nfb__conflist nfb-base nfbr0 10.244.0.0/22 10.244.3.200 10.244.3.219 ""
 	nfb__conflist nfb-tun nfbr0 10.244.0.0/22 10.244.3.240 10.244.3.250 ",
     {\"type\": \"tuning\"}"

@@ -20,6 +20,8 @@
 # NFB_REPLICA=1: a pod of the measured pod's kind (app=bench) is attached
 # first, so that the ADD measured is a replica's (its kind's chain exists)
 # instead of the first of its kind's.
+# NFB_IDLE_KINDS=N: the plugin's "idleKindChains" (0: the DEL deletes the
+# kind's chain, and the ADD makes it anew: the first pod of its kind's).
 # NFB_PHASES=1: the plugin also reports its phases (NETFENCE_PHASES=1: ms
 # from the start of main at which each phase ended; netconf/phase.h); prints
 # the median of each, per command (and build).
@@ -44,8 +46,9 @@ args=$(nfb_pod_args ns0 bench-nf app:bench)
 # shellcheck disable=SC2046
 nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$args" "$NFB_CNITOOL" add nfb-nf "/var/run/netns/$NFB_PFX-m-nf" \
 	>"$NFB_DIR/res.json" || nfb_die "cnitool add of the measured pod"
-jq -nc --slurpfile r "$NFB_DIR/res.json" --arg s "$NFB_DIR/state/state.json" \
-	'{cniVersion: "1.0.0", name: "nfb-nf", type: "netfence", stateFile: $s, prevResult: $r[0]}' >"$NFB_DIR/conf.json"
+jq -nc --slurpfile r "$NFB_DIR/res.json" --arg s "$NFB_DIR/state/state.json" --arg k "${NFB_IDLE_KINDS:-}" \
+	'{cniVersion: "1.0.0", name: "nfb-nf", type: "netfence", stateFile: $s, prevResult: $r[0]}
+	 + (if $k == "" then {} else {idleKindChains: ($k | tonumber)} end)' >"$NFB_DIR/conf.json"
 cid=$(jq -r '.pods[] | select(.name == "bench-nf") | .containerID' "$NFB_DIR/state/state.json")
 [ -n "$cid" ] || nfb_die "the measured pod has no record"
 # shellcheck disable=SC2016

@@ -678,28 +678,29 @@ int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, co
 	return r;
 }
 
-/* A DEL that makes an idle kind when idle_max are there already: the
- * oldest goes (its chain with it, unless a pod has its kind), which the
- * pod's share does not say; so both plans are compiled whole. Once in
- * idle_max kinds going idle. */
+/* A DEL that leaves more than idle_max idle kinds (one more, or the cap
+ * lowered): the oldest go (their chains with them, unless a pod has
+ * their kind) down to idle_max, which the pod's share does not say; so
+ * both plans are compiled whole. Once in idle_max kinds going idle. */
 static int commit_del_evicting(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
-			       const char *ifname, struct nf_error *err)
+			       const char *ifname, bool idle, size_t idle_max, struct nf_error *err)
 {
 	struct plan after = {0}, before = {0};
 	struct nf_state_stage st;
-	size_t oldest = 0;
 	int r;
 
 	if ((r = plan_compile(s, &before, err)) < 0)
 		return r;
-	while (!s->pods[oldest].idle)
-		oldest++;
-	nf_state_remove_pod_at(s, oldest);
-	if (nf_state_add_idle(s, nf_state_find_pod(s, container_id, ifname)) < 0) {
+	if (idle && nf_state_add_idle(s, nf_state_find_pod(s, container_id, ifname)) < 0) {
 		r = nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
 		goto out;
 	}
 	nf_state_remove_pod(s, container_id, ifname);
+	for (size_t i = 0; i < s->npods && nf_state_nidle(s) > idle_max;)
+		if (s->pods[i].idle)
+			nf_state_remove_pod_at(s, i);
+		else
+			i++;
 	if ((r = stage(path, s, COMMIT_DEL, NULL, &st, err)) < 0)
 		goto out;
 	if ((r = plan_compile(s, &after, err)) < 0)
@@ -718,6 +719,7 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	const struct nf_pod *pod = nf_state_find_pod(s, container_id, ifname);
 	struct plan after = {0}, before = {0};
 	struct nf_state_stage st;
+	bool idle;
 	int r;
 
 	*removed = pod != NULL;
@@ -732,9 +734,10 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 	t->gone_ifname = ifname;
 	/* the last pod of its namespace and labels, selected: its kind goes
 	 * idle, the kernel keeps its chain (see txn.h) */
-	if (idle_max && !nf_state_twin(s, pod, false) && plan_pod_is_selected(s, pod)) {
-		if (nf_state_nidle(s) >= idle_max)
-			return commit_del_evicting(t, path, s, container_id, ifname, err);
+	idle = idle_max && !nf_state_twin(s, pod, false) && plan_pod_is_selected(s, pod);
+	if (nf_state_nidle(s) + idle > idle_max)
+		return commit_del_evicting(t, path, s, container_id, ifname, idle, idle_max, err);
+	if (idle) {
 		if (nf_state_add_idle(s, pod) < 0)
 			return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
 		pod = nf_state_find_pod(s, container_id, ifname); /* s->pods moved */

@@ -67,8 +67,8 @@ int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, s
  * policy change, sync and recovery keeps it as the policies say, and a
  * policy that stops selecting it takes the chain away. The ADD of a pod
  * of its namespace and labels takes the record over. At most idle_max
- * (the conflist's "idleKindChains") are kept: the DEL that would make
- * one more drops the oldest; 0 keeps none. */
+ * (the conflist's "idleKindChains") are kept: a DEL that would leave
+ * more (one more, or the cap lowered) drops the oldest; 0 keeps none. */
 
 /* ADD and DEL change the state by one pod: begin without compiling, and
  * compile once, deriving the other plan (plan_without_pod).
