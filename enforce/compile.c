@@ -431,7 +431,10 @@ bool plan_family_used(const struct nf_state *s, int family, const struct nf_pod 
 	return false;
 }
 
-static int builder_init(struct builder *b)
+/* only: the pod whose share is compiled (plan_pod_delta), the only one
+ * whose namespace's labels are looked up (peer_ns_matches), or NULL for
+ * every pod (a whole compile) */
+static int builder_init(struct builder *b, const struct nf_pod *only)
 {
 	const struct nf_state *s = b->s;
 
@@ -454,6 +457,8 @@ static int builder_init(struct builder *b)
 	if (!b->nsl || !b->own)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->npods; i++) {
+		if (only && &s->pods[i] != only)
+			continue;
 		for (size_t j = 0; j < s->nnamespaces && !b->nsl[i]; j++)
 			if (strcmp(s->namespaces[j].name, s->pods[i].ns) == 0)
 				b->nsl[i] = &s->namespaces[j].labels;
@@ -1093,7 +1098,7 @@ int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *er
 	struct builder b = {.s = s, .p = &p};
 	int r;
 
-	if ((r = builder_init(&b)) < 0) {
+	if ((r = builder_init(&b, NULL)) < 0) {
 		builder_fini(&b);
 		return nf_error_set(err, -r, CNI_ERR_IO, "compiling the rules: out of memory");
 	}
@@ -1198,8 +1203,11 @@ static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *w
 	kd = kind_sel(b->s, pod, sel, &nsel);
 	selected = kd.selected;
 	/* the kinds of the other pods; kin: one of them is of the pod's kind
-	 * (its chain is theirs, with or without the pod) */
-	for (size_t i = 0; selected && i < b->s->npods; i++) {
+	 * (its chain is theirs, with or without the pod). A record of the
+	 * pod's namespace and labels (a replica, an idle kind: the common
+	 * case) says so without hashing every pod's labels. */
+	kin = selected && nf_state_twin(b->s, pod, false);
+	for (size_t i = 0; selected && !kin && i < b->s->npods; i++) {
 		const struct nf_pod *q = &b->s->pods[i];
 		bool first;
 		if (q == pod)
@@ -1267,7 +1275,7 @@ int plan_pod_delta(const struct nf_state *s, const struct nf_pod *pod, struct pl
 	memset(with, 0, sizeof(*with));
 	if (!plan_pod_separable(s, pod))
 		return -EAGAIN;
-	if ((r = builder_init(&b)) == 0)
+	if ((r = builder_init(&b, pod)) == 0)
 		r = pod_delta(&b, pod, without, with);
 	builder_fini(&b);
 	plan_free(&p);
