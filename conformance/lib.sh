@@ -53,6 +53,7 @@
 #   nfc_netfence ENV...  <STDIN    bin/netfence run directly in the node netns with ENV
 #                                  (CNI_COMMAND=ADD ...); prints its stdout; its status
 #   nfc_ruleset                    `nft -a list ruleset` of the node, counters zeroed
+#   nfc_kind_chain NAME            the kind_<hash> chain a pod's IPv4 address jumps to
 #   nfc_pod_as NAME NS PODNAME LABELS   nfc_pod whose Kubernetes name (K8S_POD_NAME) is PODNAME,
 #                                  NAME staying the library's unique key (x-a for pod a of ns x)
 #   nfc_cleanup                    the EXIT trap
@@ -688,6 +689,11 @@ nfc_pod_net() {
 
 nfc_netfence() {
 	nfc__nsexec "$NFC_NODE" env -i PATH="$PATH" "$@" "$NFC_ROOT/bin/netfence"
+}
+
+nfc_kind_chain() { # NAME: the kind's chain a pod's IPv4 address jumps to
+	nfc__nsexec "$NFC_NODE" nft list map inet netfence egress4 |
+		grep -oE "$(nfc_ip "$1" 4) : jump kind_[0-9a-f]+" | grep -oE 'kind_[0-9a-f]+'
 }
 
 nfc_ruleset() {

@@ -266,11 +266,7 @@ nfc_check "netfencectl sync" nfc_ctl sync
 nfc_check "CHECK succeeds again after sync" nfc_cni check foo
 nfc_expect_deny foo tcp "$NFC_EXT4" 80 "external (after sync)"
 # someone alters foo's rules: CHECK must notice each kind of change
-# the chain a pod's IPv4 address jumps to
-chain_of_pod() {
-	nfc_in node nft list map inet netfence egress4 | grep -oE "$(nfc_ip "$1" 4) : jump kind_[0-9a-f]+" | grep -oE 'kind_[0-9a-f]+'
-}
-foo_chain=$(chain_of_pod foo)
+foo_chain=$(nfc_kind_chain foo)
 tamper() { # DESC WANT nft-command...
 	local desc=$1 want=$2
 	shift 2
@@ -331,7 +327,7 @@ jq -c '.networkPolicies += [{apiVersion: "networking.k8s.io/v1", kind: "NetworkP
 	spec: {podSelector: {matchLabels: {e: "one"}}, policyTypes: ["Egress"], egress: [{ports: [{port: 7}]}]}}]' \
 	"$D/state.edited" >"$D/state.edited2" && cat "$D/state.edited2" >"$STATE"
 nfc_check "ADD of a pod of a new kind (foo's policy and e-one), after the edit" nfc_pod e1 default app:foo,e:one
-e1_chain=$(chain_of_pod e1)
+e1_chain=$(nfc_kind_chain e1)
 nfc_check "... its own chain [$e1_chain], not foo's [$foo_chain]" test -n "$e1_chain" -a "$e1_chain" != "$foo_chain"
 nfc_check "its chain has the edited port (the cache of the old text was not used) [$e1_chain]" \
 	sh -c "ip netns exec $NFC_NODE nft list chain inet netfence '$e1_chain' | grep -q 'dport 5353'"
@@ -361,9 +357,9 @@ nfc_check "f2, a pod of a kind of its own, attached" nfc_pod f2 default app:foo,
 nfc_check "f3, of the same kind, attached" nfc_pod f3 default app:foo,t:two
 f2_ip4=$(nfc_ip f2 4)
 f3_ip4=$(nfc_ip f3 4)
-two_chain=$(chain_of_pod f2)
+two_chain=$(nfc_kind_chain f2)
 nfc_check "... one chain for both [$two_chain], not foo's" \
-	test -n "$two_chain" -a "$two_chain" = "$(chain_of_pod f3)" -a "$two_chain" != "$(chain_of_pod foo)"
+	test -n "$two_chain" -a "$two_chain" = "$(nfc_kind_chain f3)" -a "$two_chain" != "$(nfc_kind_chain foo)"
 cp "$STATE" "$D/state.good"
 printf '{"pods": [ truncated' >"$STATE"
 nfc_check_not "ADD of another pod fails closed" nfc_pod late default app:foo

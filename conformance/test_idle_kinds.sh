@@ -28,9 +28,6 @@ spec:
   egress: [{to: [{ipBlock: {cidr: $NFC_EXT4/32}}], ports: [{port: $1}]}]
 YAML
 }
-chain_of_pod() { # the chain a pod's IPv4 address jumps to
-	nfc_in node nft list map inet netfence egress4 | grep -oE "$(nfc_ip "$1" 4) : jump kind_[0-9a-f]+" | grep -oE 'kind_[0-9a-f]+'
-}
 chain_handle() { # CHAIN: its handle, "" when the kernel has no such chain
 	nfc_in node nft -a list chain inet netfence "$1" 2>/dev/null | sed -n 's/.*chain .* # handle \([0-9]*\)$/\1/p'
 }
@@ -47,7 +44,7 @@ cp "$NFC_DIR/pods/w1.result" "$NFC_DIR/w1.result"
 w1_cid=$(jq -r '.pods[] | select(.name == "w1") | .containerID' "$STATE")
 nfc_expect_allow w1 tcp "$NFC_EXT4" 80 "external, port 80 (allowed)"
 nfc_expect_deny w1 tcp "$NFC_EXT4" 81 "external, port 81 (not allowed)"
-chain=$(chain_of_pod w1)
+chain=$(nfc_kind_chain w1)
 handle=$(chain_handle "$chain")
 nfc_check "w1 jumps to its kind's chain [$chain, handle $handle]" test -n "$chain" -a -n "$handle"
 nfc_pod_del w1
@@ -75,7 +72,7 @@ nfc_check "... and changes nothing" test "$(nidle)" = 1 -a -n "$(chain_handle "$
 
 echo "== the next pod of the kind takes the chain over"
 nfc_check "w2 (app=web) attached" nfc_pod w2 default app:web
-nfc_check "w2 jumps to the same chain [$chain]" test "$(chain_of_pod w2)" = "$chain"
+nfc_check "w2 jumps to the same chain [$chain]" test "$(nfc_kind_chain w2)" = "$chain"
 nfc_check "... the same chain object, not made anew (handle $handle)" test "$(chain_handle "$chain")" = "$handle"
 nfc_check "the state has no idle kind any more" test "$(nidle)" = 0
 nfc_expect_allow w2 tcp "$NFC_EXT4" 80 "w2: external, port 80 (allowed)"
@@ -90,7 +87,7 @@ nfc_check "the idle chain has port 81" sh -c "ip netns exec $NFC_NODE nft list c
 nfc_check_not "... and no longer port 80" sh -c "ip netns exec $NFC_NODE nft list chain inet netfence $chain | grep -q 'dport 80 '"
 nfc_check "kernel ruleset == netfencectl show" nfc_kernel_matches_plan
 nfc_check "w3 (app=web) attached" nfc_pod w3 default app:web
-nfc_check "w3 jumps to the kind's chain" test "$(chain_of_pod w3)" = "$chain"
+nfc_check "w3 jumps to the kind's chain" test "$(nfc_kind_chain w3)" = "$chain"
 nfc_expect_deny w3 tcp "$NFC_EXT4" 80 "w3: external, port 80 (no longer allowed)"
 nfc_expect_allow w3 tcp "$NFC_EXT4" 81 "w3: external, port 81 (allowed now)"
 nfc_pod_del w3
@@ -128,8 +125,8 @@ spec:
   policyTypes: [Egress]
   egress: [{ports: [{port: 443}]}]
 YAML
-web_chain=$(chain_of_pod w5)
-api_chain=$(chain_of_pod a5)
+web_chain=$(nfc_kind_chain w5)
+api_chain=$(nfc_kind_chain a5)
 nfc_check "two kinds, two chains [$web_chain, $api_chain]" test -n "$web_chain" -a -n "$api_chain" -a "$web_chain" != "$api_chain"
 nfc_pod_del w5
 nfc_check "w5's DEL: web's kind idle" test "$(nidle)" = 1 -a -n "$(chain_handle "$web_chain")"
@@ -140,7 +137,7 @@ nfc_check "... whose chain stays" test -n "$(chain_handle "$api_chain")"
 nfc_check "... and web's chain is gone" test -z "$(chain_handle "$web_chain")"
 nfc_check "kernel ruleset == netfencectl show" nfc_kernel_matches_plan
 nfc_check "w6 (app=web) attached: its kind's chain made anew" nfc_pod w6 default app:web
-nfc_check "... and jumped to [$web_chain]" test "$(chain_of_pod w6)" = "$web_chain"
+nfc_check "... and jumped to [$web_chain]" test "$(nfc_kind_chain w6)" = "$web_chain"
 nfc_expect_allow w6 tcp "$NFC_EXT4" 80 "w6: external, port 80 (allowed)"
 nfc_expect_deny w6 tcp "$NFC_EXT4" 81 "w6: external, port 81 (not allowed)"
 

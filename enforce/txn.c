@@ -696,11 +696,13 @@ static int commit_del_evicting(struct txn *t, const char *path, struct nf_state 
 		goto out;
 	}
 	nf_state_remove_pod(s, container_id, ifname);
-	for (size_t i = 0; i < s->npods && nf_state_nidle(s) > idle_max;)
-		if (s->pods[i].idle)
+	for (size_t i = 0, excess = nf_state_nidle(s) - idle_max; excess > 0 && i < s->npods;)
+		if (s->pods[i].idle) {
 			nf_state_remove_pod_at(s, i);
-		else
+			excess--;
+		} else {
 			i++;
+		}
 	if ((r = stage(path, s, COMMIT_DEL, NULL, &st, err)) < 0)
 		goto out;
 	if ((r = plan_compile(s, &after, err)) < 0)

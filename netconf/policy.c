@@ -802,8 +802,12 @@ int nf_pod_from_json(const json_t *obj, struct nf_pod *out, struct nf_error *err
 	if (ips && (r = want_type(ips, JSON_ARRAY, "ips", code, err)) < 0)
 		goto fail;
 	if (p.idle && (json_array_size(ips) || veth || cid || ifname)) {
-		r = nf_error_set(err, EINVAL, code, "idle: an idle kind has no %s",
-				 veth ? "hostVeth" : cid ? "containerID" : ifname ? "ifname" : "ips");
+		if (veth || cid || ifname)
+			r = nf_error_set(err, EINVAL, code, "idle: an idle kind has no %s, got \"%s\"",
+					 veth ? "hostVeth" : cid ? "containerID" : "ifname", veth ? veth : cid ? cid : ifname);
+		else
+			r = nf_error_set(err, EINVAL, code, "idle: an idle kind has no ips, got %zu",
+					 json_array_size(ips));
 		goto fail;
 	}
 	if (json_array_size(ips)) {

@@ -1033,10 +1033,10 @@ static void test_pod_errors(void **state)
 		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': ['10.0.0.1/24', 'nope']}", "ips[1]: invalid CIDR", "\"nope\"" },
 		{ "{'containerID': 'c', 'ifname': 'eth0', 'ips': [4]}", "ips[0]: expected a string", "an integer" },
 		{ "{'containerID': 'c', 'ifname': 'eth0', 'idle': 'yes'}", "idle: expected a boolean", "a string" },
-		{ "{'idle': true, 'ips': ['10.0.0.1/24']}", "idle: an idle kind has no ips", "" },
-		{ "{'idle': true, 'hostVeth': 'veth1'}", "idle: an idle kind has no hostVeth", "" },
-		{ "{'idle': true, 'containerID': 'c'}", "idle: an idle kind has no containerID", "" },
-		{ "{'idle': true, 'ifname': 'eth0'}", "idle: an idle kind has no ifname", "" },
+		{ "{'idle': true, 'ips': ['10.0.0.1/24']}", "idle: an idle kind has no ips", "got 1" },
+		{ "{'idle': true, 'hostVeth': 'veth1'}", "idle: an idle kind has no hostVeth", "\"veth1\"" },
+		{ "{'idle': true, 'containerID': 'c'}", "idle: an idle kind has no containerID", "\"c\"" },
+		{ "{'idle': true, 'ifname': 'eth0'}", "idle: an idle kind has no ifname", "\"eth0\"" },
 		{ "{'idle': true, 'labels': {'a': 1}}", "labels[\"a\"]: label value must be a string", "" },
 	};
 
