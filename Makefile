@@ -162,6 +162,7 @@ bench-smoke: bench-build
 	bench/run.sh --smoke $(BENCH_ARGS)
 	NFB_PHASES=1 NFB_BASE_BIN_DIR=bin bench/plugin_alone.sh 10 10 3
 	NFB_BASE_BIN_DIR=bin bench/pc_alone.sh 10 10 3
+	bench/growth.sh --out bench/results/smoke-growth 1 10 3 20 3
 
 .PHONY: all check conformance install clean lint fuzz bench bench-build bench-smoke
 .SECONDARY:

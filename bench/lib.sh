@@ -102,6 +102,20 @@ nfb__netns_add() {
 	echo "$1" >>"$NFB_DIR/netns"
 }
 
+# nfb_pod_netns NAME [LO]: a pod's netns nfb-<pid>-NAME, its lo up unless LO
+# is "down". NFB_NO_IPV6=1: with IPv6 off in it (disable_ipv6), so that
+# its interface sends no IPv6 neighbour discovery or MLD when it comes up:
+# at 500 pods the bridge floods those to every port, and the kernel's work
+# for them (~6 ms of softirq per ADD+DEL here) lands on whatever runs
+# next, such as the next plugin of the chain (docs/performance.md).
+nfb_pod_netns() {
+	nfb__netns_add "$NFB_PFX-$1"
+	[ "${2:-}" = down ] || nfb_in "$1" ip link set lo up
+	[ -z "${NFB_NO_IPV6:-}" ] ||
+		nfb_in "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 ||
+		nfb_die "disabling IPv6 in $1"
+}
+
 nfb_ctl() {
 	nfb_in node env NETFENCE_STATE="$NFB_DIR/state/state.json" "$NFB_NETFENCECTL" "$@" \
 		2>>"$NFB_DIR/log/ctl.err"
@@ -227,8 +241,7 @@ nfb_pod_args() {
 nfb_pod() {
 	local name=$1 net=$2 args=$3 ns
 	ns=$(nfb_ns "$name")
-	nfb__netns_add "$ns"
-	nfb_in "$name" ip link set lo up
+	nfb_pod_netns "$name"
 	# shellcheck disable=SC2046
 	nfb_in node env $(nfb_cni_env) CNI_ARGS="$args" "$NFB_CNITOOL" add "$net" "/var/run/netns/$ns" \
 		>"$NFB_DIR/log/pod-$name.json" 2>>"$NFB_DIR/log/pod.err" ||
@@ -242,7 +255,7 @@ nfb_pods_grow() {
 	local n=$1 j list=()
 	[ "$n" -gt "$NFB_NPODS" ] || return 0
 	for ((j = NFB_NPODS; j < n; j++)); do
-		nfb__netns_add "$NFB_PFX-p$j"
+		nfb_pod_netns "p$j" down
 		list+=("$j")
 	done
 	# shellcheck disable=SC2016

@@ -32,12 +32,10 @@ pods=${1:-100} policies=${2:-100} rounds=${3:-30}
 nfb_setup
 nfb_base_bin netfence
 plugins=("$NFB_PLUGIN" ${NFB_BASE:+"$NFB_BASE"})
-nfb__netns_add "$NFB_PFX-m-nf"
-nfb_in m-nf ip link set lo up
+nfb_pod_netns m-nf
 nfb_fill "$pods" "$policies"
 if [ -n "${NFB_REPLICA:-}" ]; then # a pod of the measured pod's kind, attached first
-	nfb__netns_add "$NFB_PFX-m-tw"
-	nfb_in m-tw ip link set lo up
+	nfb_pod_netns m-tw
 	# shellcheck disable=SC2046
 	nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$(nfb_pod_args ns0 bench-tw app:bench)" "$NFB_CNITOOL" add nfb-nf \
 		"/var/run/netns/$NFB_PFX-m-tw" >/dev/null || nfb_die "cnitool add of the measured pod's twin"

@@ -25,6 +25,7 @@
 # NFB_ROUNDS=30 NFB_PC_ROUNDS=30 NFB_MEM_ROUNDS=3 NFB_PEERS="10 1000 10000"
 # NFB_DP_REPS=5 NFB_DP_SECS=3. NFB_BIN_DIR=DIR measures DIR/netfence and
 # DIR/netfencectl (say, another commit's build) instead of bin/.
+# NFB_NO_IPV6=1: IPv6 off in every pod netns (bench/README.md, 1b).
 set -u
 smoke=0 out="" profile=1 dataplane=1
 while [ $# -gt 0 ]; do
@@ -70,9 +71,10 @@ memory_rounds=$MEM_ROUNDS
 dataplane_peers=$PEERS
 dataplane_reps=$DP_REPS
 dataplane_secs=$DP_SECS
+pods_ipv6=$([ -n "${NFB_NO_IPV6:-}" ] && echo off || echo on)
 EOF
 python3 bench/gen.py "$NFB_DIR/gen" --sizes "${SIZES// /,}" --peers "${PEERS// /,}" || nfb_die "gen.py"
-for v in base nf fw tun; do nfb__netns_add "$NFB_PFX-m-$v"; nfb_in "m-$v" ip link set lo up; done
+for v in base nf fw tun; do nfb_pod_netns "m-$v"; done
 nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
 nfb_ctl apply -f "$NFB_DIR/gen/policies-$smin.json" >/dev/null || nfb_die "apply policies-$smin"
 
