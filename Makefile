@@ -163,6 +163,9 @@ bench-smoke: bench-build
 	NFB_PHASES=1 NFB_BASE_BIN_DIR=bin bench/plugin_alone.sh 10 10 3
 	NFB_BASE_BIN_DIR=bin bench/pc_alone.sh 10 10 3
 	bench/growth.sh --out bench/results/smoke-growth 1 10 3 20 3
+	bench/softirq.sh 3 2
+	bench/afterdel.sh 3 2 10
+	bench/ktxn.sh 3 100 3
 
 .PHONY: all check conformance install clean lint fuzz bench bench-build bench-smoke
 .SECONDARY:
