@@ -6,11 +6,13 @@
 #   lat_loop.sh OUT CELL ROUNDS MEMROUNDS PFX [FIRST]
 #
 # Each round ADDs the measured pod of every variant (base, nf, fw, tun; or
-# those of NFB_VARIANTS) in a random order, then DELs them in another random order; each cnitool call
-# is one line "CELL ADD|DEL VARIANT ROUND<TAB>ms<TAB>maxrss_kb<TAB>status"
-# in OUT (nfb_time); rounds are numbered from FIRST (1). Then MEMROUNDS ADD+DEL of the nf pod with the plugin
-# under nfb_time (bin-mem), for its peak RSS (log/plugin-rusage.tsv, the
-# label is $NFB_CELL, which libcni passes on to the plugin's environment).
+# those of NFB_VARIANTS) in a random order, then DELs them in another
+# random order; each cnitool call is one line
+# "CELL ADD|DEL VARIANT ROUND<TAB>ms<TAB>maxrss_kb<TAB>status" in OUT
+# (nfb_time); rounds are numbered from FIRST (1). Then MEMROUNDS ADD+DEL of
+# the nf pod with the plugin under nfb_time (bin-mem), for its peak RSS
+# (log/plugin-rusage.tsv, the label is $NFB_CELL, which libcni passes on to
+# the plugin's environment).
 # Env: NFB_DIR, NFB_TIME, NFB_CNITOOL; NFB_EACH=1: the rounds run every
 # plugin under nfb_time (bin-each), each call a line in log/each.tsv.
 set -u
