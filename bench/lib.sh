@@ -106,7 +106,7 @@ nfb__netns_add() {
 # is "down". NFB_NO_IPV6=1: with IPv6 off in it (disable_ipv6), so that
 # its interface sends no IPv6 neighbour discovery or MLD when it comes up:
 # at 500 pods the bridge floods those to every port, and the kernel's work
-# for them (~6 ms of softirq per ADD+DEL here) lands on whatever runs
+# for them (5-6 ms of softirq per ADD+DEL here) lands on whatever runs
 # next, such as the next plugin of the chain (docs/performance.md).
 nfb_pod_netns() {
 	nfb__netns_add "$NFB_PFX-$1"
