@@ -16,10 +16,11 @@
 #   pod     what adding one more pod's anti-spoofing takes: per pod, a new
 #           chain (and its rules) in a shard table; per shard, the device
 #           added to the shard's chain and the pod's address to its set
-# Layouts: "per-pod" PODS chains shaped like netfence's (8 rules), 32
-# tables; "per-shard" 32 chains, each hooking PODS/32 devices, rules
-# `meta iif . ip saddr @as4 accept` and the same IPv6 rules. Removes the
-# namespace on exit. Needs strace.
+# First the plain element with no netdev chain at all. Layouts:
+# "per-pod" PODS chains shaped like netfence's (8 rules), 32 tables;
+# "per-shard" 32 chains, each hooking PODS/32 devices, rules `meta iif .
+# ip saddr @as4 accept` and the same IPv6 rules. Removes the namespace
+# on exit. Needs strace.
 set -eu
 n=${1:-500} reps=${2:-21}
 # shellcheck source=bench/scratch.sh
@@ -89,6 +90,11 @@ pod_cmd() { # LAYOUT DEVICE-NUMBER: the nft command that adds that pod
 		echo "add chain netdev as$s as_d$i { type filter hook ingress device \"d$i\" priority -500; policy accept; }; add rule netdev as$s as_d$i meta protocol ip ip saddr $(addr4 "$i") accept; add rule netdev as$s as_d$i meta protocol ip drop"
 	fi
 }
+# the same transaction with no netdev chain at all
+ip netns exec "$ns" nft "add table inet kx; add set inet kx plain { type ipv4_addr; }"
+last_ms "add element inet kx plain { 10.255.255.1 }" >/dev/null
+none=$(for ((k = 1; k <= reps; k++)); do last_ms "add element inet kx plain { 10.253.0.$k }"; done | median_ms)
+echo "no anti-spoofing chains: one plain element $none ms"
 for l in per-pod per-shard; do
 	ip netns exec "$ns" nft flush ruleset
 	layout "$l" >"$tmp/$l.nft"
