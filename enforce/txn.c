@@ -696,7 +696,10 @@ static int commit_del_evicting(struct txn *t, const char *path, struct nf_state 
 		goto out;
 	}
 	nf_state_remove_pod(s, container_id, ifname);
-	for (size_t i = 0, excess = nf_state_nidle(s) - idle_max; excess > 0 && i < s->npods;)
+	/* the caller comes here only with more than idle_max; the guard
+	 * keeps an unsigned underflow from dropping every idle kind */
+	size_t nidle = nf_state_nidle(s);
+	for (size_t i = 0, excess = nidle > idle_max ? nidle - idle_max : 0; excess > 0 && i < s->npods;)
 		if (s->pods[i].idle) {
 			nf_state_remove_pod_at(s, i);
 			excess--;
