@@ -10,10 +10,12 @@
 #include "model.h"
 
 /* A text in pieces, written with one pwritev and hashed piece by piece:
- * an ADD's new state is the loaded text around a new "pods" array, and
- * copying the ~0.5 MB of 1,000 policies into one buffer first cost the
- * writer thread a fault per page (docs/performance.md). */
-#define NF_PIECES_MAX 4
+ * an ADD's new state is the loaded text with the new pod's record after
+ * the loaded ones, a DEL's the loaded text without one record, and
+ * copying the ~0.5 MB of 1,000 policies, or 500 pods' records, into one
+ * buffer first cost the writer thread a fault per page
+ * (docs/performance.md). */
+#define NF_PIECES_MAX 16
 struct nf_pieces {
 	struct iovec v[NF_PIECES_MAX];
 	int n;

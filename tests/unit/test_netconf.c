@@ -1575,6 +1575,129 @@ static void test_state_stage(void **state)
 	assert_int_equal(rmdir_state(dir), 0);
 }
 
+/* The pods of s as JSON (s without skip): what a save of s must read
+ * back as. */
+static json_t *pods_json(const struct nf_state *s, const struct nf_pod *skip)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < s->npods; i++)
+		if (&s->pods[i] != skip)
+			json_array_append_new(a, nf_pod_to_json(&s->pods[i]));
+	return a;
+}
+
+/* A save of the pods writes the loaded records that stay, in order, as
+ * pieces of the loaded text, and the others anew (pods_pieces), or, past
+ * its room for pieces, all of them into one array: random ADDs, DELs,
+ * re-ADDs and DELs staged with the pod skipped, on states loaded by a
+ * parse and from the cache, with odd white space between the records;
+ * each save reads back, parsed and from the cache, as the pods saved,
+ * and each record's place in the text holds that record. */
+static void test_state_pods_pieces_random(void **state)
+{
+	static const char *const seps[] = {",", " ,", ",\n  ", "\t,\r\n"};
+	char dir[] = "/tmp/nf-test-pieces-XXXXXX", path[64], name[32], cid[32], *text = NULL;
+	struct nf_error err = {0};
+	unsigned seed = 20261127, next = 0;
+	size_t tlen = 0;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	f = open_memstream(&text, &tlen);
+	assert_non_null(f);
+	fputs("{\"networkPolicies\": [], \"pods\":[", f);
+	for (int i = 0; i < 12; i++)
+		fprintf(f, "%s{\"containerID\": \"c%d\", \"ifname\": \"eth0\", \"name\": \"p%d\", \"ips\": [\"10.0.0.%d/24\"]}",
+			i ? seps[i % 4] : " ", i, i, i + 1);
+	fputs(" ] , \"namespaces\": []}\n", f);
+	fclose(f);
+	write_text(path, text, 0600);
+	free(text);
+	next = 12;
+
+	for (int round = 0; round < 300; round++) {
+		struct nf_state s = {0}, back = {0};
+		const struct nf_pod *skip = NULL;
+		int ops = 1 + (int)(rand_r(&seed) % (round % 10 == 9 ? 24 : 3));
+		json_t *want, *got;
+
+		if (rand_r(&seed) % 2)
+			assert_int_equal(nf_state_load(path, &s, &err), 0);
+		else
+			assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+		for (int o = 0; o < ops; o++) {
+			unsigned op = rand_r(&seed) % 4;
+			struct nf_pod pod = {0};
+			json_t *j;
+			if ((op == 1 || op == 2) && s.npods == 0)
+				op = 0;
+			if (op == 1) { /* a DEL */
+				const struct nf_pod *p = &s.pods[rand_r(&seed) % s.npods];
+				snprintf(cid, sizeof(cid), "%s", p->container_id);
+				assert_true(nf_state_remove_pod(&s, cid, "eth0"));
+				continue;
+			}
+			if (op == 2) /* a re-ADD of a pod there: its record made anew, in place */
+				snprintf(cid, sizeof(cid), "%s", s.pods[rand_r(&seed) % s.npods].container_id);
+			else
+				snprintf(cid, sizeof(cid), "c%u", next++);
+			snprintf(name, sizeof(name), "n%u-%d", next, round);
+			j = json_pack("{s:s, s:s, s:s, s:{s:s}, s:[s]}", "containerID", cid, "ifname", "eth0", "name", name,
+				      "labels", "app", op == 2 ? "again" : "new", "ips", "10.1.0.1/24");
+			assert_int_equal(nf_pod_from_json(j, &pod, &err), 0);
+			json_decref(j);
+			assert_true(nf_state_put_pod(&s, &pod) >= 0);
+		}
+		want = pods_json(&s, NULL);
+		if (s.npods && rand_r(&seed) % 3 == 0) { /* a DEL's stage: the pod skipped */
+			struct nf_state_stage st;
+			skip = &s.pods[rand_r(&seed) % s.npods];
+			json_decref(want);
+			want = pods_json(&s, skip);
+			assert_int_equal(nf_state_stage_pods(path, &s, skip, &st, &err), 0);
+			assert_int_equal(nf_state_stage_finish(&st, true, &err), 0);
+		} else {
+			assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+		}
+		nf_state_free(&s);
+
+		/* parsed */
+		assert_int_equal(nf_state_load(path, &back, &err), 0);
+		got = pods_json(&back, NULL);
+		assert_true(json_equal(want, got));
+		json_decref(got);
+		nf_state_free(&back);
+		/* from the cache, with each record's place */
+		assert_int_equal(nf_state_load_fast(path, &back, &err), 0);
+		assert_non_null(back.frozen);
+		got = pods_json(&back, NULL);
+		assert_true(json_equal(want, got));
+		json_decref(got);
+		for (size_t i = 0; i < back.npods; i++) {
+			json_t *rec = json_loadb(back.raw + back.pods[i].raw_at, back.pods[i].raw_len, 0, NULL), *canon;
+			struct nf_pod p = {0};
+			assert_true(back.pods[i].raw_len > 0);
+			assert_non_null(rec);
+			assert_int_equal(nf_pod_from_json(rec, &p, &err), 0);
+			canon = nf_pod_to_json(&p);
+			assert_true(json_equal(canon, json_array_get(want, i)));
+			json_decref(canon);
+			json_decref(rec);
+			nf_pod_free(&p);
+		}
+		nf_state_free(&back);
+		json_decref(want);
+	}
+	assert_int_equal(stray_files(dir), 0);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state.json.model", dir);
+	unlink(path);
+	assert_int_equal(rmdir_state(dir), 0);
+}
+
 /* nf_state_save_pods copies the records of unchanged pods as they are in
  * the loaded text (parsed or from the model cache), writes changed ones
  * anew, and a relabel by a Pod registration counts as a change. */
@@ -2112,6 +2235,7 @@ int main(void)
 		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_state_idle),
 		cmocka_unit_test(test_state_pod_records),
+		cmocka_unit_test(test_state_pods_pieces_random),
 		cmocka_unit_test(test_state_synced),
 		cmocka_unit_test(test_podspec),
 	};
