@@ -15,7 +15,12 @@
  * pod registrations), then the pods. The frozen part is an image of its
  * decoded structs, mapped in place (below: "the image"), then their
  * records; records are u32 counts and fields, little endian, strings as
- * u32 length (0xffffffff: NULL), bytes and a NUL. Without a usable image
+ * u32 length (0xffffffff: NULL), bytes and a NUL. A pod's record ends
+ * with where its JSON record is in the text, relative to the record
+ * before it (pod_place): the next cache of an ADD or DEL copies an
+ * unchanged pod's record as it is, with no new memory for it (at 500
+ * pods, encoding them all again was ~0.15 ms of the writer thread, which
+ * a DEL waits for). Without a usable image
  * the records are decoded into one arena (nf_state.frozen), read only, and
  * so are the pods, borrowed (nf_pod.borrowed: an ADD or DEL adds or
  * removes whole records); nf_state_cache_load_pods, for netfencectl,
@@ -38,7 +43,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 9u
+#define CACHE_VERSION 10u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -310,17 +315,77 @@ static void put_frozen(struct wbuf *w, const struct nf_state *s)
 	}
 }
 
-/* spans: where each pod's record lies in the text the cache is made for
- * (NULL: unknown) */
-static void put_pods(struct wbuf *w, const struct nf_state *s, const size_t (*spans)[2])
+/* A pod record's last 16 bytes: where its JSON record lies in the text,
+ * as the bytes after the previous record's (or after the "[") and its
+ * length (0, 0: not known). Relative, so that a record keeps its bytes
+ * when the records before it are removed or change length. */
+static void pod_place(uint8_t out[16], size_t gap, size_t len)
 {
+	uint64_t g = htole64(gap), l = htole64(len);
+
+	memcpy(out, &g, 8);
+	memcpy(out + 8, &l, 8);
+}
+
+/* Where the pods' records go: ranges of w or bytes of the loaded cache
+ * (a pod's cache_rec), in order. */
+struct pods_seg {
+	const void *borrowed; /* NULL: w->p + at */
+	size_t at, len;
+};
+#define PODS_SEGS (NF_PIECES_MAX - 2)
+
+/* The pods of s (w->pods_off: where they begin): a count, then each
+ * pod's record. spans: where each pod's record lies in the text the cache
+ * is made for (NULL: unknown), pods_at: where its "pods" array is. With
+ * seg: a pod unchanged since it was loaded from a cache (cache_rec), and
+ * in the same place relative to the record before it, is not encoded
+ * again: its record is the loaded one, and runs of those are one segment
+ * (an ADD's cache is then the loaded pods, then the new one's record).
+ * Returns how many segments (more than PODS_SEGS: not filled; call again
+ * without seg); without seg, all is in w. */
+static size_t put_pods(struct wbuf *w, const struct nf_state *s, const size_t (*spans)[2], size_t pods_at,
+		       struct pods_seg *seg)
+{
+	size_t n = 0, prev_end = pods_at + 1;
+
 	w->pods_off = w->len;
 	put_u32(w, s->npods);
+	if (seg)
+		seg[n++] = (struct pods_seg){NULL, w->pods_off, 4};
 	for (size_t i = 0; i < s->npods; i++) {
-		put_pod(w, &s->pods[i]);
-		put_u64(w, spans ? spans[i][0] : 0);
-		put_u64(w, spans ? spans[i][1] - spans[i][0] : 0);
+		const struct nf_pod *p = &s->pods[i];
+		size_t at = spans ? spans[i][0] : 0, len = spans && spans[i][1] > at ? spans[i][1] - at : 0;
+		uint8_t place[16];
+		if (len && at < prev_end)
+			len = 0; /* never: the records of an array follow each other */
+		pod_place(place, len ? at - prev_end : 0, len);
+		if (len)
+			prev_end = at + len;
+		if (seg && p->cache_rec && p->raw_len && p->cache_len > sizeof(place) &&
+		    !memcmp((const uint8_t *)p->cache_rec + p->cache_len - sizeof(place), place, sizeof(place))) {
+			struct pods_seg *last = &seg[n - 1];
+			if (last->borrowed && (const uint8_t *)last->borrowed + last->len == p->cache_rec)
+				last->len += p->cache_len;
+			else if (n++ < PODS_SEGS)
+				seg[n - 1] = (struct pods_seg){p->cache_rec, 0, p->cache_len};
+			else
+				return n;
+			continue;
+		}
+		size_t from = w->len;
+		put_pod(w, p);
+		put(w, place, sizeof(place));
+		if (!seg)
+			continue;
+		if (!seg[n - 1].borrowed && seg[n - 1].at + seg[n - 1].len == from)
+			seg[n - 1].len += w->len - from;
+		else if (n++ < PODS_SEGS)
+			seg[n - 1] = (struct pods_seg){NULL, from, w->len - from};
+		else
+			return n;
 	}
+	return seg ? n : 0;
 }
 
 static char *cache_path(const char *path)
@@ -362,7 +427,8 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
 	struct cache_header *hp;
 	XXH128_hash_t th = text_hash(text);
-	size_t (*spans)[2] = NULL, frozen = s->frozen_enc ? s->frozen_enc_len : 0;
+	size_t (*spans)[2] = NULL, frozen = s->frozen_enc ? s->frozen_enc_len : 0, nseg = 0;
+	struct pods_seg seg[PODS_SEGS];
 	XXH3_state_t *bh;
 
 	if (!known && s->npods && text->n == 1 && (spans = calloc(s->npods, sizeof(*spans))) &&
@@ -384,8 +450,20 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 			put(&w, e.p, e.len);
 		}
 		free(e.p);
+		frozen = w.len - sizeof(h);
 	}
-	put_pods(&w, s, known ? known : (const size_t(*)[2])spans);
+	if (known || spans) {
+		size_t at = w.len;
+		nseg = put_pods(&w, s, known ? known : (const size_t(*)[2])spans, pods_at, seg);
+		if (nseg > PODS_SEGS) { /* too many pieces: all encoded anew */
+			w.len = at;
+			nseg = 0;
+		}
+	}
+	if (!nseg) {
+		put_pods(&w, s, known ? known : (const size_t(*)[2])spans, pods_at, NULL);
+		seg[nseg++] = (struct pods_seg){NULL, w.pods_off, w.len - w.pods_off};
+	}
 	free(spans);
 	bh = w.oom ? NULL : XXH3_createState();
 	if (!bh || XXH3_64bits_reset(bh) == XXH_ERROR) {
@@ -393,23 +471,24 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 		free(w.p);
 		return -ENOMEM;
 	}
-	XXH3_64bits_update(bh, s->frozen_enc, frozen);
-	XXH3_64bits_update(bh, w.p + sizeof(h), w.len - sizeof(h));
+	*out = (struct nf_pieces){0};
+	nf_pieces_add(out, w.p, sizeof(h));
+	nf_pieces_add(out, s->frozen_enc ? s->frozen_enc : w.p + sizeof(h), frozen);
+	for (size_t i = 0; i < nseg; i++)
+		nf_pieces_add(out, seg[i].borrowed ? seg[i].borrowed : w.p + seg[i].at, seg[i].len);
+	for (int i = 1; i < out->n; i++)
+		XXH3_64bits_update(bh, out->v[i].iov_base, out->v[i].iov_len);
 	hp = (struct cache_header *)w.p;
 	hp->text_hash[0] = htole64(th.low64);
 	hp->text_hash[1] = htole64(th.high64);
 	hp->text_len = htole64(text->len);
 	hp->pods_at = htole64(pods_at);
 	hp->pods_end = htole64(pods_end);
-	hp->pods_off = htole32((uint32_t)(frozen + w.pods_off - sizeof(h)));
-	hp->body_len = htole64(frozen + w.len - sizeof(h));
+	hp->pods_off = htole32((uint32_t)frozen);
+	hp->body_len = htole64(out->len - sizeof(h));
 	hp->body_hash = htole64(XXH3_64bits_digest(bh));
 	hp->synced_ino = htole64(s->synced_ino);
 	XXH3_freeState(bh);
-	*out = (struct nf_pieces){0};
-	nf_pieces_add(out, w.p, sizeof(h));
-	nf_pieces_add(out, s->frozen_enc, frozen);
-	nf_pieces_add(out, w.p + sizeof(h), w.len - sizeof(h));
 	*buf = w.p;
 	return 0;
 }
@@ -453,9 +532,9 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, bool kee
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
 	    st.st_nlink != 1)
 		r = -EINVAL;
-	else if (keep && c->n == 3)
+	else if (keep && c->n >= 3)
 		r = nf_pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0) ?:
-		    nf_pwrite_all(fd, c->v[2].iov_base, c->v[2].iov_len, (off_t)(c->v[0].iov_len + c->v[1].iov_len));
+		    nf_pwritev_all(fd, c->v + 2, c->n - 2, (off_t)(c->v[0].iov_len + c->v[1].iov_len));
 	else
 		r = nf_write_all_v(fd, c);
 	if (r == 0 && ftruncate(fd, (off_t)c->len) < 0)
@@ -1133,17 +1212,30 @@ static int check_header(const char *buf, size_t blen, const char *text, size_t l
  * array is on the heap: ADD and DEL add and remove pods. */
 static void get_pods(struct rbuf *r, struct nf_state *s, size_t len)
 {
+	size_t prev_end = s->pods_at + 1;
+
 	s->npods = get_count(r, 40);
 	if (!r->bad && !(s->pods = calloc(s->npods + 1, sizeof(*s->pods))))
 		r->bad = true;
 	for (size_t i = 0; i < s->npods && !r->bad; i++) {
 		struct nf_pod *p = &s->pods[i];
+		const uint8_t *rec = r->p;
+		uint64_t gap;
 		p->borrowed = r->arena != NULL;
 		get_pod(r, p);
-		p->raw_at = get_u64(r);
+		gap = get_u64(r);
 		p->raw_len = get_u64(r);
-		if (p->raw_len > len || p->raw_at > len - p->raw_len)
+		/* pod_place: after the previous record, or nowhere */
+		if (p->raw_len && (prev_end > len || gap > len - prev_end || p->raw_len > len - prev_end - gap))
 			r->bad = true;
+		else if (p->raw_len)
+			prev_end = (p->raw_at = prev_end + gap) + p->raw_len;
+		else if (gap)
+			r->bad = true;
+		if (p->borrowed) { /* its bytes stay as long as the state */
+			p->cache_rec = rec;
+			p->cache_len = (size_t)(r->p - rec);
+		}
 	}
 	if (!s->pods)
 		s->npods = 0;

@@ -203,6 +203,12 @@ struct nf_pod {
 	/* where its JSON record lies in nf_state.raw, when it was loaded
 	 * from there and not changed since (raw_len 0: made anew) */
 	size_t raw_at, raw_len;
+	/* its record in the model cache it was loaded from (the state's
+	 * frozen_pods, or its frozen_enc), whole, and the record's length
+	 * (NULL: none; cache.c): copied as it is into the next cache while
+	 * the pod has not changed (raw_len not 0) */
+	const void *cache_rec;
+	size_t cache_len;
 	/* its strings, labels and addresses are the model cache's, owned by
 	 * the state it was loaded into (nf_state.frozen): nf_pod_free leaves
 	 * them; nf_pod_own makes them the pod's before any is changed */

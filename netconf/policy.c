@@ -744,6 +744,7 @@ static int dup_opt(const char *s, char **out)
 
 int nf_pod_own(struct nf_pod *p)
 {
+	/* not its cache record: it is owned to be changed */
 	struct nf_pod o = {.naddrs = p->naddrs, .raw_at = p->raw_at, .raw_len = p->raw_len};
 
 	if (!p->borrowed)

@@ -334,13 +334,20 @@ void nf_pieces_add(struct nf_pieces *t, const void *text, size_t len)
 
 int nf_write_all_v(int fd, const struct nf_pieces *text)
 {
+	return nf_pwritev_all(fd, text->v, text->n, 0);
+}
+
+int nf_pwritev_all(int fd, const struct iovec *iov, int n, off_t off)
+{
 	struct iovec v[NF_PIECES_MAX];
-	int n = text->n, i = 0;
+	int i = 0;
 	size_t done = 0;
 
-	memcpy(v, text->v, sizeof(v[0]) * (size_t)n);
+	if (n > NF_PIECES_MAX)
+		return -EINVAL;
+	memcpy(v, iov, sizeof(v[0]) * (size_t)n);
 	while (i < n) {
-		ssize_t w = pwritev(fd, v + i, n - i, (off_t)done);
+		ssize_t w = pwritev(fd, v + i, n - i, off + (off_t)done);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)

@@ -73,6 +73,8 @@ int nf_replace_file(const char *state, const char *path, const char *text, size_
 int nf_replace_file_v(const char *state, const char *path, const struct nf_pieces *text, bool durable);
 /* all of text at offset 0 of fd: 0 or -errno */
 int nf_write_all_v(int fd, const struct nf_pieces *text);
+/* all of the n (at most NF_PIECES_MAX) pieces iov at offset off of fd */
+int nf_pwritev_all(int fd, const struct iovec *iov, int n, off_t off);
 
 /* The elements of the JSON array text[at, end) (already accepted by a JSON
  * parser): fills at most n spans [start, end) and returns how many there
