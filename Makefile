@@ -167,6 +167,7 @@ bench-smoke: bench-build
 	bench/afterdel.sh 3 2 10
 	bench/ktxn.sh 3 100 3
 	bench/kasshard.sh 64 3
+	bench/krules.sh 4 10 3
 
 .PHONY: all check conformance install clean lint fuzz bench bench-build bench-smoke
 .SECONDARY:
