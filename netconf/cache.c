@@ -516,14 +516,43 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	return 0;
 }
 
+/* The header and the pods of c (encode's pieces: the header, the frozen
+ * part of s's cache file, where it is, then the pods) into that file
+ * (fd). A piece of the pods that is the loaded cache's bytes (a copy,
+ * s->frozen_pods), at the very place they were loaded from, is in the
+ * file already: an ADD's cache is all that but the count and the new
+ * pod's record, and rewriting the rest only dirtied ~100 KB of pages at
+ * 500 pods for the writeback to write again. */
+static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct nf_state *s)
+{
+	uintptr_t old = (uintptr_t)s->frozen_pods;
+	size_t pods = c->v[0].iov_len + c->v[1].iov_len, at = pods, old_len = 0;
+	int r = nf_pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0);
+
+	/* the loaded pods were the file's bytes from `pods` on: the frozen
+	 * part, where it is, is as long as it was */
+	if (old && c->v[1].iov_len == s->frozen_enc_len && s->frozen_map_len >= pods)
+		old_len = s->frozen_map_len - pods;
+	for (int i = 2; r == 0 && i < c->n; i++) {
+		uintptr_t b = (uintptr_t)c->v[i].iov_base;
+		size_t n = c->v[i].iov_len;
+		bool there = old_len && b >= old && n <= old_len && b - old <= old_len - n && b - old == at - pods;
+		if (!there)
+			r = nf_pwrite_all(fd, c->v[i].iov_base, n, (off_t)at);
+		at += n;
+	}
+	return r;
+}
+
 /* The cache c (encode's pieces) over the old one. keep: c's frozen part
  * (its second piece) is that file's own, where it is (the state was
  * decoded from a mapping of it): only the header and the pods are
  * written, and the bytes a decoded state points into never change under
  * it. (Were the file another one by now, its body's hash would not match:
  * a miss.) */
-static int write_in_place(const char *cpath, const struct nf_pieces *c, bool keep)
+static int write_in_place(const char *cpath, const struct nf_pieces *c, const struct nf_state *s)
 {
+	bool keep = s->frozen_map != NULL;
 	struct stat st;
 	int fd = open(cpath, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r;
 
@@ -533,8 +562,7 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, bool kee
 	    st.st_nlink != 1)
 		r = -EINVAL;
 	else if (keep && c->n >= 3)
-		r = nf_pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0) ?:
-		    nf_pwritev_all(fd, c->v + 2, c->n - 2, (off_t)(c->v[0].iov_len + c->v[1].iov_len));
+		r = write_pods_in_place(fd, c, s);
 	else
 		r = nf_write_all_v(fd, c);
 	if (r == 0 && ftruncate(fd, (off_t)c->len) < 0)
@@ -566,7 +594,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	 * leave an old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
 	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
-	    (write_in_place(cpath, &c, s->frozen_map != NULL) < 0 &&
+	    (write_in_place(cpath, &c, s) < 0 &&
 	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);
 }
