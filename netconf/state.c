@@ -986,15 +986,19 @@ static int whole_text(struct nf_state_stage *st)
  * records that follow each other in a JSON array? */
 static bool one_comma_between(const char *t, size_t a, size_t b)
 {
-	bool comma = false;
+	a = skip_ws(t, b, a);
+	return a < b && t[a] == ',' && skip_ws(t, b, a + 1) == b;
+}
 
-	for (; a < b; a++) {
-		if (t[a] == ',' && !comma)
-			comma = true;
-		else if (t[a] != ' ' && t[a] != '\t' && t[a] != '\r' && t[a] != '\n')
-			return false;
-	}
-	return comma;
+/* The loaded text's length without its trailing white space (after its
+ * "pods" array): a saved text ends in exactly one newline. */
+static size_t trimmed_len(const struct nf_state *s)
+{
+	size_t len = s->raw_len;
+
+	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
+		len--;
+	return len;
 }
 
 /* The "pods" array of s without skip, in pieces of the loaded text
@@ -1088,11 +1092,8 @@ static int pods_pieces(struct nf_state_stage *st)
 		nf_pieces_add(&pc, raw + run_at, run_end - run_at);
 	for (int i = 0; i < nfresh; i++)
 		pc.v[fresh[i]].iov_base = text + (uintptr_t)pc.v[fresh[i]].iov_base;
-	/* "]" and the loaded text after it, without its trailing white
-	 * space, then a newline */
-	len = s->raw_len;
-	while (len > s->pods_end && strchr(" \t\r\n", raw[len - 1]))
-		len--;
+	/* "]" and the loaded text after it, then a newline */
+	len = trimmed_len(s);
 	nf_pieces_add(&pc, raw + s->pods_end - 1, len - (s->pods_end - 1));
 	nf_pieces_add(&pc, "\n", 1);
 	st->pieces = pc;
@@ -1118,10 +1119,8 @@ static int pods_only_text(struct nf_state_stage *st)
 		return r;
 	if (!(arr = stage_pods_text(s, st->skip, &alen, st)))
 		return -ENOMEM;
-	/* the loaded text without its trailing white space, then a newline */
-	len = s->raw_len;
-	while (len > s->pods_end && strchr(" \t\r\n", s->raw[len - 1]))
-		len--;
+	/* the loaded text around the new array, then a newline */
+	len = trimmed_len(s);
 	nf_pieces_add(&st->pieces, s->raw, s->pods_at);
 	nf_pieces_add(&st->pieces, arr, alen);
 	nf_pieces_add(&st->pieces, s->raw + s->pods_end, len - s->pods_end);
