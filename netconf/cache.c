@@ -452,16 +452,18 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 		free(e.p);
 		frozen = w.len - sizeof(h);
 	}
-	if (known || spans) {
+	if (!known)
+		known = (const size_t(*)[2])spans;
+	if (known) {
 		size_t at = w.len;
-		nseg = put_pods(&w, s, known ? known : (const size_t(*)[2])spans, pods_at, seg);
+		nseg = put_pods(&w, s, known, pods_at, seg);
 		if (nseg > PODS_SEGS) { /* too many pieces: all encoded anew */
 			w.len = at;
 			nseg = 0;
 		}
 	}
 	if (!nseg) {
-		put_pods(&w, s, known ? known : (const size_t(*)[2])spans, pods_at, NULL);
+		put_pods(&w, s, known, pods_at, NULL);
 		seg[nseg++] = (struct pods_seg){NULL, w.pods_off, w.len - w.pods_off};
 	}
 	free(spans);
