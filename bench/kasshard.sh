@@ -79,8 +79,7 @@ layout() { # per-pod | per-shard: the ruleset of PODS pods
 	done
 }
 last_ms() { # the batch's sendmsg of "nft CMD", in microseconds
-	strace -qq -f -T -e trace=sendmsg -o "$tmp/st" ip netns exec "$ns" nft "$1" || exit 1
-	sed -n 's/.*<\([0-9.]*\)>$/\1/p' "$tmp/st" | tail -1 | awk '{printf "%d\n", $1 * 1000000}'
+	nft_batch_us "$ns" "$1" || exit 1
 }
 pod_cmd() { # LAYOUT DEVICE-NUMBER: the nft command that adds that pod
 	local i=$2 s=$(($2 % 32))

@@ -47,9 +47,8 @@ ms() { # TABLE-OF-ITS-OWN(0/1) FIRST-DEVICE: median ms of REPS transactions
 	for ((k = 0; k < reps; k++)); do
 		d=d$((first + k)) t=big
 		[ "$own" = 1 ] && t=own$k
-		# the batch is nft's longest sendmsg
-		strace -qq -f -T -e trace=sendmsg -o "$tmp/st" ip netns exec "$ns" nft "add table netdev $t; add chain netdev $t as_$d { type filter hook ingress device \"$d\" priority -500; policy accept; }; add rule netdev $t as_$d meta protocol ip ip saddr 10.9.0.$((k + 1)) accept; add rule netdev $t as_$d meta protocol ip drop"
-		sed -n 's/.*<\([0-9.]*\)>$/\1/p' "$tmp/st" | sort -n | tail -1 | awk '{printf "%d\n", $1 * 1000000}'
+		nft_batch_us "$ns" "add table netdev $t; add chain netdev $t as_$d { type filter hook ingress device \"$d\" priority -500; policy accept; }; add rule netdev $t as_$d meta protocol ip ip saddr 10.9.0.$((k + 1)) accept; add rule netdev $t as_$d meta protocol ip drop" ||
+			exit 1
 	done | median_ms
 }
 big=$(ms 0 "$n")

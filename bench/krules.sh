@@ -9,8 +9,8 @@
 #
 # In a private network namespace: an inet table with SETS named address
 # sets, then REPS transactions per row, each making one chain of RULES
-# rules, timed by the batch's sendmsg (strace -T; the kernel's commit
-# included), and the chain deleted again:
+# rules, timed by the batch's sendmsg (nft_batch_us: strace -T; the
+# kernel's commit included), and the chain deleted again:
 #   no set      ip daddr 10.0.0.1 tcp dport N accept (no lookup)
 #   first set   ip daddr @s0 tcp dport N accept (the set made first)
 #   last set    ip daddr @s<SETS-1> tcp dport N accept (made last)
@@ -20,6 +20,7 @@
 # 1,000 policies (bench/gen.py): the tables of docs/performance.md.
 set -u
 cd "$(dirname "$0")/.." || exit 2
+# shellcheck source=bench/scratch.sh
 . bench/scratch.sh
 rules=${1:-44} sets=${2:-227} reps=${3:-15}
 for n in "$rules" "$sets" "$reps"; do
@@ -40,7 +41,7 @@ scratch_setup nfb-krules
 ip netns exec "$ns" nft -f "$tmp/base.nft" || { echo "krules.sh: cannot make the table" >&2; exit 1; }
 
 # one chain of n rules matching with $2 ("" = no set), REPS times: the
-# longest sendmsg of each run, in microseconds, one per line
+# batch's sendmsg of each run (nft_batch_us), in microseconds, one per line
 time_chain() {
 	local n=$1 set=$2 r j match
 	for ((r = 0; r < reps; r++)); do
@@ -51,8 +52,7 @@ time_chain() {
 				echo "add rule inet t k $match tcp dport $((1000 + j)) accept"
 			done
 		} >"$tmp/batch.nft"
-		ip netns exec "$ns" strace -T -e trace=sendmsg nft -f "$tmp/batch.nft" 2>&1 >/dev/null |
-			grep -o '<[0-9.]*>' | tr -d '<>' | sort -g | tail -1 | awk '{printf "%d\n", $1 * 1000000}'
+		nft_batch_us "$ns" -f "$tmp/batch.nft" || exit 1
 		ip netns exec "$ns" nft delete chain inet t k || exit 1
 	done
 }

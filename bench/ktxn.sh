@@ -19,6 +19,8 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
+# shellcheck source=bench/scratch.sh
+. bench/scratch.sh # nft_batch_us
 pods=${1:-500} policies=${2:-100} reps=${3:-15}
 command -v strace >/dev/null || nfb_die "needs strace"
 nfb_setup
@@ -31,10 +33,8 @@ ms() { # TABLE SET FORMAT: the median ms of REPS one-element transactions
 	local k
 	for ((k = 1; k <= reps; k++)); do
 		# shellcheck disable=SC2059
-		strace -qq -f -T -e trace=sendmsg -o "$NFB_DIR/st" \
-			ip netns exec "$NFB_NODE" nft add element inet "$1" "$2" "{ $(printf "$3" "$k") }" ||
+		nft_batch_us "$NFB_NODE" add element inet "$1" "$2" "{ $(printf "$3" "$k") }" ||
 			nfb_die "nft add element"
-		sed -n 's/.*<\([0-9.]*\)>$/\1/p' "$NFB_DIR/st" | tail -1 | awk '{ printf "%d\n", $1 * 1000000 }'
 	done | sort -n | awk '{ v[NR] = $1 } END { printf "%.3f", v[int((NR + 1) / 2)] / 1000 }'
 }
 # one untimed transaction first: the first of a fresh node is slower

@@ -9,8 +9,8 @@
 # chains of RULES rules each, every rule a set lookup and a port; entry i
 # jumps to chain i % CHAINS: ELEMS pods of CHAINS kinds), then REPS times
 # `nft add element` of one `jump` entry into the map, and REPS times of one
-# element into a plain set, each timed by its transaction (nft's longest
-# sendmsg, under strace -T). The difference is what nf_tables' validation
+# element into a plain set, each timed by its transaction (nft's last
+# sendmsg, its batch, under strace -T: scratch.sh nft_batch_us). The difference is what nf_tables' validation
 # of the table costs: inserting a jump verdict makes the kernel walk every
 # chain reachable from the base chains (each once per hook, however many
 # entries jump to it) before it commits. Then the same with the dispatch
@@ -50,9 +50,7 @@ ms() { # median ms of REPS transactions of: nft add element inet kv SET "{ ELEM 
 	local set=$1 fmt=$2 k
 	for ((k = 1; k <= reps; k++)); do
 		# shellcheck disable=SC2059
-		strace -qq -f -T -e trace=sendmsg -o "$tmp/st" \
-			ip netns exec "$ns" nft add element inet kv "$set" "{ $(printf "$fmt" "$k") }"
-		sed -n 's/.*<\([0-9.]*\)>$/\1/p' "$tmp/st" | sort -n | tail -1 | awk '{printf "%d\n", $1 * 1000000}'
+		nft_batch_us "$ns" add element inet kv "$set" "{ $(printf "$fmt" "$k") }" || exit 1
 	done | median_ms
 }
 jump=$(ms dispatch "10.250.0.%d : jump spare")
