@@ -4,8 +4,9 @@
  * effective policyTypes include Egress gets an allow-list: the union of the
  * egress rules of every such policy in its namespace; everything else it
  * sends is dropped. A rule allows (any of its peers) x (any of its ports).
- * Peer selectors become named address sets shared between pods; ipBlocks
- * become interval sets (cidr minus except, flattened). */
+ * Peer selectors become named address sets shared between pods; the
+ * ipBlocks a kind's policies allow on one port spec become one interval
+ * set of that kind's chain (cidr minus except, flattened; kind_blocks). */
 #include "plan.h"
 
 #include "../netconf/state.h"
@@ -107,7 +108,7 @@ static char *kind_name(const struct kind *k)
 {
 	char *name = NULL;
 
-	if (asprintf(&name, "kind_%016llx", (unsigned long long)k->h1) < 0)
+	if (asprintf(&name, PLAN_KIND_PREFIX "%016llx", (unsigned long long)k->h1) < 0)
 		name = NULL;
 	return name;
 }
@@ -230,14 +231,13 @@ struct builder {
 	 * compile: selectors ask for them pods x peers times */
 	const struct nf_labels **nsl;
 	struct nf_labels *own; /* for namespaces no object declares */
-	/* the set names of every peer (and of every rule's ipBlocks), made
-	 * once per compile: a growing open-addressing table of pointers on the
+	/* the set names of every peer, made once per compile: a growing open-addressing table of pointers on the
 	 * id's address, to entries that never move (names handed out stay
 	 * valid); a whole compile makes one for every egress policy's peers
 	 * (compile_policy_sets), a pod's share for those it looks at */
 	struct pmemo {
 		const void *id;
-		const char *key; /* the model's (nf_peer.key, nf_rule.blocks) */
+		const char *key; /* the model's (nf_peer.key) */
 		const struct nf_policy *pol; /* of a selector peer's entry */
 		const struct nf_peer *peer;
 		bool sets_done;
@@ -258,9 +258,17 @@ struct builder {
 	/* the address families some pod has ([0] IPv4, [1] IPv6): rules and
 	 * peer sets of a family no pod has are left out (family_used) */
 	bool fam[2];
+	/* the ipBlock sets of the chain being compiled, one per family and
+	 * port spec (kind_blocks): the set, its rule, the last policy rule
+	 * merged into it and how many more than the first */
+	struct kblock {
+		size_t set, rule;
+		const struct nf_rule *last;
+		size_t more;
+	} *kb;
+	size_t nkb;
 	/* plan_pod_delta: the one pod whose addresses peer sets are filled
-	 * with, ipBlock sets being left empty (NULL: every pod of the state,
-	 * every block) */
+	 * with (NULL: every pod of the state) */
 	const struct nf_pod *only;
 	/* pods with the same namespace and labels ("twins"): one kind, found
 	 * for the first of them */
@@ -475,6 +483,7 @@ static void builder_fini(struct builder *b)
 {
 	free(b->twins);
 	free(b->kc);
+	free(b->kb);
 	hidx_free(&b->kinds);
 	free(b->memo);
 	hidx_free(&b->sets_by_name);
@@ -751,31 +760,77 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 	return 0;
 }
 
-/* All the ipBlocks of one rule, of one family, as ONE interval set: a
- * packet then costs one lookup however many blocks the rule lists (a
- * rule with 10,000 /32 peers was 10,000 rules). *name NULL: none. */
-static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int family, const char **name)
+/* "<chain>_<spec>_<4|6>": spec "any", "tcp", "tcp443", "tcp8000-8100" */
+static void blocks_set_name(char *buf, size_t len, const char *chain, const struct plan_rule *r)
 {
-	const char *key = rule->blocks[family == AF_INET6];
-	struct pmemo *m;
+	const char *proto = r->l4proto == IPPROTO_TCP ? "tcp" : r->l4proto == IPPROTO_UDP ? "udp"
+			    : r->l4proto == IPPROTO_SCTP ? "sctp" : NULL;
+	char spec[32];
+
+	if (!r->l4proto)
+		snprintf(spec, sizeof(spec), "any");
+	else if (!proto)
+		snprintf(spec, sizeof(spec), "p%u", r->l4proto);
+	else if (!r->port_lo)
+		snprintf(spec, sizeof(spec), "%s", proto);
+	else if (r->port_hi > r->port_lo)
+		snprintf(spec, sizeof(spec), "%s%u-%u", proto, r->port_lo, r->port_hi);
+	else
+		snprintf(spec, sizeof(spec), "%s%u", proto, r->port_lo);
+	snprintf(buf, len, "%s_%s_%c", chain, spec, r->family == AF_INET6 ? '6' : '4');
+}
+
+/* The ipBlocks of family of one egress rule on one port (NULL: any),
+ * into the chain's ONE interval set for that family and port spec, and
+ * that set's rule: a kind's policies that allow 24 blocks on two port
+ * specs make 2 rules, not 24. A packet costs one lookup however many
+ * blocks there are; the first pod of a kind makes fewer rules (each
+ * ~13 us of kernel time, bench/krules.sh); every ADD validates fewer
+ * (bench/kvalidate.sh); and the table has no set per policy rule to
+ * search by name. The set is the chain's (plan_set_of_chain): its
+ * content depends on the policies only, and it comes and goes with the
+ * chain. */
+static int kind_blocks(struct builder *b, struct plan_chain *ch, int family, const struct nf_port *port,
+		       const struct nf_rule *rule)
+{
+	struct plan_rule key = {.family = family};
+	struct kblock *k = NULL;
+	_cleanup_free_ char *comment = NULL;
+	char name[96];
 	bool created;
 	int idx, r;
 
-	*name = NULL;
-	if (!key || !b->fam[family == AF_INET6]) /* most rules: no block of this family */
-		return 0;
-	/* memo id: an address inside the rule, distinct per family */
-	if (!(m = memo_get(b, (const char *)rule + (family == AF_INET ? 1 : 2), key,
-			   rule->blocks_hash[family == AF_INET6], "cidr")))
+	if (port) {
+		key.l4proto = port->proto;
+		if (port->has_port) {
+			key.port_lo = port->port;
+			key.port_hi = port->end_port ? port->end_port : port->port;
+		}
+	}
+	blocks_set_name(name, sizeof(name), ch->name, &key);
+	if (asprintf(&comment, "ipBlocks of %s", rule->id) < 0) {
+		comment = NULL;
 		return -ENOMEM;
-	*name = family == AF_INET ? named(m)->n4 : named(m)->n6;
-	if (m->sets_done)
-		return 0;
-	m->sets_done = true;
-	if ((idx = ensure_set(b, *name, m->key, family, true, &created)) < 0 || !created)
-		return idx < 0 ? idx : 0;
-	if (b->only) /* a pod's share: the kernel has the set (compile_policy_sets), no pod is in it */
-		return 0;
+	}
+	if ((idx = ensure_set(b, name, comment, family, true, &created)) < 0)
+		return idx;
+	if (created) {
+		struct kblock e = {.set = (size_t)idx, .rule = ch->nrules, .last = rule};
+		if ((r = add_rule(b, ch, family, name, port, rule->id)) < 0 || (r = PUSH(b->kb, b->nkb, e)) < 0)
+			return r;
+	} else {
+		for (size_t i = 0; i < b->nkb && !k; i++)
+			if (b->kb[i].set == (size_t)idx)
+				k = &b->kb[i];
+		if (!k)
+			return -EINVAL; /* never: the set was made for this chain */
+		if (k->last != rule) {
+			k->last = rule;
+			k->more++;
+		} else {
+			return 0; /* the rule's blocks are in it: a port listed twice */
+		}
+	}
 	for (size_t i = 0; i < rule->npeers; i++) {
 		const struct nf_peer *peer = &rule->peers[i];
 		if (peer->kind == NF_PEER_IPBLOCK && peer->ipblock.cidr.family == family &&
@@ -783,6 +838,33 @@ static int ipblocks_set(struct builder *b, const struct nf_rule *rule, int famil
 			return r;
 	}
 	return 0; /* overlaps between blocks are pruned with the sort */
+}
+
+/* The merged rules' and sets' comments: the first policy rule's id and
+ * how many more, "ns/pol egress[0] (+11 more)". */
+static int kind_blocks_comments(struct builder *b, struct plan_chain *ch)
+{
+	for (size_t i = 0; i < b->nkb; i++) {
+		struct plan_rule *ru = &ch->rules[b->kb[i].rule];
+		struct plan_set *set = &b->p->sets[b->kb[i].set];
+		char *c = NULL, *sc = NULL;
+
+		if (!b->kb[i].more)
+			continue;
+		if (asprintf(&c, "%s (+%zu more)", ru->comment, b->kb[i].more) < 0) {
+			c = NULL;
+			return -ENOMEM;
+		}
+		if (asprintf(&sc, "ipBlocks of %s", c) < 0) {
+			free(c);
+			return -ENOMEM;
+		}
+		free(ru->comment);
+		ru->comment = c;
+		free(set->comment);
+		set->comment = sc;
+	}
+	return 0;
 }
 
 /* One egress rule: every (peer x port) pair becomes an allow rule. */
@@ -826,14 +908,16 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 		}
 	}
 	for (int f = 0; f < 2 && rule->has_to; f++) {
-		const char *set = NULL;
 		int family = f ? AF_INET6 : AF_INET;
+		bool any = false;
 
-		if ((r = ipblocks_set(b, rule, family, &set)) < 0)
-			return r;
-		for (size_t j = 0; set && j < nports; j++) {
+		for (size_t i = 0; i < rule->npeers && !any; i++)
+			any = rule->peers[i].kind == NF_PEER_IPBLOCK && rule->peers[i].ipblock.cidr.family == family;
+		if (!any || !b->fam[f]) /* most rules: no block of this family */
+			continue;
+		for (size_t j = 0; j < nports; j++) {
 			const struct nf_port *port = rule->has_ports ? &rule->ports[j] : NULL;
-			if ((!port || !port->name) && (r = add_rule(b, ch, family, set, port, comment)) < 0)
+			if ((!port || !port->name) && (r = kind_blocks(b, ch, family, port, rule)) < 0)
 				return r;
 		}
 	}
@@ -882,6 +966,7 @@ static int compile_chain(struct builder *b, const struct nf_pod *pod, const stru
 	if (!(ch.name = kind_name(k)))
 		goto fail;
 	hidx_clear(&b->chain_rules);
+	b->nkb = 0;
 	for (size_t i = 0; i < b->s->npolicies; i++) {
 		const struct nf_policy *pol = &b->s->policies[i];
 		if (!selects(pol, pod))
@@ -891,6 +976,8 @@ static int compile_chain(struct builder *b, const struct nf_pod *pod, const stru
 			if ((r = compile_egress_rule(b, &ch, pol, &pol->egress_rules[j], j)) < 0)
 				goto fail;
 	}
+	if ((r = kind_blocks_comments(b, &ch)) < 0)
+		goto fail;
 	ch.comment = kind_comment_end(&cm);
 	cm.f = NULL;
 	if (!ch.comment || PUSH(b->p->chains, b->p->nchains, ch) < 0) {
@@ -1051,7 +1138,7 @@ static void sort_sets(struct plan *p)
 		}
 }
 
-/* The peer sets of every egress policy's rules, filled: the plan has them
+/* The selector peer sets of every egress policy's rules, filled: the plan has them
  * while the state has an egress policy, whether a kind's chain uses them or not,
  * so that an ADD or DEL changes their elements only, never makes or
  * deletes one (plan_pod_delta): a new kind's chain finds the sets of its
@@ -1069,11 +1156,6 @@ static int compile_policy_sets(struct builder *b)
 				const char *s4, *s6;
 				if (ru->peers[k].kind != NF_PEER_IPBLOCK &&
 				    (r = selector_sets(b, pol, &ru->peers[k], &s4, &s6)) < 0)
-					return r;
-			}
-			for (int f = 0; f < 2 && ru->has_to; f++) {
-				const char *set;
-				if ((r = ipblocks_set(b, ru, f ? AF_INET6 : AF_INET, &set)) < 0)
 					return r;
 			}
 		}
@@ -1183,9 +1265,10 @@ static bool same_kind(const struct nf_state *s, const struct nf_pod *q, const si
 /* The pod's share: its kind's chain when no other pod has that kind, its
  * entries, and the peer sets that take its addresses, with those alone
  * (empty in `without`). The kernel has every peer set already
- * (compile_policy_sets): the sets of a new kind's rules are in both
- * plans, as they are (empty, or with the pod's addresses in `with`), so
- * that nothing is sent for them but the pod's addresses. */
+ * (compile_policy_sets): the selector sets of a new kind's rules are in
+ * both plans, as they are (empty, or with the pod's addresses in `with`),
+ * so that nothing is sent for them but the pod's addresses. A new kind's
+ * own ipBlock sets (kind_blocks) are in `with` only: made with its chain. */
 static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *without, struct plan *with)
 {
 	struct kind kd;
@@ -1254,9 +1337,10 @@ static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *w
 			}
 		}
 	}
-	/* 3. without the pod: the same sets, empty */
+	/* 3. without the pod: the same peer sets, empty; not the sets of the
+	 * kind's chain, which come and go with it */
 	for (size_t i = 0; i < b->p->nsets; i++)
-		if ((r = copy_set_empty(without, &b->p->sets[i])) < 0)
+		if (!plan_set_of_chain(b->p->sets[i].name, NULL) && (r = copy_set_empty(without, &b->p->sets[i])) < 0)
 			return r;
 	*with = *b->p;
 	memset(b->p, 0, sizeof(*b->p));

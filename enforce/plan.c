@@ -39,6 +39,16 @@ void plan_free(struct plan *p)
 	*p = (struct plan){ 0 };
 }
 
+bool plan_set_of_chain(const char *set, const char *chain)
+{
+	size_t n;
+
+	if (!chain)
+		return strncmp(set, PLAN_KIND_PREFIX, strlen(PLAN_KIND_PREFIX)) == 0;
+	n = strlen(chain);
+	return strncmp(set, chain, n) == 0 && set[n] == '_';
+}
+
 bool plan_is_empty(const struct plan *p)
 {
 	return !p || (!p->tables && p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);

@@ -72,10 +72,17 @@
 #define PLAN_AS_TABLE_PREFIX "netfence-"
 #define PLAN_AS_SHARDS 32
 #define PLAN_AS_TABLE_LEN 16 /* "netfence-NN" */
+#define PLAN_KIND_PREFIX "kind_" /* a kind's chain, and its ipBlock sets */
 
 /* A named set of addresses (family AF_INET or AF_INET6). interval sets hold
  * prefixes (ipBlocks, already flattened: cidr minus except, no overlaps,
- * sorted); non-interval sets hold host addresses (pods). */
+ * sorted); non-interval sets hold host addresses (pods).
+ *
+ * Two owners: the peer sets of the policies (a selector peer's pods,
+ * "sel_<hash>_4"; "np_..." for named ports), and the sets of one kind's
+ * chain: all the ipBlocks its policies allow on one port spec, in one
+ * interval set, "<chain>_<spec>_4" (plan_set_of_chain), made and deleted
+ * with the chain. */
 struct plan_set {
 	char *name;
 	char *comment; /* what it stands for, e.g. "ns(k=v) pods(app=web)" */
@@ -141,6 +148,9 @@ unsigned plan_as_shard(const char *chain);
 /* Is netdev table `name` netfence's: "netfence-..." (a shard's, or a pod's
  * of earlier builds) or the single table of earlier builds ("netfence")? */
 bool plan_is_as_table(const char *name);
+/* Is set `set` one of chain `chain`'s own ("<chain>_...")? chain NULL:
+ * of any kind's chain. */
+bool plan_set_of_chain(const char *set, const char *chain);
 /* true when the netfence tables should not exist: no egress policy
  * (tables unset) and nothing else in the plan */
 bool plan_is_empty(const struct plan *p);
@@ -255,8 +265,10 @@ int nft_check_pod(const struct plan *p, const char *chain, const char *dev, stru
  * not NULL, every element that jumps to `chain`, and `chain` itself), the
  * chains those elements jumped to that no other element jumps to (the
  * last pod of a kind), flushed and deleted, and the netdev table of
- * `antispoof_chain` (plan_as_table; NULL: none). Sets are left alone (other pods may use
- * them; the next nft_apply rebuilds them). Missing objects or tables are
+ * `antispoof_chain` (plan_as_table; NULL: none), and the sets of the
+ * chains it deletes (their ipBlock sets: plan_set_of_chain). The peer
+ * sets are left alone (other pods may use them; the next nft_apply
+ * rebuilds them). Missing objects or tables are
  * not errors. Queries first, deletes what it found in one transaction,
  * and checks again (up to 3 rounds, for concurrent changes). 0 when
  * nothing of the pod is left, <0 with a message naming what could not be

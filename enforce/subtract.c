@@ -5,7 +5,7 @@
  * was half of the cost of an ADD. What one pod adds to a plan is local:
  * its dispatch entries and anti-spoofing chain, its addresses in the peer
  * sets, and, when it is the only pod of its kind (the policies that
- * select it), the kind's chain; other chains do not depend on it, and
+ * select it), the kind's chain and that chain's ipBlock sets; other chains do not depend on it, and
  * the peer sets are every policy's, with or without it; an idle kind
  * (txn.h) keeps its chain too. Named ports
  * break that (a pod's containerPorts can
@@ -131,7 +131,10 @@ int plan_without_pod(const struct plan *with, const struct nf_state *s, const st
 		struct plan_set *d;
 
 		/* every peer set stays while the state has an egress policy
-		 * (compile.c compile_policy_sets): the pod's addresses leave them */
+		 * (compile.c compile_policy_sets): the pod's addresses leave
+		 * them; the sets of its kind's chain go with the chain */
+		if (!kin && plan_set_of_chain(st->name, chain))
+			continue;
 		d = &p.sets[p.nsets++];
 		*d = *st;
 		d->name = NULL;

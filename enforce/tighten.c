@@ -35,11 +35,11 @@ static long find_named(const void *base, size_t n, size_t size, const char *name
 	return hit ? (long)(((const char *)hit - (const char *)base) / (long)size) : -1;
 }
 
-static bool same_rule(const struct plan_rule *a, const struct plan_rule *b)
+/* the same match but for the destination */
+static bool same_ports(const struct plan_rule *a, const struct plan_rule *b)
 {
 	return a->family == b->family && a->l4proto == b->l4proto && a->port_lo == b->port_lo &&
-	       a->port_hi == b->port_hi &&
-	       ((!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0));
+	       a->port_hi == b->port_hi;
 }
 
 /* every element of a is in b; both sorted (compile.c sorts every set) */
@@ -56,10 +56,69 @@ static bool set_subset(const struct plan_set *a, const struct plan_set *b)
 	return true;
 }
 
+/* The first and last address of prefix c (len bytes). */
+static void cidr_range(const struct nf_cidr *c, size_t len, uint8_t lo[16], uint8_t hi[16])
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned bits = c->prefix > 8 * i ? c->prefix - 8 * i : 0;
+		uint8_t mask = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
+		lo[i] = c->addr[i] & mask;
+		hi[i] = (uint8_t)(lo[i] | (uint8_t)~mask);
+	}
+}
+
+/* Is lo the address right after hi (len bytes)? */
+static bool follows(const uint8_t *hi, const uint8_t *lo, size_t len)
+{
+	uint8_t n[16];
+	size_t i = len;
+
+	memcpy(n, hi, len);
+	while (i > 0 && ++n[i - 1] == 0)
+		i--;
+	return i > 0 && memcmp(n, lo, len) == 0;
+}
+
+/* Is every address of interval set a in interval set b? Both sorted,
+ * without nested prefixes (compile.c sort_sets). Not element by element:
+ * a kind's ipBlock set that gains a block around one it had, or two
+ * halves of one, lost nothing (a policy that allows more must not
+ * flush the flows it allowed before). */
+static bool ranges_subset(const struct plan_set *a, const struct plan_set *b)
+{
+	size_t len = a->family == AF_INET ? 4 : 16, j = 0;
+	uint8_t rlo[16], rhi[16], lo[16], hi[16], l2[16], h2[16];
+	bool run = false;
+
+	for (size_t i = 0; i < a->n; i++) {
+		cidr_range(&a->elems[i], len, lo, hi);
+		/* the run of b's adjacent prefixes that reaches lo */
+		while (!run || memcmp(rhi, lo, len) < 0) {
+			if (j == b->n)
+				return false;
+			cidr_range(&b->elems[j++], len, rlo, rhi);
+			run = true;
+			for (; j < b->n; j++) {
+				cidr_range(&b->elems[j], len, l2, h2);
+				if (!follows(rhi, l2, len))
+					break;
+				memcpy(rhi, h2, len);
+			}
+		}
+		if (memcmp(rlo, lo, len) > 0 || memcmp(rhi, hi, len) < 0)
+			return false;
+	}
+	return true;
+}
+
 struct ctx {
 	const struct plan *before, *after;
 	signed char *lost; /* per set of `before`: -1 not known yet */
 	struct named { const char *name; size_t i; } *old; /* before's chains, by name */
+	/* chain_lost_something of two chains of other names (a pod that
+	 * changed kind), per family: the pods of a kind change together */
+	struct pair { const struct plan_chain *old, *now; int family; bool lost; } *pairs;
+	size_t npairs;
 };
 
 /* Did set `name` of the old plan lose an element? Once per set: sets are
@@ -74,9 +133,45 @@ static bool set_lost(struct ctx *c, const char *name)
 		return false;
 	if (c->lost[i] < 0) {
 		j = find_named(c->after->sets, c->after->nsets, sizeof(*c->after->sets), name, c->after->sets_sorted);
-		c->lost[i] = j < 0 || !set_subset(&c->before->sets[i], &c->after->sets[j]);
+		c->lost[i] = j < 0 || !(c->before->sets[i].interval && c->after->sets[j].interval
+						? ranges_subset(&c->before->sets[i], &c->after->sets[j])
+						: set_subset(&c->before->sets[i], &c->after->sets[j]));
 	}
 	return c->lost[i];
+}
+
+/* Does interval set `now` of the new plan hold every address of
+ * interval set `old` of the old plan? (Two kinds' ipBlock sets: a pod
+ * that a new policy selects changes kind, and its new chain's sets have
+ * other names.) Selector sets are not compared: false. */
+static bool blocks_kept(struct ctx *c, const char *old, const char *now)
+{
+	long i = find_named(c->before->sets, c->before->nsets, sizeof(*c->before->sets), old,
+			    c->before->sets_sorted);
+	long j = find_named(c->after->sets, c->after->nsets, sizeof(*c->after->sets), now, c->after->sets_sorted);
+
+	return i >= 0 && j >= 0 && c->before->sets[i].interval && c->after->sets[j].interval &&
+	       ranges_subset(&c->before->sets[i], &c->after->sets[j]);
+}
+
+/* Does a rule of chain now allow all that rule r allowed? Same family,
+ * protocol and ports, and a destination that holds r's: any; r's set,
+ * which lost no element; or an ipBlock set around r's. */
+static bool rule_kept(struct ctx *c, const struct plan_rule *r, const struct plan_chain *now)
+{
+	for (size_t j = 0; j < now->nrules; j++) {
+		const struct plan_rule *n = &now->rules[j];
+
+		if (!same_ports(r, n))
+			continue;
+		if (!n->dst_set)
+			return true;
+		if (!r->dst_set)
+			continue;
+		if (strcmp(r->dst_set, n->dst_set) == 0 ? !set_lost(c, r->dst_set) : blocks_kept(c, r->dst_set, n->dst_set))
+			return true;
+	}
+	return false;
 }
 
 /* for the packets of one family: a rule of the other never matched them
@@ -87,17 +182,28 @@ static bool chain_lost_something(struct ctx *c, const struct plan_chain *old, co
 {
 	for (size_t i = 0; i < old->nrules; i++) {
 		const struct plan_rule *r = &old->rules[i];
-		bool kept = false;
 
 		if (r->family && r->family != family)
 			continue;
-
-		for (size_t j = 0; j < now->nrules && !kept; j++)
-			kept = same_rule(r, &now->rules[j]);
-		if (!kept || (r->dst_set && set_lost(c, r->dst_set)))
+		if (!rule_kept(c, r, now))
 			return true;
 	}
 	return false;
+}
+
+/* chain_lost_something for two chains of other names, once per pair */
+static int pair_lost(struct ctx *c, const struct plan_chain *old, const struct plan_chain *now, int family)
+{
+	struct pair *v;
+
+	for (size_t i = 0; i < c->npairs; i++)
+		if (c->pairs[i].old == old && c->pairs[i].now == now && c->pairs[i].family == family)
+			return c->pairs[i].lost;
+	if (!(v = realloc(c->pairs, (c->npairs + 1) * sizeof(*v))))
+		return -ENOMEM;
+	c->pairs = v;
+	v[c->npairs] = (struct pair){old, now, family, chain_lost_something(c, old, now, family)};
+	return v[c->npairs++].lost;
 }
 
 /* by family and address (dispatch addresses are hosts; an attachment's
@@ -179,8 +285,12 @@ int plan_tightened_sources(const struct plan *before, const struct plan *after, 
 			if (kept[k] < 0)
 				kept[k] = !chain_lost_something(&c, co, cn, d->addr.family);
 			tightened = !kept[k];
-		} else
-			tightened = chain_lost_something(&c, co, cn, d->addr.family);
+		} else {
+			int l = pair_lost(&c, co, cn, d->addr.family);
+			if (l < 0)
+				goto out;
+			tightened = l;
+		}
 		if (tightened)
 			v[n++] = d->addr;
 	}
@@ -192,6 +302,7 @@ out:
 	free(v);
 	free(c.lost);
 	free(c.old);
+	free(c.pairs);
 	free(now);
 	free(kept);
 	free(ex);

@@ -600,7 +600,7 @@ static void test_state_seed(void **state)
 		const struct plan_rule *r = &foo->rules[i];
 		named |= r->port_lo == 80 && strncmp(r->dst_set, "np_", 3) == 0;
 		range |= r->port_lo == 8000 && r->port_hi == 8080;
-		cidr |= strncmp(r->dst_set, "cidr_", 5) == 0;
+		cidr |= plan_set_of_chain(r->dst_set, foo->name); /* its kind's ipBlock set */
 	}
 	assert_true(named && range && cidr);
 	plan_free(&p);
@@ -1385,7 +1385,7 @@ static void test_family_used(void **state)
 	assert_int_equal(plan_compile(&s, &p, &err), 0);
 	text = plan_render(&p);
 	assert_non_null(strstr(text, "ip daddr @sel_"));
-	assert_non_null(strstr(text, "ip daddr @cidr_"));
+	assert_non_null(strstr(text, "ip daddr @kind_"));
 	assert_non_null(strstr(text, "meta l4proto udp th dport 53 accept"));
 	assert_null(strstr(text, "ip6 daddr"));
 	assert_null(strstr(text, "ipv6_addr\n\t\telements")); /* no IPv6 peer set */
@@ -1401,7 +1401,7 @@ static void test_family_used(void **state)
 	assert_int_equal(plan_compile(&s, &p, &err), 0);
 	text = plan_render(&p);
 	assert_non_null(strstr(text, "ip6 daddr @sel_"));
-	assert_non_null(strstr(text, "ip6 daddr @cidr_"));
+	assert_non_null(strstr(text, "ip6 daddr @kind_"));
 	free(text);
 	/* ... and when it goes, its kind loses its IPv6 rules: nothing an
 	 * IPv4 address of that kind could match, no flow to judge again */
@@ -1853,6 +1853,155 @@ static void test_ipblock_union(void **state)
 	nf_state_free(&s);
 }
 
+/* ipBlock policies "m1" / "m2" (default, app=m): blocks on 443/TCP and on
+ * any port; m2's 443 block holds m1's except and more. */
+#define MERGE_POL(name, body)                                                                              \
+	"{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":{\"name\":\"" name \
+	"\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"m\"}},\"policyTypes\":[\"Egress\"],"       \
+	"\"egress\":[" body "]}}"
+static const char *const merge_m1 = MERGE_POL("m1",
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"10.1.0.0/16\",\"except\":[\"10.1.1.0/24\"]}}],"
+	"\"ports\":[{\"port\":443,\"protocol\":\"TCP\"}]},"
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"192.0.2.0/24\"}},{\"ipBlock\":{\"cidr\":\"fd00:1::/32\"}}]}");
+static const char *const merge_m2 = MERGE_POL("m2",
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"10.1.1.0/24\"}},{\"ipBlock\":{\"cidr\":\"203.0.113.0/24\"}}],"
+	"\"ports\":[{\"port\":443,\"protocol\":\"TCP\"},{\"port\":443,\"protocol\":\"TCP\"}]},"
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"198.51.100.0/24\"}}]}");
+static const char *const merge_pods[] = {
+	"{\"containerID\":\"c-m1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"m1\","
+	"\"labels\":{\"app\":\"m\"},\"hostVeth\":\"vm1\",\"ips\":[\"10.0.0.1/24\"]}",
+	"{\"containerID\":\"c-m2\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"m2\","
+	"\"labels\":{\"app\":\"m\"},\"hostVeth\":\"vm2\",\"ips\":[\"10.0.0.2/24\"]}",
+};
+
+static const char *const wide = MERGE_POL("wide",
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"10.1.0.0/16\"}}],\"ports\":[{\"port\":443}]}");
+static const char *const halves = MERGE_POL("halves",
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"10.1.128.0/17\"}},{\"ipBlock\":{\"cidr\":\"203.0.113.0/24\"}}],"
+	"\"ports\":[{\"port\":443}]},{\"to\":[{\"ipBlock\":{\"cidr\":\"10.1.0.0/17\"}}],\"ports\":[{\"port\":443}]}");
+static const char *const half = MERGE_POL("half",
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"10.1.0.0/17\"}},{\"ipBlock\":{\"cidr\":\"10.1.129.0/24\"}}],"
+	"\"ports\":[{\"port\":443}]}");
+
+/* merge_pods with policy doc1 (and doc2), compiled into p */
+static void merge_plan(struct nf_state *s, struct plan *p, const char *doc1, const char *doc2)
+{
+	struct nf_error err = {0};
+
+	memset(s, 0, sizeof(*s));
+	add_json_policy(s, doc1);
+	if (doc2)
+		add_json_policy(s, doc2);
+	for (size_t i = 0; i < NF_ARRAY_SIZE(merge_pods); i++)
+		put_pod_doc(s, merge_pods[i]);
+	assert_int_equal(plan_compile(s, p, &err), 0);
+}
+
+static const struct plan_set *set_named_(const struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->nsets; i++)
+		if (strcmp(p->sets[i].name, name) == 0)
+			return &p->sets[i];
+	return NULL;
+}
+
+/* The ipBlocks a kind's policies allow on one port spec are one interval
+ * set of the kind's chain and one rule: 2 rules for 4 policy rules here,
+ * whatever the number of policies. */
+static void test_ipblock_merge(void **state)
+{
+	struct nf_state s = {0}, one = {0};
+	struct plan p = {0}, p1 = {0}, with = {0}, without = {0};
+	const struct plan_chain *ch;
+	const struct plan_set *t443, *any;
+	char n443[96], nany[96];
+	size_t blocks = 0;
+
+	(void)state;
+	merge_plan(&s, &p, merge_m1, merge_m2);
+	assert_int_equal(p.nchains, 1);
+	ch = &p.chains[0];
+	snprintf(n443, sizeof(n443), "%s_tcp443_4", ch->name);
+	snprintf(nany, sizeof(nany), "%s_any_4", ch->name);
+	for (size_t i = 0; i < ch->nrules; i++) {
+		const struct plan_rule *r = &ch->rules[i];
+		assert_non_null(r->dst_set);
+		assert_true(plan_set_of_chain(r->dst_set, ch->name));
+		blocks++;
+		if (strcmp(r->dst_set, n443) == 0) {
+			assert_int_equal(r->l4proto, IPPROTO_TCP);
+			assert_int_equal(r->port_lo, 443);
+			assert_string_equal(r->comment, "default/m1 egress[0] (+1 more)");
+		} else {
+			assert_string_equal(r->dst_set, nany);
+			assert_int_equal(r->l4proto, 0);
+			assert_string_equal(r->comment, "default/m1 egress[1] (+1 more)");
+		}
+	}
+	assert_int_equal(blocks, 2); /* no IPv6 rule: no pod has IPv6 */
+	t443 = set_named_(&p, n443);
+	any = set_named_(&p, nany);
+	assert_non_null(t443);
+	assert_non_null(any);
+	assert_true(t443->interval && any->interval);
+	assert_string_equal(t443->comment, "ipBlocks of default/m1 egress[0] (+1 more)");
+	/* m1's 10.1/16 minus 10.1.1/24 is 8 prefixes, m2 adds 10.1.1/24 and 203.0.113/24 */
+	assert_int_equal(t443->n, 10);
+	assert_true(set_has(t443, "10.1.1.0/24") && set_has(t443, "10.1.0.0/24") && set_has(t443, "203.0.113.0/24"));
+	assert_false(set_has(t443, "192.0.2.0/24"));
+	assert_int_equal(any->n, 2);
+	assert_true(set_has(any, "192.0.2.0/24") && set_has(any, "198.51.100.0/24"));
+	for (size_t i = 0; i < p.nsets; i++) /* no other set: no selector peer */
+		assert_true(&p.sets[i] == t443 || &p.sets[i] == any);
+
+	/* a replica's share has no set; the first pod's has the chain's, in
+	 * `with` only (made and deleted with the chain) */
+	assert_int_equal(plan_pod_delta(&s, &s.pods[1], &without, &with), 0);
+	assert_int_equal(with.nchains + with.nsets + without.nsets, 0);
+	plan_free(&with);
+	plan_free(&without);
+	/* m1 alone of its kind (o1, selected by nothing, keeps IPv4 in use) */
+	nf_state_remove_pod(&s, "c-m2", "eth0");
+	put_pod_doc(&s, "{\"containerID\":\"c-o1\",\"ifname\":\"eth0\",\"namespace\":\"default\",\"name\":\"o1\","
+			"\"labels\":{\"app\":\"o\"},\"hostVeth\":\"vo1\",\"ips\":[\"10.0.0.9/24\"]}");
+	assert_int_equal(plan_pod_delta(&s, nf_state_find_pod(&s, "c-m1", "eth0"), &without, &with), 0);
+	assert_int_equal(with.nchains, 1);
+	assert_int_equal(with.nsets, 2);
+	assert_int_equal(without.nsets, 0);
+	plan_free(&with);
+	plan_free(&without);
+	assert_true(check_deltas(&s) >= 2);
+	put_pod_doc(&s, merge_pods[1]);
+	assert_true(check_deltas(&s) >= 3);
+
+	/* m2 comes to pods that had m1 alone: their kind changes, and the new
+	 * kind's sets (other names) hold all the old ones did: nothing to
+	 * judge again. m2 going is a loss. */
+	merge_plan(&one, &p1, merge_m1, NULL);
+	assert_string_not_equal(p1.chains[0].name, p.chains[0].name);
+	assert_int_equal(tightened(&p1, &p, &one), 0);
+	assert_int_equal(tightened(&p, &p1, &one), 2);
+	plan_free(&p1);
+	plan_free(&p);
+	nf_state_free(&s);
+	nf_state_free(&one);
+
+	/* by the addresses, not the prefixes: 10.1/16 is in two adjacent
+	 * halves, not in one half, and 203.0.113/24 is in neither */
+	merge_plan(&s, &p, wide, NULL);
+	merge_plan(&one, &p1, halves, NULL);
+	assert_int_equal(tightened(&p, &p1, &s), 0);
+	assert_int_equal(tightened(&p1, &p, &s), 2);
+	plan_free(&p1);
+	nf_state_free(&one);
+	merge_plan(&one, &p1, half, NULL);
+	assert_int_equal(tightened(&p, &p1, &s), 2);
+	plan_free(&p1);
+	plan_free(&p);
+	nf_state_free(&s);
+	nf_state_free(&one);
+}
+
 static const struct plan_set *set_with(const struct plan *p, const char *elem)
 {
 	for (size_t i = 0; i < p->nsets; i++)
@@ -1915,22 +2064,30 @@ static void test_sets_always(void **state)
 	z = set_with(&p, "10.0.0.4");
 	assert_non_null(z); /* c's peer set: no chain uses it */
 	assert_int_equal(z->n, 1);
-	assert_non_null(set_with(&p, "192.0.2.0/24"));
+	/* ipBlocks are the sets of the kinds' chains: none for c */
+	assert_null(set_with(&p, "192.0.2.0/24"));
+	assert_non_null(set_with(&p, "198.51.100.0/24"));
 	for (size_t i = 0; i < p.nchains; i++)
 		for (size_t j = 0; j < p.chains[i].nrules; j++)
 			assert_true(!p.chains[i].rules[j].dst_set || strcmp(p.chains[i].rules[j].dst_set, z->name) != 0);
 
-	/* y1, alone of its kind: its chain; the sets of its rules in both
-	 * plans, as they were (x1's and x2's addresses and the block are in
-	 * the kernel): nothing is sent for them */
+	/* y1, alone of its kind: its chain; the selector sets of its rules
+	 * in both plans, as they were (x1's and x2's addresses are in the
+	 * kernel): nothing is sent for them; the chain's ipBlock set in
+	 * `with` only, filled: made with the chain */
 	assert_int_equal(plan_pod_delta(&s, &s.pods[2], &without, &with), 0);
 	assert_int_equal(with.nchains, 1);
-	assert_int_equal(with.nsets, without.nsets);
-	assert_true(with.nsets >= 2);
-	for (size_t i = 0; i < with.nsets; i++) {
-		assert_string_equal(with.sets[i].name, without.sets[i].name);
+	assert_int_equal(with.nsets, without.nsets + 1);
+	assert_true(without.nsets >= 1);
+	for (size_t i = 0, k = 0; i < with.nsets; i++) {
+		if (plan_set_of_chain(with.sets[i].name, with.chains[0].name)) {
+			assert_true(with.sets[i].interval);
+			assert_int_equal(with.sets[i].n, 1);
+			continue;
+		}
+		assert_string_equal(with.sets[i].name, without.sets[k].name);
 		assert_int_equal(with.sets[i].n, 0);
-		assert_int_equal(without.sets[i].n, 0);
+		assert_int_equal(without.sets[k++].n, 0);
 	}
 	plan_free(&with);
 	plan_free(&without);
@@ -1987,6 +2144,7 @@ int main(void)
 		cmocka_unit_test(test_idle_kinds),
 		cmocka_unit_test(test_kind_comment_long),
 		cmocka_unit_test(test_sets_always),
+		cmocka_unit_test(test_ipblock_merge),
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
