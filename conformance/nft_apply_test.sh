@@ -179,7 +179,7 @@ expect_lines "inet table: maps, sets, elements" \
 	"map egress6 {" "type ipv6_addr : verdict" "elements = { fd00::5 : jump pod_aaaa }" \
 	"set peers_web {" "comment \"ns(default) pods(app=web)\"" "elements = { 10.1.0.10, 10.1.0.11 }" \
 	"set peers_web6 {" "elements = { fd00::10 }" \
-	"set blk_0 {" "flags interval" "elements = { 10.0.0.0/9, 10.128.0.0/9," \
+	"set pod_aaaa_any_4 {" "flags interval" "elements = { 10.0.0.0/9, 10.128.0.0/9," \
 	"192.168.0.0/16, 255.255.255.0/24 }" \
 	"set blk_1 {" "elements = { fd00:1::/64," "fd00:2::/63," "ffff::/16 }" \
 	"set blk_empty {"
@@ -193,7 +193,7 @@ expect_lines "inet table: pod chains, rules of every shape" \
 	"chain pod_aaaa {" "comment \"default/a\"" \
 	"ip daddr @peers_web tcp dport 80 accept comment \"default/allow-web egress[0]\"" \
 	"ip6 daddr @peers_web6 udp dport 53 accept comment \"default/allow-web egress[0]\"" \
-	"ip daddr @blk_0 accept comment \"default/allow-blocks egress[0]\"" \
+	"ip daddr @pod_aaaa_any_4 accept comment \"default/allow-blocks egress[0]\"" \
 	"tcp dport 1000-2000 accept comment \"default/allow-range egress[0]\"" \
 	"ip6 daddr @blk_1 sctp dport 5000 accept comment \"default/allow-sctp egress[1]\"" \
 	"meta l4proto udp accept comment \"default/allow-udp egress[0]\"" \
@@ -287,12 +287,12 @@ tamper "element added to a host set" pod_aaaa 'set "peers_web": element 10.9.9.9
 check "  ... pod_bbbb (does not use peers_web) still matches" driver check apply1 pod_bbbb
 tamper "element deleted from a host set" pod_aaaa 'set "peers_web": element 10.1.0.11 missing' \
 	delete element inet netfence peers_web '{ 10.1.0.11 }'
-tamper "prefix deleted from an interval set" pod_aaaa 'set "blk_0": element 192.168.0.0/16 missing' \
-	delete element inet netfence blk_0 '{ 192.168.0.0/16 }'
-tamper "open-ended prefix deleted from an interval set" pod_aaaa 'set "blk_0": element 255.255.255.0/24 missing' \
-	delete element inet netfence blk_0 '{ 255.255.255.0/24 }'
-tamper "address added to an interval set" pod_aaaa 'set "blk_0": element 1.2.3.4/32 is not in the plan' \
-	add element inet netfence blk_0 '{ 1.2.3.4 }'
+tamper "prefix deleted from an interval set" pod_aaaa 'set "pod_aaaa_any_4": element 192.168.0.0/16 missing' \
+	delete element inet netfence pod_aaaa_any_4 '{ 192.168.0.0/16 }'
+tamper "open-ended prefix deleted from an interval set" pod_aaaa 'set "pod_aaaa_any_4": element 255.255.255.0/24 missing' \
+	delete element inet netfence pod_aaaa_any_4 '{ 255.255.255.0/24 }'
+tamper "address added to an interval set" pod_aaaa 'set "pod_aaaa_any_4": element 1.2.3.4/32 is not in the plan' \
+	add element inet netfence pod_aaaa_any_4 '{ 1.2.3.4 }'
 tamper "prefix and range added to an IPv6 interval set" pod_aaaa \
 	'set "blk_1": element 2001::/32 is not in the plan \(2 differences in all\)' \
 	add element inet netfence blk_1 '{ 2001::/32, 3000::-3000::7 }'
@@ -336,11 +336,11 @@ echo "== nft_remove_pod: best-effort removal of one pod"
 check "apply1" driver apply1
 node nft add element inet netfence egress4 '{ 10.1.0.77 : jump pod_aaaa }'
 check "remove pod_aaaa" driver remove pod_aaaa as_nfv1 10.1.0.5 fd00::5
-expect_no_line "nothing of pod_aaaa left (chain, map elements, antispoof)" \
+expect_no_line "nothing of pod_aaaa left (chain, its set pod_aaaa_any_4, map elements, antispoof)" \
 	'pod_aaaa|as_nfv1|10\.1\.0\.(5|77)[^0-9]|fd00::5[^0-9a-f]'
 check "pod_bbbb untouched: nft_check_pod passes" driver check apply1 pod_bbbb
 expect_lines "the rest untouched: sets, pod_bbbb, as_nfv2" \
-	"set peers_web {" "elements = { 10.1.0.10, 10.1.0.11 }" "set blk_0 {" "set blk_1 {" \
+	"set peers_web {" "elements = { 10.1.0.10, 10.1.0.11 }" "set blk_1 {" \
 	"elements = { 10.1.0.6 : jump pod_bbbb }" "chain pod_bbbb {" "chain as_nfv2 {" \
 	"ip saddr 10.1.0.6 accept" "chain prerouting {"
 allow "p1 (its rules removed) -> 172.16.0.1:80/tcp" p1 tcp 172.16.0.1 80

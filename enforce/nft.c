@@ -97,6 +97,7 @@ enum obj_kind {
 	OBJ_RMELEM,    /* a: AF_INET/AF_INET6, b: index in tx->rm_keys */
 	OBJ_RMRULES,   /* flushing tx->rm_chains[a] */
 	OBJ_RMCHAIN,   /* tx->rm_chains[a] */
+	OBJ_RMSET,     /* tx->rm_sets[a]: a deleted chain's own set */
 	OBJ_RMASCHAIN, /* tx->rm_as */
 	/* re-judging (plan.h): a is AF_INET/AF_INET6 */
 	OBJ_REJUDGESET, /* creating rejudge4/rejudge6 */
@@ -132,6 +133,7 @@ struct tx {
 	uint32_t as_made; /* bit NN: table netdev netfence-NN made in this batch */
 	/* nft_remove_pod: what the messages are about */
 	char *const *rm_chains;
+	char *const *rm_sets;
 	const char *rm_as;
 	const struct nf_cidr *rm_keys;
 };
@@ -1340,6 +1342,9 @@ static void describe(const struct tx *tx, const struct plan *p, const struct obj
 	case OBJ_RMCHAIN:
 		snprintf(buf, len, "deleting chain \"%s\"", tx->rm_chains[o->a]);
 		break;
+	case OBJ_RMSET:
+		snprintf(buf, len, "deleting set \"%s\"", tx->rm_sets[o->a]);
+		break;
 	case OBJ_RMASCHAIN:
 		snprintf(buf, len, "deleting chain \"%s\" from table netdev %s", tx->rm_as, plan_as_table(tx->rm_as, tb));
 		break;
@@ -1680,7 +1685,7 @@ static void del_chain(struct tx *tx, uint16_t family, const char *chain, enum ob
 		nftnl_chain_free(c);
 }
 
-/* kind OBJ_OLDSET: delete the set; OBJ_DIFFDELELEM: flush its elements */
+/* kind OBJ_OLDSET, OBJ_RMSET: delete the set; OBJ_DIFFDELELEM: flush its elements */
 static void del_set(struct tx *tx, const char *name, enum obj_kind kind, size_t a)
 {
 	struct nftnl_set *st = nftnl_set_alloc();
@@ -1688,7 +1693,7 @@ static void del_set(struct tx *tx, const char *name, enum obj_kind kind, size_t 
 	if (!st || nftnl_set_set_str(st, NFTNL_SET_TABLE, PLAN_TABLE) < 0 ||
 	    nftnl_set_set_str(st, NFTNL_SET_NAME, name) < 0) {
 		tx->oom = true;
-	} else if (kind == OBJ_OLDSET) {
+	} else if (kind == OBJ_OLDSET || kind == OBJ_RMSET) {
 		nftnl_set_nlmsg_build_payload(tx_hdr(tx, NFT_MSG_DELSET, NFPROTO_INET, 0, kind, a, 0), st);
 		tx_next(tx);
 	} else {
@@ -3222,6 +3227,9 @@ struct rm {
 	/* chains other elements jump to (they stay) */
 	char **kept;
 	size_t nkept;
+	/* the sets of the chains deleted (plan_set_of_chain): after them */
+	char **sets;
+	size_t nsets;
 	bool as; /* the antispoof chain exists */
 };
 
@@ -3231,8 +3239,11 @@ static void rm_free(struct rm *rm)
 		free(rm->chains[i]);
 	for (size_t i = 0; i < rm->nkept; i++)
 		free(rm->kept[i]);
+	for (size_t i = 0; i < rm->nsets; i++)
+		free(rm->sets[i]);
 	free(rm->chains);
 	free(rm->kept);
+	free(rm->sets);
 	free(rm->keys);
 }
 
@@ -3347,6 +3358,57 @@ static int rm_chains_to_delete(struct q *q, struct rm *rm)
 	return r;
 }
 
+static int rm_sets_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct rm *rm = data;
+	struct nftnl_set *s = nftnl_set_alloc();
+	const char *name;
+	int r = MNL_CB_OK;
+
+	if (!s) {
+		errno = ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	if (nftnl_set_nlmsg_parse(nlh, s) < 0) {
+		nftnl_set_free(s);
+		return parse_fail();
+	}
+	name = nftnl_set_get_str(s, NFTNL_SET_NAME);
+	for (size_t i = 0; name && i < rm->nchains; i++)
+		if (plan_set_of_chain(name, rm->chains[i])) {
+			if (add_name(&rm->sets, &rm->nsets, name) < 0) {
+				errno = ENOMEM;
+				r = MNL_CB_ERROR;
+			}
+			break;
+		}
+	nftnl_set_free(s);
+	return r;
+}
+
+/* The sets of the chains to delete (their ipBlock sets, compile.c
+ * kind_blocks) into rm->sets: a dump of the table's sets. */
+static int rm_chain_sets(struct q *q, struct rm *rm)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+	int r;
+
+	if (!rm->nchains) {
+		if (s)
+			nftnl_set_free(s);
+		return 0;
+	}
+	if (!s || nftnl_set_set_str(s, NFTNL_SET_TABLE, PLAN_TABLE) < 0) {
+		if (s)
+			nftnl_set_free(s);
+		return -ENOMEM;
+	}
+	nftnl_set_nlmsg_build_payload(q_hdr(q, NFT_MSG_GETSET, NFPROTO_INET, true), s);
+	nftnl_set_free(s);
+	r = q_run(q, rm_sets_cb, rm);
+	return r == -ENOENT ? 0 : r;
+}
+
 static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, size_t naddrs,
 		   const char *as, struct rm *rm, struct nf_error *err)
 {
@@ -3372,7 +3434,7 @@ static int rm_find(struct q *q, const char *chain, const struct nf_cidr *addrs, 
 		if (r < 0)
 			goto fail;
 	}
-	if (r == 0 && (r = rm_chains_to_delete(q, rm)) < 0)
+	if (r == 0 && ((r = rm_chains_to_delete(q, rm)) < 0 || (r = rm_chain_sets(q, rm)) < 0))
 		goto fail;
 	if (as) {
 		struct nftnl_chain *c = NULL;
@@ -3443,6 +3505,8 @@ static void rm_build(struct tx *tx, const struct rm *rm, const char *as)
 		if (c)
 			nftnl_chain_free(c);
 	}
+	for (size_t i = 0; i < rm->nsets && !tx->oom; i++)
+		del_set(tx, rm->sets[i], OBJ_RMSET, i);
 	if (rm->as)
 		del_chain(tx, NFPROTO_NETDEV, as, OBJ_RMASCHAIN, 0);
 	nftnl_batch_end(tx->scratch, tx_note(tx, OBJ_BATCH, 0, 0));
@@ -3456,6 +3520,7 @@ static int rm_send(const struct rm *rm, const char *as, struct nf_error *err)
 
 	if (r == 0) {
 		tx.rm_chains = rm->chains;
+		tx.rm_sets = rm->sets;
 		tx.rm_as = as;
 		tx.rm_keys = rm->keys;
 		rm_build(&tx, rm, as);
@@ -3488,7 +3553,7 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 		bool left;
 
 		r = rm_find(&q, chain, addrs, naddrs, antispoof_chain, &rm, err);
-		left = rm.nkeys || rm.nchains || rm.as;
+		left = rm.nkeys || rm.nchains || rm.nsets || rm.as;
 		if (r == 0 && left) {
 			if (round < 3) {
 				failed = rm_send(&rm, antispoof_chain, err);
@@ -3499,9 +3564,9 @@ int nft_remove_pod(const char *chain, const struct nf_cidr *addrs, size_t naddrs
 				if (rm.nkeys)
 					fmt_addr(&rm.keys[0], -1, a, sizeof(a));
 				r = nf_error_set(err, EAGAIN, NF_ERR_KERNEL,
-						 "removing pod chain \"%s\": still there after 3 attempts:%s%s%s%s%s%s",
+						 "removing pod chain \"%s\": still there after 3 attempts:%s%s%s%s%s%s%s",
 						 chain ? chain : "(none)",
-						 rm.nchains ? " the chain" : "",
+						 rm.nchains ? " the chain" : "", rm.nsets ? " its sets" : "",
 						 rm.nkeys ? " map element " : "", a,
 						 rm.nkeys ? (rm.keys[0].family == AF_INET ? " of " PLAN_MAP_V4 : " of " PLAN_MAP_V6) : "",
 						 rm.as ? " antispoof chain of table netdev " : "", rm.as ? tb : "");

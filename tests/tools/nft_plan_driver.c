@@ -159,7 +159,8 @@ static void plan1(struct plan *p)
 	add_set(p, "peers_web", "ns(default) pods(app=web)", AF_INET, false,
 		L("10.1.0.10", "10.1.0.11"));
 	add_set(p, "peers_web6", "ns(default) pods(app=web)", AF_INET6, false, L("fd00::10"));
-	add_set(p, "blk_0", "ipBlock 0.0.0.0/0 except 10.0.0.0/8", AF_INET, true,
+	/* pod_aaaa's own (plan_set_of_chain): nft_remove_pod deletes it with the chain */
+	add_set(p, "pod_aaaa_any_4", "ipBlock 0.0.0.0/0 except 10.0.0.0/8", AF_INET, true,
 		L("10.0.0.0/9", "10.128.0.0/9", "192.168.0.0/16", "255.255.255.0/24"));
 	add_set(p, "blk_1", "ipBlock fd00:1::/64", AF_INET6, true,
 		L("fd00:1::/64", "fd00:2::/63", "ffff::/16"));
@@ -168,7 +169,7 @@ static void plan1(struct plan *p)
 	c = add_chain(p, "pod_aaaa", "default/a");
 	add_rule(c, AF_INET, "peers_web", 6, 80, 80, "default/allow-web egress[0]");
 	add_rule(c, AF_INET6, "peers_web6", 17, 53, 53, "default/allow-web egress[0]");
-	add_rule(c, AF_INET, "blk_0", 0, 0, 0, "default/allow-blocks egress[0]");
+	add_rule(c, AF_INET, "pod_aaaa_any_4", 0, 0, 0, "default/allow-blocks egress[0]");
 	add_rule(c, 0, NULL, 6, 1000, 2000, "default/allow-range egress[0]");
 	add_rule(c, AF_INET6, "blk_1", 132, 5000, 5000, "default/allow-sctp egress[1]");
 	add_rule(c, 0, NULL, 17, 0, 0, "default/allow-udp egress[0]");
