@@ -231,9 +231,9 @@ struct builder {
 	 * compile: selectors ask for them pods x peers times */
 	const struct nf_labels **nsl;
 	struct nf_labels *own; /* for namespaces no object declares */
-	/* the set names of every peer, made once per compile: a growing open-addressing table of pointers on the
-	 * id's address, to entries that never move (names handed out stay
-	 * valid); a whole compile makes one for every egress policy's peers
+	/* the set names of every peer, made once per compile: a growing
+	 * open-addressing table of pointers on the id's address, to entries
+	 * that never move (names handed out stay valid); a whole compile makes one for every egress policy's peers
 	 * (compile_policy_sets), a pod's share for those it looks at */
 	struct pmemo {
 		const void *id;
@@ -346,7 +346,7 @@ static void set_names(char *n4, char *n6, const char *prefix, uint64_t h)
 	n6[n - 1] = '6';
 }
 
-/* The memo entry of id (a peer's or a rule's address, NULL: any
+/* The memo entry of id (a peer's address, NULL: any
  * destination) for key, whose nf_fnv1a64 is h (the model keeps it: hashing
  * the keys of every peer of 1,000 policies, and naming their sets, on
  * each ADD was a third of the pod's share), made if new; NULL when out of
@@ -795,7 +795,6 @@ static int kind_blocks(struct builder *b, struct plan_chain *ch, int family, con
 {
 	struct plan_rule key = {.family = family};
 	struct kblock *k = NULL;
-	_cleanup_free_ char *comment = NULL;
 	char name[96];
 	bool created;
 	int idx, r;
@@ -808,11 +807,8 @@ static int kind_blocks(struct builder *b, struct plan_chain *ch, int family, con
 		}
 	}
 	blocks_set_name(name, sizeof(name), ch->name, &key);
-	if (asprintf(&comment, "ipBlocks of %s", rule->id) < 0) {
-		comment = NULL;
-		return -ENOMEM;
-	}
-	if ((idx = ensure_set(b, name, comment, family, true, &created)) < 0)
+	/* its comment for now; kind_blocks_comments makes it */
+	if ((idx = ensure_set(b, name, rule->id, family, true, &created)) < 0)
 		return idx;
 	if (created) {
 		struct kblock e = {.set = (size_t)idx, .rule = ch->nrules, .last = rule};
@@ -824,12 +820,10 @@ static int kind_blocks(struct builder *b, struct plan_chain *ch, int family, con
 				k = &b->kb[i];
 		if (!k)
 			return -EINVAL; /* never: the set was made for this chain */
-		if (k->last != rule) {
-			k->last = rule;
-			k->more++;
-		} else {
+		if (k->last == rule)
 			return 0; /* the rule's blocks are in it: a port listed twice */
-		}
+		k->last = rule;
+		k->more++;
 	}
 	for (size_t i = 0; i < rule->npeers; i++) {
 		const struct nf_peer *peer = &rule->peers[i];
@@ -840,8 +834,9 @@ static int kind_blocks(struct builder *b, struct plan_chain *ch, int family, con
 	return 0; /* overlaps between blocks are pruned with the sort */
 }
 
-/* The merged rules' and sets' comments: the first policy rule's id and
- * how many more, "ns/pol egress[0] (+11 more)". */
+/* The ipBlock rules' and sets' comments: the first policy rule's id and
+ * how many more, "ns/pol egress[0] (+11 more)", "ipBlocks of ns/pol
+ * egress[0] (+11 more)". */
 static int kind_blocks_comments(struct builder *b, struct plan_chain *ch)
 {
 	for (size_t i = 0; i < b->nkb; i++) {
@@ -849,18 +844,16 @@ static int kind_blocks_comments(struct builder *b, struct plan_chain *ch)
 		struct plan_set *set = &b->p->sets[b->kb[i].set];
 		char *c = NULL, *sc = NULL;
 
-		if (!b->kb[i].more)
-			continue;
-		if (asprintf(&c, "%s (+%zu more)", ru->comment, b->kb[i].more) < 0) {
-			c = NULL;
+		if (b->kb[i].more && asprintf(&c, "%s (+%zu more)", ru->comment, b->kb[i].more) < 0)
 			return -ENOMEM;
-		}
-		if (asprintf(&sc, "ipBlocks of %s", c) < 0) {
+		if (asprintf(&sc, "ipBlocks of %s", c ? c : ru->comment) < 0) {
 			free(c);
 			return -ENOMEM;
 		}
-		free(ru->comment);
-		ru->comment = c;
+		if (c) {
+			free(ru->comment);
+			ru->comment = c;
+		}
 		free(set->comment);
 		set->comment = sc;
 	}
