@@ -1162,12 +1162,19 @@ static void build(struct tx *tx, const struct plan *p)
 					    OBJ_REJUDGESET, AF_INET);
 		tx->rejudge_id[1] = add_set(tx, PLAN_SET_REJUDGE6, AF_INET6, false, false, PLAN_REJUDGE_COMMENT,
 					    OBJ_REJUDGESET, AF_INET6);
-		for (size_t i = 0; i < p->nsets; i++) {
-			const struct plan_set *s = &p->sets[i];
-			tx->plan_set_ids[i] = add_set(tx, s->name, s->family, s->interval, false,
-						      s->comment, OBJ_SET, i);
-			add_set_elems(tx, s, i);
-		}
+		/* the policies' peer sets first, then the kinds' ipBlock sets:
+		 * the kernel finds a set by name walking the table's sets in
+		 * creation order, and an ADD names peer sets (its addresses,
+		 * a new kind's rules) more than one kind's own */
+		for (int kinds = 0; kinds < 2; kinds++)
+			for (size_t i = 0; i < p->nsets; i++) {
+				const struct plan_set *s = &p->sets[i];
+				if (plan_set_of_chain(s->name, NULL) != kinds)
+					continue;
+				tx->plan_set_ids[i] = add_set(tx, s->name, s->family, s->interval, false,
+							      s->comment, OBJ_SET, i);
+				add_set_elems(tx, s, i);
+			}
 		/* in render.c's order (`nft list` lists chains in creation
 		 * order); pod chains before the map elements that jump to them */
 		add_base_chain(tx);
