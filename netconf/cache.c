@@ -43,7 +43,7 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 10u
+#define CACHE_VERSION 11u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
@@ -267,10 +267,6 @@ static void put_policy(struct wbuf *w, const struct nf_policy *p)
 			put_str(w, po->name);
 		}
 		put_str(w, r->id);
-		put_str(w, r->blocks[0]);
-		put_str(w, r->blocks[1]);
-		put_u64(w, r->blocks_hash[0]);
-		put_u64(w, r->blocks_hash[1]);
 	}
 }
 
@@ -791,10 +787,6 @@ static void get_policy(struct rbuf *r, struct nf_policy *p)
 			po->name = get_str(r);
 		}
 		ru->id = get_str1(r);
-		ru->blocks[0] = get_str(r);
-		ru->blocks[1] = get_str(r);
-		ru->blocks_hash[0] = get_u64(r);
-		ru->blocks_hash[1] = get_u64(r);
 	}
 }
 
@@ -885,7 +877,7 @@ static uint64_t image_layout(void)
 		F(nf_policy, egress), F(nf_policy, ingress), F(nf_policy, negress), F(nf_policy, egress_rules),
 		F(nf_policy, obj), sizeof(struct nf_rule), F(nf_rule, has_to), F(nf_rule, npeers),
 		F(nf_rule, peers), F(nf_rule, has_ports), F(nf_rule, nports), F(nf_rule, ports), F(nf_rule, id),
-		F(nf_rule, blocks), F(nf_rule, blocks_hash), sizeof(struct nf_peer), F(nf_peer, kind),
+		sizeof(struct nf_peer), F(nf_peer, kind),
 		F(nf_peer, has_pod_sel), F(nf_peer, has_ns_sel), F(nf_peer, pod_sel), F(nf_peer, ns_sel),
 		F(nf_peer, ipblock), F(nf_peer, key), F(nf_peer, key_hash), sizeof(struct nf_ipblock),
 		F(nf_ipblock, cidr), F(nf_ipblock, nexcept), F(nf_ipblock, except), sizeof(struct nf_cidr),
@@ -1107,8 +1099,6 @@ static void w_policy(struct iwalk *w, struct nf_policy *p)
 			w_str(w, &po[j].name, false);
 		}
 		w_str(w, &ru[i].id, true);
-		w_str(w, &ru[i].blocks[0], false);
-		w_str(w, &ru[i].blocks[1], false);
 	}
 }
 

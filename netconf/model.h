@@ -146,12 +146,8 @@ struct nf_rule {
 	bool has_ports;  /* false: "ports" absent or empty: any port */
 	size_t nports;
 	struct nf_port *ports;
-	/* made by nf_policy_from_json: "<ns>/<policy> egress[<i>]", and the
-	 * keys of its ipBlock peers of each family joined by " | " ([0] IPv4,
-	 * [1] IPv6; NULL: none), which name the rule's one interval set */
+	/* made by nf_policy_from_json: "<ns>/<policy> egress[<i>]" */
 	char *id;
-	char *blocks[2];
-	uint64_t blocks_hash[2]; /* nf_fnv1a64 of each (0: none) */
 };
 
 struct nf_policy {

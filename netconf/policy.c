@@ -109,8 +109,6 @@ static void rule_free(struct nf_rule *r)
 		free(r->ports[i].name);
 	free(r->ports);
 	free(r->id);
-	free(r->blocks[0]);
-	free(r->blocks[1]);
 }
 
 static char *peer_key(const char *ns, const struct nf_peer *peer)
@@ -155,26 +153,10 @@ static int make_keys(struct nf_policy *p)
 		}
 		for (size_t j = 0; j < ru->npeers; j++) {
 			struct nf_peer *pe = &ru->peers[j];
-			int f;
 			if (!(pe->key = peer_key(p->ns, pe)))
 				return -ENOMEM;
 			pe->key_hash = nf_fnv1a64(pe->key);
-			if (pe->kind != NF_PEER_IPBLOCK)
-				continue;
-			f = pe->ipblock.cidr.family == AF_INET6;
-			if (!ru->blocks[f]) {
-				if (!(ru->blocks[f] = strdup(pe->key)))
-					return -ENOMEM;
-			} else {
-				char *joined;
-				if (asprintf(&joined, "%s | %s", ru->blocks[f], pe->key) < 0)
-					return -ENOMEM;
-				free(ru->blocks[f]);
-				ru->blocks[f] = joined;
-			}
 		}
-		for (int f = 0; f < 2; f++)
-			ru->blocks_hash[f] = ru->blocks[f] ? nf_fnv1a64(ru->blocks[f]) : 0;
 	}
 	return 0;
 }

@@ -1639,8 +1639,6 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			const struct nf_rule *ru = &d.policies[i].egress_rules[j];
 			for (size_t k = 0; k < ru->npeers; k++)
 				assert_true(ru->peers[k].key_hash == nf_fnv1a64(ru->peers[k].key));
-			for (int f = 0; f < 2; f++)
-				assert_true(ru->blocks_hash[f] == (ru->blocks[f] ? nf_fnv1a64(ru->blocks[f]) : 0));
 		}
 	assert_int_equal(d.npods, s->npods);
 	for (size_t i = 0; i < s->npods; i++) {
