@@ -179,8 +179,8 @@ expect_lines "inet table: maps, sets, elements" \
 	"map egress6 {" "type ipv6_addr : verdict" "elements = { fd00::5 : jump pod_aaaa }" \
 	"set peers_web {" "comment \"ns(default) pods(app=web)\"" "elements = { 10.1.0.10, 10.1.0.11 }" \
 	"set peers_web6 {" "elements = { fd00::10 }" \
-	"set pod_aaaa_any_4 {" "flags interval" "elements = { 10.0.0.0/9, 10.128.0.0/9," \
-	"192.168.0.0/16, 255.255.255.0/24 }" \
+	"set pod_aaaa_any_4 {" "flags interval" "elements = { 10.0.0.0/8, 192.168.0.0/16," \
+	"255.255.255.0/24 }" \
 	"set blk_1 {" "elements = { fd00:1::/64," "fd00:2::/63," "ffff::/16 }" \
 	"set blk_empty {"
 expect_lines "inet table: base chains" \

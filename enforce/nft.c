@@ -454,41 +454,6 @@ static size_t addr_len(int family)
 	return family == AF_INET ? 4 : 16;
 }
 
-/* out = start + 2^(bits - prefix), the first address after the prefix;
- * false when there is none (the prefix reaches the top of the space). */
-static bool prefix_end(const uint8_t *start, unsigned prefix, size_t len, uint8_t *out)
-{
-	unsigned carry;
-	size_t i;
-
-	memcpy(out, start, len);
-	if (prefix == 0)
-		return false;
-	i = (prefix - 1) / 8;
-	carry = 1u << (7 - (prefix - 1) % 8);
-	for (;;) {
-		unsigned v = out[i] + carry;
-		out[i] = (uint8_t)v;
-		carry = v >> 8;
-		if (!carry)
-			return true;
-		if (i == 0)
-			return false;
-		i--;
-	}
-}
-
-static void prefix_start(const struct nf_cidr *c, uint8_t *out)
-{
-	size_t len = addr_len(c->family);
-
-	for (size_t i = 0; i < len; i++) {
-		int keep = (int)c->prefix - (int)(i * 8);
-		uint8_t mask = keep >= 8 ? 0xff : keep <= 0 ? 0 : (uint8_t)(0xff << (8 - keep));
-		out[i] = c->addr[i] & mask;
-	}
-}
-
 static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, uint32_t set_id,
 			  uint16_t msg, enum obj_kind kind);
 
@@ -506,21 +471,23 @@ static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, u
 	size_t len = addr_len(ps->family);
 	static const uint8_t zero[16];
 
-	for (size_t i = 0; i < ps->n && !tx->oom; i++) {
+	for (size_t i = 0, next; i < ps->n && !tx->oom; i = next) {
 		const struct nf_cidr *c = &ps->elems[i];
 		struct nftnl_set_elem *el;
-		uint8_t start[16], end[16];
+		struct plan_range rg;
 
+		next = i + 1;
 		if (!ps->interval) {
 			el = elems_new(&e, i, ELEM_EST(len, 0));
 			if (el)
 				elem_key(&e, el, c->addr, len);
 			continue;
 		}
-		prefix_start(c, start);
+		/* adjacent prefixes: one range, two elements */
+		next = plan_set_range(ps, i, &rg);
 		/* As nftables does: an interval set starts with an end element
 		 * at 0 unless the first range starts there. */
-		if (i == 0 && memcmp(start, zero, len) != 0) {
+		if (i == 0 && memcmp(rg.lo, zero, len) != 0) {
 			el = elems_new(&e, i, ELEM_EST(len, 8));
 			if (!el)
 				break;
@@ -530,12 +497,12 @@ static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, u
 		el = elems_new(&e, i, ELEM_EST(len, 16));
 		if (!el)
 			break;
-		elem_key(&e, el, start, len);
-		if (prefix_end(start, c->prefix, len, end)) {
-			el = elems_new(&e, i, ELEM_EST(len, 8));
+		elem_key(&e, el, rg.lo, len);
+		if (!rg.open) {
+			el = elems_new(&e, next - 1, ELEM_EST(len, 8));
 			if (!el)
 				break;
-			elem_key(&e, el, end, len);
+			elem_key(&e, el, rg.hi, len);
 			nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
 		} else {
 			/* no "next address" after the top: nftables sends the
@@ -2610,16 +2577,11 @@ out:
 
 /* An address range [lo, hi) (hi absent when open: up to the top of the
  * space); a host set's element is lo alone. */
-struct range {
-	uint8_t lo[16];
-	uint8_t hi[16];
-	bool open;
-};
 
 /* ctx: the address length */
 static int range_cmp(const void *a, const void *b, void *ctx)
 {
-	const struct range *x = a, *y = b;
+	const struct plan_range *x = a, *y = b;
 	size_t len = *(const size_t *)ctx;
 	int c = memcmp(x->lo, y->lo, len);
 
@@ -2646,55 +2608,23 @@ static int ekey_cmp(const void *a, const void *b, void *ctx)
 	return (int)y->end - (int)x->end;
 }
 
-/* "10.0.0.0/8" when the range is a prefix, "10.0.0.1-10.0.0.6" if not, the
- * address alone for a host set's element */
-static void fmt_range(int family, bool interval, const struct range *rg, char *buf, size_t len)
+/* plan_range_format, or the address alone for a host set's element */
+static void fmt_range(int family, bool interval, const struct plan_range *rg, char *buf, size_t len)
 {
-	size_t alen = addr_len(family);
-	char a[INET6_ADDRSTRLEN] = "?", b[INET6_ADDRSTRLEN] = "?";
-	uint8_t last[16];
-
-	inet_ntop(family, rg->lo, a, sizeof(a));
-	if (!interval) {
-		snprintf(buf, len, "%s", a);
-		return;
-	}
-	for (unsigned p = 0; p <= alen * 8; p++) {
-		struct nf_cidr c = { .family = family, .prefix = (uint8_t)p };
-		uint8_t start[16], end[16];
-		bool has_end;
-
-		memcpy(c.addr, rg->lo, alen);
-		prefix_start(&c, start);
-		if (memcmp(start, rg->lo, alen) != 0)
-			continue;
-		has_end = prefix_end(start, p, alen, end);
-		if (has_end != !rg->open || (has_end && memcmp(end, rg->hi, alen) != 0))
-			continue;
-		snprintf(buf, len, "%s/%u", a, p);
-		return;
-	}
-	if (rg->open) {
-		memset(last, 0xff, alen);
-	} else {
-		/* hi - 1 */
-		memcpy(last, rg->hi, alen);
-		for (size_t i = alen; i-- > 0;)
-			if (last[i]-- != 0)
-				break;
-	}
-	inet_ntop(family, last, b, sizeof(b));
-	snprintf(buf, len, "%s-%s", a, b);
+	if (interval)
+		plan_range_format(family, rg, buf, len);
+	else if (!inet_ntop(family, rg->lo, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
 }
 
 /* The kernel's elements of a set as sorted ranges. */
-static int kernel_ranges(struct nftnl_set *s, int family, bool interval, struct range **out,
+static int kernel_ranges(struct nftnl_set *s, int family, bool interval, struct plan_range **out,
 			 size_t *nout)
 {
 	size_t alen = addr_len(family), n = 0, nk = 0, cap = 64;
 	struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
 	struct ekey *keys = malloc(cap * sizeof(*keys));
-	struct range *rg = NULL;
+	struct plan_range *rg = NULL;
 	struct nftnl_set_elem *e;
 	bool pending = false;
 	uint8_t start[16];
@@ -2763,32 +2693,33 @@ oom:
 	return -ENOMEM;
 }
 
-static int plan_ranges(const struct plan_set *ps, struct range **out)
+static int plan_ranges(const struct plan_set *ps, struct plan_range **out, size_t *nout)
 {
-	size_t alen = addr_len(ps->family);
-	struct range *rg = calloc(ps->n + 1, sizeof(*rg));
+	size_t alen = addr_len(ps->family), n = 0;
+	struct plan_range *rg = calloc(ps->n + 1, sizeof(*rg));
 
 	*out = rg;
+	*nout = 0;
 	if (!rg)
 		return -ENOMEM;
-	for (size_t i = 0; i < ps->n; i++) {
+	for (size_t i = 0; i < ps->n; n++) {
 		if (!ps->interval) {
-			memcpy(rg[i].lo, ps->elems[i].addr, alen);
+			memcpy(rg[n].lo, ps->elems[i++].addr, alen);
 			continue;
 		}
-		prefix_start(&ps->elems[i], rg[i].lo);
-		rg[i].open = !prefix_end(rg[i].lo, ps->elems[i].prefix, alen, rg[i].hi);
+		i = plan_set_range(ps, i, &rg[n]); /* as set_elems_msg sends them */
 	}
-	qsort_r(rg, ps->n, sizeof(*rg), range_cmp, &alen);
+	qsort_r(rg, n, sizeof(*rg), range_cmp, &alen);
+	*nout = n;
 	return 0;
 }
 
 static int check_set(struct q *q, const struct plan_set *ps, struct nf_error *err)
 {
 	struct nftnl_set *s = NULL;
-	struct range *want = NULL, *got = NULL;
-	size_t ngot = 0, i = 0, j = 0, ndiff = 0;
-	const struct range *missing = NULL, *extra = NULL;
+	struct plan_range *want = NULL, *got = NULL;
+	size_t ngot = 0, nwant = 0, i = 0, j = 0, ndiff = 0;
+	const struct plan_range *missing = NULL, *extra = NULL;
 	uint32_t flags;
 	int r;
 
@@ -2818,13 +2749,13 @@ static int check_set(struct q *q, const struct plan_set *ps, struct nf_error *er
 		goto out;
 	}
 	if (kernel_ranges(s, ps->family, ps->interval, &got, &ngot) < 0 ||
-	    plan_ranges(ps, &want) < 0) {
+	    plan_ranges(ps, &want, &nwant) < 0) {
 		r = nf_error_set(err, ENOMEM, NF_ERR_KERNEL, "out of memory");
 		goto out;
 	}
-	while (i < ps->n || j < ngot) {
+	while (i < nwant || j < ngot) {
 		size_t alen = addr_len(ps->family);
-		int c = i == ps->n ? 1 : j == ngot ? -1 : range_cmp(&want[i], &got[j], &alen);
+		int c = i == nwant ? 1 : j == ngot ? -1 : range_cmp(&want[i], &got[j], &alen);
 		if (c == 0) {
 			i++;
 			j++;
@@ -3397,15 +3328,12 @@ static int rm_sets_cb(const struct nlmsghdr *nlh, void *data)
  * kind_blocks) into rm->sets: a dump of the table's sets. */
 static int rm_chain_sets(struct q *q, struct rm *rm)
 {
-	struct nftnl_set *s = nftnl_set_alloc();
+	struct nftnl_set *s;
 	int r;
 
-	if (!rm->nchains) {
-		if (s)
-			nftnl_set_free(s);
+	if (!rm->nchains)
 		return 0;
-	}
-	if (!s || nftnl_set_set_str(s, NFTNL_SET_TABLE, PLAN_TABLE) < 0) {
+	if (!(s = nftnl_set_alloc()) || nftnl_set_set_str(s, NFTNL_SET_TABLE, PLAN_TABLE) < 0) {
 		if (s)
 			nftnl_set_free(s);
 		return -ENOMEM;

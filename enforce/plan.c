@@ -2,9 +2,11 @@
  * consume it). */
 #include "plan.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void plan_free(struct plan *p)
 {
@@ -74,4 +76,94 @@ bool plan_is_as_table(const char *name)
 {
 	return strcmp(name, PLAN_TABLE) == 0 ||
 	       strncmp(name, PLAN_AS_TABLE_PREFIX, strlen(PLAN_AS_TABLE_PREFIX)) == 0;
+}
+
+static size_t addr_len(int family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+void plan_prefix_start(const struct nf_cidr *c, uint8_t *out)
+{
+	size_t len = addr_len(c->family);
+
+	for (size_t i = 0; i < len; i++) {
+		int keep = (int)c->prefix - (int)(i * 8);
+		uint8_t mask = keep >= 8 ? 0xff : keep <= 0 ? 0 : (uint8_t)(0xff << (8 - keep));
+		out[i] = c->addr[i] & mask;
+	}
+}
+
+bool plan_prefix_end(const uint8_t *start, unsigned prefix, size_t len, uint8_t *out)
+{
+	unsigned carry;
+	size_t i;
+
+	memcpy(out, start, len);
+	if (prefix == 0)
+		return false;
+	i = (prefix - 1) / 8;
+	carry = 1u << (7 - (prefix - 1) % 8);
+	for (;;) {
+		unsigned v = out[i] + carry;
+		out[i] = (uint8_t)v;
+		carry = v >> 8;
+		if (!carry)
+			return true;
+		if (i == 0)
+			return false;
+		i--;
+	}
+}
+
+size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg)
+{
+	size_t len = addr_len(s->family);
+	uint8_t next[16];
+
+	memset(rg, 0, sizeof(*rg));
+	plan_prefix_start(&s->elems[i], rg->lo);
+	rg->open = !plan_prefix_end(rg->lo, s->elems[i].prefix, len, rg->hi);
+	for (i++; i < s->n && !rg->open; i++) {
+		plan_prefix_start(&s->elems[i], next);
+		if (memcmp(next, rg->hi, len) != 0)
+			break;
+		rg->open = !plan_prefix_end(next, s->elems[i].prefix, len, rg->hi);
+	}
+	return i;
+}
+
+void plan_range_format(int family, const struct plan_range *rg, char *buf, size_t len)
+{
+	size_t alen = addr_len(family);
+	char a[INET6_ADDRSTRLEN] = "?", b[INET6_ADDRSTRLEN] = "?";
+	uint8_t last[16];
+
+	inet_ntop(family, rg->lo, a, sizeof(a));
+	for (unsigned p = 0; p <= alen * 8; p++) {
+		struct nf_cidr c = {.family = family, .prefix = (uint8_t)p};
+		uint8_t start[16], end[16];
+		bool has_end;
+
+		memcpy(c.addr, rg->lo, alen);
+		plan_prefix_start(&c, start);
+		if (memcmp(start, rg->lo, alen) != 0)
+			continue;
+		has_end = plan_prefix_end(start, p, alen, end);
+		if (has_end != !rg->open || (has_end && memcmp(end, rg->hi, alen) != 0))
+			continue;
+		snprintf(buf, len, "%s/%u", a, p);
+		return;
+	}
+	if (rg->open) {
+		memset(last, 0xff, alen);
+	} else {
+		/* hi - 1 */
+		memcpy(last, rg->hi, alen);
+		for (size_t i = alen; i-- > 0;)
+			if (last[i]-- != 0)
+				break;
+	}
+	inet_ntop(family, last, b, sizeof(b));
+	snprintf(buf, len, "%s-%s", a, b);
 }

@@ -148,6 +148,29 @@ unsigned plan_as_shard(const char *chain);
 /* Is netdev table `name` netfence's: "netfence-..." (a shard's, or a pod's
  * of earlier builds) or the single table of earlier builds ("netfence")? */
 bool plan_is_as_table(const char *name);
+/* An address range of an interval set: [lo, hi), or from lo to the top
+ * of the address space (open: no address follows it). */
+struct plan_range {
+	uint8_t lo[16];
+	uint8_t hi[16];
+	bool open;
+};
+/* The first address of prefix c into out (its address length). */
+void plan_prefix_start(const struct nf_cidr *c, uint8_t *out);
+/* out = start + 2^(bits - prefix), the first address after the prefix;
+ * false when there is none (the prefix reaches the top of the space). */
+bool plan_prefix_end(const uint8_t *start, unsigned prefix, size_t len, uint8_t *out);
+/* The range that the prefixes of interval set s from element i on make
+ * while each starts where the one before ends (the elements sorted, none
+ * inside another: compile.c sort_sets), into *rg; returns the index of
+ * the element after them. The kernel keeps a range as two elements
+ * however many prefixes make it: an ipBlock /16 with a /24 except is 8
+ * prefixes and 2 ranges, and the elements are most of what making a set
+ * costs it (docs/performance.md). */
+size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg);
+/* "10.0.0.0/8" when the range is a prefix, "10.0.0.1-10.0.0.6" if not (as
+ * nft lists it) */
+void plan_range_format(int family, const struct plan_range *rg, char *buf, size_t len);
 /* Is set `set` one of chain `chain`'s own ("<chain>_...")? chain NULL:
  * of any kind's chain. */
 bool plan_set_of_chain(const char *set, const char *chain);

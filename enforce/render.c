@@ -21,15 +21,26 @@ static const char *proto_name(uint8_t p)
 	}
 }
 
-static void put_elems(FILE *f, const struct nf_cidr *v, size_t n, bool with_prefix)
+static void put_elems(FILE *f, const struct nf_cidr *v, size_t n)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 
 	for (size_t i = 0; i < n; i++) {
-		if (with_prefix)
-			nf_cidr_format(&v[i], buf, sizeof(buf));
-		else
-			nf_addr_format(&v[i], buf, sizeof(buf));
+		nf_addr_format(&v[i], buf, sizeof(buf));
+		fprintf(f, "%s%s", i ? ", " : "", buf);
+	}
+}
+
+/* an interval set's elements as the ranges nft.c sends: adjacent
+ * prefixes as one (plan_set_range) */
+static void put_ranges(FILE *f, const struct plan_set *s)
+{
+	char buf[2 * INET6_ADDRSTRLEN + 8];
+	struct plan_range rg;
+
+	for (size_t i = 0, next; i < s->n; i = next) {
+		next = plan_set_range(s, i, &rg);
+		plan_range_format(s->family, &rg, buf, sizeof(buf));
 		fprintf(f, "%s%s", i ? ", " : "", buf);
 	}
 }
@@ -44,7 +55,10 @@ static void render_set(FILE *f, const struct plan_set *s)
 		fprintf(f, "\t\tflags interval\n");
 	if (s->n) {
 		fprintf(f, "\t\telements = { ");
-		put_elems(f, s->elems, s->n, s->interval);
+		if (s->interval)
+			put_ranges(f, s);
+		else
+			put_elems(f, s->elems, s->n);
 		fprintf(f, " }\n");
 	}
 	fprintf(f, "\t}\n");

@@ -160,6 +160,7 @@ static void plan1(struct plan *p)
 		L("10.1.0.10", "10.1.0.11"));
 	add_set(p, "peers_web6", "ns(default) pods(app=web)", AF_INET6, false, L("fd00::10"));
 	/* pod_aaaa's own (plan_set_of_chain): nft_remove_pod deletes it with the chain */
+	/* the two /9s are adjacent: the kernel gets one range, 10.0.0.0/8 */
 	add_set(p, "pod_aaaa_any_4", "ipBlock 0.0.0.0/0 except 10.0.0.0/8", AF_INET, true,
 		L("10.0.0.0/9", "10.128.0.0/9", "192.168.0.0/16", "255.255.255.0/24"));
 	add_set(p, "blk_1", "ipBlock fd00:1::/64", AF_INET6, true,
@@ -230,10 +231,12 @@ static void plan_big(struct plan *p, size_t n)
 	free(s->elems);
 	s->elems = xcalloc(n, sizeof(*s->elems));
 	s->n = n;
-	for (size_t i = 0; i < n; i++) /* disjoint /30s from 10.0.0.0 on */
+	/* /30s from 10.0.0.0 on, each 4 addresses after the last: disjoint and
+	 * not adjacent (adjacent prefixes are sent as one range) */
+	for (size_t i = 0; i < n; i++)
 		s->elems[i] = (struct nf_cidr){ .family = AF_INET, .prefix = 30,
-					       .addr = { 10, (uint8_t)(i >> 14), (uint8_t)(i >> 6),
-							 (uint8_t)((i & 63) << 2) } };
+					       .addr = { 10, (uint8_t)(i >> 13), (uint8_t)(i >> 5),
+							 (uint8_t)((i & 31) << 3) } };
 	s = &p->sets[1];
 	free(s->elems);
 	s->elems = xcalloc(n, sizeof(*s->elems));

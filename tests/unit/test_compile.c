@@ -2000,6 +2000,46 @@ static void test_ipblock_merge(void **state)
 	nf_state_free(&one);
 }
 
+/* Adjacent prefixes of an interval set are one range, as nft.c sends
+ * them and render.c prints them; nft lists a range that is a prefix as
+ * the prefix. */
+static void test_set_ranges(void **state)
+{
+	static const char *const v4[] = {"10.0.0.0/24", "10.0.1.0/24", "10.0.3.0/24", "10.0.4.0/22",
+					  "10.0.9.0/32", "255.255.255.0/25", "255.255.255.128/25"};
+	static const char *const want4[] = {"10.0.0.0/23", "10.0.3.0-10.0.7.255", "10.0.9.0/32", "255.255.255.0/24"};
+	static const char *const v6[] = {"fd00::/64", "fd00:0:0:1::/64", "ffff::/16"};
+	static const char *const want6[] = {"fd00::/63", "ffff::/16"};
+	struct nf_cidr e4[NF_ARRAY_SIZE(v4)], e6[NF_ARRAY_SIZE(v6)];
+	struct plan_set s4 = {.family = AF_INET, .interval = true, .n = NF_ARRAY_SIZE(v4), .elems = e4};
+	struct plan_set s6 = {.family = AF_INET6, .interval = true, .n = NF_ARRAY_SIZE(v6), .elems = e6};
+	struct plan_range rg;
+	char buf[2 * INET6_ADDRSTRLEN + 8];
+	size_t k = 0;
+
+	(void)state;
+	for (size_t i = 0; i < NF_ARRAY_SIZE(v4); i++)
+		assert_int_equal(nf_cidr_parse(v4[i], false, true, &e4[i], "cidr", NULL), 0);
+	for (size_t i = 0; i < NF_ARRAY_SIZE(v6); i++)
+		assert_int_equal(nf_cidr_parse(v6[i], false, true, &e6[i], "cidr", NULL), 0);
+	for (size_t i = 0; i < s4.n; k++) {
+		i = plan_set_range(&s4, i, &rg);
+		assert_true(k < NF_ARRAY_SIZE(want4));
+		plan_range_format(AF_INET, &rg, buf, sizeof(buf));
+		assert_string_equal(buf, want4[k]);
+	}
+	assert_int_equal(k, NF_ARRAY_SIZE(want4));
+	assert_true(rg.open); /* the last reaches the top: no end element */
+	k = 0;
+	for (size_t i = 0; i < s6.n; k++) {
+		i = plan_set_range(&s6, i, &rg);
+		assert_true(k < NF_ARRAY_SIZE(want6));
+		plan_range_format(AF_INET6, &rg, buf, sizeof(buf));
+		assert_string_equal(buf, want6[k]);
+	}
+	assert_int_equal(k, NF_ARRAY_SIZE(want6));
+}
+
 static const struct plan_set *set_with(const struct plan *p, const char *elem)
 {
 	for (size_t i = 0; i < p->nsets; i++)
@@ -2143,6 +2183,7 @@ int main(void)
 		cmocka_unit_test(test_kind_comment_long),
 		cmocka_unit_test(test_sets_always),
 		cmocka_unit_test(test_ipblock_merge),
+		cmocka_unit_test(test_set_ranges),
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
 		cmocka_unit_test(test_tightened_sources),
