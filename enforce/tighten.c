@@ -56,56 +56,29 @@ static bool set_subset(const struct plan_set *a, const struct plan_set *b)
 	return true;
 }
 
-/* The first and last address of prefix c (len bytes). */
-static void cidr_range(const struct nf_cidr *c, size_t len, uint8_t lo[16], uint8_t hi[16])
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned bits = c->prefix > 8 * i ? c->prefix - 8 * i : 0;
-		uint8_t mask = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
-		lo[i] = c->addr[i] & mask;
-		hi[i] = (uint8_t)(lo[i] | (uint8_t)~mask);
-	}
-}
-
-/* Is lo the address right after hi (len bytes)? */
-static bool follows(const uint8_t *hi, const uint8_t *lo, size_t len)
-{
-	uint8_t n[16];
-	size_t i = len;
-
-	memcpy(n, hi, len);
-	while (i > 0 && ++n[i - 1] == 0)
-		i--;
-	return i > 0 && memcmp(n, lo, len) == 0;
-}
-
 /* Is every address of interval set a in interval set b? Both sorted,
  * without nested prefixes (compile.c sort_sets). Not element by element:
  * a kind's ipBlock set that gains a block around one it had, or two
  * halves of one, lost nothing (a policy that allows more must not
- * flush the flows it allowed before). */
+ * flush the flows it allowed before): each prefix of a must lie in one
+ * run of b's adjacent prefixes (plan_set_range). */
 static bool ranges_subset(const struct plan_set *a, const struct plan_set *b)
 {
 	size_t len = a->family == AF_INET ? 4 : 16, j = 0;
-	uint8_t rlo[16], rhi[16], lo[16], hi[16], l2[16], h2[16];
-	bool run = false;
+	struct plan_range run, e;
+	bool have = false;
 
 	for (size_t i = 0; i < a->n; i++) {
-		cidr_range(&a->elems[i], len, lo, hi);
-		/* the run of b's adjacent prefixes that reaches lo */
-		while (!run || memcmp(rhi, lo, len) < 0) {
+		plan_prefix_start(&a->elems[i], e.lo);
+		e.open = !plan_prefix_end(e.lo, a->elems[i].prefix, len, e.hi);
+		/* the run of b that reaches e's first address */
+		while (!have || (!run.open && memcmp(run.hi, e.lo, len) <= 0)) {
 			if (j == b->n)
 				return false;
-			cidr_range(&b->elems[j++], len, rlo, rhi);
-			run = true;
-			for (; j < b->n; j++) {
-				cidr_range(&b->elems[j], len, l2, h2);
-				if (!follows(rhi, l2, len))
-					break;
-				memcpy(rhi, h2, len);
-			}
+			j = plan_set_range(b, j, &run);
+			have = true;
 		}
-		if (memcmp(rlo, lo, len) > 0 || memcmp(rhi, hi, len) < 0)
+		if (memcmp(run.lo, e.lo, len) > 0 || (!run.open && (e.open || memcmp(run.hi, e.hi, len) < 0)))
 			return false;
 	}
 	return true;
