@@ -233,7 +233,8 @@ struct builder {
 	struct nf_labels *own; /* for namespaces no object declares */
 	/* the set names of every peer, made once per compile: a growing
 	 * open-addressing table of pointers on the id's address, to entries
-	 * that never move (names handed out stay valid); a whole compile makes one for every egress policy's peers
+	 * that never move (names handed out stay valid); a whole compile
+	 * makes one for every egress policy's peers
 	 * (compile_policy_sets), a pod's share for those it looks at */
 	struct pmemo {
 		const void *id;
@@ -682,13 +683,10 @@ static bool rule_at(const void *ctx, size_t i)
 	return rule_eq(&q->ch->rules[i], q->r);
 }
 
-/* Adds a rule to ch, the chain being compiled, unless it has it already. */
-static int add_rule(struct builder *b, struct plan_chain *ch, int family, const char *set, const struct nf_port *port,
-		    const char *comment)
+/* The match of family and port (NULL: any), no destination yet. */
+static struct plan_rule port_match(int family, const struct nf_port *port)
 {
-	struct plan_rule r = {.family = family, .dst_set = (char *)set};
-	struct rule_query q = {ch, &r};
-	uint64_t h;
+	struct plan_rule r = {.family = family};
 
 	if (port) {
 		r.l4proto = port->proto;
@@ -697,6 +695,18 @@ static int add_rule(struct builder *b, struct plan_chain *ch, int family, const 
 			r.port_hi = port->end_port ? port->end_port : port->port;
 		}
 	}
+	return r;
+}
+
+/* Adds a rule to ch, the chain being compiled, unless it has it already. */
+static int add_rule(struct builder *b, struct plan_chain *ch, int family, const char *set, const struct nf_port *port,
+		    const char *comment)
+{
+	struct plan_rule r = port_match(family, port);
+	struct rule_query q = {ch, &r};
+	uint64_t h;
+
+	r.dst_set = (char *)set;
 	h = rule_hash(&r);
 	if (hidx_find(&b->chain_rules, h, rule_at, &q) >= 0)
 		return 0; /* a union: the first rule already allows it */
@@ -771,8 +781,7 @@ static int compile_named_port(struct builder *b, struct plan_chain *ch, const st
 /* "<chain>_<spec>_<4|6>": spec "any", "tcp", "tcp443", "tcp8000-8100" */
 static void blocks_set_name(char *buf, size_t len, const char *chain, const struct plan_rule *r)
 {
-	const char *proto = r->l4proto == IPPROTO_TCP ? "tcp" : r->l4proto == IPPROTO_UDP ? "udp"
-			    : r->l4proto == IPPROTO_SCTP ? "sctp" : NULL;
+	const char *proto = plan_proto_name(r->l4proto);
 	char spec[32];
 
 	if (!r->l4proto)
@@ -801,19 +810,12 @@ static void blocks_set_name(char *buf, size_t len, const char *chain, const stru
 static int kind_blocks(struct builder *b, struct plan_chain *ch, int family, const struct nf_port *port,
 		       const struct nf_rule *rule)
 {
-	struct plan_rule key = {.family = family};
+	struct plan_rule key = port_match(family, port);
 	struct kblock *k = NULL;
 	char name[96];
 	bool created;
 	int idx, r;
 
-	if (port) {
-		key.l4proto = port->proto;
-		if (port->has_port) {
-			key.port_lo = port->port;
-			key.port_hi = port->end_port ? port->end_port : port->port;
-		}
-	}
 	blocks_set_name(name, sizeof(name), ch->name, &key);
 	/* its comment for now; kind_blocks_comments makes it */
 	if ((idx = ensure_set(b, name, rule->id, family, true, &created)) < 0)
@@ -1139,12 +1141,12 @@ static void sort_sets(struct plan *p)
 		}
 }
 
-/* The selector peer sets of every egress policy's rules, filled: the plan has them
- * while the state has an egress policy, whether a kind's chain uses them or not,
- * so that an ADD or DEL changes their elements only, never makes or
- * deletes one (plan_pod_delta): a new kind's chain finds the sets of its
- * rules there, and a pod's addresses go into every set whose peer
- * designates it. (The sets of named ports come with the chains that use
+/* The selector peer sets of every egress policy's rules, filled: the
+ * plan has them while the state has an egress policy, whether a kind's
+ * chain uses them or not, so that an ADD or DEL changes their elements
+ * only, never makes or deletes one (plan_pod_delta): a new kind's chain
+ * finds the sets of its rules there, and a pod's addresses go into
+ * every set whose peer designates it. (The sets of named ports come with the chains that use
  * them: they depend on the pods, and a state with one is compiled whole.) */
 static int compile_policy_sets(struct builder *b)
 {

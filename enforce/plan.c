@@ -41,6 +41,16 @@ void plan_free(struct plan *p)
 	*p = (struct plan){ 0 };
 }
 
+const char *plan_proto_name(uint8_t proto)
+{
+	switch (proto) {
+	case NF_PROTO_TCP: return "tcp";
+	case NF_PROTO_UDP: return "udp";
+	case NF_PROTO_SCTP: return "sctp";
+	default: return NULL;
+	}
+}
+
 bool plan_set_of_chain(const char *set, const char *chain)
 {
 	size_t n;

@@ -171,6 +171,8 @@ size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg)
 /* "10.0.0.0/8" when the range is a prefix, "10.0.0.1-10.0.0.6" if not (as
  * nft lists it) */
 void plan_range_format(int family, const struct plan_range *rg, char *buf, size_t len);
+/* "tcp", "udp", "sctp" (nft's names), or NULL for another protocol number */
+const char *plan_proto_name(uint8_t proto);
 /* Is set `set` one of chain `chain`'s own ("<chain>_...")? chain NULL:
  * of any kind's chain. */
 bool plan_set_of_chain(const char *set, const char *chain);

@@ -11,16 +11,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static const char *proto_name(uint8_t p)
-{
-	switch (p) {
-	case NF_PROTO_TCP: return "tcp";
-	case NF_PROTO_UDP: return "udp";
-	case NF_PROTO_SCTP: return "sctp";
-	default: return NULL;
-	}
-}
-
 static void put_elems(FILE *f, const struct nf_cidr *v, size_t n)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
@@ -103,7 +93,7 @@ static void render_rule(FILE *f, const struct plan_rule *r)
 	else if (r->family)
 		fprintf(f, "meta nfproto %s ", r->family == AF_INET ? "ipv4" : "ipv6");
 	if (r->l4proto) {
-		const char *pn = proto_name(r->l4proto);
+		const char *pn = plan_proto_name(r->l4proto);
 		if (pn)
 			fprintf(f, "meta l4proto %s ", pn);
 		else
