@@ -5,8 +5,9 @@
  * was half of the cost of an ADD. What one pod adds to a plan is local:
  * its dispatch entries and anti-spoofing chain, its addresses in the peer
  * sets, and, when it is the only pod of its kind (the policies that
- * select it), the kind's chain and that chain's ipBlock sets; other chains do not depend on it, and
- * the peer sets are every policy's, with or without it; an idle kind
+ * select it), the kind's chain and that chain's ipBlock sets; other
+ * chains do not depend on it, and the peer sets are every policy's,
+ * with or without it; an idle kind
  * (txn.h) keeps its chain too. Named ports
  * break that (a pod's containerPorts can
  * add rules to other pods' chains), as do records that share the pod's

@@ -84,6 +84,13 @@ static bool ranges_subset(const struct plan_set *a, const struct plan_set *b)
 	return true;
 }
 
+/* Does b hold every address of a? (Sets of one family; interval sets by
+ * their ranges.) */
+static bool covered(const struct plan_set *a, const struct plan_set *b)
+{
+	return a->interval && b->interval ? ranges_subset(a, b) : set_subset(a, b);
+}
+
 struct ctx {
 	const struct plan *before, *after;
 	signed char *lost; /* per set of `before`: -1 not known yet */
@@ -106,9 +113,7 @@ static bool set_lost(struct ctx *c, const char *name)
 		return false;
 	if (c->lost[i] < 0) {
 		j = find_named(c->after->sets, c->after->nsets, sizeof(*c->after->sets), name, c->after->sets_sorted);
-		c->lost[i] = j < 0 || !(c->before->sets[i].interval && c->after->sets[j].interval
-						? ranges_subset(&c->before->sets[i], &c->after->sets[j])
-						: set_subset(&c->before->sets[i], &c->after->sets[j]));
+		c->lost[i] = j < 0 || !covered(&c->before->sets[i], &c->after->sets[j]);
 	}
 	return c->lost[i];
 }
@@ -124,7 +129,7 @@ static bool blocks_kept(struct ctx *c, const char *old, const char *now)
 	long j = find_named(c->after->sets, c->after->nsets, sizeof(*c->after->sets), now, c->after->sets_sorted);
 
 	return i >= 0 && j >= 0 && c->before->sets[i].interval && c->after->sets[j].interval &&
-	       ranges_subset(&c->before->sets[i], &c->after->sets[j]);
+	       covered(&c->before->sets[i], &c->after->sets[j]);
 }
 
 /* Does a rule of chain now allow all that rule r allowed? Same family,
