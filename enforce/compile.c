@@ -957,8 +957,11 @@ static struct twin *twin_of(struct builder *b, const struct nf_pod *pod, bool *f
 	return &b->twins[i];
 }
 
-/* The chain of the pod's kind k, compiled and appended to the plan. */
-static int compile_chain(struct builder *b, const struct nf_pod *pod, const struct kind *k)
+/* The chain of the pod's kind k, compiled and appended to the plan; sel
+ * (if not NULL): the nsel policies that select the pod (kind_sel), which
+ * spares trying every policy's selector again. */
+static int compile_chain(struct builder *b, const struct nf_pod *pod, const struct kind *k, const size_t *sel,
+			 size_t nsel)
 {
 	struct plan_chain ch = {0};
 	struct kind_comment cm;
@@ -970,9 +973,9 @@ static int compile_chain(struct builder *b, const struct nf_pod *pod, const stru
 		goto fail;
 	hidx_clear(&b->chain_rules);
 	b->nkb = 0;
-	for (size_t i = 0; i < b->s->npolicies; i++) {
-		const struct nf_policy *pol = &b->s->policies[i];
-		if (!selects(pol, pod))
+	for (size_t i = 0; i < (sel ? nsel : b->s->npolicies); i++) {
+		const struct nf_policy *pol = &b->s->policies[sel ? sel[i] : i];
+		if (!sel && !selects(pol, pod))
 			continue;
 		kind_comment_add(&cm, pol->name);
 		for (size_t j = 0; j < pol->negress; j++)
@@ -1023,7 +1026,7 @@ static int kind_chain(struct builder *b, const struct nf_pod *pod, const struct 
 		*chain = b->kc[i].chain;
 		return 0;
 	}
-	if ((r = compile_chain(b, pod, k)) < 0)
+	if ((r = compile_chain(b, pod, k, NULL, 0)) < 0)
 		return r;
 	e.chain = b->p->nchains - 1;
 	if (PUSH(b->kc, b->nkc, e) < 0 || hidx_add(&b->kinds, k->h1, b->nkc - 1) < 0)
@@ -1331,7 +1334,7 @@ static int pod_delta(struct builder *b, const struct nf_pod *pod, struct plan *w
 	b->only = pod;
 	if (selected && !(chain = kind_name(&kd)))
 		return -ENOMEM;
-	if (selected && !kin && (r = compile_chain(b, pod, &kd)) < 0)
+	if (selected && !kin && (r = compile_chain(b, pod, &kd, sel, nsel)) < 0)
 		return r;
 	if (selected && (r = add_pod_entries(b, pod, chain)) < 0)
 		return r;
