@@ -51,6 +51,17 @@ const char *plan_proto_name(uint8_t proto)
 	}
 }
 
+bool plan_rule_ports_cover(const struct plan_rule *outer, const struct plan_rule *inner)
+{
+	if (outer->family && outer->family != inner->family)
+		return false;
+	if (!outer->l4proto)
+		return true;
+	if (outer->l4proto != inner->l4proto)
+		return false;
+	return !outer->port_lo || (inner->port_lo && outer->port_lo <= inner->port_lo && inner->port_hi <= outer->port_hi);
+}
+
 bool plan_set_of_chain(const char *set, const char *chain)
 {
 	size_t n;

@@ -173,6 +173,10 @@ size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg)
 void plan_range_format(int family, const struct plan_range *rg, char *buf, size_t len);
 /* "tcp", "udp", "sctp" (nft's names), or NULL for another protocol number */
 const char *plan_proto_name(uint8_t proto);
+/* Does rule `outer`'s family, protocol and port match every packet that
+ * rule `inner`'s do (destinations aside)? Any family, protocol or port
+ * covers each; a port range covers the ports and ranges inside it. */
+bool plan_rule_ports_cover(const struct plan_rule *outer, const struct plan_rule *inner);
 /* Is set `set` one of chain `chain`'s own ("<chain>_...")? chain NULL:
  * of any kind's chain. */
 bool plan_set_of_chain(const char *set, const char *chain);

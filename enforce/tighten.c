@@ -35,13 +35,6 @@ static long find_named(const void *base, size_t n, size_t size, const char *name
 	return hit ? (long)(((const char *)hit - (const char *)base) / (long)size) : -1;
 }
 
-/* the same match but for the destination */
-static bool same_ports(const struct plan_rule *a, const struct plan_rule *b)
-{
-	return a->family == b->family && a->l4proto == b->l4proto && a->port_lo == b->port_lo &&
-	       a->port_hi == b->port_hi;
-}
-
 /* every element of a is in b; both sorted (compile.c sorts every set) */
 static bool set_subset(const struct plan_set *a, const struct plan_set *b)
 {
@@ -132,15 +125,16 @@ static bool blocks_kept(struct ctx *c, const char *old, const char *now)
 	       covered(&c->before->sets[i], &c->after->sets[j]);
 }
 
-/* Does a rule of chain now allow all that rule r allowed? Same family,
- * protocol and ports, and a destination that holds r's: any; r's set,
- * which lost no element; or an ipBlock set around r's. */
+/* Does a rule of chain now allow all that rule r allowed? Its family,
+ * protocol and ports cover r's (compile.c leaves out a rule that another
+ * covers), and its destination holds r's: any; r's set, which lost no
+ * element; or an ipBlock set around r's. */
 static bool rule_kept(struct ctx *c, const struct plan_rule *r, const struct plan_chain *now)
 {
 	for (size_t j = 0; j < now->nrules; j++) {
 		const struct plan_rule *n = &now->rules[j];
 
-		if (!same_ports(r, n))
+		if (!plan_rule_ports_cover(n, r))
 			continue;
 		if (!n->dst_set)
 			return true;
