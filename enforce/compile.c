@@ -927,6 +927,77 @@ static int compile_egress_rule(struct builder *b, struct plan_chain *ch, const s
 	return 0;
 }
 
+/* by destination set, any destination (NULL) first; then in chain order */
+static int by_dst(const void *x, const void *y, void *ctx)
+{
+	const struct plan_rule *v = ctx, *a = &v[*(const size_t *)x], *b = &v[*(const size_t *)y];
+	int c = !a->dst_set || !b->dst_set ? !!a->dst_set - !!b->dst_set : strcmp(a->dst_set, b->dst_set);
+
+	if (c)
+		return c;
+	return *(const size_t *)x < *(const size_t *)y ? -1 : 1;
+}
+
+static bool same_dst(const struct plan_rule *a, const struct plan_rule *b)
+{
+	return (!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0);
+}
+
+/* Is rule ord[i] of ch covered by one of ord[from..to), its destination
+ * aside? */
+static bool covered_by(const struct plan_chain *ch, const size_t *ord, size_t from, size_t to, size_t i)
+{
+	for (size_t j = from; j < to; j++)
+		if (j != i && plan_rule_ports_cover(&ch->rules[ord[j]], &ch->rules[ord[i]]))
+			return true;
+	return false;
+}
+
+/* Leaves out of ch the rules another of its rules makes redundant: one
+ * with any destination, or the same set, on ports that cover theirs
+ * (8080/TCP to a set that 8000-8100/TCP to that set allows already;
+ * anything to a set the chain allows on any port). The chain only
+ * accepts, so it allows the same; a packet walks fewer rules, and the
+ * first pod of a kind makes fewer. A rule stays if it names a set made
+ * for it (a kind's ipBlocks, a named port's pods): that set would be
+ * left unused. Distinct rules never cover each other (add_rule keeps one
+ * of equal ones), so a rule left out is covered by one that stays. */
+static int prune_covered(struct plan_chain *ch)
+{
+	size_t n = ch->nrules, nany = 0, kept = 0;
+	_cleanup_free_ size_t *ord = malloc((n + 1) * sizeof(*ord));
+	_cleanup_free_ bool *drop = calloc(n + 1, sizeof(*drop));
+
+	if (!ord || !drop)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		ord[i] = i;
+	qsort_r(ord, n, sizeof(*ord), by_dst, ch->rules);
+	while (nany < n && !ch->rules[ord[nany]].dst_set)
+		nany++;
+	for (size_t g = 0, e; g < n; g = e) {
+		for (e = g + 1; e < n && same_dst(&ch->rules[ord[g]], &ch->rules[ord[e]]); e++)
+			;
+		for (size_t i = g; i < e; i++) {
+			const struct plan_rule *a = &ch->rules[ord[i]];
+			if (a->dst_set && strncmp(a->dst_set, "sel_", 4) != 0)
+				continue;
+			/* by a rule of any destination, or of a's set */
+			drop[ord[i]] = covered_by(ch, ord, 0, nany, i) || (g >= nany && covered_by(ch, ord, g, e, i));
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!drop[i]) {
+			ch->rules[kept++] = ch->rules[i];
+			continue;
+		}
+		free(ch->rules[i].dst_set);
+		free(ch->rules[i].comment);
+	}
+	ch->nrules = kept;
+	return 0;
+}
+
 static void chain_free(struct plan_chain *c)
 {
 	for (size_t i = 0; i < c->nrules; i++) {
@@ -982,7 +1053,7 @@ static int compile_chain(struct builder *b, const struct nf_pod *pod, const stru
 			if ((r = compile_egress_rule(b, &ch, pol, &pol->egress_rules[j], j)) < 0)
 				goto fail;
 	}
-	if ((r = kind_blocks_comments(b, &ch)) < 0)
+	if ((r = kind_blocks_comments(b, &ch)) < 0 || (r = prune_covered(&ch)) < 0)
 		goto fail;
 	ch.comment = kind_comment_end(&cm);
 	cm.f = NULL;

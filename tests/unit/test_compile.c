@@ -2000,6 +2000,146 @@ static void test_ipblock_merge(void **state)
 	nf_state_free(&one);
 }
 
+/* covered_c1..c3: policies of app=m whose rules other rules of the
+ * kind's chain cover (to app=db on 8080/TCP and 8000-8100/TCP; to app=dns
+ * on 53/UDP and on any port; to app=web on 443/TCP and to anywhere on
+ * 443/TCP) and rules nothing covers (8080/UDP, 8101/TCP, 443/TCP to an
+ * ipBlock, 53/UDP to app=db). */
+#define SEL(app) "{\"podSelector\":{\"matchLabels\":{\"app\":\"" app "\"}}}"
+static const char *const covered_c1 = MERGE_POL("c1",
+	"{\"to\":[" SEL("db") "],\"ports\":[{\"port\":8080,\"protocol\":\"TCP\"},{\"port\":8080,\"protocol\":\"UDP\"}]},"
+	"{\"to\":[" SEL("dns") "],\"ports\":[{\"port\":53,\"protocol\":\"UDP\"}]},"
+	"{\"to\":[" SEL("web") "],\"ports\":[{\"port\":443,\"protocol\":\"TCP\"}]},"
+	"{\"to\":[{\"ipBlock\":{\"cidr\":\"192.0.2.0/24\"}}],\"ports\":[{\"port\":443,\"protocol\":\"TCP\"}]},"
+	"{\"to\":[" SEL("db") "],\"ports\":[{\"port\":8101,\"protocol\":\"TCP\"},{\"port\":53,\"protocol\":\"UDP\"}]}");
+static const char *const covered_c2 = MERGE_POL("c2",
+	"{\"to\":[" SEL("db") "],\"ports\":[{\"port\":8000,\"endPort\":8100,\"protocol\":\"TCP\"}]},"
+	"{\"to\":[" SEL("dns") "]}");
+static const char *const covered_c3 = MERGE_POL("c3", "{\"ports\":[{\"port\":443,\"protocol\":\"TCP\"}]}");
+
+/* the rule of ch to set (NULL: any destination) on proto and port_lo */
+static const struct plan_rule *rule_to(const struct plan_chain *ch, const char *set, uint8_t proto, uint16_t lo)
+{
+	for (size_t i = 0; i < ch->nrules; i++) {
+		const struct plan_rule *r = &ch->rules[i];
+		if (((!set && !r->dst_set) || (set && r->dst_set && strcmp(set, r->dst_set) == 0)) &&
+		    r->l4proto == proto && r->port_lo == lo)
+			return r;
+	}
+	return NULL;
+}
+
+/* the name of the IPv4 selector set of app=<app> in the plan (the set of
+ * that key: its comment) */
+static const char *sel_set(const struct plan *p, const char *app)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "app=%s", app);
+	for (size_t i = 0; i < p->nsets; i++)
+		if (p->sets[i].family == AF_INET && p->sets[i].comment && strstr(p->sets[i].comment, key))
+			return p->sets[i].name;
+	fail_msg("no set of %s", key);
+	return NULL;
+}
+
+/* A kind's chain leaves out the rules its other rules cover: the same
+ * destination set or any destination, on ports around theirs. */
+static void test_covered_rules(void **state)
+{
+	struct nf_state s = {0}, s12 = {0}, s1 = {0};
+	struct plan p = {0}, p12 = {0}, p1 = {0};
+	const struct plan_chain *ch;
+	const char *db, *dns, *web;
+	const struct plan_rule *blocks;
+	struct plan_rule tcp8080 = {.family = AF_INET, .l4proto = IPPROTO_TCP, .port_lo = 8080, .port_hi = 8080};
+	struct plan_rule outer = tcp8080, inner;
+
+	(void)state;
+	/* the match alone */
+	assert_true(plan_rule_ports_cover(&tcp8080, &tcp8080));
+	outer.port_lo = 8000, outer.port_hi = 8100;
+	assert_true(plan_rule_ports_cover(&outer, &tcp8080));
+	assert_false(plan_rule_ports_cover(&tcp8080, &outer));
+	outer.port_lo = 8081;
+	assert_false(plan_rule_ports_cover(&outer, &tcp8080)); /* 8081-8100 */
+	outer.port_lo = 8000, outer.port_hi = 8079;
+	assert_false(plan_rule_ports_cover(&outer, &tcp8080));
+	inner = tcp8080, inner.port_hi = 8200; /* 8080-8200: not in 8000-8100 */
+	outer.port_hi = 8100;
+	assert_false(plan_rule_ports_cover(&outer, &inner));
+	inner.port_hi = 8100;
+	assert_true(plan_rule_ports_cover(&outer, &inner));
+	outer = (struct plan_rule){.family = AF_INET, .l4proto = IPPROTO_TCP};
+	assert_true(plan_rule_ports_cover(&outer, &tcp8080)); /* any TCP port */
+	outer.l4proto = IPPROTO_UDP;
+	assert_false(plan_rule_ports_cover(&outer, &tcp8080));
+	outer = (struct plan_rule){0};
+	assert_true(plan_rule_ports_cover(&outer, &tcp8080)); /* anything, either family */
+	assert_false(plan_rule_ports_cover(&tcp8080, &outer));
+	outer.family = AF_INET6;
+	assert_false(plan_rule_ports_cover(&outer, &tcp8080));
+
+	/* the chain of c1 + c2 + c3 */
+	memset(&s, 0, sizeof(s));
+	add_json_policy(&s, covered_c1);
+	add_json_policy(&s, covered_c2);
+	add_json_policy(&s, covered_c3);
+	for (size_t i = 0; i < NF_ARRAY_SIZE(merge_pods); i++)
+		put_pod_doc(&s, merge_pods[i]);
+	assert_int_equal(plan_compile(&s, &p, &(struct nf_error){0}), 0);
+	assert_int_equal(p.nchains, 1);
+	ch = &p.chains[0];
+	db = sel_set(&p, "db"), dns = sel_set(&p, "dns"), web = sel_set(&p, "web");
+	/* left out: 8080/TCP to db (8000-8100), 53/UDP to dns (any port),
+	 * 443/TCP to web (443/TCP anywhere) */
+	assert_null(rule_to(ch, db, IPPROTO_TCP, 8080));
+	assert_null(rule_to(ch, dns, IPPROTO_UDP, 53));
+	assert_null(rule_to(ch, web, IPPROTO_TCP, 443));
+	/* kept, each with its own comment */
+	assert_string_equal(rule_to(ch, db, IPPROTO_TCP, 8000)->comment, "default/c2 egress[0]");
+	assert_string_equal(rule_to(ch, dns, 0, 0)->comment, "default/c2 egress[1]");
+	assert_string_equal(rule_to(ch, NULL, IPPROTO_TCP, 443)->comment, "default/c3 egress[0]");
+	assert_non_null(rule_to(ch, db, IPPROTO_UDP, 8080));
+	assert_non_null(rule_to(ch, db, IPPROTO_TCP, 8101));
+	assert_non_null(rule_to(ch, db, IPPROTO_UDP, 53));
+	/* the ipBlock rule names the chain's own set: kept, though the rule
+	 * of any destination covers it (its set would be left unused) */
+	blocks = NULL;
+	for (size_t i = 0; i < ch->nrules; i++)
+		if (ch->rules[i].dst_set && plan_set_of_chain(ch->rules[i].dst_set, ch->name))
+			blocks = &ch->rules[i];
+	assert_non_null(blocks);
+	assert_int_equal(blocks->port_lo, 443);
+	assert_non_null(set_named_(&p, blocks->dst_set));
+	assert_int_equal(ch->nrules, 7);
+	/* the same whole compile and pod shares */
+	assert_true(check_deltas(&s) >= 2);
+
+	/* tightening compares what the rules match: c2 going loses 8081-8100
+	 * and the other ports of dns; c2 coming keeps all c1 allowed (its
+	 * 8080/TCP and 53/UDP rules are covered), nothing to judge again */
+	memset(&s1, 0, sizeof(s1));
+	memset(&s12, 0, sizeof(s12));
+	add_json_policy(&s1, covered_c1);
+	add_json_policy(&s12, covered_c1);
+	add_json_policy(&s12, covered_c2);
+	for (size_t i = 0; i < NF_ARRAY_SIZE(merge_pods); i++) {
+		put_pod_doc(&s1, merge_pods[i]);
+		put_pod_doc(&s12, merge_pods[i]);
+	}
+	assert_int_equal(plan_compile(&s1, &p1, &(struct nf_error){0}), 0);
+	assert_int_equal(plan_compile(&s12, &p12, &(struct nf_error){0}), 0);
+	assert_int_equal(tightened(&p1, &p12, &s1), 0);
+	assert_int_equal(tightened(&p12, &p1, &s1), 2);
+	plan_free(&p);
+	plan_free(&p1);
+	plan_free(&p12);
+	nf_state_free(&s);
+	nf_state_free(&s1);
+	nf_state_free(&s12);
+}
+
 /* Adjacent prefixes of an interval set are one range, as nft.c sends
  * them and render.c prints them; nft lists a range that is a prefix as
  * the prefix. */
@@ -2183,6 +2323,7 @@ int main(void)
 		cmocka_unit_test(test_kind_comment_long),
 		cmocka_unit_test(test_sets_always),
 		cmocka_unit_test(test_ipblock_merge),
+		cmocka_unit_test(test_covered_rules),
 		cmocka_unit_test(test_set_ranges),
 		cmocka_unit_test(test_peer_follows_pods),
 		cmocka_unit_test(test_named_ports),
