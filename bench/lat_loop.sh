@@ -26,8 +26,9 @@ cni() { # BIN CMD VARIANT LABEL
 }
 fails=0
 bin=bin
-[ -n "${NFB_EACH:-}" ] && bin=bin-each # every plugin timed too (log/each.tsv)
-for ((r = first; r < first + rounds; r++)); do
+[ -n "${NFB_EACH:-}" ] && bin="bin-each" # every plugin timed too (log/each.tsv)
+last=$((first + rounds))
+for ((r = first; r < last; r++)); do
 	for v in $(shuf -e "${variants[@]}"); do cni "$bin" add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
 	for v in $(shuf -e "${variants[@]}"); do cni "$bin" del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
 done

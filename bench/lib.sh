@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: the benchmark's topology, sourced by bench/run.sh (root).
 #
 # Everything lives in network namespaces named nfb-<pid>-* and in a temp dir
@@ -125,8 +126,8 @@ nfb_ctl() {
 # running pods is done (enforce/txn.h: a second, then the conntrack walk),
 # so that the ruleset is the steady one (no re-judging rules or addresses).
 nfb_rejudge_wait() {
-	local m=$NFB_DIR/state/state.json.rejudge i
-	for i in $(seq 100); do
+	local m=$NFB_DIR/state/state.json.rejudge
+	for _ in $(seq 100); do
 		[ -e "$m" ] && ! flock -n -x "$m" true || return 0
 		sleep 0.1
 	done
@@ -181,7 +182,9 @@ nfb_setup() {
 		ln -s "$f" "$NFB_DIR/bin-prof/$(basename "$f")"
 	done
 	ln -s "$NFB_PLUGIN" "$NFB_DIR/bin/netfence"
-	# the same plugin with its wall time and peak RSS logged
+	# the same plugin with its wall time and peak RSS logged (the
+	# generated script expands NFB_CELL and CNI_COMMAND, not this one)
+	# shellcheck disable=SC2016
 	printf '#!/bin/sh\nexec %s -o %s -l "${NFB_CELL:-$CNI_COMMAND}" -- %s\n' "$NFB_TIME" "$NFB_DIR/log/plugin-rusage.tsv" \
 		"$NFB_PLUGIN" >"$NFB_DIR/bin-mem/netfence"
 	# the same plugin under callgrind (syscall time collected too)
@@ -191,6 +194,7 @@ nfb_setup() {
 	# every plugin with its wall time logged, labelled "<NFB_CELL> <plugin>"
 	# (bench/run.sh with NFB_EACH=1: which plugin of the chain takes the time)
 	for f in /usr/lib/cni/* "$NFB_PLUGIN"; do
+		# shellcheck disable=SC2016
 		printf '#!/bin/sh\nexec %s -o %s -l "${NFB_CELL:-$CNI_COMMAND} %s" -- %s\n' "$NFB_TIME" \
 			"$NFB_DIR/log/each.tsv" "$(basename "$f")" "$f" >"$NFB_DIR/bin-each/$(basename "$f")"
 		chmod +x "$NFB_DIR/bin-each/$(basename "$f")"
@@ -243,7 +247,7 @@ nfb_pod() {
 	ns=$(nfb_ns "$name")
 	nfb_pod_netns "$name"
 	# shellcheck disable=SC2046
-	nfb_in node env $(nfb_cni_env) CNI_ARGS="$args" "$NFB_CNITOOL" add "$net" "/var/run/netns/$ns" \
+	nfb_in node env $(nfb_cni_env bin) CNI_ARGS="$args" "$NFB_CNITOOL" add "$net" "/var/run/netns/$ns" \
 		>"$NFB_DIR/log/pod-$name.json" 2>>"$NFB_DIR/log/pod.err" ||
 		nfb_die "cnitool add $name ($net): $(tail -3 "$NFB_DIR/log/pod.err")"
 }
@@ -272,7 +276,7 @@ nfb_pods_grow() {
 			env $envs CNI_ARGS="$a" "$timer" -o "$NFB_DIR/log/grow.tsv" -l "grow $j" -- \
 				"$tool" add nfb-nf "/var/run/netns/$pfx-p$j" >/dev/null 2>>"$NFB_DIR/log/pod.err" ||
 				{ echo "bench: cnitool add pod $j failed: $(tail -3 "$NFB_DIR/log/pod.err")" >&2; exit 1; }
-		done' grow "$(nfb_cni_env)" "$NFB_CNITOOL" "$NFB_TIME" "$NFB_PFX" "${list[@]}" || nfb_die "attaching pods"
+		done' grow "$(nfb_cni_env bin)" "$NFB_CNITOOL" "$NFB_TIME" "$NFB_PFX" "${list[@]}" || nfb_die "attaching pods"
 	NFB_NPODS=$n
 	nfb__ipam_mirror
 }
@@ -297,12 +301,12 @@ nfb__ipam_mirror() {
 }
 
 nfb__kill() {
-	local pid i left=""
+	local pid left=""
 	for pid in "$@"; do
 		[ -r "/proc/$pid/cmdline" ] || continue
 		kill "$pid" 2>/dev/null && left="$left $pid"
 	done
-	for i in $(seq 30); do
+	for _ in $(seq 30); do
 		local still=""
 		for pid in $left; do [ -d "/proc/$pid" ] && still="$still $pid"; done
 		left=$still
@@ -332,6 +336,7 @@ nfb_cleanup() {
 # For bench/plugin_alone.sh and pc_alone.sh. nfb_base_bin NAME: with
 # NFB_BASE_BIN_DIR set, copies its NAME (the baseline build) next to the
 # measured binaries and sets NFB_BASE to the copy; else NFB_BASE is empty.
+# shellcheck disable=SC2034 # NFB_BASE: read by the scripts that source this file
 nfb_base_bin() {
 	NFB_BASE=
 	[ -n "${NFB_BASE_BIN_DIR:-}" ] || return 0

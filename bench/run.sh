@@ -188,7 +188,7 @@ delete table inet nfb_ct"
 			bps=$(nfb_in dp timeout $((DP_SECS + 10)) iperf3 -c "$NFB_EXT4" -p 5201 -t "$DP_SECS" -J 2>/dev/null |
 				jq -r '.end.sum_received.bits_per_second // empty')
 			[ -n "$bps" ] || nfb_die "iperf3 failed under $c"
-			read -r cps ok bad < <(nfb_in dp timeout $((DP_SECS + 10)) "$NFB_CONNRATE" connect "$NFB_EXT4" 5301 "$DP_SECS")
+			read -r cps _ bad < <(nfb_in dp timeout $((DP_SECS + 10)) "$NFB_CONNRATE" connect "$NFB_EXT4" 5301 "$DP_SECS")
 			[ -n "${cps:-}" ] || nfb_die "connrate failed under $c"
 			printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$r" "$(awk -v b="$bps" 'BEGIN{printf "%.3f", b/1e9}')" "$cps" "$bad" >>"$out/dataplane.tsv"
 		done
@@ -206,12 +206,14 @@ if [ $profile = 1 ] && command -v valgrind >/dev/null; then
 	nfb_in node env $(nfb_cni_env bin-prof) CNI_ARGS="$(nfb_pod_args ns0 bench-nf app:bench)" \
 		"$NFB_CNITOOL" add nfb-nf "/var/run/netns/$NFB_PFX-m-nf" >/dev/null 2>>"$NFB_DIR/log/prof.err" ||
 		nfb_die "profiled ADD failed: $(tail -3 "$NFB_DIR/log/prof.err")"
+	# shellcheck disable=SC2012 # our own file names
 	f=$(ls -t "$NFB_DIR"/log/callgrind.out.* | head -1)
 	mv "$f" "$out/callgrind.add.out"
 	# shellcheck disable=SC2046
 	nfb_in node env $(nfb_cni_env bin-prof) CNI_ARGS="$(nfb_pod_args ns0 bench-nf app:bench)" \
 		"$NFB_CNITOOL" del nfb-nf "/var/run/netns/$NFB_PFX-m-nf" >/dev/null 2>>"$NFB_DIR/log/prof.err" ||
 		nfb_die "profiled DEL failed"
+	# shellcheck disable=SC2012 # our own file names
 	f=$(ls -t "$NFB_DIR"/log/callgrind.out.* | head -1)
 	mv "$f" "$out/callgrind.del.out"
 	for c in add del; do
