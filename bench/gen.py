@@ -11,7 +11,8 @@ Writes JSON `List` manifests for `netfencectl apply -f`:
                     from the smallest size, it brings the state to max policies
   sel100.json       one policy in ns1 with podSelector {} (every pod of ns1)
   noop.json         one policy in namespace nfb-empty, where no pod lives
-  dp-N.json         policy dp-peers (ns0, app=dp): N ipBlock /32 peers, the
+  dp-N.json         policy dp-peers (ns0, app=dp): N ipBlock /32 peers, no
+                    two adjacent (so that its set holds N ranges), the
                     external host 203.0.113.80/32 last (N in --peers)
 
 The pods the benchmark attaches (bench/run.sh): pod j (j >= 2) is in
@@ -128,8 +129,8 @@ def main():
     write(a.outdir, "noop.json", lst([np("noop", "nfb-empty", {}, [dns_rule()])]))
     for n in peers:
         to = []
-        for j in range(n - 1):
-            to.append({"ipBlock": {"cidr": "10.200.%d.%d/32" % (j // 250, 1 + j % 250)}})
+        for j in range(n - 1):  # odd addresses: no two adjacent (netfence sends adjacent ones as one range)
+            to.append({"ipBlock": {"cidr": "10.200.%d.%d/32" % (j // 125, 1 + 2 * (j % 125))}})
         to.append({"ipBlock": {"cidr": "203.0.113.80/32"}})
         write(a.outdir, "dp-%d.json" % n, lst([np("dp-peers", "ns0", {"matchLabels": {"app": "dp"}},
                                                    [{"to": to}])]))
