@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tmpdirs.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -197,7 +198,7 @@ static void test_state_roundtrip(void **state)
 	struct stat st;
 	FILE *f;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/sub/state.json", dir);
 	assert_int_equal(nf_state_lock(path, &lock, &err), 0);
 	/* a missing file is an empty state */
@@ -273,7 +274,7 @@ static void test_state_refused(void **state)
 	struct nf_error err = {0};
 	FILE *f;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(target, sizeof(target), "%s/elsewhere.json", dir);
 	f = fopen(target, "w");
@@ -314,5 +315,5 @@ int main(void)
 		cmocka_unit_test(test_gc_attachments),
 		cmocka_unit_test(test_state_refused),
 	};
-	return cmocka_run_group_tests_name("cni", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("cni", tests, NULL, test_tmpdirs_teardown);
 }

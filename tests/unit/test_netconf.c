@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include "tmpdirs.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1142,7 +1143,7 @@ static void test_state_save_pods(void **state)
 	FILE *f;
 	size_t n;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	f = fopen(path, "w");
 	assert_non_null(f);
@@ -1279,7 +1280,7 @@ static void test_state_mapped(void **state)
 	char dir[] = "/tmp/nf-test-mapped-XXXXXX", path[64];
 	(void)state;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		struct nf_error err = { 0 };
@@ -1362,7 +1363,7 @@ static void test_state_stage(void **state)
 	struct nf_state s = {0}, t = {0}, fresh = {0};
 	struct nf_state_stage st;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(cpath, sizeof(cpath), "%s.model", path);
 	write_text(path, text, 0600);
@@ -1604,7 +1605,7 @@ static void test_state_pods_pieces_random(void **state)
 	FILE *f;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	f = open_memstream(&text, &tlen);
 	assert_non_null(f);
@@ -1714,7 +1715,7 @@ static void test_state_pod_records(void **state)
 	size_t n;
 	FILE *f;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(cpath, sizeof(cpath), "%s.model", path);
 	snprintf(text, sizeof(text), "{\"pods\": [ %s ,\n %s ], \"networkPolicies\": []}\n", rec1, rec2);
@@ -1805,7 +1806,7 @@ static void test_state_synced(void **state)
 	uint64_t ino;
 	int fd;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(cpath, sizeof(cpath), "%s.model", path);
 	snprintf(synced, sizeof(synced), "%s.synced", path);
@@ -1936,7 +1937,7 @@ static void test_state_idle(void **state)
 	struct nf_state s = {0}, t = {0};
 	struct nf_pod named = {.ns = (char *)"default", .name = NULL};
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	write_text(path, text, 0600);
 	for (int pass = 0; pass < 3; pass++) { /* parsed (cache made), from the cache, parsed */
@@ -2011,7 +2012,7 @@ static void test_state_model_cache(void **state)
 	struct nf_pod pod;
 	json_t *j;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(cpath, sizeof(cpath), "%s.model", path);
 	snprintf(other, sizeof(other), "%s/copy.model", dir);
@@ -2240,5 +2241,5 @@ int main(void)
 		cmocka_unit_test(test_podspec),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, test_tmpdirs_teardown);
 }
