@@ -417,11 +417,14 @@ static struct pmemo *named(struct pmemo *m)
 	return m;
 }
 
+/* the selector sets' names: "sel_<hash>_4" */
+#define SEL_PREFIX "sel"
+
 /* The memo entry of a peer (NULL: any destination). */
 static struct pmemo *peer_memo(struct builder *b, const struct nf_peer *peer)
 {
 	return memo_get(b, peer, peer ? peer->key : "any destination",
-			peer ? peer->key_hash : nf_fnv1a64("any destination"), "sel");
+			peer ? peer->key_hash : nf_fnv1a64("any destination"), SEL_PREFIX);
 }
 
 /* Does some pod of s have an address of family f? A kind's rules of the
@@ -980,7 +983,7 @@ static int prune_covered(struct plan_chain *ch)
 			;
 		for (size_t i = g; i < e; i++) {
 			const struct plan_rule *a = &ch->rules[ord[i]];
-			if (a->dst_set && strncmp(a->dst_set, "sel_", 4) != 0)
+			if (a->dst_set && strncmp(a->dst_set, SEL_PREFIX "_", sizeof(SEL_PREFIX)) != 0)
 				continue;
 			/* by a rule of any destination, or of a's set */
 			drop[ord[i]] = covered_by(ch, ord, 0, nany, i) || (g >= nany && covered_by(ch, ord, g, e, i));
