@@ -47,7 +47,7 @@ static bool addr_in(const struct nf_cidr *set, size_t n, int family, const void 
 
 	if (!addr || n == 0)
 		return false;
-	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);
+	memcpy(key.addr, addr, plan_addr_len(family));
 	return bsearch(&key, set, n, sizeof(*set), host_cmp) != NULL;
 }
 

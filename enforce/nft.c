@@ -341,7 +341,7 @@ static uint32_t add_set(struct tx *tx, const char *name, int family, bool interv
 	nftnl_set_set_u32(s, NFTNL_SET_ID, id);
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE,
 			  family == AF_INET ? NFT_DTYPE_IPADDR : NFT_DTYPE_IP6ADDR);
-	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, family == AF_INET ? 4 : 16);
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, (uint32_t)plan_addr_len(family));
 	if (interval)
 		flags |= NFT_SET_INTERVAL;
 	if (map) {
@@ -449,11 +449,6 @@ static void elem_key(struct elems *e, struct nftnl_set_elem *el, const uint8_t *
 /* Element size estimate: nests, key, flags, udata, verdict + chain name. */
 #define ELEM_EST(keylen, extra) (64 + (keylen) + (extra))
 
-static size_t addr_len(int family)
-{
-	return family == AF_INET ? 4 : 16;
-}
-
 static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, uint32_t set_id,
 			  uint16_t msg, enum obj_kind kind);
 
@@ -468,7 +463,7 @@ static void set_elems_msg(struct tx *tx, const struct plan_set *ps, size_t si, u
 {
 	struct elems e = { .tx = tx, .set = ps->name, .set_id = set_id, .kind = kind, .a = si,
 			   .msg = msg };
-	size_t len = addr_len(ps->family);
+	size_t len = plan_addr_len(ps->family);
 	static const uint8_t zero[16];
 
 	for (size_t i = 0, next; i < ps->n && !tx->oom; i = next) {
@@ -529,7 +524,7 @@ static void map_elems_msg(struct tx *tx, const struct plan_dispatch *v, size_t n
 	int fi = family == AF_INET ? 0 : 1;
 	struct elems e = { .tx = tx, .set = fi ? PLAN_MAP_V6 : PLAN_MAP_V4,
 			   .set_id = tx->map_id[fi], .kind = kind, .a = (size_t)family, .msg = msg };
-	size_t len = addr_len(family);
+	size_t len = plan_addr_len(family);
 
 	for (size_t i = 0; i < n && !tx->oom; i++) {
 		const struct plan_dispatch *d = &v[i];
@@ -565,7 +560,7 @@ static void rejudge_elems_msg(struct tx *tx, const struct nf_cidr *v, size_t n, 
 		int family = fi ? AF_INET6 : AF_INET;
 		struct elems e = { .tx = tx, .set = fi ? PLAN_SET_REJUDGE6 : PLAN_SET_REJUDGE4,
 				   .set_id = tx->rejudge_id[fi], .kind = kind, .a = (size_t)family, .msg = msg };
-		size_t len = addr_len(family);
+		size_t len = plan_addr_len(family);
 
 		for (size_t i = 0; i < n && !tx->oom; i++) {
 			struct nftnl_set_elem *el;
@@ -1023,7 +1018,7 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
-		size_t len = addr_len(family);
+		size_t len = plan_addr_len(family);
 
 		for (size_t i = 0; i < as->naddrs; i++) {
 			if (as->addrs[i].family != family)
@@ -1102,7 +1097,7 @@ static int plan_check(const struct plan *p, struct nf_error *err)
 					    "invalid plan: set \"%s\": bad address family %d", s->name, s->family);
 		for (size_t i = 0; i < s->n; i++)
 			if (s->elems[i].family != s->family ||
-			    s->elems[i].prefix > addr_len(s->family) * 8)
+			    s->elems[i].prefix > plan_addr_len(s->family) * 8)
 				return nf_error_set(err, EINVAL, NF_ERR_KERNEL,
 						    "invalid plan: set \"%s\": element %zu is not an IPv%d prefix",
 						    s->name, i, s->family == AF_INET ? 4 : 6);
@@ -2575,10 +2570,8 @@ out:
 	return r;
 }
 
-/* An address range [lo, hi) (hi absent when open: up to the top of the
- * space); a host set's element is lo alone. */
-
-/* ctx: the address length */
+/* plan_ranges in address order (a host set's element is lo alone); ctx:
+ * the address length */
 static int range_cmp(const void *a, const void *b, void *ctx)
 {
 	const struct plan_range *x = a, *y = b;
@@ -2621,7 +2614,7 @@ static void fmt_range(int family, bool interval, const struct plan_range *rg, ch
 static int kernel_ranges(struct nftnl_set *s, int family, bool interval, struct plan_range **out,
 			 size_t *nout)
 {
-	size_t alen = addr_len(family), n = 0, nk = 0, cap = 64;
+	size_t alen = plan_addr_len(family), n = 0, nk = 0, cap = 64;
 	struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
 	struct ekey *keys = malloc(cap * sizeof(*keys));
 	struct plan_range *rg = NULL;
@@ -2695,7 +2688,7 @@ oom:
 
 static int plan_ranges(const struct plan_set *ps, struct plan_range **out, size_t *nout)
 {
-	size_t alen = addr_len(ps->family), n = 0;
+	size_t alen = plan_addr_len(ps->family), n = 0;
 	struct plan_range *rg = calloc(ps->n + 1, sizeof(*rg));
 
 	*out = rg;
@@ -2731,7 +2724,7 @@ static int check_set(struct q *q, const struct plan_set *ps, struct nf_error *er
 		return nf_error_set(err, -r, NF_ERR_KERNEL, "reading set \"%s\" from nftables: %s",
 				    ps->name, strerror(-r));
 	flags = nftnl_set_get_u32(s, NFTNL_SET_FLAGS);
-	if (nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN) != addr_len(ps->family) ||
+	if (nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN) != plan_addr_len(ps->family) ||
 	    !!(flags & NFT_SET_INTERVAL) != ps->interval || (flags & NFT_SET_MAP)) {
 		r = nf_error_set(err, EINVAL, NF_ERR_KERNEL,
 				 "set \"%s\": its type differs from the plan (kernel: key length %u, flags 0x%x; plan: %s%s)",
@@ -2754,7 +2747,7 @@ static int check_set(struct q *q, const struct plan_set *ps, struct nf_error *er
 		goto out;
 	}
 	while (i < nwant || j < ngot) {
-		size_t alen = addr_len(ps->family);
+		size_t alen = plan_addr_len(ps->family);
 		int c = i == nwant ? 1 : j == ngot ? -1 : range_cmp(&want[i], &got[j], &alen);
 		if (c == 0) {
 			i++;
@@ -2829,7 +2822,7 @@ static int check_map(struct q *q, const struct plan *p, const char *chain, int f
 		     struct nf_error *err)
 {
 	const char *map = family == AF_INET ? PLAN_MAP_V4 : PLAN_MAP_V6;
-	size_t alen = addr_len(family), ngot = 0, nwant = 0, cap = 64;
+	size_t alen = plan_addr_len(family), ngot = 0, nwant = 0, cap = 64;
 	struct nftnl_set *s = NULL;
 	struct nftnl_set_elems_iter *it = NULL;
 	struct nftnl_set_elem *e;
@@ -3215,7 +3208,7 @@ static bool rm_wanted(struct nftnl_set_elem *e, int family, const char *chain,
 	uint32_t klen = 0;
 	const void *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
 
-	if (!k || klen != addr_len(family))
+	if (!k || klen != plan_addr_len(family))
 		return false;
 	if (chain)
 		return nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN) &&
@@ -3261,8 +3254,8 @@ static int rm_scan_map(struct nftnl_set *s, int family, const char *chain, const
 			rm->cap = cap;
 		}
 		k = &rm->keys[rm->nkeys++];
-		*k = (struct nf_cidr){ .family = family, .prefix = (uint8_t)(addr_len(family) * 8) };
-		memcpy(k->addr, nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen), addr_len(family));
+		*k = (struct nf_cidr){ .family = family, .prefix = (uint8_t)(plan_addr_len(family) * 8) };
+		memcpy(k->addr, nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen), plan_addr_len(family));
 	}
 	if (it)
 		nftnl_set_elems_iter_destroy(it);
@@ -3402,7 +3395,7 @@ static void rm_build(struct tx *tx, const struct rm *rm, const char *as)
 		    nftnl_set_set_str(s, NFTNL_SET_NAME,
 				      k->family == AF_INET ? PLAN_MAP_V4 : PLAN_MAP_V6) < 0 ||
 		    nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, k->addr,
-				       (uint32_t)addr_len(k->family)) < 0) {
+				       (uint32_t)plan_addr_len(k->family)) < 0) {
 			tx->oom = true;
 		} else {
 			nftnl_set_elem_add(s, el);
@@ -3717,7 +3710,7 @@ static int rejudge_scan(struct q *q, const char *name, int family, struct nf_cid
 		uint32_t klen = 0;
 		const void *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
 
-		if (!k || klen != addr_len(family))
+		if (!k || klen != plan_addr_len(family))
 			continue;
 		if (*n == *cap) {
 			size_t c = *cap ? *cap * 2 : 8;
@@ -3822,7 +3815,7 @@ int nft_rejudge_end(const struct nf_cidr *addrs, size_t naddrs, struct nf_error 
 		for (size_t i = 0; i < nhave; i++)
 			for (size_t k = 0; k < naddrs; k++)
 				if (addrs[k].family == have[i].family &&
-				    memcmp(addrs[k].addr, have[i].addr, addr_len(have[i].family)) == 0) {
+				    memcmp(addrs[k].addr, have[i].addr, plan_addr_len(have[i].family)) == 0) {
 					gone[ngone++] = have[i];
 					break;
 				}

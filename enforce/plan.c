@@ -99,14 +99,14 @@ bool plan_is_as_table(const char *name)
 	       strncmp(name, PLAN_AS_TABLE_PREFIX, strlen(PLAN_AS_TABLE_PREFIX)) == 0;
 }
 
-static size_t addr_len(int family)
+size_t plan_addr_len(int family)
 {
 	return family == AF_INET ? 4 : 16;
 }
 
 void plan_prefix_start(const struct nf_cidr *c, uint8_t *out)
 {
-	size_t len = addr_len(c->family);
+	size_t len = plan_addr_len(c->family);
 
 	for (size_t i = 0; i < len; i++) {
 		int keep = (int)c->prefix - (int)(i * 8);
@@ -139,7 +139,7 @@ bool plan_prefix_end(const uint8_t *start, unsigned prefix, size_t len, uint8_t 
 
 size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg)
 {
-	size_t len = addr_len(s->family);
+	size_t len = plan_addr_len(s->family);
 	uint8_t next[16];
 
 	memset(rg, 0, sizeof(*rg));
@@ -156,7 +156,7 @@ size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg)
 
 void plan_range_format(int family, const struct plan_range *rg, char *buf, size_t len)
 {
-	size_t alen = addr_len(family);
+	size_t alen = plan_addr_len(family);
 	char a[INET6_ADDRSTRLEN] = "?", b[INET6_ADDRSTRLEN] = "?";
 	uint8_t last[16];
 

@@ -148,6 +148,8 @@ unsigned plan_as_shard(const char *chain);
 /* Is netdev table `name` netfence's: "netfence-..." (a shard's, or a pod's
  * of earlier builds) or the single table of earlier builds ("netfence")? */
 bool plan_is_as_table(const char *name);
+/* An address's bytes: 4 for AF_INET, 16 for AF_INET6 */
+size_t plan_addr_len(int family);
 /* An address range of an interval set: [lo, hi), or from lo to the top
  * of the address space (open: no address follows it). */
 struct plan_range {

@@ -25,7 +25,7 @@ static char *dup0(const char *s)
 
 static bool same_host(const struct nf_cidr *a, const struct nf_cidr *b)
 {
-	return a->family == b->family && memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+	return a->family == b->family && memcmp(a->addr, b->addr, plan_addr_len(a->family)) == 0;
 }
 
 static bool pod_has(const struct nf_pod *pod, const struct nf_cidr *c)

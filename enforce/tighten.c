@@ -57,7 +57,7 @@ static bool set_subset(const struct plan_set *a, const struct plan_set *b)
  * run of b's adjacent prefixes (plan_set_range). */
 static bool ranges_subset(const struct plan_set *a, const struct plan_set *b)
 {
-	size_t len = a->family == AF_INET ? 4 : 16, j = 0;
+	size_t len = plan_addr_len(a->family), j = 0;
 	struct plan_range run, e;
 	bool have = false;
 
@@ -186,7 +186,7 @@ static int by_host(const void *a, const void *b)
 
 	if (x->family != y->family)
 		return x->family < y->family ? -1 : 1;
-	return memcmp(x->addr, y->addr, x->family == AF_INET ? 4 : 16);
+	return memcmp(x->addr, y->addr, plan_addr_len(x->family));
 }
 
 static int by_addr(const void *a, const void *b)
