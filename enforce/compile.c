@@ -661,11 +661,16 @@ static int subtract(const struct nf_cidr *c, const struct nf_ipblock *ib, struct
 	return subtract(&hi, ib, set);
 }
 
+/* the same destination: any, or the same set */
+static bool same_dst(const struct plan_rule *a, const struct plan_rule *b)
+{
+	return (!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0);
+}
+
 static bool rule_eq(const struct plan_rule *a, const struct plan_rule *b)
 {
 	return a->family == b->family && a->l4proto == b->l4proto && a->port_lo == b->port_lo &&
-	       a->port_hi == b->port_hi &&
-	       ((!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0));
+	       a->port_hi == b->port_hi && same_dst(a, b);
 }
 
 static uint64_t rule_hash(const struct plan_rule *r)
@@ -941,11 +946,6 @@ static int by_dst(const void *x, const void *y, void *ctx)
 	return *(const size_t *)x < *(const size_t *)y ? -1 : 1;
 }
 
-static bool same_dst(const struct plan_rule *a, const struct plan_rule *b)
-{
-	return (!a->dst_set && !b->dst_set) || (a->dst_set && b->dst_set && strcmp(a->dst_set, b->dst_set) == 0);
-}
-
 /* Is rule ord[i] of ch covered by one of ord[from..to), its destination
  * aside? */
 static bool covered_by(const struct plan_chain *ch, const size_t *ord, size_t from, size_t to, size_t i)
@@ -968,10 +968,12 @@ static bool covered_by(const struct plan_chain *ch, const size_t *ord, size_t fr
 static int prune_covered(struct plan_chain *ch)
 {
 	size_t n = ch->nrules, nany = 0, kept = 0;
-	_cleanup_free_ size_t *ord = malloc((n + 1) * sizeof(*ord));
-	_cleanup_free_ bool *drop = calloc(n + 1, sizeof(*drop));
+	_cleanup_free_ size_t *ord = NULL;
+	_cleanup_free_ bool *drop = NULL;
 
-	if (!ord || !drop)
+	if (n < 2)
+		return 0;
+	if (!(ord = malloc(n * sizeof(*ord))) || !(drop = calloc(n, sizeof(*drop))))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		ord[i] = i;
@@ -1223,8 +1225,9 @@ static void sort_sets(struct plan *p)
  * chain uses them or not, so that an ADD or DEL changes their elements
  * only, never makes or deletes one (plan_pod_delta): a new kind's chain
  * finds the sets of its rules there, and a pod's addresses go into
- * every set whose peer designates it. (The sets of named ports come with the chains that use
- * them: they depend on the pods, and a state with one is compiled whole.) */
+ * every set whose peer designates it. (The sets of named ports come
+ * with the chains that use them: they depend on the pods, and a state
+ * with one is compiled whole.) */
 static int compile_policy_sets(struct builder *b)
 {
 	for (size_t i = 0; i < b->s->npolicies; i++) {
