@@ -2119,17 +2119,8 @@ static void test_covered_rules(void **state)
 	/* tightening compares what the rules match: c2 going loses 8081-8100
 	 * and the other ports of dns; c2 coming keeps all c1 allowed (its
 	 * 8080/TCP and 53/UDP rules are covered), nothing to judge again */
-	memset(&s1, 0, sizeof(s1));
-	memset(&s12, 0, sizeof(s12));
-	add_json_policy(&s1, covered_c1);
-	add_json_policy(&s12, covered_c1);
-	add_json_policy(&s12, covered_c2);
-	for (size_t i = 0; i < NF_ARRAY_SIZE(merge_pods); i++) {
-		put_pod_doc(&s1, merge_pods[i]);
-		put_pod_doc(&s12, merge_pods[i]);
-	}
-	assert_int_equal(plan_compile(&s1, &p1, &(struct nf_error){0}), 0);
-	assert_int_equal(plan_compile(&s12, &p12, &(struct nf_error){0}), 0);
+	merge_plan(&s1, &p1, covered_c1, NULL);
+	merge_plan(&s12, &p12, covered_c1, covered_c2);
 	assert_int_equal(tightened(&p1, &p12, &s1), 0);
 	assert_int_equal(tightened(&p12, &p1, &s1), 2);
 	plan_free(&p);
@@ -2138,6 +2129,29 @@ static void test_covered_rules(void **state)
 	nf_state_free(&s);
 	nf_state_free(&s1);
 	nf_state_free(&s12);
+}
+
+/* The ranges of an interval set of family holding prefixes in[0..n)
+ * are want[0..nwant); returns whether the last one is open. */
+static bool check_ranges(int family, const char *const *in, size_t n, const char *const *want, size_t nwant)
+{
+	struct nf_cidr e[8];
+	struct plan_set set = {.family = family, .interval = true, .n = n, .elems = e};
+	struct plan_range rg = {0};
+	char buf[2 * INET6_ADDRSTRLEN + 8];
+	size_t k = 0;
+
+	assert_true(n <= NF_ARRAY_SIZE(e));
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(nf_cidr_parse(in[i], false, true, &e[i], "cidr", NULL), 0);
+	for (size_t i = 0; i < set.n; k++) {
+		i = plan_set_range(&set, i, &rg);
+		assert_true(k < nwant);
+		plan_range_format(family, &rg, buf, sizeof(buf));
+		assert_string_equal(buf, want[k]);
+	}
+	assert_int_equal(k, nwant);
+	return rg.open;
 }
 
 /* Adjacent prefixes of an interval set are one range, as nft.c sends
@@ -2150,34 +2164,11 @@ static void test_set_ranges(void **state)
 	static const char *const want4[] = {"10.0.0.0/23", "10.0.3.0-10.0.7.255", "10.0.9.0/32", "255.255.255.0/24"};
 	static const char *const v6[] = {"fd00::/64", "fd00:0:0:1::/64", "ffff::/16"};
 	static const char *const want6[] = {"fd00::/63", "ffff::/16"};
-	struct nf_cidr e4[NF_ARRAY_SIZE(v4)], e6[NF_ARRAY_SIZE(v6)];
-	struct plan_set s4 = {.family = AF_INET, .interval = true, .n = NF_ARRAY_SIZE(v4), .elems = e4};
-	struct plan_set s6 = {.family = AF_INET6, .interval = true, .n = NF_ARRAY_SIZE(v6), .elems = e6};
-	struct plan_range rg;
-	char buf[2 * INET6_ADDRSTRLEN + 8];
-	size_t k = 0;
 
 	(void)state;
-	for (size_t i = 0; i < NF_ARRAY_SIZE(v4); i++)
-		assert_int_equal(nf_cidr_parse(v4[i], false, true, &e4[i], "cidr", NULL), 0);
-	for (size_t i = 0; i < NF_ARRAY_SIZE(v6); i++)
-		assert_int_equal(nf_cidr_parse(v6[i], false, true, &e6[i], "cidr", NULL), 0);
-	for (size_t i = 0; i < s4.n; k++) {
-		i = plan_set_range(&s4, i, &rg);
-		assert_true(k < NF_ARRAY_SIZE(want4));
-		plan_range_format(AF_INET, &rg, buf, sizeof(buf));
-		assert_string_equal(buf, want4[k]);
-	}
-	assert_int_equal(k, NF_ARRAY_SIZE(want4));
-	assert_true(rg.open); /* the last reaches the top: no end element */
-	k = 0;
-	for (size_t i = 0; i < s6.n; k++) {
-		i = plan_set_range(&s6, i, &rg);
-		assert_true(k < NF_ARRAY_SIZE(want6));
-		plan_range_format(AF_INET6, &rg, buf, sizeof(buf));
-		assert_string_equal(buf, want6[k]);
-	}
-	assert_int_equal(k, NF_ARRAY_SIZE(want6));
+	/* the last reaches the top: no end element */
+	assert_true(check_ranges(AF_INET, v4, NF_ARRAY_SIZE(v4), want4, NF_ARRAY_SIZE(want4)));
+	check_ranges(AF_INET6, v6, NF_ARRAY_SIZE(v6), want6, NF_ARRAY_SIZE(want6));
 }
 
 static const struct plan_set *set_with(const struct plan *p, const char *elem)
