@@ -281,6 +281,11 @@ struct nf_state {
 	void *frozen_map;
 	size_t frozen_map_len;
 	char *frozen_pods;
+	/* that file (its device and inode: the next cache leaves its frozen
+	 * part where it is only in that very file), and the frozen part's
+	 * checksum, which the next cache carries */
+	uint64_t frozen_map_dev, frozen_map_ino;
+	uint64_t frozen_hash;
 	/* the frozen part's structs are the cache's image, mapped, not
 	 * decoded (cache.c) */
 	bool frozen_image;

@@ -97,6 +97,11 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 			  size_t pods_end, char **out, size_t *outlen);
 int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
 int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
+/* the cache's header: its body (and the tests' changes) begin after it */
+#define NF_CACHE_HEADER_LEN 112
+/* makes the checksums of a cache's bytes (buf, blen) match them again, so
+ * that bytes a test or the fuzzer changed reach the decoder's own checks */
+void nf_state_cache_rehash(char *buf, size_t blen);
 json_t *nf_state_to_json(const struct nf_state *s);
 /* Writes a new file (0600) next to path, fsyncs it, links it as
  * "<path>.synced" and renames it over path, then fsyncs the directory.

@@ -1,5 +1,5 @@
 /* libFuzzer: the model cache's decoder on any body. The input is wrapped
- * in a header whose hashes match, so every byte reaches the decoder's own
+ * in a header whose checksums match, so every byte reaches the decoder's own
  * bounds and value checks; what decodes must compile. The first byte
  * picks how: even, the rest is a whole body (text "x"); odd, the rest is
  * a list of (u16 offset, u8 byte) writes into the cache of the NP-14 state
@@ -11,12 +11,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "../../enforce/plan.h"
 #include "../../netconf/state.h"
 
-#define HDR 80 /* struct cache_header (netconf/cache.c) */
+#define HDR NF_CACHE_HEADER_LEN
 
 static char *np14, *np14_text;
 static size_t np14_len, np14_text_len;
@@ -40,9 +39,8 @@ static void decode_and_compile(char *buf, size_t len, const char *text, size_t t
 {
 	struct nf_state d = {0};
 	struct plan p = {0};
-	uint64_t v = htole64(XXH3_64bits(buf + HDR, len - HDR));
 
-	memcpy(buf + 64, &v, 8);
+	nf_state_cache_rehash(buf, len);
 	/* the pods alone, from wherever the header says they begin */
 	if (nf_state_cache_decode_pods(buf, len, text, tlen, &d) == 0)
 		nf_state_free(&d);

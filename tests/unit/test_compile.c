@@ -14,7 +14,6 @@
 #include <string.h>
 #include <endian.h>
 #include <sys/socket.h>
-#include <xxhash.h>
 
 #include "../../enforce/plan.h"
 #include "../../netconf/manifest.h"
@@ -1580,15 +1579,6 @@ static void test_twins(void **state)
 	}
 }
 
-/* A cache's body hash (header bytes 64-71) made to match its body again,
- * so that a changed byte reaches the decoder's own checks */
-static void fix_body_hash(char *buf, size_t blen)
-{
-	uint64_t h = htole64(XXH3_64bits(buf + 80, blen - 80));
-
-	memcpy(buf + 64, &h, 8);
-}
-
 /* The model cache (netconf/cache.c): the state decoded from its bytes
  * compiles to the same plan and encodes to the same bytes; any other text,
  * any truncation, any corrupted byte (even with the checksum fixed up) is
@@ -1739,18 +1729,18 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	}
 	/* a flipped byte: the checksum catches it; with the checksum made to
 	 * match, the decoder's own checks must hold (every 3rd byte, 3 ways) */
-	for (size_t i = 80; i < blen; i += 3) {
+	for (size_t i = NF_CACHE_HEADER_LEN; i < blen; i += 3) {
 		static const uint8_t flips[] = {0x01, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
 			buf[i] ^= flips[f];
 			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), -EINVAL);
-			fix_body_hash(buf, blen);
+			nf_state_cache_rehash(buf, blen);
 			if (nf_state_cache_decode(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
-			fix_body_hash(buf, blen);
+			nf_state_cache_rehash(buf, blen);
 		}
 	}
 	/* the image's words (pointers, counts, flags) made to say something
@@ -1759,10 +1749,10 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	 * never a read outside the cache (ASan) */
 	{
 		uint64_t ilen;
-		memcpy(&ilen, buf + 80, 8);
+		memcpy(&ilen, buf + NF_CACHE_HEADER_LEN, 8);
 		ilen = le64toh(ilen);
-		assert_true(ilen >= 64 && ilen < blen - 80);
-		for (size_t i = 80; i + 8 <= 80 + ilen; i += 8) {
+		assert_true(ilen >= 64 && ilen < blen - NF_CACHE_HEADER_LEN);
+		for (size_t i = NF_CACHE_HEADER_LEN; i + 8 <= NF_CACHE_HEADER_LEN + ilen; i += 8) {
 			uint64_t was, next, vals[6];
 			memcpy(&was, buf + i, 8);
 			memcpy(&next, buf + (i + 16 <= blen ? i + 8 : i), 8);
@@ -1774,7 +1764,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			vals[5] = ~(uint64_t)0;
 			for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
 				memcpy(buf + i, &vals[v], 8);
-				fix_body_hash(buf, blen);
+				nf_state_cache_rehash(buf, blen);
 				if (nf_state_cache_decode(buf, blen, text, len, &d) == 0) {
 					struct plan pv = {0};
 					if (plan_compile(&d, &pv, &err) == 0)
@@ -1784,7 +1774,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			}
 			memcpy(buf + i, &was, 8);
 		}
-		fix_body_hash(buf, blen);
+		nf_state_cache_rehash(buf, blen);
 	}
 	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
 	assert_true(d.frozen_image || sizeof(void *) != 8);

@@ -9,6 +9,7 @@
 #include "tmpdirs.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -1264,11 +1265,6 @@ static int stray_files(const char *dir)
 	return n;
 }
 
-/* The two-step save (written on a thread while the kernel changes): nothing
- * is visible before nf_state_stage_finish; keep=false leaves the file as it
- * was and no temporary file; a DEL's staged text skips the pod still in s,
- * and the model cache written at the finish (for s without it) reads back;
- * a write error is reported at the finish, naming the file. */
 /* The loaded text is mapped (state.c read_state): a file of whole pages,
  * or one byte short or over, loads, reads as a NUL-terminated string, and
  * saves back (its pieces written from the mapping). */
@@ -1350,6 +1346,135 @@ static void test_state_mapped(void **state)
 	assert_int_equal(rmdir_state(dir), 0); /* nothing else left behind */
 }
 
+/* A cache file's bytes at off (n of them) read into buf, or written */
+static void cache_bytes(const char *cpath, off_t off, void *buf, size_t n, bool write)
+{
+	int fd = open(cpath, write ? O_WRONLY : O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write ? pwrite(fd, buf, n, off) : pread(fd, buf, n, off), (ssize_t)n);
+	close(fd);
+}
+
+/* Where needle first is in the cache file (it must be) */
+static off_t cache_find(const char *cpath, const char *needle)
+{
+	static char buf[65536];
+	int fd = open(cpath, O_RDONLY);
+	ssize_t n;
+	const char *at;
+
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_true(n > 0);
+	at = memmem(buf, (size_t)n, needle, strlen(needle));
+	assert_non_null(at);
+	return at - buf;
+}
+
+/* The model cache's frozen part (the policies, namespaces and pod
+ * registrations) is checked once per boot (netconf/cache.c,
+ * trusted_frozen). A cache written whole goes without a stamp, and the
+ * load after it checks everything; the cache of an ADD or DEL, which
+ * leaves the frozen part where it is, is stamped with the boot, and a load
+ * in the same boot does not read those bytes again: a byte changed in
+ * them behind its back is used (the proof that they are not checked). A
+ * stamp of another boot (a power loss could have left the file half
+ * written) is checked: the change is seen, a miss, and the state comes
+ * from its text. The pods, which every ADD or DEL writes in place, are
+ * always checked. */
+static void test_cache_boot_stamp(void **state)
+{
+	static const char text[] =
+		"{\"apiVersion\": \"netfence.dev/v1\", \"kind\": \"NetfenceNodeState\", \"namespaces\": [],"
+		" \"networkPolicies\": [{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
+		" \"metadata\": {\"name\": \"stamp-probe\", \"namespace\": \"default\"},"
+		" \"spec\": {\"podSelector\": {}, \"policyTypes\": [\"Egress\"]}}], \"pods\": []}\n";
+	char dir[] = "/tmp/nf-test-stamp-XXXXXX", path[64], cpath[80], id[64], c;
+	uint8_t boot[16] = {0}, stamp[16], zero[16] = {0};
+	struct nf_error err = {0};
+	struct nf_state s = {0};
+	const off_t stamp_at = 88; /* struct cache_header.frozen_boot */
+	size_t k = 0;
+	FILE *f;
+	(void)state;
+
+	/* this boot's ID, as the kernel prints it */
+	if (!(f = fopen("/proc/sys/kernel/random/boot_id", "r")))
+		skip();
+	assert_non_null(fgets(id, sizeof(id), f));
+	fclose(f);
+	for (size_t i = 0; id[i] && k < 32; i++)
+		if (isxdigit((unsigned char)id[i])) {
+			unsigned d = isdigit((unsigned char)id[i]) ? (unsigned)(id[i] - '0') : (unsigned)(id[i] - 'a' + 10);
+			boot[k / 2] = (uint8_t)(boot[k / 2] << 4 | d);
+			k++;
+		}
+	assert_int_equal(k, 32);
+
+	assert_non_null(test_mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	write_text(path, text, 0600);
+	/* parsed; the cache written whole: no stamp */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	nf_state_free(&s);
+	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), false);
+	assert_memory_equal(stamp, zero, sizeof(zero));
+	/* an ADD's save: the frozen part left where it is, the boot stamped */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	put_pod_json(&s, "{'containerID': 'c-stamp', 'ifname': 'eth0', 'namespace': 'default', 'name': 'a',"
+			 " 'hostVeth': 'veth1', 'ips': ['10.0.0.1/24']}");
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), false);
+	assert_memory_equal(stamp, boot, sizeof(boot));
+
+	/* the policy's name changed in the frozen part: not read again */
+	c = 'X';
+	cache_bytes(cpath, cache_find(cpath, "stamp-probe") + 10, &c, 1, true);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_int_equal(s.npolicies, 1);
+	assert_string_equal(s.policies[0].name, "stamp-probX");
+	assert_int_equal(s.npods, 1);
+	nf_state_free(&s);
+	/* ... but with another boot's stamp it is: a miss, parsed */
+	stamp[0] ^= 1;
+	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), true);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	assert_string_equal(s.policies[0].name, "stamp-probe");
+	assert_int_equal(s.npods, 1);
+	nf_state_free(&s);
+
+	/* the cache that miss wrote, stamped by a save; then one of its pod's
+	 * bytes changed: checked, a miss */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), false);
+	assert_memory_equal(stamp, boot, sizeof(boot));
+	cache_bytes(cpath, cache_find(cpath, "c-stamp") + 2, &c, 1, true);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	assert_string_equal(s.pods[0].container_id, "c-stamp");
+	nf_state_free(&s);
+
+	unlink(cpath);
+	unlink(path);
+	assert_int_equal(rmdir_state(dir), 0);
+}
+
+/* The two-step save (written on a thread while the kernel changes): nothing
+ * is visible before nf_state_stage_finish; keep=false leaves the file as it
+ * was and no temporary file; a DEL's staged text skips the pod still in s,
+ * and the model cache written at the finish (for s without it) reads back;
+ * a write error is reported at the finish, naming the file. */
 static void test_state_stage(void **state)
 {
 	static const char text[] =
@@ -2232,6 +2357,7 @@ int main(void)
 		cmocka_unit_test(test_state_namespace_labels),
 		cmocka_unit_test(test_state_save_pods),
 		cmocka_unit_test(test_state_mapped),
+		cmocka_unit_test(test_cache_boot_stamp),
 		cmocka_unit_test(test_state_stage),
 		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_state_idle),
