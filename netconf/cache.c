@@ -2,24 +2,31 @@
  * so a CNI call does not parse and validate every policy's JSON again (at
  * 1,000 policies that was most of an ADD: docs/performance.md).
  *
- * It is derived data, never the truth: it holds a hash of the state text it
- * was made from (XXH3-128) and is used only for a file with exactly that
- * text; anything else (another text, a torn or truncated cache, a checksum
- * that does not match, another format version, a file someone else could
- * have written) is a miss, and the caller parses the JSON as before. Every
- * writer of the state writes it once the new text is written (before its
- * rename: the hash makes it a miss until then), in place, without fsync:
- * losing it costs one parse.
+ * It is derived data, never the truth: it names the state file it was made
+ * from (struct nf_text_id: device, inode, mtime; the state file is only
+ * ever replaced by a rename, never written in place) and its length, and
+ * the boot it was written in (/proc/sys/kernel/random/boot_id), and is used
+ * only for that very file in that boot; anything else (another file, a
+ * reboot, a torn or truncated cache, a checksum that does not match,
+ * another format version, a file someone else could have written) is a
+ * miss, and the caller parses the JSON as before. Every writer of the
+ * state writes it once the new text is written (before its rename: it
+ * names the new file, so it is a miss until then), in place, without
+ * fsync: losing it costs one parse. Until the next boot the page cache
+ * holds every file as it was written; after a power loss a renamed state
+ * file can hold zeros, which only a parse notices (state.c), and the
+ * boot's ID is another. Without a readable boot ID nothing is cached.
+ * (Until 2026-11-28 the cache held an XXH3-128 of the text, which every
+ * load and every writer hashed: ~0.1 ms of each ADD and DEL at 1,000
+ * policies.)
  *
  * Two checksums: one of the pods, which every ADD and DEL writes in place,
  * always checked; one of the frozen part, which only a change of policies
  * writes, checked by the first load after it. An ADD or DEL then leaves
- * the frozen part where it is and stamps the header with the boot's ID:
- * until the next boot, the page cache holds those bytes as they were
- * written, so a load needs to check neither their checksum nor each
- * pointer of their image (at 1,000 policies, ~0.2 ms of every ADD and DEL
- * on a 2-vCPU VM: docs/performance.md). After a power loss the boot is
- * another and everything is checked again.
+ * the frozen part where it is and flags it in the header as checked: in
+ * that boot a load needs to check neither its checksum nor each pointer
+ * of its image (at 1,000 policies, ~0.2 ms of every ADD and DEL on a
+ * 2-vCPU VM: docs/performance.md).
  *
  * File: header, then the body: the frozen part (policies, namespaces and
  * pod registrations), then the pods. The frozen part is an image of its
@@ -54,14 +61,15 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 12u
+#define CACHE_VERSION 13u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
 	char magic[8];
 	uint32_t version;
 	uint32_t pods_off; /* where the pods begin in the body */
-	uint64_t text_hash[2]; /* XXH3-128 of the state text: low, high */
+	uint64_t text_dev, text_ino; /* the state file (struct nf_text_id) */
+	int64_t text_mtime_ns;
 	uint64_t text_len;
 	uint64_t pods_at, pods_end; /* the span of "pods" in that text */
 	uint64_t body_len;
@@ -70,16 +78,19 @@ struct cache_header {
 	 * when the text outside "pods" is that file's (0: not known) */
 	uint64_t synced_ino;
 	uint64_t frozen_hash; /* XXH3-64 of the body up to pods_off */
-	/* the boot (/proc/sys/kernel/random/boot_id) in which this file's
-	 * frozen part is known to be whole, as its writer made it: a load
-	 * in that boot need not check it (trusted_frozen); all zero: every
-	 * load checks it */
-	uint8_t frozen_boot[16];
-	uint64_t reserved; /* zero; the body stays 16-byte aligned */
+	uint8_t boot[16]; /* the boot this header was written in */
+	uint32_t flags;
+	uint32_t reserved; /* zero; the body stays 16-byte aligned */
+	uint64_t reserved2; /* zero */
 };
+/* flags: the frozen part is known to be whole, as its writer made it (an
+ * ADD or DEL, which does not write it, found it so): a load in the same
+ * boot need not check it (trusted_frozen) */
+#define CACHE_FROZEN_WHOLE 1u
 _Static_assert(sizeof(struct cache_header) == NF_CACHE_HEADER_LEN && sizeof(struct cache_header) % 16 == 0,
 	       "the body, and so the image, is aligned");
-_Static_assert(offsetof(struct cache_header, frozen_boot) == 88, "tests/unit/test_netconf.c knows the stamp's place");
+_Static_assert(offsetof(struct cache_header, boot) == 96 && offsetof(struct cache_header, flags) == 112,
+	       "tests/unit/test_netconf.c knows where the boot and the flags are");
 
 /* The boot's ID (16 bytes, all zero if unknown), read once per process */
 static uint8_t boot[16];
@@ -122,13 +133,19 @@ static const uint8_t *boot_id(void)
 	return boot;
 }
 
-/* Is a frozen part stamped with stamp known whole in this boot? */
-static bool trusted_frozen(const uint8_t stamp[16])
+/* Was h written in this boot (and is the boot known)? */
+static bool this_boot(const struct cache_header *h)
 {
 	static const uint8_t zero[16];
 	const uint8_t *b = boot_id();
 
-	return memcmp(b, zero, sizeof(zero)) != 0 && memcmp(stamp, b, 16) == 0;
+	return memcmp(b, zero, sizeof(zero)) != 0 && memcmp(h->boot, b, sizeof(h->boot)) == 0;
+}
+
+/* Is h's frozen part known whole in this boot? */
+static bool trusted_frozen(const struct cache_header *h)
+{
+	return (le32toh(h->flags) & CACHE_FROZEN_WHOLE) && this_boot(h);
 }
 
 /* The first struct of the image (below): where the frozen part's arrays
@@ -458,37 +475,17 @@ static char *cache_path(const char *path)
 
 static void put_image(struct wbuf *w, const char *enc, size_t elen);
 
-/* The text's hash, piece by piece */
-static XXH128_hash_t text_hash(const struct nf_pieces *text)
-{
-	XXH3_state_t *st;
-	XXH128_hash_t h;
-
-	if (text->n == 1)
-		return XXH3_128bits(text->v[0].iov_base, text->v[0].iov_len);
-	if (!(st = XXH3_createState()) || XXH3_128bits_reset(st) == XXH_ERROR) {
-		XXH3_freeState(st);
-		return (XXH128_hash_t){0, 0}; /* names no text: a miss */
-	}
-	for (int i = 0; i < text->n; i++)
-		XXH3_128bits_update(st, text->v[i].iov_base, text->v[i].iov_len);
-	h = XXH3_128bits_digest(st);
-	XXH3_freeState(st);
-	return h;
-}
-
 /* The cache of s, made from text, in pieces (out): its header and all
  * but the frozen part in *buf (malloc'd); the frozen part, if s has one,
  * borrowed from s, as it is (an ADD or DEL re-encodes only the pods).
  * known: the pods' spans in text, if the caller has them (else found,
  * which needs text in one piece). */
 static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t pods_at, size_t pods_end,
-		  const size_t (*known)[2], char **buf, struct nf_pieces *out)
+		  const size_t (*known)[2], const struct nf_text_id *id, char **buf, struct nf_pieces *out)
 {
 	struct wbuf w = {0};
 	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
 	struct cache_header *hp;
-	XXH128_hash_t th = text_hash(text);
 	size_t (*spans)[2] = NULL, frozen = s->frozen_enc ? s->frozen_enc_len : 0, nseg = 0;
 	struct pods_seg seg[PODS_SEGS];
 	XXH3_state_t *bh;
@@ -545,8 +542,10 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 	for (int i = 2; i < out->n; i++)
 		XXH3_64bits_update(bh, out->v[i].iov_base, out->v[i].iov_len);
 	hp = (struct cache_header *)w.p;
-	hp->text_hash[0] = htole64(th.low64);
-	hp->text_hash[1] = htole64(th.high64);
+	hp->text_dev = htole64(id->dev);
+	hp->text_ino = htole64(id->ino);
+	hp->text_mtime_ns = (int64_t)htole64((uint64_t)id->mtime_ns);
+	memcpy(hp->boot, boot_id(), sizeof(hp->boot));
 	hp->text_len = htole64(text->len);
 	hp->pods_at = htole64(pods_at);
 	hp->pods_end = htole64(pods_end);
@@ -561,14 +560,14 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 }
 
 int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
-			  size_t pods_end, char **out, size_t *outlen)
+			  size_t pods_end, const struct nf_text_id *id, char **out, size_t *outlen)
 {
 	struct nf_pieces t = nf_pieces_of(text, len), c;
 	char *buf, *all;
 	size_t n = 0;
 	int r;
 
-	if ((r = encode(s, &t, pods_at, pods_end, NULL, &buf, &c)) < 0)
+	if ((r = encode(s, &t, pods_at, pods_end, NULL, id, &buf, &c)) < 0)
 		return r;
 	if ((all = malloc(c.len)))
 		for (int i = 0; i < c.n; i++) {
@@ -615,11 +614,11 @@ static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct n
  * (its second piece) is that file's own, where it is (the state was
  * decoded from a mapping of this very file): only the header and the pods
  * are written, and the bytes a decoded state points into never change
- * under it. Then the header is stamped with this boot: the frozen part
- * was checked, or trusted, when it was loaded, and is not written now.
- * Otherwise the header goes without a stamp (the next load checks the
- * whole file): written in place, a frozen part could be left half written
- * by a writer killed on the way. */
+ * under it. Then the header flags the frozen part whole: it was checked,
+ * or trusted, when it was loaded, and is not written now. Otherwise the
+ * header goes without the flag (the next load checks the whole file):
+ * written in place, a frozen part could be left half written by a writer
+ * killed on the way. */
 static int write_in_place(const char *cpath, const struct nf_pieces *c, const struct nf_state *s)
 {
 	struct stat st;
@@ -632,7 +631,7 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, const st
 		r = -EINVAL;
 	} else if (s->frozen_map && c->n >= 3 && (uint64_t)st.st_dev == s->frozen_map_dev &&
 		   (uint64_t)st.st_ino == s->frozen_map_ino) { /* keep */
-		memcpy(((struct cache_header *)c->v[0].iov_base)->frozen_boot, boot_id(), 16);
+		((struct cache_header *)c->v[0].iov_base)->flags |= htole32(CACHE_FROZEN_WHOLE);
 		r = write_pods_in_place(fd, c, s);
 	} else {
 		r = nf_write_all_v(fd, c);
@@ -645,8 +644,9 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, const st
 }
 
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2])
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], const struct nf_text_id *id)
 {
+	static const uint8_t zero[16];
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
 	_cleanup_free_ size_t(*found)[2] = NULL;
 	struct nf_pieces c;
@@ -654,6 +654,10 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 
 	if (!cpath)
 		return;
+	if (memcmp(boot_id(), zero, sizeof(zero)) == 0) { /* no boot to name: no cache */
+		unlink(cpath);
+		return;
+	}
 	/* a cache whose pods are not those of its text must not be written:
 	 * nf_state_load takes the pods from it (a caller's bug, but one that
 	 * would be read back as the truth) */
@@ -662,10 +666,10 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	     nf_json_array_spans(text->v[0].iov_base, pods_at, pods_end, found, s->npods) != s->npods))
 		pods_end = pods_at;
 	/* no fsync: a lost or torn cache is a miss. A stale one is harmless
-	 * too (its hash names another text), but a failed write should not
-	 * leave an old one for nothing. */
+	 * too (it names another file), but a failed write should not leave an
+	 * old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
-	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, &buf, &c) < 0 ||
+	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, id, &buf, &c) < 0 ||
 	    (write_in_place(cpath, &c, s) < 0 &&
 	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);
@@ -1271,20 +1275,19 @@ static struct image_root *image_check(char *body, size_t ilen, size_t pods_off, 
 	return w.bad || w.cur != w.end ? NULL : root;
 }
 
-/* Is h the header of a cache of text (len bytes) with a body of body_len
- * bytes, pods_at/pods_end within text and pods_off within the body
- * (map_cache caps a cache at 1 GiB: the offset fits in 32 bits)? The
- * body's checksums: check_pods, check_frozen. */
-static int check_head(const struct cache_header *h, size_t body_len, const char *text, size_t len)
+/* Is h the header of a cache of the text (len bytes) of file id, written
+ * in this boot, with a body of body_len bytes, pods_at/pods_end within
+ * the text and pods_off within the body (map_cache caps a cache at 1 GiB:
+ * the offset fits in 32 bits)? The body's checksums: check_pods,
+ * check_frozen. */
+static int check_head(const struct cache_header *h, size_t body_len, size_t len, const struct nf_text_id *id)
 {
-	XXH128_hash_t th;
-
 	if (memcmp(h->magic, CACHE_MAGIC, sizeof(h->magic)) != 0 || le32toh(h->version) != CACHE_VERSION ||
 	    le64toh(h->text_len) != len || le64toh(h->body_len) != body_len || le32toh(h->pods_off) > body_len ||
-	    h->reserved != 0)
+	    h->reserved != 0 || h->reserved2 != 0 || (le32toh(h->flags) & ~CACHE_FROZEN_WHOLE))
 		return -EINVAL;
-	th = XXH3_128bits(text, len);
-	if (le64toh(h->text_hash[0]) != th.low64 || le64toh(h->text_hash[1]) != th.high64)
+	if (le64toh(h->text_dev) != id->dev || le64toh(h->text_ino) != id->ino ||
+	    (int64_t)le64toh((uint64_t)h->text_mtime_ns) != id->mtime_ns || !this_boot(h))
 		return -EINVAL;
 	if (le64toh(h->pods_end) <= le64toh(h->pods_at) || le64toh(h->pods_end) > len)
 		return -EINVAL;
@@ -1303,23 +1306,24 @@ static int check_pods(const struct cache_header *h, const char *body, size_t bod
 /* the frozen part's, unless it is known whole in this boot */
 static int check_frozen(const struct cache_header *h, const char *body)
 {
-	if (trusted_frozen(h->frozen_boot))
+	if (trusted_frozen(h))
 		return 0;
 	return le64toh(h->frozen_hash) == XXH3_64bits(body, le32toh(h->pods_off)) ? 0 : -EINVAL;
 }
 
-/* The header of buf, if buf is a whole cache made from text: 0 and *h.
- * A buffer has no boot: every byte is checked. */
-static int check_header(const char *buf, size_t blen, const char *text, size_t len, struct cache_header *h)
+/* The header of buf, if buf is a whole cache made from the text (len
+ * bytes) of file id: 0 and *h. A buffer is checked whole, flagged or not. */
+static int check_header(const char *buf, size_t blen, size_t len, const struct nf_text_id *id, struct cache_header *h)
 {
-	size_t body_len = blen - sizeof(*h);
+	size_t body_len;
 
 	if (blen < sizeof(*h))
 		return -EINVAL;
+	body_len = blen - sizeof(*h);
 	memcpy(h, buf, sizeof(*h));
-	memset(h->frozen_boot, 0, sizeof(h->frozen_boot));
-	if (check_head(h, body_len, text, len) < 0 || check_pods(h, buf + sizeof(*h), body_len) < 0)
+	if (check_head(h, body_len, len, id) < 0 || check_pods(h, buf + sizeof(*h), body_len) < 0)
 		return -EINVAL;
+	h->flags &= ~htole32(CACHE_FROZEN_WHOLE);
 	return check_frozen(h, buf + sizeof(*h));
 }
 
@@ -1331,6 +1335,8 @@ void nf_state_cache_rehash(char *buf, size_t blen)
 	if (blen < sizeof(h))
 		return;
 	memcpy(&h, buf, sizeof(h));
+	h.body_len = htole64(blen - sizeof(h));
+	memcpy(buf, &h, sizeof(h));
 	off = le32toh(h.pods_off);
 	if (off > blen - sizeof(h))
 		return;
@@ -1440,7 +1446,7 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	enc_at = ilen ? ilen : IMAGE_NONE;
 	if (body_len < IMAGE_NONE || ilen % ARENA_ALIGN || (ilen && ilen < sizeof(*root)) || enc_at > pods_off)
 		r.bad = true;
-	else if (!(map && ilen && (root = image_check(body, (size_t)ilen, pods_off, trusted_frozen(h->frozen_boot))))) {
+	else if (!(map && ilen && (root = image_check(body, (size_t)ilen, pods_off, trusted_frozen(h))))) {
 		r.p = (const uint8_t *)body + enc_at;
 		if (!(root = get_frozen(&r)) || r.p != (const uint8_t *)body + pods_off)
 			r.bad = true;
@@ -1477,12 +1483,13 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	return 0;
 }
 
-int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len,
+			       const struct nf_text_id *id, struct nf_state *out)
 {
 	struct cache_header h;
 
 	memset(out, 0, sizeof(*out));
-	if (check_header(buf, blen, text, len, &h) < 0)
+	if (check_header(buf, blen, len, id, &h) < 0)
 		return -EINVAL;
 	return decode_pods(&h, buf + sizeof(h), blen - sizeof(h), len, out);
 }
@@ -1506,14 +1513,15 @@ static void *map_at_base(size_t len, int fd)
 	return m;
 }
 
-int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out)
+int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, const struct nf_text_id *id,
+			  struct nf_state *out)
 {
 	struct cache_header h;
 	char *body;
 	void *m;
 
 	memset(out, 0, sizeof(*out));
-	if (check_header(buf, blen, text, len, &h) < 0)
+	if (check_header(buf, blen, len, id, &h) < 0)
 		return -EINVAL;
 	/* as a load from the file would: at the image's place if it is free */
 	if ((m = map_at_base(blen, -1))) {
@@ -1563,7 +1571,7 @@ static int map_cache(const char *path, void **map, size_t *map_len, struct stat 
 
 /* The pods need only their own checksum; the frozen part, for a whole
  * state, its own unless it is known whole in this boot (check_frozen). */
-static int cache_load(const char *path, const char *text, size_t len, struct nf_state *out, bool pods_only)
+static int cache_load(const char *path, size_t len, const struct nf_text_id *id, struct nf_state *out, bool pods_only)
 {
 	struct cache_header h;
 	struct stat st;
@@ -1578,7 +1586,7 @@ static int cache_load(const char *path, const char *text, size_t len, struct nf_
 	memcpy(&h, map, sizeof(h));
 	body = (char *)map + sizeof(h);
 	blen = mlen - sizeof(h);
-	if (check_head(&h, blen, text, len) < 0 || check_pods(&h, body, blen) < 0 ||
+	if (check_head(&h, blen, len, id) < 0 || check_pods(&h, body, blen) < 0 ||
 	    (!pods_only && check_frozen(&h, body) < 0))
 		r = -EINVAL;
 	if (r == 0 && !pods_only) {
@@ -1594,12 +1602,16 @@ static int cache_load(const char *path, const char *text, size_t len, struct nf_
 	return r;
 }
 
-int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out)
+int nf_state_cache_load(const char *path, const char *text, size_t len, const struct nf_text_id *id,
+			struct nf_state *out)
 {
-	return cache_load(path, text, len, out, false);
+	(void)text; /* named by id */
+	return cache_load(path, len, id, out, false);
 }
 
-int nf_state_cache_load_pods(const char *path, const char *text, size_t len, struct nf_state *out)
+int nf_state_cache_load_pods(const char *path, const char *text, size_t len, const struct nf_text_id *id,
+			     struct nf_state *out)
 {
-	return cache_load(path, text, len, out, true);
+	(void)text;
+	return cache_load(path, len, id, out, true);
 }

@@ -367,7 +367,16 @@ int nf_pwritev_all(int fd, const struct iovec *iov, int n, off_t off)
 /* The text of the state file: 0 and *buf (NUL-terminated; *map: mapped,
  * that many bytes, else 0: on the heap) and, if ino is not NULL, *ino
  * (its inode), or 1 when there is no file (an empty state), or an error. */
-static int read_state(const char *path, char **buf, size_t *len, size_t *map, uint64_t *ino, struct nf_error *err)
+/* The file st is, for the model cache (state.h) */
+static void text_id_of(const struct stat *st, struct nf_text_id *id)
+{
+	id->dev = (uint64_t)st->st_dev;
+	id->ino = (uint64_t)st->st_ino;
+	id->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static int read_state(const char *path, char **buf, size_t *len, size_t *map, struct nf_text_id *id,
+		      struct nf_error *err)
 {
 	struct stat st;
 	size_t size, got = 0;
@@ -398,8 +407,7 @@ static int read_state(const char *path, char **buf, size_t *len, size_t *map, ui
 	}
 	size = (size_t)st.st_size;
 	*map = 0;
-	if (ino)
-		*ino = (uint64_t)st.st_ino;
+	text_id_of(&st, id);
 	/* mapped, not read: the file is only ever replaced by a rename, never
 	 * written in place, so its pages stay what they are; reading the 0.5
 	 * MB of 1,000 policies into the heap cost a fault per page (~0.2 ms).
@@ -472,7 +480,8 @@ static int parse_state(const char *path, char *buf, size_t len, size_t map, stru
  * out of what is parsed and the pods come from the cache. With 500 pods
  * and 10 policies they were most of a netfencectl run's parse. 0 and
  * *out (which takes buf), or <0 and nothing done. */
-static int parse_state_cached_pods(const char *path, char *buf, size_t len, size_t map, struct nf_state *out)
+static int parse_state_cached_pods(const char *path, char *buf, size_t len, size_t map, const struct nf_text_id *id,
+				   struct nf_state *out)
 {
 	struct nf_state c, s = {0};
 	struct nf_error ignored = {0};
@@ -480,7 +489,7 @@ static int parse_state_cached_pods(const char *path, char *buf, size_t len, size
 	char *cut;
 	size_t at, end;
 
-	if (nf_state_cache_load_pods(path, buf, len, &c) < 0)
+	if (nf_state_cache_load_pods(path, buf, len, id, &c) < 0)
 		return -1;
 	at = c.pods_at;
 	end = c.pods_end;
@@ -537,19 +546,20 @@ static bool torn(const char *text, size_t len)
  * policies are the state file's: nf_state_save_pods), and *synced_ino
  * its inode. Without a usable one the text stays (parsing it names the
  * problem). */
-static void recover(const char *path, char **buf, size_t *len, size_t *map, uint64_t *synced_ino)
+static void recover(const char *path, char **buf, size_t *len, size_t *map, struct nf_text_id *id,
+		    uint64_t *synced_ino)
 {
 	_cleanup_free_ char *synced = NULL;
 	struct nf_error ignored = {0};
+	struct nf_text_id sid;
 	char *b = NULL;
 	size_t l = 0, m = 0;
-	uint64_t ino = 0;
 
 	if (asprintf(&synced, "%s.synced", path) < 0) {
 		synced = NULL;
 		return;
 	}
-	if (read_state(synced, &b, &l, &m, &ino, &ignored) != 0)
+	if (read_state(synced, &b, &l, &m, &sid, &ignored) != 0)
 		return;
 	if (torn(b, l)) {
 		nf_text_free(b, m);
@@ -563,7 +573,8 @@ static void recover(const char *path, char **buf, size_t *len, size_t *map, uint
 	*buf = b;
 	*len = l;
 	*map = m;
-	*synced_ino = ino;
+	*id = sid; /* the text's file */
+	*synced_ino = sid.ino;
 }
 
 static int load(const char *path, bool cached, struct nf_state *out, struct nf_error *err)
@@ -571,22 +582,24 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 	char *buf = NULL;
 	size_t len = 0, map = 0;
 	uint64_t synced_ino = 0;
-	int r = read_state(path, &buf, &len, &map, NULL, err);
+	struct nf_text_id id;
+	int r = read_state(path, &buf, &len, &map, &id, err);
 
 	memset(out, 0, sizeof(*out));
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	if (cached && nf_state_cache_load(path, buf, len, out) == 0) {
+	if (cached && nf_state_cache_load(path, buf, len, &id, out) == 0) {
 		out->raw = buf;
 		out->raw_len = len;
 		out->raw_map = map;
 		return 0;
 	}
-	/* a cache is only ever made of a text that parsed: a hit is whole */
+	/* a cache is only ever made of a text that parsed, and a hit is that
+	 * very file in the boot it was written in: whole */
 	if (torn(buf, len))
-		recover(path, &buf, &len, &map, &synced_ino);
+		recover(path, &buf, &len, &map, &id, &synced_ino);
 	if (!cached) {
-		r = parse_state_cached_pods(path, buf, len, map, out) == 0 ? 0
+		r = parse_state_cached_pods(path, buf, len, map, &id, out) == 0 ? 0
 									   : parse_state(path, buf, len, map, out, err);
 		out->synced_ino = r == 0 ? synced_ino : 0;
 		return r;
@@ -595,7 +608,7 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 		return r;
 	out->synced_ino = synced_ino;
 	struct nf_pieces t = nf_pieces_of(out->raw, out->raw_len);
-	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL);
+	nf_state_cache_write(path, out, &t, out->pods_at, out->pods_end, NULL, &id);
 	return 0;
 }
 
@@ -716,7 +729,7 @@ static void stage_cache(struct nf_state_stage *st)
 		return; /* the old cache names the old text: a miss */
 	v.synced_ino = st->synced_ino; /* the new text's */
 	nf_state_cache_write(st->path, &v, &st->pieces, st->pods_at, st->pods_end,
-			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL);
+			     st->spans && st->nspans == v.npods ? (const size_t(*)[2])st->spans : NULL, &st->text_id);
 	if (st->skip)
 		free(v.pods);
 }
@@ -787,9 +800,16 @@ static void *stage_write(void *arg)
 	 * 1,000 policies; started here, it is under way by then. */
 	if (st->error == 0)
 		sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	if (st->error == 0 && st->durable) {
+	/* the file the cache names: the rename leaves its inode and mtime */
+	if (st->error == 0) {
 		struct stat sb;
-		st->synced_ino = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_ino : 0;
+		bool known = fstat(fd, &sb) == 0;
+		if (known)
+			text_id_of(&sb, &st->text_id);
+		else
+			st->cache = false;
+		if (st->durable)
+			st->synced_ino = known ? st->text_id.ino : 0;
 	}
 	nf_phase("writer-written");
 	if (st->error == 0 && st->cache)

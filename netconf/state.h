@@ -81,26 +81,46 @@ int nf_pwritev_all(int fd, const struct iovec *iov, int n, off_t off);
  * are (more than n: only n filled). */
 size_t nf_json_array_spans(const char *text, size_t at, size_t end, size_t (*spans)[2], size_t n);
 
+/* Which file a state text is: its device, inode and modification time
+ * (fstat). The state file is never written in place, only replaced by a
+ * rename (so a new inode, whose mtime the rename leaves as it was): the
+ * model cache names the file it was made from this way, instead of
+ * hashing its text at every load, and only within the boot it was
+ * written in (after a power loss, a renamed file can hold zeros where its
+ * text was to be: the state file's loader checks for that after a miss). */
+struct nf_text_id {
+	uint64_t dev, ino;
+	int64_t mtime_ns;
+};
+
 /* The model cache (cache.c). Writers call nf_state_cache_write once the
- * new state text is written (failures only remove the cache). spans: where
- * each of s's pods is in text, if the writer knows (else they are found).
- * The cache records s->synced_ino with the text. */
+ * new state text is written to the file id names (failures only remove
+ * the cache). spans: where each of s's pods is in text, if the writer
+ * knows (else they are found). The cache records s->synced_ino with the
+ * text. */
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2]);
-/* 0 and *out (frozen) when the cache of path is valid for text; <0 if not */
-int nf_state_cache_load(const char *path, const char *text, size_t len, struct nf_state *out);
+			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], const struct nf_text_id *id);
+/* 0 and *out (frozen) when the cache of path was made from the text (len
+ * bytes) of the file id, in this boot; <0 if not */
+int nf_state_cache_load(const char *path, const char *text, size_t len, const struct nf_text_id *id,
+			struct nf_state *out);
 /* nf_state_cache_load of the pods alone (and pods_at/pods_end): not
  * frozen, no policies; for nf_state_load, which parses those itself */
-int nf_state_cache_load_pods(const char *path, const char *text, size_t len, struct nf_state *out);
-/* the cache's bytes for s made from text, and back (unit tests, fuzzing) */
+int nf_state_cache_load_pods(const char *path, const char *text, size_t len, const struct nf_text_id *id,
+			     struct nf_state *out);
+/* the cache's bytes for s made from text (of the file id), and back (unit
+ * tests, fuzzing) */
 int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
-			  size_t pods_end, char **out, size_t *outlen);
-int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
-int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len, struct nf_state *out);
+			  size_t pods_end, const struct nf_text_id *id, char **out, size_t *outlen);
+int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, const struct nf_text_id *id,
+			  struct nf_state *out);
+int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len,
+			       const struct nf_text_id *id, struct nf_state *out);
 /* the cache's header: its body (and the tests' changes) begin after it */
-#define NF_CACHE_HEADER_LEN 112
-/* makes the checksums of a cache's bytes (buf, blen) match them again, so
- * that bytes a test or the fuzzer changed reach the decoder's own checks */
+#define NF_CACHE_HEADER_LEN 128
+/* makes the body's length and checksums in a cache's bytes (buf, blen)
+ * match them again, so that bytes a test or the fuzzer changed reach the
+ * decoder's own checks */
 void nf_state_cache_rehash(char *buf, size_t blen);
 json_t *nf_state_to_json(const struct nf_state *s);
 /* Writes a new file (0600) next to path, fsyncs it, links it as
@@ -147,6 +167,7 @@ struct nf_state_stage {
 	size_t nspans;
 	bool durable;         /* fsync the file, link it as "<state>.synced", fsync the directory */
 	uint64_t synced_ino;  /* nf_state.synced_ino of the new text (cache) */
+	struct nf_text_id text_id; /* the new file, which the cache names */
 	bool threaded;        /* thread runs (else the file was written inline) */
 	int written;          /* set by the thread when it is done with st (atomic) */
 	pthread_t thread;

@@ -7,7 +7,6 @@
  * repository), so that the image of its structs (netconf/cache.c), whose
  * pointers random bytes would never make, is checked against near misses
  * too. */
-#include <endian.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,9 @@
 #include "../../netconf/state.h"
 
 #define HDR NF_CACHE_HEADER_LEN
+
+/* the file a cache names (netconf/state.h) */
+static const struct nf_text_id fuzz_tid = {.dev = 1, .ino = 2, .mtime_ns = 3};
 
 static char *np14, *np14_text;
 static size_t np14_len, np14_text_len;
@@ -28,7 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (nf_state_load("testdata/state/np14-state.json", &s, &err) == 0 && (np14_text = malloc(s.raw_len + 1))) {
 		memcpy(np14_text, s.raw, s.raw_len);
 		np14_text_len = s.raw_len;
-		if (nf_state_cache_encode(&s, np14_text, np14_text_len, 0, np14_text_len, &np14, &np14_len) != 0)
+		if (nf_state_cache_encode(&s, np14_text, np14_text_len, 0, np14_text_len, &fuzz_tid, &np14, &np14_len) != 0)
 			np14 = NULL;
 	}
 	nf_state_free(&s);
@@ -42,9 +44,9 @@ static void decode_and_compile(char *buf, size_t len, const char *text, size_t t
 
 	nf_state_cache_rehash(buf, len);
 	/* the pods alone, from wherever the header says they begin */
-	if (nf_state_cache_decode_pods(buf, len, text, tlen, &d) == 0)
+	if (nf_state_cache_decode_pods(buf, len, text, tlen, &fuzz_tid, &d) == 0)
 		nf_state_free(&d);
-	if (nf_state_cache_decode(buf, len, text, tlen, &d) == 0) {
+	if (nf_state_cache_decode(buf, len, text, tlen, &fuzz_tid, &d) == 0) {
 		if (plan_compile(&d, &p, NULL) == 0) {
 			free(plan_render(&p));
 			plan_free(&p);
@@ -59,7 +61,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct nf_state empty = {0};
 	char *hdr = NULL, *buf;
 	size_t hlen = 0;
-	uint64_t v;
 
 	if (size < 1)
 		return 0;
@@ -78,14 +79,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	/* a valid header for text, from the encoder of an empty state */
-	if (nf_state_cache_encode(&empty, text, 1, 0, 1, &hdr, &hlen) != 0 || !(buf = malloc(HDR + size))) {
+	if (nf_state_cache_encode(&empty, text, 1, 0, 1, &fuzz_tid, &hdr, &hlen) != 0 || !(buf = malloc(HDR + size))) {
 		free(hdr);
 		return 0;
 	}
 	memcpy(buf, hdr, HDR);
 	memcpy(buf + HDR, data, size);
-	v = htole64(size);
-	memcpy(buf + 56, &v, 8);
 	decode_and_compile(buf, HDR + size, text, 1);
 	free(buf);
 	free(hdr);

@@ -8,6 +8,9 @@
 #include "../../enforce/plan.h"
 #include "../../netconf/state.h"
 
+/* the file a cache names (netconf/state.h) */
+static const struct nf_text_id fuzz_tid = {.dev = 1, .ino = 2, .mtime_ns = 3};
+
 static char *render(const struct nf_state *s)
 {
 	struct nf_error err = {0};
@@ -33,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (nf_state_from_json(root, &s, &err) == 0) {
 		a = render(&s);
-		if (nf_state_cache_encode(&s, (const char *)data, size, 0, size ? size : 1, &buf, &blen) == 0 && size) {
-			if (nf_state_cache_decode(buf, blen, (const char *)data, size, &d) != 0)
+		if (nf_state_cache_encode(&s, (const char *)data, size, 0, size ? size : 1, &fuzz_tid, &buf, &blen) == 0 && size) {
+			if (nf_state_cache_decode(buf, blen, (const char *)data, size, &fuzz_tid, &d) != 0)
 				abort(); /* its own cache must decode */
 			b = render(&d);
 			if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))

@@ -1579,10 +1579,14 @@ static void test_twins(void **state)
 	}
 }
 
+/* The file a test's cache names (netconf/state.h) */
+static const struct nf_text_id tid = {.dev = 0x801, .ino = 4242, .mtime_ns = 1764300000123456789};
+
 /* The model cache (netconf/cache.c): the state decoded from its bytes
- * compiles to the same plan and encodes to the same bytes; any other text,
- * any truncation, any corrupted byte (even with the checksum fixed up) is
- * refused or decodes to some state, never a crash or a leak (ASan). */
+ * compiles to the same plan and encodes to the same bytes; any other file,
+ * any other length, any truncation, any corrupted byte (even with the
+ * checksum fixed up) is refused or decodes to some state, never a crash or
+ * a leak (ASan). */
 static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 {
 	struct nf_state d = {0};
@@ -1591,8 +1595,8 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	char *buf = NULL, *buf2 = NULL, *a, *b, *other;
 	size_t blen = 0, blen2 = 0;
 
-	assert_int_equal(nf_state_cache_encode(s, text, len, 0, len, &buf, &blen), 0);
-	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
+	assert_int_equal(nf_state_cache_encode(s, text, len, 0, len, &tid, &buf, &blen), 0);
+	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), 0);
 	assert_non_null(d.frozen);
 	/* its structs are the cache's image, mapped where it was made for */
 	if (sizeof(void *) == 8)
@@ -1603,7 +1607,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		struct nf_state e = {0};
 		char *a2, *b2, *buf3 = NULL;
 		size_t blen3 = 0;
-		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &e), 0);
+		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &e), 0);
 		assert_false(e.frozen_image);
 		assert_int_equal(plan_compile(&d, &p1, &err), 0);
 		assert_int_equal(plan_compile(&e, &p2, &err), 0);
@@ -1616,7 +1620,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		plan_free(&p2);
 		memset(&p1, 0, sizeof(p1));
 		memset(&p2, 0, sizeof(p2));
-		assert_int_equal(nf_state_cache_encode(&e, text, len, 0, len, &buf3, &blen3), 0);
+		assert_int_equal(nf_state_cache_encode(&e, text, len, 0, len, &tid, &buf3, &blen3), 0);
 		assert_int_equal(blen3, blen);
 		assert_memory_equal(buf3, buf, blen);
 		free(buf3);
@@ -1640,7 +1644,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	/* the pods alone (nf_state_load's way): the same pods, nothing else */
 	{
 		struct nf_state q;
-		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &q), 0);
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &tid, &q), 0);
 		assert_null(q.frozen);
 		assert_int_equal(q.npolicies, 0);
 		assert_int_equal(q.npods, s->npods);
@@ -1662,7 +1666,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	b = plan_render(&p2);
 	assert_string_equal(a, b);
 	/* the next cache reuses the frozen part's bytes: the same bytes */
-	assert_int_equal(nf_state_cache_encode(&d, text, len, 0, len, &buf2, &blen2), 0);
+	assert_int_equal(nf_state_cache_encode(&d, text, len, 0, len, &tid, &buf2, &blen2), 0);
 	assert_int_equal(blen2, blen);
 	assert_memory_equal(buf2, buf, blen);
 	free(buf2);
@@ -1671,7 +1675,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	 * point into them) */
 	other = d.frozen_enc;
 	d.frozen_enc = NULL;
-	assert_int_equal(nf_state_cache_encode(&d, text, len, 0, len, &buf2, &blen2), 0);
+	assert_int_equal(nf_state_cache_encode(&d, text, len, 0, len, &tid, &buf2, &blen2), 0);
 	d.frozen_enc = other;
 	assert_int_equal(blen2, blen);
 	assert_memory_equal(buf2, buf, blen);
@@ -1705,16 +1709,26 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	}
 	nf_state_free(&d);
 
-	/* another text, even by one byte, or shorter: a miss */
-	other = strndup(text, len);
-	other[len / 2] ^= 1;
-	assert_int_equal(nf_state_cache_decode(buf, blen, other, len, &d), -EINVAL);
-	assert_int_equal(nf_state_cache_decode(buf, blen, text, len - 1, &d), -EINVAL);
-	assert_int_equal(nf_state_cache_decode_pods(buf, blen, other, len, &d), -EINVAL);
-	free(other);
+	/* another file (device, inode or mtime), or another length: a miss */
+	for (int k = 0; k < 3; k++) {
+		struct nf_text_id o = tid;
+		*(k == 0 ? &o.dev : k == 1 ? &o.ino : (uint64_t *)&o.mtime_ns) += 1;
+		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &o, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &o, &d), -EINVAL);
+	}
+	assert_int_equal(nf_state_cache_decode(buf, blen, text, len - 1, &tid, &d), -EINVAL);
+	/* written in another boot (header bytes 96-111), or with flags or
+	 * reserved bytes this build does not know (112-127): a miss. The
+	 * flag that the frozen part is whole is not trusted in a buffer. */
+	for (size_t i = 96; i < NF_CACHE_HEADER_LEN; i++) {
+		buf[i] ^= i == 112 ? 2 : 1;
+		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &tid, &d), -EINVAL);
+		buf[i] ^= i == 112 ? 2 : 1;
+	}
 	for (size_t n = 0; n < blen; n++) {
-		assert_int_equal(nf_state_cache_decode(buf, n, text, len, &d), -EINVAL);
-		assert_int_equal(nf_state_cache_decode_pods(buf, n, text, len, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode(buf, n, text, len, &tid, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, n, text, len, &tid, &d), -EINVAL);
 	}
 	/* where the pods begin (header bytes 12-15, outside the checksum):
 	 * anything else is refused or decodes to some pods, never a crash */
@@ -1722,7 +1736,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		static const uint8_t flips[] = {0x01, 0x04, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
 			buf[i] ^= flips[f];
-			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
+			if (nf_state_cache_decode_pods(buf, blen, text, len, &tid, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
 		}
@@ -1733,11 +1747,11 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		static const uint8_t flips[] = {0x01, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
 			buf[i] ^= flips[f];
-			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), -EINVAL);
+			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), -EINVAL);
 			nf_state_cache_rehash(buf, blen);
-			if (nf_state_cache_decode(buf, blen, text, len, &d) == 0)
+			if (nf_state_cache_decode(buf, blen, text, len, &tid, &d) == 0)
 				nf_state_free(&d);
-			if (nf_state_cache_decode_pods(buf, blen, text, len, &d) == 0)
+			if (nf_state_cache_decode_pods(buf, blen, text, len, &tid, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
 			nf_state_cache_rehash(buf, blen);
@@ -1765,7 +1779,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
 				memcpy(buf + i, &vals[v], 8);
 				nf_state_cache_rehash(buf, blen);
-				if (nf_state_cache_decode(buf, blen, text, len, &d) == 0) {
+				if (nf_state_cache_decode(buf, blen, text, len, &tid, &d) == 0) {
 					struct plan pv = {0};
 					if (plan_compile(&d, &pv, &err) == 0)
 						plan_free(&pv);
@@ -1776,7 +1790,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		}
 		nf_state_cache_rehash(buf, blen);
 	}
-	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &d), 0);
+	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), 0);
 	assert_true(d.frozen_image || sizeof(void *) != 8);
 	nf_state_free(&d);
 	free(buf);

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -1373,30 +1374,32 @@ static off_t cache_find(const char *cpath, const char *needle)
 	return at - buf;
 }
 
-/* The model cache's frozen part (the policies, namespaces and pod
- * registrations) is checked once per boot (netconf/cache.c,
- * trusted_frozen). A cache written whole goes without a stamp, and the
- * load after it checks everything; the cache of an ADD or DEL, which
- * leaves the frozen part where it is, is stamped with the boot, and a load
- * in the same boot does not read those bytes again: a byte changed in
- * them behind its back is used (the proof that they are not checked). A
- * stamp of another boot (a power loss could have left the file half
- * written) is checked: the change is seen, a miss, and the state comes
- * from its text. The pods, which every ADD or DEL writes in place, are
- * always checked. */
-static void test_cache_boot_stamp(void **state)
+/* The model cache (netconf/cache.c) names the state file it was made from
+ * (device, inode, mtime) and the boot it was written in, instead of a hash
+ * of its text: a copy of the same text under the same name, the same file
+ * touched, or another boot, is a miss (the state comes from its text).
+ * Its frozen part (the policies, namespaces and pod registrations) is
+ * checked by the first load after it was written whole; the cache of an
+ * ADD or DEL, which leaves that part where it is, flags it whole, and a
+ * load in the same boot does not read those bytes again: a byte changed
+ * in them behind its back is used (the proof that they are not checked).
+ * Without the flag the change is seen: a miss. The pods, which every ADD
+ * or DEL writes in place, are always checked. */
+static void test_cache_names_its_file(void **state)
 {
 	static const char text[] =
 		"{\"apiVersion\": \"netfence.dev/v1\", \"kind\": \"NetfenceNodeState\", \"namespaces\": [],"
 		" \"networkPolicies\": [{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\","
 		" \"metadata\": {\"name\": \"stamp-probe\", \"namespace\": \"default\"},"
 		" \"spec\": {\"podSelector\": {}, \"policyTypes\": [\"Egress\"]}}], \"pods\": []}\n";
-	char dir[] = "/tmp/nf-test-stamp-XXXXXX", path[64], cpath[80], id[64], c;
-	uint8_t boot[16] = {0}, stamp[16], zero[16] = {0};
+	char dir[] = "/tmp/nf-test-names-XXXXXX", path[64], cpath[80], copy[80], id[64], c, body[1024];
+	uint8_t boot[16] = {0}, hb[16];
+	const off_t boot_at = 96, flags_at = 112; /* struct cache_header */
 	struct nf_error err = {0};
 	struct nf_state s = {0};
-	const off_t stamp_at = 88; /* struct cache_header.frozen_boot */
-	size_t k = 0;
+	struct timespec later[2] = {{0, UTIME_OMIT}, {2000000000, 0}};
+	uint32_t flags;
+	size_t k = 0, n;
 	FILE *f;
 	(void)state;
 
@@ -1416,23 +1419,43 @@ static void test_cache_boot_stamp(void **state)
 	assert_non_null(test_mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	snprintf(copy, sizeof(copy), "%s.copy", path);
 	write_text(path, text, 0600);
-	/* parsed; the cache written whole: no stamp */
+	/* parsed; the cache written whole: this boot, the frozen part not
+	 * flagged */
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_null(s.frozen);
 	nf_state_free(&s);
-	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), false);
-	assert_memory_equal(stamp, zero, sizeof(zero));
-	/* an ADD's save: the frozen part left where it is, the boot stamped */
+	cache_bytes(cpath, boot_at, hb, sizeof(hb), false);
+	assert_memory_equal(hb, boot, sizeof(boot));
+	cache_bytes(cpath, flags_at, &flags, sizeof(flags), false);
+	assert_int_equal(flags, 0);
+	/* the same text in another file under the same name, or the file
+	 * touched: a miss (each writes the cache anew) */
+	n = read_text(path, body, sizeof(body));
+	write_text(copy, body, 0600);
+	assert_int_equal(rename(copy, path), 0);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	nf_state_free(&s);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	nf_state_free(&s);
+	assert_int_equal(utimensat(AT_FDCWD, path, later, 0), 0);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	nf_state_free(&s);
+	assert_int_equal(read_text(path, body, sizeof(body)), n);
+
+	/* an ADD's save: the frozen part left where it is, flagged whole */
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_non_null(s.frozen);
 	put_pod_json(&s, "{'containerID': 'c-stamp', 'ifname': 'eth0', 'namespace': 'default', 'name': 'a',"
 			 " 'hostVeth': 'veth1', 'ips': ['10.0.0.1/24']}");
 	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
 	nf_state_free(&s);
-	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), false);
-	assert_memory_equal(stamp, boot, sizeof(boot));
-
+	cache_bytes(cpath, flags_at, &flags, sizeof(flags), false);
+	assert_int_equal(flags, htole32(1));
 	/* the policy's name changed in the frozen part: not read again */
 	c = 'X';
 	cache_bytes(cpath, cache_find(cpath, "stamp-probe") + 10, &c, 1, true);
@@ -1442,23 +1465,33 @@ static void test_cache_boot_stamp(void **state)
 	assert_string_equal(s.policies[0].name, "stamp-probX");
 	assert_int_equal(s.npods, 1);
 	nf_state_free(&s);
-	/* ... but with another boot's stamp it is: a miss, parsed */
-	stamp[0] ^= 1;
-	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), true);
+	/* ... but without the flag it is: a miss, parsed */
+	flags = 0;
+	cache_bytes(cpath, flags_at, &flags, sizeof(flags), true);
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_null(s.frozen);
 	assert_string_equal(s.policies[0].name, "stamp-probe");
 	assert_int_equal(s.npods, 1);
 	nf_state_free(&s);
 
-	/* the cache that miss wrote, stamped by a save; then one of its pod's
-	 * bytes changed: checked, a miss */
+	/* the cache that miss wrote, flagged by a save; written in another
+	 * boot: a miss */
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_non_null(s.frozen);
 	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
 	nf_state_free(&s);
-	cache_bytes(cpath, stamp_at, stamp, sizeof(stamp), false);
-	assert_memory_equal(stamp, boot, sizeof(boot));
+	hb[0] ^= 1;
+	cache_bytes(cpath, boot_at, hb, sizeof(hb), true);
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_null(s.frozen);
+	nf_state_free(&s);
+	/* flagged again; then one of its pod's bytes changed: a miss */
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	cache_bytes(cpath, flags_at, &flags, sizeof(flags), false);
+	assert_int_equal(flags, htole32(1));
 	cache_bytes(cpath, cache_find(cpath, "c-stamp") + 2, &c, 1, true);
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_null(s.frozen);
@@ -2357,7 +2390,7 @@ int main(void)
 		cmocka_unit_test(test_state_namespace_labels),
 		cmocka_unit_test(test_state_save_pods),
 		cmocka_unit_test(test_state_mapped),
-		cmocka_unit_test(test_cache_boot_stamp),
+		cmocka_unit_test(test_cache_names_its_file),
 		cmocka_unit_test(test_state_stage),
 		cmocka_unit_test(test_state_model_cache),
 		cmocka_unit_test(test_state_idle),
