@@ -92,8 +92,9 @@ _Static_assert(sizeof(struct cache_header) == NF_CACHE_HEADER_LEN && sizeof(stru
 _Static_assert(offsetof(struct cache_header, boot) == 96 && offsetof(struct cache_header, flags) == 112,
 	       "tests/unit/test_netconf.c knows where the boot and the flags are");
 
-/* The boot's ID (16 bytes, all zero if unknown), read once per process */
+/* The boot's ID, read once per process (boot_known: it could be) */
 static uint8_t boot[16];
+static bool boot_known;
 static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
 
 static void read_boot(void)
@@ -123,23 +124,25 @@ static void read_boot(void)
 			hi = -1;
 		}
 	}
-	if (k == sizeof(v))
+	if (k == sizeof(v)) {
 		memcpy(boot, v, sizeof(v));
+		boot_known = true;
+	}
 }
 
+/* The boot's ID, or NULL if it cannot be read */
 static const uint8_t *boot_id(void)
 {
 	pthread_once(&boot_once, read_boot);
-	return boot;
+	return boot_known ? boot : NULL;
 }
 
 /* Was h written in this boot (and is the boot known)? */
 static bool this_boot(const struct cache_header *h)
 {
-	static const uint8_t zero[16];
 	const uint8_t *b = boot_id();
 
-	return memcmp(b, zero, sizeof(zero)) != 0 && memcmp(h->boot, b, sizeof(h->boot)) == 0;
+	return b && memcmp(h->boot, b, sizeof(h->boot)) == 0;
 }
 
 /* Is h's frozen part known whole in this boot? */
@@ -545,7 +548,8 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 	hp->text_dev = htole64(id->dev);
 	hp->text_ino = htole64(id->ino);
 	hp->text_mtime_ns = (int64_t)htole64((uint64_t)id->mtime_ns);
-	memcpy(hp->boot, boot_id(), sizeof(hp->boot));
+	if (boot_id()) /* else all zero, which no load takes: no cache is written */
+		memcpy(hp->boot, boot_id(), sizeof(hp->boot));
 	hp->text_len = htole64(text->len);
 	hp->pods_at = htole64(pods_at);
 	hp->pods_end = htole64(pods_end);
@@ -646,7 +650,6 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, const st
 void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
 			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], const struct nf_text_id *id)
 {
-	static const uint8_t zero[16];
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
 	_cleanup_free_ size_t(*found)[2] = NULL;
 	struct nf_pieces c;
@@ -654,7 +657,7 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 
 	if (!cpath)
 		return;
-	if (memcmp(boot_id(), zero, sizeof(zero)) == 0) { /* no boot to name: no cache */
+	if (!boot_id()) { /* no boot to name: no cache */
 		unlink(cpath);
 		return;
 	}
@@ -1483,8 +1486,8 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	return 0;
 }
 
-int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len,
-			       const struct nf_text_id *id, struct nf_state *out)
+int nf_state_cache_decode_pods(const char *buf, size_t blen, size_t len, const struct nf_text_id *id,
+			       struct nf_state *out)
 {
 	struct cache_header h;
 
@@ -1513,7 +1516,7 @@ static void *map_at_base(size_t len, int fd)
 	return m;
 }
 
-int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, const struct nf_text_id *id,
+int nf_state_cache_decode(const char *buf, size_t blen, size_t len, const struct nf_text_id *id,
 			  struct nf_state *out)
 {
 	struct cache_header h;
@@ -1602,16 +1605,12 @@ static int cache_load(const char *path, size_t len, const struct nf_text_id *id,
 	return r;
 }
 
-int nf_state_cache_load(const char *path, const char *text, size_t len, const struct nf_text_id *id,
-			struct nf_state *out)
+int nf_state_cache_load(const char *path, size_t len, const struct nf_text_id *id, struct nf_state *out)
 {
-	(void)text; /* named by id */
 	return cache_load(path, len, id, out, false);
 }
 
-int nf_state_cache_load_pods(const char *path, const char *text, size_t len, const struct nf_text_id *id,
-			     struct nf_state *out)
+int nf_state_cache_load_pods(const char *path, size_t len, const struct nf_text_id *id, struct nf_state *out)
 {
-	(void)text;
 	return cache_load(path, len, id, out, true);
 }

@@ -489,7 +489,7 @@ static int parse_state_cached_pods(const char *path, char *buf, size_t len, size
 	char *cut;
 	size_t at, end;
 
-	if (nf_state_cache_load_pods(path, buf, len, id, &c) < 0)
+	if (nf_state_cache_load_pods(path, len, id, &c) < 0)
 		return -1;
 	at = c.pods_at;
 	end = c.pods_end;
@@ -588,7 +588,7 @@ static int load(const char *path, bool cached, struct nf_state *out, struct nf_e
 	memset(out, 0, sizeof(*out));
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	if (cached && nf_state_cache_load(path, buf, len, &id, out) == 0) {
+	if (cached && nf_state_cache_load(path, len, &id, out) == 0) {
 		out->raw = buf;
 		out->raw_len = len;
 		out->raw_map = map;

@@ -102,20 +102,18 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], const struct nf_text_id *id);
 /* 0 and *out (frozen) when the cache of path was made from the text (len
  * bytes) of the file id, in this boot; <0 if not */
-int nf_state_cache_load(const char *path, const char *text, size_t len, const struct nf_text_id *id,
-			struct nf_state *out);
+int nf_state_cache_load(const char *path, size_t len, const struct nf_text_id *id, struct nf_state *out);
 /* nf_state_cache_load of the pods alone (and pods_at/pods_end): not
  * frozen, no policies; for nf_state_load, which parses those itself */
-int nf_state_cache_load_pods(const char *path, const char *text, size_t len, const struct nf_text_id *id,
-			     struct nf_state *out);
-/* the cache's bytes for s made from text (of the file id), and back (unit
- * tests, fuzzing) */
+int nf_state_cache_load_pods(const char *path, size_t len, const struct nf_text_id *id, struct nf_state *out);
+/* the cache's bytes for s made from text (of the file id), and back, for
+ * a text of len bytes (unit tests, fuzzing) */
 int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len, size_t pods_at,
 			  size_t pods_end, const struct nf_text_id *id, char **out, size_t *outlen);
-int nf_state_cache_decode(const char *buf, size_t blen, const char *text, size_t len, const struct nf_text_id *id,
+int nf_state_cache_decode(const char *buf, size_t blen, size_t len, const struct nf_text_id *id,
 			  struct nf_state *out);
-int nf_state_cache_decode_pods(const char *buf, size_t blen, const char *text, size_t len,
-			       const struct nf_text_id *id, struct nf_state *out);
+int nf_state_cache_decode_pods(const char *buf, size_t blen, size_t len, const struct nf_text_id *id,
+			       struct nf_state *out);
 /* the cache's header: its body (and the tests' changes) begin after it */
 #define NF_CACHE_HEADER_LEN 128
 /* makes the body's length and checksums in a cache's bytes (buf, blen)

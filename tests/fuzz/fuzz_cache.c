@@ -37,16 +37,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void decode_and_compile(char *buf, size_t len, const char *text, size_t tlen)
+static void decode_and_compile(char *buf, size_t len, size_t tlen)
 {
 	struct nf_state d = {0};
 	struct plan p = {0};
 
 	nf_state_cache_rehash(buf, len);
 	/* the pods alone, from wherever the header says they begin */
-	if (nf_state_cache_decode_pods(buf, len, text, tlen, &fuzz_tid, &d) == 0)
+	if (nf_state_cache_decode_pods(buf, len, tlen, &fuzz_tid, &d) == 0)
 		nf_state_free(&d);
-	if (nf_state_cache_decode(buf, len, text, tlen, &fuzz_tid, &d) == 0) {
+	if (nf_state_cache_decode(buf, len, tlen, &fuzz_tid, &d) == 0) {
 		if (plan_compile(&d, &p, NULL) == 0) {
 			free(plan_render(&p));
 			plan_free(&p);
@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t at = (size_t)(data[i] | data[i + 1] << 8) % (np14_len - HDR);
 			buf[HDR + at] = (char)data[i + 2];
 		}
-		decode_and_compile(buf, np14_len, np14_text, np14_text_len);
+		decode_and_compile(buf, np14_len, np14_text_len);
 		free(buf);
 		return 0;
 	}
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memcpy(buf, hdr, HDR);
 	memcpy(buf + HDR, data, size);
-	decode_and_compile(buf, HDR + size, text, 1);
+	decode_and_compile(buf, HDR + size, 1);
 	free(buf);
 	free(hdr);
 	return 0;

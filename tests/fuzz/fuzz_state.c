@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (nf_state_from_json(root, &s, &err) == 0) {
 		a = render(&s);
 		if (nf_state_cache_encode(&s, (const char *)data, size, 0, size ? size : 1, &fuzz_tid, &buf, &blen) == 0 && size) {
-			if (nf_state_cache_decode(buf, blen, (const char *)data, size, &fuzz_tid, &d) != 0)
+			if (nf_state_cache_decode(buf, blen, size, &fuzz_tid, &d) != 0)
 				abort(); /* its own cache must decode */
 			b = render(&d);
 			if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))

@@ -1596,7 +1596,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	size_t blen = 0, blen2 = 0;
 
 	assert_int_equal(nf_state_cache_encode(s, text, len, 0, len, &tid, &buf, &blen), 0);
-	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), 0);
+	assert_int_equal(nf_state_cache_decode(buf, blen, len, &tid, &d), 0);
 	assert_non_null(d.frozen);
 	/* its structs are the cache's image, mapped where it was made for */
 	if (sizeof(void *) == 8)
@@ -1607,7 +1607,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		struct nf_state e = {0};
 		char *a2, *b2, *buf3 = NULL;
 		size_t blen3 = 0;
-		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &e), 0);
+		assert_int_equal(nf_state_cache_decode(buf, blen, len, &tid, &e), 0);
 		assert_false(e.frozen_image);
 		assert_int_equal(plan_compile(&d, &p1, &err), 0);
 		assert_int_equal(plan_compile(&e, &p2, &err), 0);
@@ -1644,7 +1644,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	/* the pods alone (nf_state_load's way): the same pods, nothing else */
 	{
 		struct nf_state q;
-		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &tid, &q), 0);
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, len, &tid, &q), 0);
 		assert_null(q.frozen);
 		assert_int_equal(q.npolicies, 0);
 		assert_int_equal(q.npods, s->npods);
@@ -1713,22 +1713,22 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 	for (int k = 0; k < 3; k++) {
 		struct nf_text_id o = tid;
 		*(k == 0 ? &o.dev : k == 1 ? &o.ino : (uint64_t *)&o.mtime_ns) += 1;
-		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &o, &d), -EINVAL);
-		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &o, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode(buf, blen, len, &o, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, len, &o, &d), -EINVAL);
 	}
-	assert_int_equal(nf_state_cache_decode(buf, blen, text, len - 1, &tid, &d), -EINVAL);
+	assert_int_equal(nf_state_cache_decode(buf, blen, len - 1, &tid, &d), -EINVAL);
 	/* written in another boot (header bytes 96-111), or with flags or
 	 * reserved bytes this build does not know (112-127): a miss. The
 	 * flag that the frozen part is whole is not trusted in a buffer. */
 	for (size_t i = 96; i < NF_CACHE_HEADER_LEN; i++) {
 		buf[i] ^= i == 112 ? 2 : 1;
-		assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), -EINVAL);
-		assert_int_equal(nf_state_cache_decode_pods(buf, blen, text, len, &tid, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode(buf, blen, len, &tid, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, blen, len, &tid, &d), -EINVAL);
 		buf[i] ^= i == 112 ? 2 : 1;
 	}
 	for (size_t n = 0; n < blen; n++) {
-		assert_int_equal(nf_state_cache_decode(buf, n, text, len, &tid, &d), -EINVAL);
-		assert_int_equal(nf_state_cache_decode_pods(buf, n, text, len, &tid, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode(buf, n, len, &tid, &d), -EINVAL);
+		assert_int_equal(nf_state_cache_decode_pods(buf, n, len, &tid, &d), -EINVAL);
 	}
 	/* where the pods begin (header bytes 12-15, outside the checksum):
 	 * anything else is refused or decodes to some pods, never a crash */
@@ -1736,7 +1736,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		static const uint8_t flips[] = {0x01, 0x04, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
 			buf[i] ^= flips[f];
-			if (nf_state_cache_decode_pods(buf, blen, text, len, &tid, &d) == 0)
+			if (nf_state_cache_decode_pods(buf, blen, len, &tid, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
 		}
@@ -1747,11 +1747,11 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		static const uint8_t flips[] = {0x01, 0x80, 0xff};
 		for (size_t f = 0; f < sizeof(flips); f++) {
 			buf[i] ^= flips[f];
-			assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), -EINVAL);
+			assert_int_equal(nf_state_cache_decode(buf, blen, len, &tid, &d), -EINVAL);
 			nf_state_cache_rehash(buf, blen);
-			if (nf_state_cache_decode(buf, blen, text, len, &tid, &d) == 0)
+			if (nf_state_cache_decode(buf, blen, len, &tid, &d) == 0)
 				nf_state_free(&d);
-			if (nf_state_cache_decode_pods(buf, blen, text, len, &tid, &d) == 0)
+			if (nf_state_cache_decode_pods(buf, blen, len, &tid, &d) == 0)
 				nf_state_free(&d);
 			buf[i] ^= flips[f];
 			nf_state_cache_rehash(buf, blen);
@@ -1779,7 +1779,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 			for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
 				memcpy(buf + i, &vals[v], 8);
 				nf_state_cache_rehash(buf, blen);
-				if (nf_state_cache_decode(buf, blen, text, len, &tid, &d) == 0) {
+				if (nf_state_cache_decode(buf, blen, len, &tid, &d) == 0) {
 					struct plan pv = {0};
 					if (plan_compile(&d, &pv, &err) == 0)
 						plan_free(&pv);
@@ -1790,7 +1790,7 @@ static void cache_roundtrip(struct nf_state *s, const char *text, size_t len)
 		}
 		nf_state_cache_rehash(buf, blen);
 	}
-	assert_int_equal(nf_state_cache_decode(buf, blen, text, len, &tid, &d), 0);
+	assert_int_equal(nf_state_cache_decode(buf, blen, len, &tid, &d), 0);
 	assert_true(d.frozen_image || sizeof(void *) != 8);
 	nf_state_free(&d);
 	free(buf);
