@@ -409,6 +409,13 @@ static void pod_place(uint8_t out[16], size_t gap, size_t len)
 	memcpy(out + 8, &l, 8);
 }
 
+/* How many pods of s a cache of s without skip has (skip: one of s's
+ * pods, or NULL) */
+static size_t pods_but(const struct nf_state *s, const struct nf_pod *skip)
+{
+	return s->npods - (skip && skip >= s->pods && skip < s->pods + s->npods);
+}
+
 /* Where the pods' records go: ranges of w or bytes of the loaded cache
  * (a pod's cache_rec), in order. */
 struct pods_seg {
@@ -417,28 +424,32 @@ struct pods_seg {
 };
 #define PODS_SEGS (NF_PIECES_MAX - 2)
 
-/* The pods of s (w->pods_off: where they begin): a count, then each
- * pod's record. spans: where each pod's record lies in the text the cache
- * is made for (NULL: unknown), pods_at: where its "pods" array is. With
+/* The pods of s but skip (w->pods_off: where they begin): a count, then
+ * each pod's record. spans: where each of those records lies in the text
+ * the cache is made for (NULL: unknown), pods_at: where its "pods" array
+ * is. With
  * seg: a pod unchanged since it was loaded from a cache (cache_rec), and
  * in the same place relative to the record before it, is not encoded
  * again: its record is the loaded one, and runs of those are one segment
  * (an ADD's cache is then the loaded pods, then the new one's record).
  * Returns how many segments (more than PODS_SEGS: not filled; call again
  * without seg); without seg, all is in w. */
-static size_t put_pods(struct wbuf *w, const struct nf_state *s, const size_t (*spans)[2], size_t pods_at,
-		       struct pods_seg *seg)
+static size_t put_pods(struct wbuf *w, const struct nf_state *s, const struct nf_pod *skip,
+		       const size_t (*spans)[2], size_t pods_at, struct pods_seg *seg)
 {
-	size_t n = 0, prev_end = pods_at + 1;
+	size_t n = 0, prev_end = pods_at + 1, k = 0;
 
 	w->pods_off = w->len;
-	put_u32(w, s->npods);
+	put_u32(w, pods_but(s, skip));
 	if (seg)
 		seg[n++] = (struct pods_seg){NULL, w->pods_off, 4};
 	for (size_t i = 0; i < s->npods; i++) {
 		const struct nf_pod *p = &s->pods[i];
-		size_t at = spans ? spans[i][0] : 0, len = spans && spans[i][1] > at ? spans[i][1] - at : 0;
+		if (p == skip)
+			continue;
+		size_t at = spans ? spans[k][0] : 0, len = spans && spans[k][1] > at ? spans[k][1] - at : 0;
 		uint8_t place[16];
+		k++;
 		if (len && at < prev_end)
 			len = 0; /* never: the records of an array follow each other */
 		pod_place(place, len ? at - prev_end : 0, len);
@@ -478,23 +489,25 @@ static char *cache_path(const char *path)
 
 static void put_image(struct wbuf *w, const char *enc, size_t elen);
 
-/* The cache of s, made from text, in pieces (out): its header and all
- * but the frozen part in *buf (malloc'd); the frozen part, if s has one,
- * borrowed from s, as it is (an ADD or DEL re-encodes only the pods).
+/* The cache of s (without skip, if not NULL), made from text, in pieces
+ * (out): its header and all but the frozen part in *buf (malloc'd); the
+ * frozen part, if s has one, borrowed from s, as it is (an ADD or DEL
+ * re-encodes only the pods).
  * known: the pods' spans in text, if the caller has them (else found,
  * which needs text in one piece). */
-static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t pods_at, size_t pods_end,
-		  const size_t (*known)[2], const struct nf_text_id *id, char **buf, struct nf_pieces *out)
+static int encode(const struct nf_state *s, const struct nf_pod *skip, const struct nf_pieces *text, size_t pods_at,
+		  size_t pods_end, const size_t (*known)[2], const struct nf_text_id *id, char **buf,
+		  struct nf_pieces *out)
 {
 	struct wbuf w = {0};
 	struct cache_header h = {.magic = CACHE_MAGIC, .version = htole32(CACHE_VERSION)};
 	struct cache_header *hp;
-	size_t (*spans)[2] = NULL, frozen = s->frozen_enc ? s->frozen_enc_len : 0, nseg = 0;
+	size_t (*spans)[2] = NULL, frozen = s->frozen_enc ? s->frozen_enc_len : 0, nseg = 0, npods = pods_but(s, skip);
 	struct pods_seg seg[PODS_SEGS];
 	XXH3_state_t *bh;
 
-	if (!known && s->npods && text->n == 1 && (spans = calloc(s->npods, sizeof(*spans))) &&
-	    nf_json_array_spans(text->v[0].iov_base, pods_at, pods_end, spans, s->npods) != s->npods) {
+	if (!known && npods && text->n == 1 && (spans = calloc(npods, sizeof(*spans))) &&
+	    nf_json_array_spans(text->v[0].iov_base, pods_at, pods_end, spans, npods) != npods) {
 		free(spans);
 		spans = NULL;
 	}
@@ -518,14 +531,14 @@ static int encode(const struct nf_state *s, const struct nf_pieces *text, size_t
 		known = (const size_t(*)[2])spans;
 	if (known) {
 		size_t at = w.len;
-		nseg = put_pods(&w, s, known, pods_at, seg);
+		nseg = put_pods(&w, s, skip, known, pods_at, seg);
 		if (nseg > PODS_SEGS) { /* too many pieces: all encoded anew */
 			w.len = at;
 			nseg = 0;
 		}
 	}
 	if (!nseg) {
-		put_pods(&w, s, known, pods_at, NULL);
+		put_pods(&w, s, skip, known, pods_at, NULL);
 		seg[nseg++] = (struct pods_seg){NULL, w.pods_off, w.len - w.pods_off};
 	}
 	free(spans);
@@ -571,7 +584,7 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	size_t n = 0;
 	int r;
 
-	if ((r = encode(s, &t, pods_at, pods_end, NULL, id, &buf, &c)) < 0)
+	if ((r = encode(s, NULL, &t, pods_at, pods_end, NULL, id, &buf, &c)) < 0)
 		return r;
 	if ((all = malloc(c.len)))
 		for (int i = 0; i < c.n; i++) {
@@ -647,13 +660,14 @@ static int write_in_place(const char *cpath, const struct nf_pieces *c, const st
 	return r;
 }
 
-void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], const struct nf_text_id *id)
+void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+			  const struct nf_pieces *text, size_t pods_at, size_t pods_end, const size_t (*spans)[2],
+			  const struct nf_text_id *id)
 {
 	_cleanup_free_ char *cpath = cache_path(path), *buf = NULL;
 	_cleanup_free_ size_t(*found)[2] = NULL;
 	struct nf_pieces c;
-	size_t len = text->len;
+	size_t len = text->len, npods = pods_but(s, skip);
 
 	if (!cpath)
 		return;
@@ -665,14 +679,14 @@ void nf_state_cache_write(const char *path, const struct nf_state *s, const stru
 	 * nf_state_load takes the pods from it (a caller's bug, but one that
 	 * would be read back as the truth) */
 	if (!spans && pods_end > pods_at && pods_end <= len &&
-	    (text->n != 1 || !(found = calloc(s->npods + 1, sizeof(*found))) ||
-	     nf_json_array_spans(text->v[0].iov_base, pods_at, pods_end, found, s->npods) != s->npods))
+	    (text->n != 1 || !(found = calloc(npods + 1, sizeof(*found))) ||
+	     nf_json_array_spans(text->v[0].iov_base, pods_at, pods_end, found, npods) != npods))
 		pods_end = pods_at;
 	/* no fsync: a lost or torn cache is a miss. A stale one is harmless
 	 * too (it names another file), but a failed write should not leave an
 	 * old one for nothing. */
 	if (pods_end <= pods_at || pods_end > len ||
-	    encode(s, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, id, &buf, &c) < 0 ||
+	    encode(s, skip, text, pods_at, pods_end, spans ? spans : (const size_t(*)[2])found, id, &buf, &c) < 0 ||
 	    (write_in_place(cpath, &c, s) < 0 &&
 	     nf_replace_file_v(path, cpath, &c, false) < 0))
 		unlink(cpath);
@@ -746,21 +760,36 @@ static void *alloc(struct rbuf *r, size_t n)
 	return p;
 }
 
+/* A string: its u32 length (NIL_LEN: NULL), its bytes and a NUL. Read
+ * once per pod field (ten per pod: at 500 pods most of a load), so with
+ * one bounds check. A NUL inside is not looked for: it only makes the
+ * string shorter, and what a load takes is the bytes its writer wrote,
+ * which the checksums vouch for (the frozen part's image is not walked
+ * for it either); what must hold for memory's sake, the NUL at the end
+ * and the bounds, is checked. */
 static char *get_str(struct rbuf *r)
 {
-	uint32_t n = 0;
-	const void *b = take(r, 4), *s;
+	const uint8_t *s = r->p;
+	size_t left = (size_t)(r->end - s);
+	uint32_t n;
 	char *out;
 
-	if (b)
-		memcpy(&n, b, 4);
-	n = le32toh(n);
-	if (r->bad || n == NIL_LEN || !(s = take(r, (size_t)n + 1)))
-		return NULL;
-	if (((const char *)s)[n] != '\0' || memchr(s, 0, n)) {
+	if (r->bad || left < 4) {
 		r->bad = true;
 		return NULL;
 	}
+	memcpy(&n, s, 4);
+	n = le32toh(n);
+	s += 4;
+	if (n == NIL_LEN) {
+		r->p = s;
+		return NULL;
+	}
+	if (left - 4 <= n || s[n] != '\0') {
+		r->bad = true;
+		return NULL;
+	}
+	r->p = s + n + 1;
 	/* the frozen part and its pods point into the decoded bytes, which
 	 * it keeps (nf_state.frozen_enc); without an arena: copies */
 	if (r->arena)
@@ -1353,16 +1382,17 @@ void nf_state_cache_rehash(char *buf, size_t blen)
  * array is on the heap: ADD and DEL add and remove pods. */
 static void get_pods(struct rbuf *r, struct nf_state *s, size_t len)
 {
-	size_t prev_end = s->pods_at + 1;
+	size_t prev_end = s->pods_at + 1, n = get_count(r, 40), i;
 
-	s->npods = get_count(r, 40);
-	if (!r->bad && !(s->pods = calloc(s->npods + 1, sizeof(*s->pods))))
+	/* not calloc'd: each record is cleared as it is read (at 500 pods
+	 * clearing the whole array first was a tenth of a load) */
+	if (!r->bad && !(s->pods = malloc((n + 1) * sizeof(*s->pods))))
 		r->bad = true;
-	for (size_t i = 0; i < s->npods && !r->bad; i++) {
+	for (i = 0; i < n && !r->bad; i++) {
 		struct nf_pod *p = &s->pods[i];
 		const uint8_t *rec = r->p;
 		uint64_t gap;
-		p->borrowed = r->arena != NULL;
+		*p = (struct nf_pod){.borrowed = r->arena != NULL};
 		get_pod(r, p);
 		gap = get_u64(r);
 		p->raw_len = get_u64(r);
@@ -1378,8 +1408,8 @@ static void get_pods(struct rbuf *r, struct nf_state *s, size_t len)
 			p->cache_len = (size_t)(r->p - rec);
 		}
 	}
-	if (!s->pods)
-		s->npods = 0;
+	/* the records read, each whole or cleared (nf_state_free frees them) */
+	s->npods = s->pods ? i : 0;
 	if (r->p != r->end)
 		r->bad = true;
 }

@@ -95,11 +95,13 @@ struct nf_text_id {
 
 /* The model cache (cache.c). Writers call nf_state_cache_write once the
  * new state text is written to the file id names (failures only remove
- * the cache). spans: where each of s's pods is in text, if the writer
- * knows (else they are found). The cache records s->synced_ino with the
- * text. */
-void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pieces *text,
-			  size_t pods_at, size_t pods_end, const size_t (*spans)[2], const struct nf_text_id *id);
+ * the cache). skip: a pod of s that the text does not have (NULL: none),
+ * left out as if s had no such pod. spans: where each pod of the text
+ * is in it, if the writer knows (else they are found). The cache records
+ * s->synced_ino with the text. */
+void nf_state_cache_write(const char *path, const struct nf_state *s, const struct nf_pod *skip,
+			  const struct nf_pieces *text, size_t pods_at, size_t pods_end, const size_t (*spans)[2],
+			  const struct nf_text_id *id);
 /* 0 and *out (frozen) when the cache of path was made from the text (len
  * bytes) of the file id, in this boot; <0 if not */
 int nf_state_cache_load(const char *path, size_t len, const struct nf_text_id *id, struct nf_state *out);
