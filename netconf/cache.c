@@ -427,11 +427,11 @@ struct pods_seg {
 /* The pods of s but skip (w->pods_off: where they begin): a count, then
  * each pod's record. spans: where each of those records lies in the text
  * the cache is made for (NULL: unknown), pods_at: where its "pods" array
- * is. With
- * seg: a pod unchanged since it was loaded from a cache (cache_rec), and
- * in the same place relative to the record before it, is not encoded
- * again: its record is the loaded one, and runs of those are one segment
- * (an ADD's cache is then the loaded pods, then the new one's record).
+ * is. With seg: a pod unchanged since it was loaded from a cache
+ * (cache_rec), and in the same place relative to the record before it, is
+ * not encoded again: its record is the loaded one, and runs of those are
+ * one segment (an ADD's cache is then the loaded pods, then the new one's
+ * record).
  * Returns how many segments (more than PODS_SEGS: not filled; call again
  * without seg); without seg, all is in w. */
 static size_t put_pods(struct wbuf *w, const struct nf_state *s, const struct nf_pod *skip,

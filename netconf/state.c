@@ -364,9 +364,6 @@ int nf_pwritev_all(int fd, const struct iovec *iov, int n, off_t off)
 	return 0;
 }
 
-/* The text of the state file: 0 and *buf (NUL-terminated; *map: mapped,
- * that many bytes, else 0: on the heap) and, if ino is not NULL, *ino
- * (its inode), or 1 when there is no file (an empty state), or an error. */
 /* The file st is, for the model cache (state.h) */
 static void text_id_of(const struct stat *st, struct nf_text_id *id)
 {
@@ -375,6 +372,9 @@ static void text_id_of(const struct stat *st, struct nf_text_id *id)
 	id->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
+/* The text of the state file: 0 and *buf (NUL-terminated; *map: mapped,
+ * that many bytes, else 0: on the heap) and *id (which file it is), or 1
+ * when there is no file (an empty state), or an error. */
 static int read_state(const char *path, char **buf, size_t *len, size_t *map, struct nf_text_id *id,
 		      struct nf_error *err)
 {
