@@ -1092,6 +1092,16 @@ static void test_state_namespace_labels(void **state)
 	nf_labels_free(&l);
 }
 
+/* A new temp dir from dir (a mkdtemp template), the state file's path in
+ * it (path, plen bytes) and, unless cpath is NULL, its model cache's */
+static void state_in_tmp(char *dir, char *path, size_t plen, char *cpath, size_t clen)
+{
+	assert_non_null(test_mkdtemp(dir));
+	snprintf(path, plen, "%s/state.json", dir);
+	if (cpath)
+		snprintf(cpath, clen, "%s.model", path);
+}
+
 /* rmdir, after the "<state>.prev", "<state>.synced" and "<state>.old.N"
  * files the saves leave (state.h) */
 static int rmdir_state(const char *dir)
@@ -1145,8 +1155,7 @@ static void test_state_save_pods(void **state)
 	FILE *f;
 	size_t n;
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
+	state_in_tmp(dir, path, sizeof(path), NULL, 0);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fputs(text, f);
@@ -1277,8 +1286,7 @@ static void test_state_mapped(void **state)
 	char dir[] = "/tmp/nf-test-mapped-XXXXXX", path[64];
 	(void)state;
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
+	state_in_tmp(dir, path, sizeof(path), NULL, 0);
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		struct nf_error err = { 0 };
 		struct nf_state s = { 0 }, back = { 0 };
@@ -1416,9 +1424,7 @@ static void test_cache_names_its_file(void **state)
 		}
 	assert_int_equal(k, 32);
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
-	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	state_in_tmp(dir, path, sizeof(path), cpath, sizeof(cpath));
 	snprintf(copy, sizeof(copy), "%s.copy", path);
 	write_text(path, text, 0600);
 	/* parsed; the cache written whole: this boot, the frozen part not
@@ -1521,9 +1527,7 @@ static void test_state_stage(void **state)
 	struct nf_state s = {0}, t = {0}, fresh = {0};
 	struct nf_state_stage st;
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
-	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	state_in_tmp(dir, path, sizeof(path), cpath, sizeof(cpath));
 	write_text(path, text, 0600);
 	assert_int_equal(nf_state_load(path, &s, &err), 0);
 	assert_int_equal(s.npods, 3);
@@ -1763,8 +1767,7 @@ static void test_state_pods_pieces_random(void **state)
 	FILE *f;
 
 	(void)state;
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
+	state_in_tmp(dir, path, sizeof(path), NULL, 0);
 	f = open_memstream(&text, &tlen);
 	assert_non_null(f);
 	fputs("{\"networkPolicies\": [], \"pods\":[", f);
@@ -1873,9 +1876,7 @@ static void test_state_pod_records(void **state)
 	size_t n;
 	FILE *f;
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
-	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	state_in_tmp(dir, path, sizeof(path), cpath, sizeof(cpath));
 	snprintf(text, sizeof(text), "{\"pods\": [ %s ,\n %s ], \"networkPolicies\": []}\n", rec1, rec2);
 	write_text(path, text, 0600);
 
@@ -1964,9 +1965,7 @@ static void test_state_synced(void **state)
 	uint64_t ino;
 	int fd;
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
-	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	state_in_tmp(dir, path, sizeof(path), cpath, sizeof(cpath));
 	snprintf(synced, sizeof(synced), "%s.synced", path);
 	write_text(path, text, 0600);
 
@@ -2095,8 +2094,7 @@ static void test_state_idle(void **state)
 	struct nf_state s = {0}, t = {0};
 	struct nf_pod named = {.ns = (char *)"default", .name = NULL};
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
+	state_in_tmp(dir, path, sizeof(path), NULL, 0);
 	write_text(path, text, 0600);
 	for (int pass = 0; pass < 3; pass++) { /* parsed (cache made), from the cache, parsed */
 		assert_int_equal(pass == 2 ? nf_state_load(path, &s, &err) : nf_state_load_fast(path, &s, &err), 0);
@@ -2170,9 +2168,7 @@ static void test_state_model_cache(void **state)
 	struct nf_pod pod;
 	json_t *j;
 
-	assert_non_null(test_mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/state.json", dir);
-	snprintf(cpath, sizeof(cpath), "%s.model", path);
+	state_in_tmp(dir, path, sizeof(path), cpath, sizeof(cpath));
 	snprintf(other, sizeof(other), "%s/copy.model", dir);
 	write_text(path, text, 0600);
 
