@@ -29,21 +29,23 @@
  * 2-vCPU VM: docs/performance.md).
  *
  * File: header, then the body: the frozen part (policies, namespaces and
- * pod registrations), then the pods. The frozen part is an image of its
- * decoded structs, mapped in place (below: "the image"), then their
- * records; records are u32 counts and fields, little endian, strings as
- * u32 length (0xffffffff: NULL), bytes and a NUL. A pod's record ends
- * with where its JSON record is in the text, relative to the record
- * before it (pod_place): the next cache of an ADD or DEL copies an
- * unchanged pod's record as it is, with no new memory for it (at 500
- * pods, encoding them all again was ~0.15 ms of the writer thread, which
- * a DEL waits for). Without a usable image
- * the records are decoded into one arena (nf_state.frozen), read only, and
- * so are the pods, borrowed (nf_pod.borrowed: an ADD or DEL adds or
- * removes whole records); nf_state_cache_load_pods, for netfencectl,
- * makes them on the heap. The stored JSON objects (->obj) are
- * not kept: a state loaded from the cache can only be saved with
- * nf_state_save_pods. */
+ * pod registrations), then the pods, right after it or further on (the
+ * header says where they begin and end; bytes after them, or between the
+ * two, are left over from an earlier cache: write_pods_in_place). The
+ * frozen part is an image of its decoded structs, mapped in place (below:
+ * "the image"), then their records; records are u32 counts and fields,
+ * little endian, strings as u32 length (0xffffffff: NULL), bytes and a
+ * NUL. A pod's record ends with where its JSON record is in the text,
+ * relative to the record before it (pod_place): the next cache of an ADD
+ * or DEL copies an unchanged pod's record as it is, with no new memory
+ * for it (at 500 pods, encoding them all again was ~0.15 ms of the writer
+ * thread, which a DEL waits for). Without a usable image the records are
+ * decoded into one arena (nf_state.frozen), read only, and so are the
+ * pods, borrowed (nf_pod.borrowed: an ADD or DEL adds or removes whole
+ * records), their strings in the cache's bytes as loaded (mapped, not
+ * copied); nf_state_cache_load_pods, for netfencectl, makes them on the
+ * heap. The stored JSON objects (->obj) are not kept: a state loaded from
+ * the cache can only be saved with nf_state_save_pods. */
 #include "state.h"
 
 #include <endian.h>
@@ -61,27 +63,27 @@
 #include <xxhash.h>
 
 #define CACHE_MAGIC "NFMODEL"
-#define CACHE_VERSION 13u
+#define CACHE_VERSION 14u
 #define NIL_LEN 0xffffffffu
 
 struct cache_header {
 	char magic[8];
 	uint32_t version;
-	uint32_t pods_off; /* where the pods begin in the body */
+	uint32_t pods_off; /* where the pods begin in the body (frozen_len or after) */
 	uint64_t text_dev, text_ino; /* the state file (struct nf_text_id) */
 	int64_t text_mtime_ns;
 	uint64_t text_len;
 	uint64_t pods_at, pods_end; /* the span of "pods" in that text */
-	uint64_t body_len;
-	uint64_t pods_hash; /* XXH3-64 of the body from pods_off on */
+	uint64_t body_len; /* where the pods end in the body; the file can go on */
+	uint64_t pods_hash; /* XXH3-64 of the body from pods_off to body_len */
 	/* nf_state.synced_ino of that text: the inode of "<state>.synced"
 	 * when the text outside "pods" is that file's (0: not known) */
 	uint64_t synced_ino;
-	uint64_t frozen_hash; /* XXH3-64 of the body up to pods_off */
+	uint64_t frozen_hash; /* XXH3-64 of the body up to frozen_len */
 	uint8_t boot[16]; /* the boot this header was written in */
 	uint32_t flags;
-	uint32_t reserved; /* zero; the body stays 16-byte aligned */
-	uint64_t reserved2; /* zero */
+	uint32_t frozen_len; /* the frozen part's bytes, from the body's start */
+	uint64_t reserved; /* zero; the body stays 16-byte aligned */
 };
 /* flags: the frozen part is known to be whole, as its writer made it (an
  * ADD or DEL, which does not write it, found it so): a load in the same
@@ -567,6 +569,7 @@ static int encode(const struct nf_state *s, const struct nf_pod *skip, const str
 	hp->pods_at = htole64(pods_at);
 	hp->pods_end = htole64(pods_end);
 	hp->pods_off = htole32((uint32_t)frozen);
+	hp->frozen_len = htole32((uint32_t)frozen);
 	hp->body_len = htole64(out->len - sizeof(h));
 	hp->pods_hash = htole64(XXH3_64bits_digest(bh));
 	hp->frozen_hash = htole64(s->frozen_enc ? s->frozen_hash : XXH3_64bits(out->v[1].iov_base, frozen));
@@ -601,29 +604,57 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 
 /* The header and the pods of c (encode's pieces: the header, the frozen
  * part of s's cache file, where it is, then the pods) into that file
- * (fd). A piece of the pods that is the loaded cache's bytes (a copy,
- * s->frozen_pods), at the very place they were loaded from, is in the
- * file already: an ADD's cache is all that but the count and the new
- * pod's record, and rewriting the rest only dirtied ~100 KB of pages at
- * 500 pods for the writeback to write again. */
-static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct nf_state *s)
+ * (fd), which s was loaded from: *end, the file's new length. The bytes
+ * of the pods s was loaded with (the pods' strings and cache_rec point
+ * into them) do not change: this process may still read them (a DEL's
+ * pod is removed from s after its cache is written; a failed kernel
+ * change falls back to compiling s whole), and a file cut shorter than
+ * a mapped page would fault. So the new pods go over the old ones only
+ * if every record of them is unchanged and in place (an ADD's: the
+ * loaded pods, then the new one's record after them; rewriting those
+ * only dirtied ~100 KB of pages at 500 pods for the writeback to write
+ * again), the count in front excepted; otherwise beside them (a DEL's):
+ * between the frozen part and them if they fit there, else after them.
+ * The header says where. */
+static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct nf_state *s, size_t *end)
 {
-	uintptr_t old = (uintptr_t)s->frozen_pods;
-	size_t pods = c->v[0].iov_len + c->v[1].iov_len, at = pods, old_len = 0;
-	int r = nf_pwrite_all(fd, c->v[0].iov_base, c->v[0].iov_len, 0);
+	const size_t hlen = c->v[0].iov_len, frozen = c->v[1].iov_len;
+	const uintptr_t old = (uintptr_t)s->frozen_map + hlen + s->frozen_pods_off;
+	const size_t live_at = s->frozen_pods_off, live_end = live_at + s->frozen_pods_len;
+	struct cache_header *hp = c->v[0].iov_base;
+	size_t n = 0, at, place = live_at;
+	bool in_place = true;
+	int r = 0;
 
-	/* the loaded pods were the file's bytes from `pods` on: the frozen
-	 * part, where it is, is as long as it was */
-	if (old && c->v[1].iov_len == s->frozen_enc_len && s->frozen_map_len >= pods)
-		old_len = s->frozen_map_len - pods;
+	for (int i = 2; i < c->n; i++)
+		n += c->v[i].iov_len;
+	/* in place: each piece is the old bytes where they are, or lies
+	 * before the first record (the count) or after the last */
+	at = live_at;
+	for (int i = 2; in_place && i < c->n; i++) {
+		uintptr_t b = (uintptr_t)c->v[i].iov_base;
+		size_t len = c->v[i].iov_len;
+		bool there = b >= old && b - old == at - live_at && at + len <= live_end;
+		in_place = there || at + len <= live_at + 4 || at >= live_end;
+		at += len;
+	}
+	if (!in_place)
+		place = frozen + n <= live_at ? frozen : live_end;
+	at = place;
 	for (int i = 2; r == 0 && i < c->n; i++) {
 		uintptr_t b = (uintptr_t)c->v[i].iov_base;
-		size_t n = c->v[i].iov_len;
-		bool there = old_len && b >= old && n <= old_len && b - old <= old_len - n && b - old == at - pods;
-		if (!there)
-			r = nf_pwrite_all(fd, c->v[i].iov_base, n, (off_t)at);
-		at += n;
+		size_t len = c->v[i].iov_len;
+		if (!(in_place && b >= old && b - old == at - live_at && at + len <= live_end))
+			r = nf_pwrite_all(fd, c->v[i].iov_base, len, (off_t)(hlen + at));
+		at += len;
 	}
+	/* the header last: a writer killed before it leaves the old pods
+	 * named, whole (over them, it leaves a count the checksum refuses) */
+	hp->pods_off = htole32((uint32_t)place);
+	hp->body_len = htole64(place + n);
+	if (r == 0)
+		r = nf_pwrite_all(fd, hp, hlen, 0);
+	*end = hlen + (place + n > live_end ? place + n : live_end);
 	return r;
 }
 
@@ -631,29 +662,31 @@ static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct n
  * (its second piece) is that file's own, where it is (the state was
  * decoded from a mapping of this very file): only the header and the pods
  * are written, and the bytes a decoded state points into never change
- * under it. Then the header flags the frozen part whole: it was checked,
- * or trusted, when it was loaded, and is not written now. Otherwise the
- * header goes without the flag (the next load checks the whole file):
- * written in place, a frozen part could be left half written by a writer
- * killed on the way. */
+ * under it (write_pods_in_place). Then the header flags the frozen part
+ * whole: it was checked, or trusted, when it was loaded, and is not
+ * written now. Otherwise the header goes without the flag (the next load
+ * checks the whole file): written in place, a frozen part could be left
+ * half written by a writer killed on the way. */
 static int write_in_place(const char *cpath, const struct nf_pieces *c, const struct nf_state *s)
 {
 	struct stat st;
 	int fd = open(cpath, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r;
+	size_t end = c->len;
 
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0022) || st.st_uid != geteuid() ||
 	    st.st_nlink != 1) {
 		r = -EINVAL;
-	} else if (s->frozen_map && c->n >= 3 && (uint64_t)st.st_dev == s->frozen_map_dev &&
-		   (uint64_t)st.st_ino == s->frozen_map_ino) { /* keep */
+	} else if (s->frozen_map && c->n >= 3 && c->v[1].iov_base == s->frozen_enc &&
+		   c->v[1].iov_len == s->frozen_enc_len && s->frozen_pods_off >= s->frozen_enc_len &&
+		   (uint64_t)st.st_dev == s->frozen_map_dev && (uint64_t)st.st_ino == s->frozen_map_ino) { /* keep */
 		((struct cache_header *)c->v[0].iov_base)->flags |= htole32(CACHE_FROZEN_WHOLE);
-		r = write_pods_in_place(fd, c, s);
+		r = write_pods_in_place(fd, c, s, &end);
 	} else {
 		r = nf_write_all_v(fd, c);
 	}
-	if (r == 0 && ftruncate(fd, (off_t)c->len) < 0)
+	if (r == 0 && ftruncate(fd, (off_t)end) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
@@ -1282,12 +1315,12 @@ static void put_image(struct wbuf *w, const char *enc, size_t elen)
 }
 
 /* The image at the start of body (mapped at IMAGE_BASE + the header), of
- * ilen bytes, the records from there to pods_off: its root if it checks,
+ * ilen bytes, the records from there to frozen_len: its root if it checks,
  * else NULL. trusted: the frozen part is known to be whole as its writer
  * made it (trusted_frozen), so only the root is checked, not every pointer
  * of the image (at 1,000 policies that walk touched ~0.5 MB and was ~0.1
  * ms of every ADD and DEL: docs/performance.md). */
-static struct image_root *image_check(char *body, size_t ilen, size_t pods_off, bool trusted)
+static struct image_root *image_check(char *body, size_t ilen, size_t frozen_len, bool trusted)
 {
 	struct image_root *root = (struct image_root *)body;
 	struct iwalk w = {
@@ -1295,7 +1328,7 @@ static struct image_root *image_check(char *body, size_t ilen, size_t pods_off, 
 		.cur = (uintptr_t)body + align_up(sizeof(*root)),
 		.end = (uintptr_t)body + ilen,
 		.scur = (uintptr_t)body + ilen,
-		.send = (uintptr_t)body + pods_off,
+		.send = (uintptr_t)body + frozen_len,
 	};
 
 	if (!IMAGE_BASE || (uintptr_t)body != IMAGE_BASE + sizeof(struct cache_header) || root->len != ilen ||
@@ -1308,15 +1341,17 @@ static struct image_root *image_check(char *body, size_t ilen, size_t pods_off, 
 }
 
 /* Is h the header of a cache of the text (len bytes) of file id, written
- * in this boot, with a body of body_len bytes, pods_at/pods_end within
- * the text and pods_off within the body (map_cache caps a cache at 1 GiB:
- * the offset fits in 32 bits)? The body's checksums: check_pods,
- * check_frozen. */
-static int check_head(const struct cache_header *h, size_t body_len, size_t len, const struct nf_text_id *id)
+ * in this boot, with a body within the avail bytes after it (the file can
+ * hold more: write_pods_in_place), pods_at/pods_end within the text, and
+ * the frozen part, then the pods, within the body (map_cache caps a cache
+ * at 1 GiB: the offsets fit in 32 bits)? The body's checksums:
+ * check_pods, check_frozen. */
+static int check_head(const struct cache_header *h, size_t avail, size_t len, const struct nf_text_id *id)
 {
 	if (memcmp(h->magic, CACHE_MAGIC, sizeof(h->magic)) != 0 || le32toh(h->version) != CACHE_VERSION ||
-	    le64toh(h->text_len) != len || le64toh(h->body_len) != body_len || le32toh(h->pods_off) > body_len ||
-	    h->reserved != 0 || h->reserved2 != 0 || (le32toh(h->flags) & ~CACHE_FROZEN_WHOLE))
+	    le64toh(h->text_len) != len || le64toh(h->body_len) > avail || le32toh(h->pods_off) > le64toh(h->body_len) ||
+	    le32toh(h->frozen_len) > le32toh(h->pods_off) || h->reserved != 0 ||
+	    (le32toh(h->flags) & ~CACHE_FROZEN_WHOLE))
 		return -EINVAL;
 	if (le64toh(h->text_dev) != id->dev || le64toh(h->text_ino) != id->ino ||
 	    (int64_t)le64toh((uint64_t)h->text_mtime_ns) != id->mtime_ns || !this_boot(h))
@@ -1326,13 +1361,14 @@ static int check_head(const struct cache_header *h, size_t body_len, size_t len,
 	return 0;
 }
 
-/* the pods' checksum (an ADD or DEL writes them in place, after the
- * header: a writer killed on the way leaves them to be refused) */
-static int check_pods(const struct cache_header *h, const char *body, size_t body_len)
+/* the pods' checksum (an ADD or DEL writes them in place, then the
+ * header: a writer killed on the way leaves the old ones named, whole,
+ * or a count the checksum refuses) */
+static int check_pods(const struct cache_header *h, const char *body)
 {
 	size_t off = le32toh(h->pods_off);
 
-	return le64toh(h->pods_hash) == XXH3_64bits(body + off, body_len - off) ? 0 : -EINVAL;
+	return le64toh(h->pods_hash) == XXH3_64bits(body + off, le64toh(h->body_len) - off) ? 0 : -EINVAL;
 }
 
 /* the frozen part's, unless it is known whole in this boot */
@@ -1340,7 +1376,7 @@ static int check_frozen(const struct cache_header *h, const char *body)
 {
 	if (trusted_frozen(h))
 		return 0;
-	return le64toh(h->frozen_hash) == XXH3_64bits(body, le32toh(h->pods_off)) ? 0 : -EINVAL;
+	return le64toh(h->frozen_hash) == XXH3_64bits(body, le32toh(h->frozen_len)) ? 0 : -EINVAL;
 }
 
 /* The header of buf, if buf is a whole cache made from the text (len
@@ -1353,7 +1389,7 @@ static int check_header(const char *buf, size_t blen, size_t len, const struct n
 		return -EINVAL;
 	body_len = blen - sizeof(*h);
 	memcpy(h, buf, sizeof(*h));
-	if (check_head(h, body_len, len, id) < 0 || check_pods(h, buf + sizeof(*h), body_len) < 0)
+	if (check_head(h, body_len, len, id) < 0 || check_pods(h, buf + sizeof(*h)) < 0)
 		return -EINVAL;
 	h->flags &= ~htole32(CACHE_FROZEN_WHOLE);
 	return check_frozen(h, buf + sizeof(*h));
@@ -1370,9 +1406,9 @@ void nf_state_cache_rehash(char *buf, size_t blen)
 	h.body_len = htole64(blen - sizeof(h));
 	memcpy(buf, &h, sizeof(h));
 	off = le32toh(h.pods_off);
-	if (off > blen - sizeof(h))
+	if (off > blen - sizeof(h) || le32toh(h.frozen_len) > off)
 		return;
-	h.frozen_hash = htole64(XXH3_64bits(buf + sizeof(h), off));
+	h.frozen_hash = htole64(XXH3_64bits(buf + sizeof(h), le32toh(h.frozen_len)));
 	h.pods_hash = htole64(XXH3_64bits(buf + sizeof(h) + off, blen - sizeof(h) - off));
 	memcpy(buf, &h, sizeof(h));
 }
@@ -1415,8 +1451,7 @@ static void get_pods(struct rbuf *r, struct nf_state *s, size_t len)
 }
 
 /* The pods of a checked cache (h, its body): on the heap. */
-static int decode_pods(const struct cache_header *h, const char *body, size_t body_len, size_t len,
-		       struct nf_state *out)
+static int decode_pods(const struct cache_header *h, const char *body, size_t len, struct nf_state *out)
 {
 	struct rbuf r;
 	struct nf_state s = {0};
@@ -1424,7 +1459,8 @@ static int decode_pods(const struct cache_header *h, const char *body, size_t bo
 	s.pods_at = le64toh(h->pods_at);
 	s.pods_end = le64toh(h->pods_end);
 	s.synced_ino = le64toh(h->synced_ino);
-	r = (struct rbuf){.p = (const uint8_t *)body + le32toh(h->pods_off), .end = (const uint8_t *)body + body_len};
+	r = (struct rbuf){.p = (const uint8_t *)body + le32toh(h->pods_off),
+			  .end = (const uint8_t *)body + le64toh(h->body_len)};
 	get_pods(&r, &s, len);
 	if (r.bad) {
 		nf_state_free(&s);
@@ -1435,12 +1471,12 @@ static int decode_pods(const struct cache_header *h, const char *body, size_t bo
 }
 
 /* A checked cache (h, its body) -> out; takes body, which out keeps (or
- * frees on failure): malloc'd (body_len + 1 bytes), or with map (map_len
- * bytes) a read-only mapping of the cache file, the body after its header.
- * A mapped cache's pods are decoded from a copy: the next cache is written
- * in place (write_in_place), its new pods over the old ones, while this
- * state is still in use; the frozen part it leaves as it is. */
-static int decode(const struct cache_header *h, char *body, size_t body_len, size_t len, void *map, size_t map_len,
+ * frees on failure): malloc'd (h->body_len + 1 bytes or more), or with map
+ * (map_len bytes) a read-only mapping of the cache file, the body after
+ * its header. The pods' strings, too, point into the body, mapped or not:
+ * the next cache, written in place, never changes the bytes of the pods it
+ * was loaded with (write_pods_in_place), nor those of the frozen part. */
+static int decode(const struct cache_header *h, char *body, size_t len, void *map, size_t map_len,
 		  struct nf_state *out)
 {
 	struct chunk *arena = NULL;
@@ -1448,7 +1484,7 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	struct rbuf r;
 	struct nf_state s = {0};
 	uint64_t ilen = 0, enc_at;
-	size_t pods_off;
+	size_t pods_off = le32toh(h->pods_off), frozen_len = le32toh(h->frozen_len), body_len = le64toh(h->body_len);
 
 	s.pods_at = le64toh(h->pods_at);
 	s.pods_end = le64toh(h->pods_end);
@@ -1471,17 +1507,17 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 	s.frozen_map = map;
 	s.frozen_map_len = map_len;
 	/* the frozen part: the image, then the records it was made from
-	 * (what a state without a usable image decodes), up to the pods */
-	pods_off = le32toh(h->pods_off);
-	if (body_len >= IMAGE_NONE)
+	 * (what a state without a usable image decodes), up to its end */
+	if (frozen_len >= IMAGE_NONE)
 		memcpy(&ilen, body, sizeof(ilen));
 	ilen = le64toh(ilen);
 	enc_at = ilen ? ilen : IMAGE_NONE;
-	if (body_len < IMAGE_NONE || ilen % ARENA_ALIGN || (ilen && ilen < sizeof(*root)) || enc_at > pods_off)
+	if (frozen_len < IMAGE_NONE || ilen % ARENA_ALIGN || (ilen && ilen < sizeof(*root)) || enc_at > frozen_len)
 		r.bad = true;
-	else if (!(map && ilen && (root = image_check(body, (size_t)ilen, pods_off, trusted_frozen(h))))) {
+	else if (!(map && ilen && (root = image_check(body, (size_t)ilen, frozen_len, trusted_frozen(h))))) {
 		r.p = (const uint8_t *)body + enc_at;
-		if (!(root = get_frozen(&r)) || r.p != (const uint8_t *)body + pods_off)
+		r.end = (const uint8_t *)body + frozen_len;
+		if (!(root = get_frozen(&r)) || r.p != r.end)
 			r.bad = true;
 	}
 	if (!r.bad) {
@@ -1494,19 +1530,14 @@ static int decode(const struct cache_header *h, char *body, size_t body_len, siz
 		s.frozen_image = root == (struct image_root *)body;
 	}
 	/* the pods too point into the body and the arena (nf_pod.borrowed):
-	 * 500 pods' records were ~6,000 allocations, each freed again */
-	s.frozen_enc_len = pods_off;
+	 * 500 pods' records were ~6,000 allocations, each freed again; and
+	 * not into a copy of them: at 500 pods its ~20 new pages were a
+	 * quarter of what loading the pods costs more than loading one */
+	s.frozen_enc_len = frozen_len;
+	s.frozen_pods_off = pods_off;
+	s.frozen_pods_len = body_len - pods_off;
 	r.p = (const uint8_t *)body + pods_off;
-	if (map && !r.bad) {
-		size_t n = body_len - pods_off;
-		if (!(s.frozen_pods = malloc(n + 1))) {
-			r.bad = true;
-		} else {
-			memcpy(s.frozen_pods, r.p, n);
-			r.p = (const uint8_t *)s.frozen_pods;
-			r.end = r.p + n;
-		}
-	}
+	r.end = (const uint8_t *)body + body_len;
 	get_pods(&r, &s, len);
 	if (r.bad) {
 		nf_state_free(&s);
@@ -1524,7 +1555,7 @@ int nf_state_cache_decode_pods(const char *buf, size_t blen, size_t len, const s
 	memset(out, 0, sizeof(*out));
 	if (check_header(buf, blen, len, id, &h) < 0)
 		return -EINVAL;
-	return decode_pods(&h, buf + sizeof(h), blen - sizeof(h), len, out);
+	return decode_pods(&h, buf + sizeof(h), len, out);
 }
 
 /* A mapping of len bytes at IMAGE_BASE, where an image is made to be
@@ -1560,12 +1591,12 @@ int nf_state_cache_decode(const char *buf, size_t blen, size_t len, const struct
 	if ((m = map_at_base(blen, -1))) {
 		memcpy(m, buf, blen);
 		mprotect(m, blen, PROT_READ);
-		return decode(&h, (char *)m + sizeof(h), blen - sizeof(h), len, m, blen, out);
+		return decode(&h, (char *)m + sizeof(h), len, m, blen, out);
 	}
 	if (!(body = malloc(blen - sizeof(h) + 1)))
 		return -ENOMEM;
 	memcpy(body, buf + sizeof(h), blen - sizeof(h));
-	return decode(&h, body, blen - sizeof(h), len, NULL, 0, out);
+	return decode(&h, body, len, NULL, 0, out);
 }
 
 /* The cache of path, if it is a regular file of ours that nobody else could
@@ -1619,18 +1650,18 @@ static int cache_load(const char *path, size_t len, const struct nf_text_id *id,
 	memcpy(&h, map, sizeof(h));
 	body = (char *)map + sizeof(h);
 	blen = mlen - sizeof(h);
-	if (check_head(&h, blen, len, id) < 0 || check_pods(&h, body, blen) < 0 ||
+	if (check_head(&h, blen, len, id) < 0 || check_pods(&h, body) < 0 ||
 	    (!pods_only && check_frozen(&h, body) < 0))
 		r = -EINVAL;
 	if (r == 0 && !pods_only) {
-		if ((r = decode(&h, body, blen, len, map, mlen, out)) == 0) { /* takes the mapping */
+		if ((r = decode(&h, body, len, map, mlen, out)) == 0) { /* takes the mapping */
 			out->frozen_map_dev = (uint64_t)st.st_dev;
 			out->frozen_map_ino = (uint64_t)st.st_ino;
 		}
 		return r;
 	}
 	if (r == 0)
-		r = decode_pods(&h, body, blen, len, out);
+		r = decode_pods(&h, body, len, out);
 	munmap(map, mlen);
 	return r;
 }

@@ -199,8 +199,8 @@ struct nf_pod {
 	/* where its JSON record lies in nf_state.raw, when it was loaded
 	 * from there and not changed since (raw_len 0: made anew) */
 	size_t raw_at, raw_len;
-	/* its record in the model cache it was loaded from (the state's
-	 * frozen_pods, or its frozen_enc), whole, and the record's length
+	/* its record in the model cache it was loaded from (in the state's
+	 * frozen_enc, or frozen_map), whole, and the record's length
 	 * (NULL: none; cache.c): copied as it is into the next cache while
 	 * the pod has not changed (raw_len not 0) */
 	const void *cache_rec;
@@ -276,11 +276,12 @@ struct nf_state {
 	size_t frozen_enc_len;
 	/* frozen_enc is in frozen_map, a read-only mapping of the cache file
 	 * (frozen_map_len bytes, the header first, frozen_enc right after it;
-	 * NULL: on the heap), and the pods' strings in frozen_pods, a copy of
-	 * the cache's pods */
+	 * NULL: on the heap); the pods' records, which their strings point
+	 * into, are the frozen_pods_len bytes at frozen_pods_off in it, which
+	 * the next cache written in place leaves as they are (cache.c) */
 	void *frozen_map;
 	size_t frozen_map_len;
-	char *frozen_pods;
+	size_t frozen_pods_off, frozen_pods_len;
 	/* that file (its device and inode: the next cache leaves its frozen
 	 * part where it is only in that very file), and the frozen part's
 	 * checksum, which the next cache carries */

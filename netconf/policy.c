@@ -889,7 +889,6 @@ void nf_state_free(struct nf_state *s)
 			munmap(s->frozen_map, s->frozen_map_len);
 		else
 			free(s->frozen_enc);
-		free(s->frozen_pods);
 	} else {
 		for (size_t i = 0; i < s->npolicies; i++)
 			nf_policy_free(&s->policies[i]);
