@@ -656,17 +656,21 @@ out:
 	return r;
 }
 
-int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
+int txn_commit_add(struct txn *t, const char *path, struct nf_state *s, const struct nf_pod *pod,
 		   struct nf_error *err)
 {
 	struct plan after = {0}, before = {0};
 	struct nf_state_stage st;
+	const struct nf_pod *idle = nf_state_twin(s, pod, true);
 	int r;
 
 	/* an idle kind of the pod's namespace and labels: its chain is the
 	 * pod's now (the plans, with it or without it, are the same), and the
-	 * state saved has the pod instead */
-	if ((r = stage(path, s, COMMIT_ADD, nf_state_twin(s, pod, true), &st, err)) < 0 ||
+	 * state saved has the pod instead, in its record's place in the
+	 * cache: s makes that record its own first (cache.c) */
+	if (idle && nf_state_own_pod(s, idle) < 0)
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
+	if ((r = stage(path, s, COMMIT_ADD, idle, &st, err)) < 0 ||
 	    (r = commit_delta(t, path, s, NULL, pod, &st, err)) != -EAGAIN)
 		return r;
 	if ((r = plan_compile(s, &after, err)) >= 0 && (r = plan_minus(&after, s, pod, &before, err)) >= 0)
@@ -747,6 +751,10 @@ int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const ch
 			return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
 		pod = nf_state_find_pod(s, container_id, ifname); /* s->pods moved */
 	}
+	/* its record's bytes in the cache are free for the next cache's
+	 * (the idle record's, if it was the last: cache.c) */
+	if (nf_state_own_pod(s, pod) < 0)
+		return nf_error_set(err, ENOMEM, CNI_ERR_IO, "out of memory");
 	if ((r = stage(path, s, COMMIT_DEL, pod, &st, err)) < 0 ||
 	    (r = commit_delta(t, path, s, s, pod, &st, err)) != -EAGAIN)
 		return r;

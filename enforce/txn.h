@@ -77,7 +77,7 @@ int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, s
  * Nothing but the pods may have changed in s since it was loaded: the
  * state file is saved with only its "pods" replaced (nf_state_save_pods). */
 int txn_begin_pod(struct txn *t, const char *path, const struct nf_state *s, struct nf_error *err);
-int txn_commit_add(struct txn *t, const char *path, const struct nf_state *s, const struct nf_pod *pod,
+int txn_commit_add(struct txn *t, const char *path, struct nf_state *s, const struct nf_pod *pod,
 		   struct nf_error *err);
 int txn_commit_del(struct txn *t, const char *path, struct nf_state *s, const char *container_id,
 		   const char *ifname, size_t idle_max, bool *removed, struct nf_error *err);

@@ -602,18 +602,38 @@ int nf_state_cache_encode(const struct nf_state *s, const char *text, size_t len
 	return 0;
 }
 
+/* Does a pod of s point into the bytes [a, b) of the pods it was loaded
+ * with (old, live_len bytes)? Its strings are in its record (cache_rec);
+ * a borrowed pod whose record is not there might point anywhere. */
+static bool pods_use(const struct nf_state *s, uintptr_t old, size_t live_len, size_t a, size_t b)
+{
+	for (size_t i = 0; i < s->npods; i++) {
+		const struct nf_pod *p = &s->pods[i];
+		uintptr_t r = (uintptr_t)p->cache_rec;
+		if (!p->borrowed)
+			continue;
+		if (r < old || r - old >= live_len || p->cache_len > live_len - (r - old))
+			return true;
+		if (r - old < b && a < r - old + p->cache_len)
+			return true;
+	}
+	return false;
+}
+
 /* The header and the pods of c (encode's pieces: the header, the frozen
  * part of s's cache file, where it is, then the pods) into that file
  * (fd), which s was loaded from: *end, the file's new length. The bytes
- * of the pods s was loaded with (the pods' strings and cache_rec point
- * into them) do not change: this process may still read them (a DEL's
- * pod is removed from s after its cache is written; a failed kernel
- * change falls back to compiling s whole), and a file cut shorter than
- * a mapped page would fault. So the new pods go over the old ones only
- * if every record of them is unchanged and in place (an ADD's: the
- * loaded pods, then the new one's record after them; rewriting those
+ * of the pods s was loaded with that its pods still point into do not
+ * change: this process may still read them (a DEL's pod is removed from
+ * s after its cache is written; a failed kernel change falls back to
+ * compiling s whole), and a file cut shorter than a mapped page would
+ * fault. So the new pods go over the old ones only if every record of
+ * them is unchanged and where it was, or lies where no pod of s points
+ * (the count in front, after the old pods, a record that s no longer
+ * has or has made its own: an ADD's, which appends its pod or takes an
+ * idle kind's place; a DEL of the last pod); rewriting the unchanged ones
  * only dirtied ~100 KB of pages at 500 pods for the writeback to write
- * again), the count in front excepted; otherwise beside them (a DEL's):
+ * again. Otherwise (a DEL of a pod before others) they go beside them:
  * between the frozen part and them if they fit there, else after them.
  * The header says where. */
 static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct nf_state *s, size_t *end)
@@ -629,13 +649,13 @@ static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct n
 	for (int i = 2; i < c->n; i++)
 		n += c->v[i].iov_len;
 	/* in place: each piece is the old bytes where they are, or lies
-	 * before the first record (the count) or after the last */
+	 * where no pod of s points */
 	at = live_at;
 	for (int i = 2; in_place && i < c->n; i++) {
 		uintptr_t b = (uintptr_t)c->v[i].iov_base;
 		size_t len = c->v[i].iov_len;
 		bool there = b >= old && b - old == at - live_at && at + len <= live_end;
-		in_place = there || at + len <= live_at + 4 || at >= live_end;
+		in_place = there || !pods_use(s, old, live_end - live_at, at - live_at, at - live_at + len);
 		at += len;
 	}
 	if (!in_place)

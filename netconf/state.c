@@ -1484,6 +1484,11 @@ bool nf_state_remove_pod(struct nf_state *s, const char *container_id, const cha
 	return removed;
 }
 
+int nf_state_own_pod(struct nf_state *s, const struct nf_pod *p)
+{
+	return nf_pod_own(&s->pods[p - s->pods]);
+}
+
 void nf_state_remove_pod_at(struct nf_state *s, size_t i)
 {
 	nf_pod_free(&s->pods[i]);

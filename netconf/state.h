@@ -241,6 +241,10 @@ const struct nf_pod *nf_state_twin(const struct nf_state *s, const struct nf_pod
 size_t nf_state_nidle(const struct nf_state *s);
 int nf_state_add_idle(struct nf_state *s, const struct nf_pod *pod);
 void nf_state_remove_pod_at(struct nf_state *s, size_t i);
+/* The record p (one of s's pods) made its own, out of the model cache
+ * (nf_pod_own): the next cache, written in place, may then put another
+ * record where its was (cache.c). -ENOMEM. */
+int nf_state_own_pod(struct nf_state *s, const struct nf_pod *p);
 /* *view: s without pod (a shallow copy: s keeps owning everything; free
  * view->pods only). -ENOMEM. */
 int nf_state_view_without(const struct nf_state *s, const struct nf_pod *pod, struct nf_state *view);
