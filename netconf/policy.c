@@ -726,8 +726,9 @@ static int dup_opt(const char *s, char **out)
 
 int nf_pod_own(struct nf_pod *p)
 {
-	/* not its cache record: it is owned to be changed */
-	struct nf_pod o = {.naddrs = p->naddrs, .raw_at = p->raw_at, .raw_len = p->raw_len};
+	/* not its cache record: it is owned to be changed; still what it
+	 * was, an idle kind or an attachment */
+	struct nf_pod o = {.naddrs = p->naddrs, .raw_at = p->raw_at, .raw_len = p->raw_len, .idle = p->idle};
 
 	if (!p->borrowed)
 		return 0;

@@ -2144,6 +2144,11 @@ static void test_state_idle(void **state)
 		assert_null(s.pods[1].container_id);
 		assert_string_equal(nf_labels_get(&s.pods[1].labels, "k"), "w");
 		assert_int_equal(nf_state_nidle(&s), 1);
+		/* made the state's own (an ADD that takes it over): still idle */
+		assert_int_equal(nf_state_own_pod(&s, &s.pods[1]), 0);
+		assert_false(s.pods[1].borrowed);
+		assert_true(s.pods[1].idle);
+		assert_int_equal(nf_state_nidle(&s), 1);
 		nf_state_free(&s);
 	}
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
