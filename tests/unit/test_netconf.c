@@ -1365,6 +1365,23 @@ static void cache_bytes(const char *cpath, off_t off, void *buf, size_t n, bool 
 	close(fd);
 }
 
+/* The state at path loaded from its cache (a hit) and its pods saved:
+ * the new cache, written in place, flags its frozen part whole (the
+ * flags are at flags_at in cpath) */
+static void hit_and_save(const char *path, const char *cpath, off_t flags_at)
+{
+	struct nf_error err = {0};
+	struct nf_state s = {0};
+	uint32_t flags;
+
+	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
+	assert_non_null(s.frozen);
+	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
+	nf_state_free(&s);
+	cache_bytes(cpath, flags_at, &flags, sizeof(flags), false);
+	assert_int_equal(flags, htole32(1));
+}
+
 /* Where needle first is in the cache file (it must be) */
 static off_t cache_find(const char *cpath, const char *needle)
 {
@@ -1492,12 +1509,7 @@ static void test_cache_names_its_file(void **state)
 	assert_null(s.frozen);
 	nf_state_free(&s);
 	/* flagged again; then one of its pod's bytes changed: a miss */
-	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
-	assert_non_null(s.frozen);
-	assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
-	nf_state_free(&s);
-	cache_bytes(cpath, flags_at, &flags, sizeof(flags), false);
-	assert_int_equal(flags, htole32(1));
+	hit_and_save(path, cpath, flags_at);
 	cache_bytes(cpath, cache_find(cpath, "c-stamp") + 2, &c, 1, true);
 	assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
 	assert_null(s.frozen);
@@ -1514,12 +1526,7 @@ static void test_cache_names_its_file(void **state)
 		uint32_t pods_off, frozen_len;
 		uint64_t body_len;
 		struct stat st;
-		assert_int_equal(nf_state_load_fast(path, &s, &err), 0);
-		assert_non_null(s.frozen);
-		assert_int_equal(nf_state_save_pods(path, &s, &err), 0);
-		nf_state_free(&s);
-		cache_bytes(cpath, flags_at, &flags, sizeof(flags), false);
-		assert_int_equal(flags, htole32(1));
+		hit_and_save(path, cpath, flags_at);
 		cache_bytes(cpath, pods_off_at, &pods_off, sizeof(pods_off), false);
 		cache_bytes(cpath, body_len_at, &body_len, sizeof(body_len), false);
 		cache_bytes(cpath, frozen_len_at, &frozen_len, sizeof(frozen_len), false);
