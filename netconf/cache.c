@@ -91,8 +91,10 @@ struct cache_header {
 #define CACHE_FROZEN_WHOLE 1u
 _Static_assert(sizeof(struct cache_header) == NF_CACHE_HEADER_LEN && sizeof(struct cache_header) % 16 == 0,
 	       "the body, and so the image, is aligned");
-_Static_assert(offsetof(struct cache_header, boot) == 96 && offsetof(struct cache_header, flags) == 112,
-	       "tests/unit/test_netconf.c knows where the boot and the flags are");
+_Static_assert(offsetof(struct cache_header, boot) == 96 && offsetof(struct cache_header, flags) == 112 &&
+		       offsetof(struct cache_header, pods_off) == 12 && offsetof(struct cache_header, body_len) == 64 &&
+		       offsetof(struct cache_header, frozen_len) == 116,
+	       "tests/unit/test_netconf.c knows where the boot, the flags and the parts' bounds are");
 
 /* The boot's ID, read once per process (boot_known: it could be) */
 static uint8_t boot[16];
@@ -620,6 +622,13 @@ static bool pods_use(const struct nf_state *s, uintptr_t old, size_t live_len, s
 	return false;
 }
 
+/* Is the piece at b (len bytes), to go at off in the pods, the loaded
+ * pods' bytes (old, live_len of them) at that very place? */
+static bool piece_there(uintptr_t b, size_t len, size_t off, uintptr_t old, size_t live_len)
+{
+	return b >= old && b - old == off && off + len <= live_len;
+}
+
 /* The header and the pods of c (encode's pieces: the header, the frozen
  * part of s's cache file, where it is, then the pods) into that file
  * (fd), which s was loaded from: *end, the file's new length. The bytes
@@ -640,7 +649,7 @@ static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct n
 {
 	const size_t hlen = c->v[0].iov_len, frozen = c->v[1].iov_len;
 	const uintptr_t old = (uintptr_t)s->frozen_map + hlen + s->frozen_pods_off;
-	const size_t live_at = s->frozen_pods_off, live_end = live_at + s->frozen_pods_len;
+	const size_t live_at = s->frozen_pods_off, live_len = s->frozen_pods_len, live_end = live_at + live_len;
 	struct cache_header *hp = c->v[0].iov_base;
 	size_t n = 0, at, place = live_at;
 	bool in_place = true;
@@ -654,8 +663,8 @@ static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct n
 	for (int i = 2; in_place && i < c->n; i++) {
 		uintptr_t b = (uintptr_t)c->v[i].iov_base;
 		size_t len = c->v[i].iov_len;
-		bool there = b >= old && b - old == at - live_at && at + len <= live_end;
-		in_place = there || !pods_use(s, old, live_end - live_at, at - live_at, at - live_at + len);
+		in_place = piece_there(b, len, at - live_at, old, live_len) ||
+			   !pods_use(s, old, live_len, at - live_at, at - live_at + len);
 		at += len;
 	}
 	if (!in_place)
@@ -664,7 +673,7 @@ static int write_pods_in_place(int fd, const struct nf_pieces *c, const struct n
 	for (int i = 2; r == 0 && i < c->n; i++) {
 		uintptr_t b = (uintptr_t)c->v[i].iov_base;
 		size_t len = c->v[i].iov_len;
-		if (!(in_place && b >= old && b - old == at - live_at && at + len <= live_end))
+		if (!(in_place && piece_there(b, len, at - live_at, old, live_len)))
 			r = nf_pwrite_all(fd, c->v[i].iov_base, len, (off_t)(hlen + at));
 		at += len;
 	}
