@@ -1532,9 +1532,9 @@ static void test_cache_names_its_file(void **state)
 		cache_bytes(cpath, frozen_len_at, &frozen_len, sizeof(frozen_len), false);
 		assert_int_equal(stat(cpath, &st), 0);
 		assert_true(le32toh(frozen_len) <= le32toh(pods_off) && le32toh(pods_off) <= le64toh(body_len) &&
-			    le64toh(body_len) + 128 <= (uint64_t)st.st_size);
+			    le64toh(body_len) + NF_CACHE_HEADER_LEN <= (uint64_t)st.st_size);
 		if (bad == 0) {
-			body_len = htole64((uint64_t)st.st_size - 128 + 1);
+			body_len = htole64((uint64_t)st.st_size - NF_CACHE_HEADER_LEN + 1);
 			cache_bytes(cpath, body_len_at, &body_len, sizeof(body_len), true);
 		} else if (bad == 1) {
 			frozen_len = htole32(le32toh(pods_off) + 1);
