@@ -13,7 +13,7 @@ LDLIBS += -pthread $(shell $(PKG_CONFIG) --libs $(PKGS))
 # The plugin is started once per pod ADD and DEL: it is one static
 # executable (as upstream's releases of the reference plugins are), so that no dynamic loader maps
 # and binds libraries at each call (~0.3 ms on a cold start here,
-# docs/performance.md) and a node needs no library to run it. Debian ships
+# docs/performance-history.md) and a node needs no library to run it. Debian ships
 # libmnl only as a shared library: plugin/mnl.c has the part of its API
 # the plugin and libnftnl call. `make PLUGIN_LINK=dynamic` links the plugin
 # against the system's shared libraries instead. build/netfence-dynamic is

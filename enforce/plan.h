@@ -37,14 +37,14 @@
  * forward and input, the same rules in each; but nf_tables validates
  * the chains a base chain reaches once per hook, so adding a `jump`
  * element (every ADD) walked every kind's chain twice (bench/kvalidate.sh
- * and docs/performance.md). A full apply (`netfencectl sync`) replaces
+ * and docs/performance-history.md). A full apply (`netfencectl sync`) replaces
  * the old layout: it recreates the table.
  *
  * The pods' anti-spoofing chains are spread over PLAN_AS_SHARDS netdev
  * tables, not kept in one: nf_tables validates a whole table (every chain
  * of it) when a rule with a verdict or a meta match is added to it, so a
  * pod's ADD into a shared table walked every other pod's chain
- * (docs/performance.md, bench/knetdev.sh); and not one table per pod
+ * (docs/performance-history.md, bench/knetdev.sh); and not one table per pod
  * either: the kernel finds each message's table by walking the list of
  * all tables, so 500 tables cost each message of an ADD 500 name
  * compares. A full apply deletes every netdev table plan_is_as_table
@@ -168,7 +168,7 @@ bool plan_prefix_end(const uint8_t *start, unsigned prefix, size_t len, uint8_t 
  * the element after them. The kernel keeps a range as two elements
  * however many prefixes make it: an ipBlock /16 with a /24 except is 8
  * prefixes and 2 ranges, and the elements are most of what making a set
- * costs it (docs/performance.md). */
+ * costs it (docs/performance-history.md). */
 size_t plan_set_range(const struct plan_set *s, size_t i, struct plan_range *rg);
 /* "10.0.0.0/8" when the range is a prefix, "10.0.0.1-10.0.0.6" if not (as
  * nft lists it) */

@@ -74,7 +74,7 @@ static int lock_ct_file(const char *name, int flags, int how)
 /* How long the deferred cleanup waits before it walks the conntrack hash:
  * the runtime's DEL goes on with the next plugins (bridge deletes the
  * veth, host-local frees the address), and a walk at the same time made
- * that 9 ms slower on 2 CPUs (docs/performance.md). An ADD that gets one
+ * that 9 ms slower on 2 CPUs (docs/performance-history.md). An ADD that gets one
  * of the addresses meanwhile does the cleanup itself (the barrier). */
 #define DEL_CLEANUP_DELAY_MS 1000
 

@@ -62,7 +62,7 @@ int txn_commit_pods(struct txn *t, const char *path, const struct nf_state *s, s
  * for the next pod of the kind (a restart, a rollout, a job's next run):
  * its ADD then adds set elements and map entries, not a chain of a rule
  * per selecting policy's rule (0.5 ms at 50 selecting policies,
- * docs/performance.md). An idle record has no address, so nothing jumps
+ * docs/performance-history.md). An idle record has no address, so nothing jumps
  * to its chain; the plans hold its chain like any pod's kind's, so every
  * policy change, sync and recovery keeps it as the policies say, and a
  * policy that stops selecting it takes the chain away. The ADD of a pod

@@ -1,6 +1,6 @@
 /* The model cache, "<state>.model": the parsed node state in a binary form,
  * so a CNI call does not parse and validate every policy's JSON again (at
- * 1,000 policies that was most of an ADD: docs/performance.md).
+ * 1,000 policies that was most of an ADD: docs/performance-history.md).
  *
  * It is derived data, never the truth: it names the state file it was made
  * from (struct nf_text_id: device, inode, mtime; the state file is only
@@ -26,7 +26,7 @@
  * the frozen part where it is and flags it in the header as checked: in
  * that boot a load needs to check neither its checksum nor each pointer
  * of its image (at 1,000 policies, ~0.2 ms of every ADD and DEL on a
- * 2-vCPU VM: docs/performance.md).
+ * 2-vCPU VM: docs/performance-history.md).
  *
  * File: header, then the body: the frozen part (policies, namespaces and
  * pod registrations), then the pods, right after it or further on (the
@@ -1013,7 +1013,7 @@ static struct image_root *get_frozen(struct rbuf *r)
 /* ---- the image: the frozen part as decoded, mapped, not decoded ----
  *
  * Decoding 1,000 policies cost an ADD ~0.5 ms, half of it the fresh pages
- * of the arena (docs/performance.md). So the cache also holds the decoded
+ * of the arena (docs/performance-history.md). So the cache also holds the decoded
  * structs themselves, as get_frozen lays them out in its arena, with every
  * pointer made for the cache file mapped at IMAGE_BASE: the body begins
  * with the image (its root first), then the encoded records its strings
@@ -1348,7 +1348,7 @@ static void put_image(struct wbuf *w, const char *enc, size_t elen)
  * else NULL. trusted: the frozen part is known to be whole as its writer
  * made it (trusted_frozen), so only the root is checked, not every pointer
  * of the image (at 1,000 policies that walk touched ~0.5 MB and was ~0.1
- * ms of every ADD and DEL: docs/performance.md). */
+ * ms of every ADD and DEL: docs/performance-history.md). */
 static struct image_root *image_check(char *body, size_t ilen, size_t frozen_len, bool trusted)
 {
 	struct image_root *root = (struct image_root *)body;

@@ -825,7 +825,7 @@ static void *stage_write(void *arg)
  * scheduler that packs tasks onto few CPUs (as this machine's does) would
  * otherwise run a new thread on the caller's CPU, and only while the
  * caller waits, so that none of its work would overlap the caller's
- * (docs/performance.md). */
+ * (docs/performance-history.md). */
 static int start_beside(pthread_t *th, void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;

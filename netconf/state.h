@@ -14,7 +14,7 @@
  * the loaded ones, a DEL's the loaded text without one record, and
  * copying the ~0.5 MB of 1,000 policies, or 500 pods' records, into one
  * buffer first cost the writer thread a fault per page
- * (docs/performance.md). */
+ * (docs/performance-history.md). */
 #define NF_PIECES_MAX 16
 struct nf_pieces {
 	struct iovec v[NF_PIECES_MAX];

@@ -6,7 +6,7 @@
  * Debian ships libmnl only as a shared library, and a static executable
  * cannot load one. The plugin is started for every pod ADD and DEL, and
  * the dynamic loader's work (mapping libc and libmnl, binding, relocating)
- * was ~0.3 ms of each call on a cold start (docs/performance.md); a static
+ * was ~0.3 ms of each call on a cold start (docs/performance-history.md); a static
  * plugin is also one file to copy to a node, as the upstream releases of
  * the reference plugins are (Debian's builds of them link libc).
  *
