@@ -165,6 +165,7 @@ bench-smoke: bench-build
 	bench/growth.sh --out bench/results/smoke-growth 1 10 3 20 3
 	bench/softirq.sh 3 2
 	bench/afterdel.sh 3 2 10
+	bench/delwait.sh --out bench/results/smoke-delwait 3 3
 	bench/ktxn.sh 3 100 3
 	bench/kasshard.sh 64 3
 	bench/krules.sh 4 10 3

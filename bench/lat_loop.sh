@@ -14,7 +14,9 @@
 # (log/plugin-rusage.tsv, the label is $NFB_CELL, which libcni passes on to
 # the plugin's environment).
 # Env: NFB_DIR, NFB_TIME, NFB_CNITOOL; NFB_EACH=1: the rounds run every
-# plugin under nfb_time (bin-each), each call a line in log/each.tsv.
+# plugin under nfb_time (bin-each), each call a line in log/each.tsv;
+# NFB_MARK_FD=N: each DEL is bracketed by the lines "nfb DEL VARIANT ROUND"
+# and "nfb END" written to descriptor N (bench/delwait.sh: a trace_marker).
 set -u
 out=$1 cell=$2 rounds=$3 memrounds=$4 pfx=$5 first=${6:-1}
 read -r -a variants <<<"${NFB_VARIANTS:-base nf fw tun}"
@@ -30,7 +32,11 @@ bin=bin
 last=$((first + rounds))
 for ((r = first; r < last; r++)); do
 	for v in $(shuf -e "${variants[@]}"); do cni "$bin" add "$v" "$cell ADD $v $r" || fails=$((fails + 1)); done
-	for v in $(shuf -e "${variants[@]}"); do cni "$bin" del "$v" "$cell DEL $v $r" || fails=$((fails + 1)); done
+	for v in $(shuf -e "${variants[@]}"); do
+		[ -z "${NFB_MARK_FD:-}" ] || echo "nfb DEL $v $r" >&"$NFB_MARK_FD"
+		cni "$bin" del "$v" "$cell DEL $v $r" || fails=$((fails + 1))
+		[ -z "${NFB_MARK_FD:-}" ] || echo "nfb END" >&"$NFB_MARK_FD"
+	done
 done
 for ((r = 1; r <= memrounds; r++)); do
 	cni bin-mem add nf "$cell MEMADD nf $r" || fails=$((fails + 1))
