@@ -12,7 +12,9 @@ threads were blocked is summed by where they blocked: rcu_barrier,
 synchronize_rcu / synchronize_rcu_expedited (the first of those on the
 stack), or elsewhere. Prints, per variant, the mean and median of each
 per DEL, the DEL's median time, and the mean per-round difference to the
-baseline ("base") with a 90 % bootstrap interval over rounds.
+baseline ("base") with a 90 % bootstrap interval over rounds; and netfence's
+(nf) per-round difference to tuning's (tun), a chained plugin that does
+nothing.
 """
 import collections
 import random
@@ -121,6 +123,14 @@ def main():
                 lo, hi = interval(d, rng)
                 row.append(f"{st.mean(d):+.2f} [{lo:+.2f}, {hi:+.2f}]")
         print(f"| {v} | " + " | ".join(row) + " |")
+    if "nf" in variants and "tun" in variants:
+        # netfence against a chained plugin that does nothing, round by round
+        row = []
+        for get in (lambda k: dels[k]["rcu_barrier"], lambda k: lat[k]):
+            d = [get(("nf", r)) - get(("tun", r)) for r in rounds]
+            lo, hi = interval(d, rng)
+            row.append(f"{st.mean(d):+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        print(f"\nnf - tun, per round: rcu_barrier {row[0]}, whole DEL {row[1]}")
 
 
 if __name__ == "__main__":
