@@ -57,13 +57,7 @@ trace_down() {
 . bench/lib.sh
 nfb_setup
 trap 'trace_down; nfb_cleanup' EXIT
-export NFB_TIME NFB_CNITOOL NFB_PFX
-export NFB_VARIANTS=${NFB_VARIANTS:-base nf tun}
-for v in $NFB_VARIANTS; do
-	nfb_pod_netns "m-$v"
-done
-nfb_fill "$pods" "$policies"
-nfb_rejudge_wait
+nfb_variant_node "$pods" "$policies"
 
 mkdir "$I" || nfb_die "cannot make a tracefs instance (tracefs: $T)"
 [ -f "$ev/trigger" ] || nfb_die "no sched_switch event or triggers in this kernel's tracefs"

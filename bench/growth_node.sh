@@ -17,13 +17,7 @@ cd "$(dirname "$0")/.." || exit 2
 exec 3<"$ctl/$name.in" 4>"$ctl/$name.out" || exit 2
 . bench/lib.sh
 nfb_setup
-export NFB_TIME NFB_CNITOOL NFB_PFX
-export NFB_VARIANTS=${NFB_VARIANTS:-base nf tun}
-for v in $NFB_VARIANTS; do
-	nfb_pod_netns "m-$v"
-done
-nfb_fill "$pods" "$policies"
-nfb_rejudge_wait
+nfb_variant_node "$pods" "$policies"
 echo ready >&4
 while read -r cmd r <&3; do
 	case $cmd in

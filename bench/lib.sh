@@ -27,6 +27,7 @@
 #                          bin-mem = netfence under nfb_time, bin-prof = under callgrind,
 #                          bin-each = every plugin under nfb_time, log/each.tsv)
 #   nfb_pods_grow N        attach pods 0..N-1 to nfb-nf (canary0, canary1, fillers)
+#   nfb_variant_node P S   the measured pods of NFB_VARIANTS, P pods and S policies (after nfb_setup)
 #   nfb_pod NAME NET ARGS  one pod netns attached with `cnitool add`
 #   nfb_die MSG
 
@@ -347,6 +348,21 @@ nfb_base_bin() {
 
 # nfb_fill PODS POLICIES: the namespaces, PODS pods, then POLICIES policies
 # (bench/gen.py's sets, into $NFB_DIR/gen).
+# nfb_variant_node PODS POLICIES (after nfb_setup): the measured pod netns
+# of each variant of NFB_VARIANTS (exported; default "base nf tun") and the
+# node filled with PODS pods and POLICIES policies, its rejudge done: what
+# bench/lat_loop.sh rounds run on (growth_node.sh, delwait.sh).
+nfb_variant_node() {
+	local v
+	export NFB_TIME NFB_CNITOOL NFB_PFX
+	export NFB_VARIANTS=${NFB_VARIANTS:-base nf tun}
+	for v in $NFB_VARIANTS; do
+		nfb_pod_netns "m-$v"
+	done
+	nfb_fill "$1" "$2"
+	nfb_rejudge_wait
+}
+
 nfb_fill() {
 	python3 bench/gen.py "$NFB_DIR/gen" --sizes "$2" --peers 10 >/dev/null || nfb_die "gen.py"
 	nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
