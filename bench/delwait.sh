@@ -46,13 +46,15 @@ mountpoint -q "$T" || mount -t tracefs nodev "$T" || { echo "delwait.sh: cannot 
 I=$T/instances/nfb-delwait-$$
 ev=$I/events/sched/sched_switch
 catpid=""
-trace_down() {
-	[ -d "$I" ] || return 0
+trace_down() { # keeps $?: the EXIT trap's nfb_cleanup exits with it
+	local rc=$?
+	[ -d "$I" ] || return $rc
 	echo 0 >"$I/tracing_on"
 	echo 0 >"$ev/enable"
 	echo '!stacktrace' >"$ev/trigger" 2>/dev/null
 	[ -n "$catpid" ] && kill "$catpid" 2>/dev/null && wait "$catpid" 2>/dev/null
 	rmdir "$I"
+	return $rc
 }
 . bench/lib.sh
 nfb_setup
@@ -85,3 +87,4 @@ trace_down
 	echo "kernel=$(uname -r) nproc=$(nproc)"
 } >"$out/config.txt"
 python3 bench/delwait.py "$out/trace.txt" "$out/latency.tsv" | tee "$out/delwait.md"
+exit "${PIPESTATUS[0]}" # the parser's failure is the run's
