@@ -92,9 +92,15 @@ def load_latency(path):
     return lat
 
 
-def interval(diffs, rng):
-    means = sorted(st.mean(rng.choices(diffs, k=len(diffs))) for _ in range(1000))
-    return means[50], means[949]
+def paired(dels, lat, rounds, v, than, rng):
+    """Cells "mean [90 % interval]" of v's per-round difference to than's:
+    time blocked in rcu_barrier, then the whole DEL."""
+    cells = []
+    for get in (lambda k: dels[k]["rcu_barrier"], lambda k: lat[k]):
+        d = [get((v, r)) - get((than, r)) for r in rounds]
+        means = sorted(st.mean(rng.choices(d, k=len(d))) for _ in range(1000))
+        cells.append(f"{st.mean(d):+.2f} [{means[50]:+.2f}, {means[949]:+.2f}]")
+    return cells
 
 
 def main():
@@ -115,21 +121,11 @@ def main():
         cell = {w: [dels[(v, r)][w] for r in rounds] for w in ("rcu_barrier", "synchronize_rcu", "other")}
         row = [f"{st.mean(x):.2f} / {st.median(x):.2f}" for x in cell.values()]
         row.append(f"{st.median(lat[(v, r)] for r in rounds):.2f}")
-        if v == "base":
-            row += ["", ""]
-        else:
-            for get in (lambda k: dels[k]["rcu_barrier"], lambda k: lat[k]):
-                d = [get((v, r)) - get(("base", r)) for r in rounds]
-                lo, hi = interval(d, rng)
-                row.append(f"{st.mean(d):+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        row += ["", ""] if v == "base" else paired(dels, lat, rounds, v, "base", rng)
         print(f"| {v} | " + " | ".join(row) + " |")
     if "nf" in variants and "tun" in variants:
         # netfence against a chained plugin that does nothing, round by round
-        row = []
-        for get in (lambda k: dels[k]["rcu_barrier"], lambda k: lat[k]):
-            d = [get(("nf", r)) - get(("tun", r)) for r in rounds]
-            lo, hi = interval(d, rng)
-            row.append(f"{st.mean(d):+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        row = paired(dels, lat, rounds, "nf", "tun", rng)
         print(f"\nnf - tun, per round: rcu_barrier {row[0]}, whole DEL {row[1]}")
 
 

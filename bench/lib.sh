@@ -346,8 +346,6 @@ nfb_base_bin() {
 	NFB_BASE=$NFB_DIR/nfbin/$1.base
 }
 
-# nfb_fill PODS POLICIES: the namespaces, PODS pods, then POLICIES policies
-# (bench/gen.py's sets, into $NFB_DIR/gen).
 # nfb_variant_node PODS POLICIES (after nfb_setup): the measured pod netns
 # of each variant of NFB_VARIANTS (exported; default "base nf tun") and the
 # node filled with PODS pods and POLICIES policies, its rejudge done: what
@@ -363,6 +361,8 @@ nfb_variant_node() {
 	nfb_rejudge_wait
 }
 
+# nfb_fill PODS POLICIES: the namespaces, PODS pods, then POLICIES policies
+# (bench/gen.py's sets, into $NFB_DIR/gen).
 nfb_fill() {
 	python3 bench/gen.py "$NFB_DIR/gen" --sizes "$2" --peers 10 >/dev/null || nfb_die "gen.py"
 	nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
