@@ -212,6 +212,9 @@ expect_lines "netdev tables: one per pod, each with its antispoof chain" \
 	"chain as_nfv2 {" "ip saddr 10.1.0.6 accept"
 expect_no_line "antispoof chain of a missing device skipped" 'as_nfvgone|nfvgone'
 expect_no_line "as_nfv2 has no v6 address rule" 'ip6 saddr fd00::6'
+check "as_nfv2 (no v6 address) lets no neighbour discovery or MLD through: it drops all IPv6" \
+	bash -c "[ \"\$(ip netns exec $NODE nft list chain netdev netfence-17 as_nfv2 | grep -c -e icmpv6 -e 'ip6 saddr')\" = 0 ] &&
+		ip netns exec $NODE nft list chain netdev netfence-17 as_nfv2 | grep -q 'meta protocol ip6 drop'"
 check "pod_bbbb has exactly the final drop" \
 	bash -c "[ \"\$(ip netns exec $NODE nft list chain inet netfence pod_bbbb | grep -c -e accept -e drop)\" = 1 ]"
 check "nft_chain_exists pod_aaaa = yes" driver exists pod_aaaa
@@ -228,6 +231,26 @@ deny "p2 -> 10.1.0.10:80/tcp (pod_bbbb denies all)" p2 tcp 10.1.0.10 80
 deny "p2 spoofing p1's 10.1.0.5 -> 10.1.0.10:80/tcp (antispoof)" p2 tcp 10.1.0.10 80 --src 10.1.0.5
 deny "p2 spoofing unlisted 10.1.0.77 -> 10.1.0.10:80/tcp (antispoof)" p2 tcp 10.1.0.10 80 --src 10.1.0.77
 deny "p2 over IPv6 (no v6 address in its plan) -> [fd00::10]:53/udp" p2 udp fd00::10 53
+# A pod's neighbour solicitation for the node's fe80::1 makes the node learn
+# the pod's link-local address (RFC 4861 7.2.3); p1 (with an IPv6 address)
+# gets through, p2 (IPv4 only) must not: on a bridge its ND and MLD would
+# be flooded to every port.
+# nd_learnt POD VETH: the node has a neighbour entry for POD's link-local
+nd_learnt() {
+	local ll
+	ll=$(in_ns "$ID-$1" ip -6 -o addr show dev eth0 scope link | awk '{print $4}' | cut -d/ -f1)
+	[ -n "$ll" ] || { echo "$1 has no link-local address"; return 2; }
+	node ip -6 neigh flush dev "$2"
+	in_ns "$ID-$1" ip -6 neigh flush dev eth0 # else the ping may need no solicitation
+	in_ns "$ID-$1" busybox ping -6 -c 1 -W 1 -I eth0 fe80::1 >/dev/null 2>&1
+	node ip -6 neigh show dev "$2" | grep -q "^$ll "
+}
+nd_not_learnt() {
+	nd_learnt "$@"
+	[ $? = 1 ]
+}
+check "p1 (IPv6 address): its neighbour discovery reaches the node" nd_learnt p1 nfv1
+check "p2 (IPv4 only): its neighbour discovery is dropped at its veth" nd_not_learnt p2 nfv2
 allow "srv -> p1:8080/tcp (into a selected pod, reply passes)" srv tcp 10.1.0.5 8080
 check "pod_aaaa's drop counted packets" \
 	bash -c "ip netns exec $NODE nft list chain inet netfence pod_aaaa | grep -q 'counter packets [1-9]'"

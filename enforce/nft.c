@@ -1008,14 +1008,18 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 	static const uint8_t ll_mask[16] = { 0xff, 0xc0 }, ll_net[16] = { 0xfe, 0x80 },
 			     any6[16] = { 0 };
 	/* ND and MLDv2 reports from link-local sources; DAD probes and MLD
-	 * reports from :: (RFC 4862, RFC 3810) */
+	 * reports from :: (RFC 4862, RFC 3810). Only for a pod with an IPv6
+	 * address (render.c). */
 	static const struct {
 		bool unspec;
 		uint8_t lo, hi;
 	} nd[] = { { false, 133, 136 }, { false, 143, 143 }, { true, 135, 135 }, { true, 143, 143 } };
 	size_t n = 0;
+	bool has6 = false;
 	struct rb rb;
 
+	for (size_t i = 0; i < as->naddrs; i++)
+		has6 |= as->addrs[i].family == AF_INET6;
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
 		size_t len = plan_addr_len(family);
@@ -1030,7 +1034,7 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 			rb_verdict(&rb, NF_ACCEPT);
 			rb_commit(&rb, s, NFPROTO_NETDEV, OBJ_ASRULE, ai, n++);
 		}
-		for (size_t i = 0; fi && i < NF_ARRAY_SIZE(nd); i++) {
+		for (size_t i = 0; fi && has6 && i < NF_ARRAY_SIZE(nd); i++) {
 			rb_begin(&rb, NFPROTO_NETDEV, as->chain, NULL);
 			rb_ethproto(&rb, family);
 			rb_addr(&rb, family, false);
