@@ -204,7 +204,8 @@ expect_lines "netdev tables: one per pod, each with its antispoof chain" \
 	"table netdev netfence-24 {" "table netdev netfence-17 {" \
 	"chain as_nfv1 {" "type filter hook ingress device \"nfv1\" priority -500; policy accept;" \
 	"ip saddr 10.1.0.5 accept" "meta protocol ip drop" "ip6 saddr fd00::5 accept" \
-	"ip6 saddr fe80::/10 icmpv6 type 133-136 accept" \
+	"ip6 saddr fe80::/10 icmpv6 type nd-router-solicit accept" \
+	"ip6 saddr fe80::/10 icmpv6 type 135-136 accept" \
 	"ip6 saddr fe80::/10 icmpv6 type mld2-listener-report accept" \
 	"ip6 saddr :: icmpv6 type nd-neighbor-solicit accept" \
 	"ip6 saddr :: icmpv6 type mld2-listener-report accept" \
@@ -251,6 +252,39 @@ nd_not_learnt() {
 }
 check "p1 (IPv6 address): its neighbour discovery reaches the node" nd_learnt p1 nfv1
 check "p2 (IPv4 only): its neighbour discovery is dropped at its veth" nd_not_learnt p2 nfv2
+# A pod is a host: a router advertisement or a redirect from it would make
+# it the IPv6 router of its neighbours (CVE-2020-10749). Each pod sends one
+# ICMPv6 message of each type to ff02::1 from its link-local address; a
+# chain behind the antispoof chain (priority 0) counts what got through.
+# icmp6_sent POD VETH: how many of RS, RA, redirect got past POD's chain
+icmp6_sent() {
+	local t out
+	node nft -f - <<EOF || return 2
+table netdev nfprobe {
+	chain c {
+		type filter hook ingress device "$2" priority 0; policy accept;
+		icmpv6 type nd-router-solicit counter
+		icmpv6 type nd-router-advert counter
+		icmpv6 type nd-redirect counter
+	}
+}
+EOF
+	for t in 133 134 137; do
+		in_ns "$ID-$1" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.sendto(bytes([int(sys.argv[1])]) + bytes(39), ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))
+' "$t" || { node nft delete table netdev nfprobe; return 2; }
+	done
+	out=$(node nft list table netdev nfprobe | grep -o 'packets [0-9]*' | cut -d' ' -f2 | paste -sd' ')
+	node nft delete table netdev nfprobe
+	echo "$out"
+}
+check "p1 (IPv6 address): its router solicitation passes, its router advertisement and redirect do not" \
+	bash -c "[ \"\$1\" = '1 0 0' ] || { echo \"RS RA redirect passed: \$1\"; exit 1; }" _ "$(icmp6_sent p1 nfv1)"
+check "p2 (IPv4 only): none of the three passes" \
+	bash -c "[ \"\$1\" = '0 0 0' ] || { echo \"RS RA redirect passed: \$1\"; exit 1; }" _ "$(icmp6_sent p2 nfv2)"
 allow "srv -> p1:8080/tcp (into a selected pod, reply passes)" srv tcp 10.1.0.5 8080
 check "pod_aaaa's drop counted packets" \
 	bash -c "ip netns exec $NODE nft list chain inet netfence pod_aaaa | grep -q 'counter packets [1-9]'"

@@ -1007,13 +1007,16 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 {
 	static const uint8_t ll_mask[16] = { 0xff, 0xc0 }, ll_net[16] = { 0xfe, 0x80 },
 			     any6[16] = { 0 };
-	/* ND and MLDv2 reports from link-local sources; DAD probes and MLD
-	 * reports from :: (RFC 4862, RFC 3810). Only for a pod with an IPv6
-	 * address (render.c). */
+	/* What a host sends of ND and MLD (render.c): router solicitations,
+	 * neighbour solicitations and advertisements and MLDv2 reports from
+	 * link-local sources; DAD probes and MLD reports from :: (RFC 4862,
+	 * RFC 3810). No router advertisement (134) nor redirect (137). Only
+	 * for a pod with an IPv6 address. */
 	static const struct {
 		bool unspec;
 		uint8_t lo, hi;
-	} nd[] = { { false, 133, 136 }, { false, 143, 143 }, { true, 135, 135 }, { true, 143, 143 } };
+	} nd[] = { { false, 133, 133 }, { false, 135, 136 }, { false, 143, 143 },
+		   { true, 135, 135 }, { true, 143, 143 } };
 	size_t n = 0;
 	bool has6 = false;
 	struct rb rb;

@@ -132,11 +132,16 @@ static void render_antispoof(FILE *f, const struct plan_antispoof *a)
 		nf_addr_format(&a->addrs[i], buf, sizeof(buf));
 		fprintf(f, "\t\tmeta protocol ip6 ip6 saddr %s accept\n", buf);
 	}
-	/* Neighbour discovery and MLD only for a pod with an IPv6 address.
-	 * One without has no IPv6 to resolve neighbours for, and on a bridge
+	/* What a host sends of neighbour discovery and MLD: router
+	 * solicitations, neighbour solicitations and advertisements, MLDv2
+	 * reports. Never a router advertisement or a redirect: with those a
+	 * pod can make itself the IPv6 router of its neighbours on the
+	 * bridge (CVE-2020-10749). And only for a pod with an IPv6 address:
+	 * one without has no IPv6 to resolve neighbours for, and on a bridge
 	 * its ND and MLD are flooded to every other pod's port. */
 	if (has6)
-		fprintf(f, "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 133-136 accept\n"
+		fprintf(f, "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 133 accept\n"
+			   "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 135-136 accept\n"
 			   "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 143 accept\n"
 			   "\t\tmeta protocol ip6 ip6 saddr :: meta l4proto ipv6-icmp icmpv6 type 135 accept\n"
 			   "\t\tmeta protocol ip6 ip6 saddr :: meta l4proto ipv6-icmp icmpv6 type 143 accept\n");
