@@ -11,11 +11,6 @@
 # around them, per ADD+DEL:
 #   1 pod            the bridge has one other port
 #   PODS pods        PODS other ports; IPv6 on everywhere (the default)
-#   ... nf           the same, netfence's measured pod instead (bridge +
-#                    host-local + netfence; 1 of 10 policies selects it): its
-#                    anti-spoofing chain drops the IPv6 of a pod without an
-#                    IPv6 address, so the bridge floods only what the pod
-#                    sent before netfence's ADD installed it
 #   ... no IPv6 m    IPv6 off in the measured pod's netns
 #   ... no IPv6      and off in every other pod's
 # When a pod's interface comes up, its IPv6 stack sends neighbour
@@ -30,7 +25,6 @@ pods=${1:-500} rounds=${2:-30}
 nfb_setup
 export NFB_TIME NFB_CNITOOL NFB_PFX
 nfb_pod_netns m-base
-nfb_pod_netns m-nf
 python3 bench/gen.py "$NFB_DIR/gen" --sizes 10 --peers 10 >/dev/null || nfb_die "gen.py"
 nfb_ctl apply -f "$NFB_DIR/gen/namespaces.json" >/dev/null || nfb_die "apply namespaces"
 hz=$(getconf CLK_TCK)
@@ -39,10 +33,10 @@ cpu() { # user system softirq, in ticks
 	read -r _c u _n s _ _ _ rest </proc/stat
 	echo "$u $s $(echo "$rest" | cut -d' ' -f1)"
 }
-measure() { # LABEL [VARIANT]
+measure() {
 	local label=$1 a b
 	a=$(cpu)
-	NFB_VARIANTS=${2:-base} nfb_in node bash bench/lat_loop.sh "$NFB_DIR/t.tsv" "$label" "$rounds" 0 "$NFB_PFX" ||
+	NFB_VARIANTS=base nfb_in node bash bench/lat_loop.sh "$NFB_DIR/t.tsv" "$label" "$rounds" 0 "$NFB_PFX" ||
 		nfb_die "rounds failed: $(tail -3 "$NFB_DIR/log/lat.err")"
 	b=$(cpu)
 	python3 - "$label" "$rounds" "$hz" "$a" "$b" "$NFB_DIR/t.tsv" <<'PY'
@@ -59,13 +53,10 @@ print("%-22s user %5.1f  system %5.1f  softirq %5.2f ms per ADD+DEL (all CPUs); 
     label, ms[0], ms[1], ms[2], statistics.median(t["ADD"]), statistics.median(t["DEL"])))
 PY
 }
-echo "bench/softirq.sh: $rounds ADD+DEL of bridge + host-local (-nf: + netfence) per line, $(nproc) CPUs, kernel $(uname -r)"
+echo "bench/softirq.sh: $rounds ADD+DEL of bridge + host-local per line, $(nproc) CPUs, kernel $(uname -r)"
 measure "p1"
 nfb_pods_grow "$pods"
 measure "p$pods"
-nfb_ctl apply -f "$NFB_DIR/gen/policies-10.json" >/dev/null || nfb_die "apply policies"
-nfb_rejudge_wait
-measure "p$pods-nf" nf
 nfb_in m-base sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || nfb_die sysctl
 measure "p$pods-noipv6-measured"
 for ((j = 0; j < pods; j++)); do
