@@ -164,6 +164,7 @@ bench-smoke: bench-build
 	NFB_BASE_BIN_DIR=bin bench/pc_alone.sh 10 10 3
 	bench/growth.sh --out bench/results/smoke-growth 1 10 3 20 3
 	bench/softirq.sh 3 2
+	bench/flood.sh 3 2 1
 	bench/afterdel.sh 3 2 10
 	bench/delwait.sh --out bench/results/smoke-delwait 3 3
 	bench/ktxn.sh 3 100 3

@@ -18,6 +18,9 @@
 # bridge floods them to every port, and each copy is received in a pod's
 # netns: softirq work on the node's CPUs that no plugin asked for, during
 # the next plugin of the chain (docs/performance.md, "After 29d6ead").
+# The lines run one after the other, and the idle pods' own router
+# solicitations (retried with a backoff while no router answers, each
+# flooded to every port) decay meanwhile: bench/flood.sh counts them.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
