@@ -1018,11 +1018,9 @@ static void antispoof_rules(struct rsink *s, const struct plan_antispoof *as, si
 	} nd[] = { { false, 133, 133 }, { false, 135, 136 }, { false, 143, 143 },
 		   { true, 135, 135 }, { true, 143, 143 } };
 	size_t n = 0;
-	bool has6 = false;
+	bool has6 = plan_antispoof_has6(as);
 	struct rb rb;
 
-	for (size_t i = 0; i < as->naddrs; i++)
-		has6 |= as->addrs[i].family == AF_INET6;
 	for (int fi = 0; fi < 2; fi++) {
 		int family = fi ? AF_INET6 : AF_INET;
 		size_t len = plan_addr_len(family);

@@ -77,6 +77,14 @@ bool plan_is_empty(const struct plan *p)
 	return !p || (!p->tables && p->nchains == 0 && p->nantispoof == 0 && p->ndispatch == 0);
 }
 
+bool plan_antispoof_has6(const struct plan_antispoof *a)
+{
+	for (size_t i = 0; i < a->naddrs; i++)
+		if (a->addrs[i].family == AF_INET6)
+			return true;
+	return false;
+}
+
 unsigned plan_as_shard(const char *chain)
 {
 	const char *dev = strncmp(chain, "as_", 3) == 0 ? chain + 3 : chain;

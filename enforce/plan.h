@@ -185,6 +185,9 @@ bool plan_set_of_chain(const char *set, const char *chain);
 /* true when the netfence tables should not exist: no egress policy
  * (tables unset) and nothing else in the plan */
 bool plan_is_empty(const struct plan *p);
+/* true when the pod has an IPv6 address: only then does its anti-spoofing
+ * chain pass IPv6 neighbour discovery and MLD (render.c, nft.c) */
+bool plan_antispoof_has6(const struct plan_antispoof *a);
 
 /* compile.c: node state -> plan. Pure: no kernel, no I/O. */
 int plan_compile(const struct nf_state *s, struct plan *out, struct nf_error *err);

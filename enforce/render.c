@@ -114,7 +114,6 @@ static void render_rule(FILE *f, const struct plan_rule *r)
 static void render_antispoof(FILE *f, const struct plan_antispoof *a)
 {
 	char buf[INET6_ADDRSTRLEN];
-	bool has6 = false;
 
 	fprintf(f, "\tchain %s {\n\t\ttype filter hook ingress device \"%s\" priority %d; policy accept;\n",
 		a->chain, a->dev, PLAN_ANTISPOOF_PRIO);
@@ -128,7 +127,6 @@ static void render_antispoof(FILE *f, const struct plan_antispoof *a)
 	for (size_t i = 0; i < a->naddrs; i++) {
 		if (a->addrs[i].family != AF_INET6)
 			continue;
-		has6 = true;
 		nf_addr_format(&a->addrs[i], buf, sizeof(buf));
 		fprintf(f, "\t\tmeta protocol ip6 ip6 saddr %s accept\n", buf);
 	}
@@ -139,7 +137,7 @@ static void render_antispoof(FILE *f, const struct plan_antispoof *a)
 	 * bridge (CVE-2020-10749). And only for a pod with an IPv6 address:
 	 * one without has no IPv6 to resolve neighbours for, and on a bridge
 	 * its ND and MLD are flooded to every other pod's port. */
-	if (has6)
+	if (plan_antispoof_has6(a))
 		fprintf(f, "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 133 accept\n"
 			   "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 135-136 accept\n"
 			   "\t\tmeta protocol ip6 ip6 saddr fe80::/10 meta l4proto ipv6-icmp icmpv6 type 143 accept\n"
