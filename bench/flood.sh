@@ -27,11 +27,7 @@ for a in "$pods" "$rounds" "$secs"; do
 	[[ $a =~ ^[1-9][0-9]*$ ]] || { echo "bench/flood.sh: not a positive number: '$a'" >&2; exit 2; }
 done
 nfb_setup
-export NFB_TIME NFB_CNITOOL NFB_PFX
-nfb_pod_netns m-base
-nfb_pod_netns m-nf
-nfb_fill "$pods" 100
-nfb_rejudge_wait
+NFB_VARIANTS="base nf" nfb_variant_node "$pods" 100
 idle=$(nfb_in node ip -o link show master nfbr0 | awk -F': ' '{print $2}' | cut -d@ -f1 | sed 's/.*/"&"/' | paste -sd,)
 [ -n "$idle" ] || nfb_die "no port on the bridge"
 types=(nd-router-solicit mld2-listener-report nd-neighbor-solicit nd-router-advert)
