@@ -18,6 +18,8 @@ import math
 import random
 import sys
 
+from report import verdict  # the rule every target is judged by
+
 
 def med(xs):
     xs = sorted(xs)
@@ -76,13 +78,11 @@ def main():
             mboots.sort()
             blo, bhi = boots[50], boots[949]
             mg = sum(y - x for x, y in zip(a, b)) / len(rs)
-            verdict = ""
-            if v == "nf" and ref == "base":
-                verdict = "met" if bhi < 1 else ("**missed**" if blo > 1 else "not resolved")
+            judged = verdict((blo, bhi)) if v == "nf" and ref == "base" else ""
             name = "base (its own time)" if v == ref else v if ref == "base" else "%s - %s" % (v, ref)
             print("| %s | %s | %d | %.2f, %.2f | %.2f, %.2f | %+.2f [%+.2f, %+.2f] | %+.2f | %+.2f [%+.2f, %+.2f] | %s |" % (
                 cmd, name, len(rs), med(a), pct(a, 90), med(b), pct(b, 90), g, blo, bhi,
-                med([y - x for x, y in zip(a, b)]), mg, mboots[50], mboots[949], verdict))
+                med([y - x for x, y in zip(a, b)]), mg, mboots[50], mboots[949], judged))
     print()
     if failed:
         print("%d timed calls failed" % failed)
